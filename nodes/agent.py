@@ -1,0 +1,93 @@
+"""A reusable tool-calling agent node: system prompt + history → model (+ tools) → reply."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool
+from langgraph.config import get_stream_writer
+from langgraph.runtime import Runtime
+
+from loom.settings import get_settings
+from nodes.dispatch import Dispatcher
+from nodes.models import ModelProvider, call_model
+from state.common import Artifact, RunContext
+
+HISTORY_MESSAGES = 24
+"""Messages of history an agent sees; older turns stay in the checkpoint but not in the prompt."""
+
+
+def make_agent(
+    role: str,
+    instructions: str,
+    models: ModelProvider,
+    tools: Sequence[BaseTool] = (),
+    dispatch: Dispatcher | None = None,
+) -> Any:
+    """A node that answers as ``role``; with tools it may call them, up to ``max_tool_rounds``.
+
+    ``dispatch`` builds the first tool calls straight from a plain request (see ``nodes.dispatch``).
+    """
+
+    async def agent(state: dict[str, Any], config: RunnableConfig, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        history = this_conversation(state["messages"])
+        settings = get_settings()
+        plain_request = dispatch and settings.direct_tool_dispatch and isinstance(history[-1], HumanMessage)
+        if plain_request and dispatch and (calls := dispatch(history[-1].text)):
+            get_stream_writer()({"event": "tool_dispatch", "agent": role, "calls": calls})
+            return {"messages": [AIMessage(content="", tool_calls=calls)]}
+        model: Any = models(role)
+        if tools and tool_rounds_this_turn(history) < settings.max_tool_rounds:
+            model = model.bind_tools(list(tools))
+        context = runtime.context or RunContext()
+        system = SystemMessage(
+            content=f"{instructions}\nYou are helping {context.user_name}. Today is {date.today().isoformat()}."
+        )
+        reply, usage = await call_model(model, [system, *history], node=role, config=config)
+        update: dict[str, Any] = {"messages": [reply], "usage": [usage]}
+        if not reply.tool_calls:
+            update["artifacts"] = artifacts_this_turn(state["messages"])
+        return update
+
+    agent.__name__ = role
+    return agent
+
+
+def after_agent(state: dict[str, Any]) -> Literal["tools", "router", "__end__"]:
+    """After an agent: run its tools, go back to the router on a handoff, or finish."""
+    last = state["messages"][-1]
+    if not isinstance(last, AIMessage) or not last.tool_calls:
+        return "__end__"
+    return "router" if any(call["name"] == "hand_off" for call in last.tool_calls) else "tools"
+
+
+def this_conversation(messages: list[AnyMessage]) -> list[AnyMessage]:
+    """The recent history, cut at a user message so no tool result loses its call."""
+    recent = messages[-HISTORY_MESSAGES:]
+    for index, message in enumerate(recent):
+        if isinstance(message, HumanMessage):
+            return recent[index:]
+    return recent
+
+
+def tool_rounds_this_turn(messages: list[AnyMessage]) -> int:
+    rounds = 0
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            break
+        rounds += isinstance(message, AIMessage) and bool(message.tool_calls)
+    return rounds
+
+
+def artifacts_this_turn(messages: list[AnyMessage]) -> list[Artifact]:
+    found: list[Artifact] = []
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            break
+        if isinstance(message, ToolMessage) and isinstance(message.artifact, dict) and "path" in message.artifact:
+            found.append(message.artifact)  # type: ignore[arg-type]
+    return found[::-1]

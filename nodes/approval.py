@@ -1,0 +1,196 @@
+"""Human approval of destructive tool calls, and the gate every tool call passes (seed 003).
+
+The approval node runs between an agent and its tools when the agent asked for a destructive
+action: it pauses the run with ``interrupt()`` once per such call, showing the exact tool and
+arguments, and records the decision (approve, edit the arguments, reject with a reason). The tool
+gate, ToolNode's ``awrap_tool_call``, then enforces every call: an unknown tool or invalid
+arguments come back as an error that lists what is valid and counts against the run's retry
+budget; write tools need the run's grant; destructive tools run only as a human decided.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolCall, ToolMessage
+from langchain_core.tools import BaseTool
+from langgraph.config import get_stream_writer
+from langgraph.prebuilt.tool_node import ToolCallRequest
+from langgraph.types import Command, interrupt
+from pydantic import BaseModel, ValidationError
+
+from nodes.permissions import is_granted, needs_approval, permission_of
+from state.common import RunContext
+from state.support import Approval, ApprovalDecision
+
+INVALID_CALL = "invalid_call"
+"""``response_metadata`` flag on a ToolMessage that answered an unknown tool or invalid arguments."""
+
+Recorder = Callable[[Any, ToolCall, Approval | None], None]
+"""Called with (state, call, None) when approval is asked and (state, call, approval) once decided."""
+AllowedTools = Callable[[Any], Collection[str]]
+"""The tool names the agent now acting may call, given the graph state."""
+
+
+def call_id(call: ToolCall) -> str:
+    return call["id"] or ""
+
+
+def invalid_calls_this_turn(messages: Sequence[AnyMessage]) -> int:
+    count = 0
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            break
+        count += isinstance(message, ToolMessage) and bool(message.response_metadata.get(INVALID_CALL))
+    return count
+
+
+def pending_approvals(message: AnyMessage, tools: Sequence[BaseTool], decided: Collection[str] = ()) -> list[ToolCall]:
+    """The destructive calls in ``message`` that no human has decided yet."""
+    if not isinstance(message, AIMessage):
+        return []
+    destructive = {t.name for t in tools if needs_approval(t)}
+    return [c for c in message.tool_calls if c["name"] in destructive and c["id"] not in decided]
+
+
+def make_approval_node(tools: Sequence[BaseTool], allowed: AllowedTools, record: Recorder | None = None) -> Any:
+    by_name = {t.name: t for t in tools}
+
+    def approval(state: dict[str, Any]) -> dict[str, Any]:
+        decided: dict[str, Approval] = {}
+        valid = [t for t in tools if t.name in allowed(state)]
+        for call in pending_approvals(state["messages"][-1], tools, state.get("approvals") or {}):
+            tool = by_name[call["name"]]
+            if check_call(call, tool, valid) is not None:
+                continue  # nobody is asked about a call that cannot run; the tool gate explains why
+            if record:
+                record(state, call, None)
+            answer = interrupt(approval_request(tool, call), response_schema=ApprovalDecision)
+            approval = as_approval(call, ApprovalDecision.model_validate(answer))
+            decided[call_id(call)] = approval
+            if record:
+                record(state, call, approval)
+            get_stream_writer()({"event": "approval_decided", "tool_call_id": call["id"], **approval})
+        return {"approvals": decided}
+
+    return approval
+
+
+def approval_request(tool: BaseTool, call: ToolCall) -> dict[str, Any]:
+    """What the approver sees: the exact action and arguments, and how to answer."""
+    return {
+        "type": "approval",
+        "action": call["name"],
+        "args": call["args"],
+        "tool_call_id": call["id"],
+        "permission": permission_of(tool),
+        "description": tool.description,
+        "answers": {
+            "approve": {"decision": "approve"},
+            "edit": {"decision": "edit", "args": {"...": "replacement arguments"}},
+            "reject": {"decision": "reject", "reason": "why (the agent sees it)"},
+        },
+    }
+
+
+def as_approval(call: ToolCall, answer: ApprovalDecision) -> Approval:
+    args = answer.args if answer.decision == "edit" and answer.args is not None else call["args"]
+    return Approval(tool=call["name"], decision=answer.decision, args=args, reason=answer.reason or "")
+
+
+def signature(tool: BaseTool) -> str:
+    """``name(arg: type, optional?: type)`` from the schema the model was given."""
+    model = tool.tool_call_schema
+    schema = model.model_json_schema() if isinstance(model, type) and issubclass(model, BaseModel) else {}
+    required = set(schema.get("required", []))
+    parts = [
+        f"{name}{'' if name in required else '?'}: {_type_of(spec)}"
+        for name, spec in schema.get("properties", {}).items()
+    ]
+    return f"{tool.name}({', '.join(parts)})"
+
+
+def _type_of(spec: dict[str, Any]) -> str:
+    if "enum" in spec:
+        return " | ".join(json.dumps(v) for v in spec["enum"])
+    if "anyOf" in spec:
+        return " | ".join(_type_of(s) for s in spec["anyOf"])
+    return str(spec.get("type", "any"))
+
+
+def invalid(call: ToolCall, text: str) -> ToolMessage:
+    return ToolMessage(
+        text, name=call["name"], tool_call_id=call["id"], status="error", response_metadata={INVALID_CALL: True}
+    )
+
+
+def check_call(call: ToolCall, tool: BaseTool | None, valid: Sequence[BaseTool]) -> ToolMessage | None:
+    """An error naming what is valid, or None when ``call`` names a tool it may use with valid arguments."""
+    if tool is None or tool.name not in {t.name for t in valid}:
+        listing = "; ".join(signature(t) for t in valid)
+        return invalid(call, f"Unknown tool {call['name']!r}. Valid tools: {listing}")
+    try:
+        model = tool.tool_call_schema
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            model.model_validate(call["args"])
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors())
+        return invalid(call, f"Invalid arguments for {tool.name}: {problems}. Expected {signature(tool)}")
+    return None
+
+
+Execute = Callable[[ToolCallRequest], ToolMessage | Command[Any]]
+AsyncExecute = Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]]
+
+
+def screen(request: ToolCallRequest, tools: Sequence[BaseTool], allowed: AllowedTools) -> ToolMessage | ToolCallRequest:
+    """The gate's verdict on one call: an answer that stops it, or the request to run (edited if a human edited it)."""
+    call, state = request.tool_call, request.state
+    valid = [t for t in tools if t.name in allowed(state)]
+    if error := check_call(call, request.tool, valid):
+        return error
+    tool = request.tool
+    assert tool is not None  # check_call answered unknown tools
+    if needs_approval(tool):
+        approval = (state.get("approvals") or {}).get(call_id(call))
+        if approval is None or approval["decision"] == "reject":
+            why = approval["reason"] if approval else "no approval was recorded"
+            text = f"REJECTED by the human approver: {why}. Do not retry {call['name']}; tell the customer."
+            return ToolMessage(text, name=call["name"], tool_call_id=call["id"], status="error")
+        if approval["decision"] == "edit":
+            edited = ToolCall(name=call["name"], args=approval["args"], id=call["id"], type="tool_call")
+            return check_call(edited, tool, valid) or request.override(tool_call=edited)
+        return request
+    context = request.runtime.context or RunContext()
+    if not is_granted(tool, context):
+        granted = ", ".join(context.permissions)
+        text = f"PERMISSION DENIED: {tool.name} needs the {permission_of(tool)} permission; this run has: {granted}."
+        return ToolMessage(text, name=tool.name, tool_call_id=call["id"], status="error")
+    return request
+
+
+def _noted(
+    result: ToolMessage | Command[Any], original: ToolCallRequest, ran: ToolCallRequest
+) -> ToolMessage | Command[Any]:
+    """Tell the agent when a human changed the arguments it asked for."""
+    if ran is original or not isinstance(result, ToolMessage):
+        return result
+    text = result.content if isinstance(result.content, str) else json.dumps(result.content)
+    result.content = f"The approver edited the arguments to {json.dumps(ran.tool_call['args'])}. {text}"
+    return result
+
+
+def make_tool_gate(tools: Sequence[BaseTool], allowed: AllowedTools) -> tuple[Any, Any]:
+    """ToolNode's ``(wrap_tool_call, awrap_tool_call)`` over ``tools``; ``allowed`` picks the current agent's subset."""
+
+    def gate(request: ToolCallRequest, execute: Execute) -> ToolMessage | Command[Any]:
+        verdict = screen(request, tools, allowed)
+        return verdict if isinstance(verdict, ToolMessage) else _noted(execute(verdict), request, verdict)
+
+    async def agate(request: ToolCallRequest, execute: AsyncExecute) -> ToolMessage | Command[Any]:
+        verdict = screen(request, tools, allowed)
+        return verdict if isinstance(verdict, ToolMessage) else _noted(await execute(verdict), request, verdict)
+
+    return gate, agate
