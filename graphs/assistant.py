@@ -1,0 +1,73 @@
+"""Personal assistant (seed 000): a router hands each request to one of five specialists.
+
+START → router ─┬→ content_writer → END
+                ├→ coder → END
+                ├→ image_generator ⇄ image_tools        (hand_off → router)
+                ├→ document_analyst ⇄ analyst_tools     (hand_off → router)
+                └→ workspace_agent ⇄ workspace_tools    (hand_off → router)
+"""
+
+from __future__ import annotations
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.prebuilt import ToolNode
+from langgraph.types import Checkpointer, RetryPolicy
+
+from nodes.agent import after_agent, make_agent
+from nodes.assistant import hand_off, make_router
+from nodes.dispatch import chart_calls, image_calls, workspace_calls
+from nodes.models import ModelProvider, is_transient_error, settings_models
+from nodes.tools.charts import create_chart
+from nodes.tools.images import generate_image
+from nodes.tools.workspace import WORKSPACE_TOOLS
+from state.assistant import AssistantInput, AssistantOutput, AssistantState
+from state.common import RunContext
+
+MODEL_RETRY = RetryPolicy(
+    max_attempts=3, initial_interval=0.5, backoff_factor=2.0, jitter=True, retry_on=is_transient_error
+)
+
+WRITER = "You are a professional content writer. Write clear, structured, engaging prose in Markdown."
+CODER = "You are a senior software engineer. Answer with correct, idiomatic code and a short explanation."
+IMAGE = (
+    "You create images with the generate_image tool. Pass a vivid prompt, then show the saved file's path. "
+    "If the tool says the image is a stand-in, say so."
+)
+ANALYST = (
+    "You analyse data. Call create_chart with the user's label/value pairs as `data`, or a workspace CSV as "
+    "`csv_file`, then report the statistics it returns and the chart's path. Never invent numbers."
+)
+WORKSPACE = (
+    "You search the user's own files, emails, calendar and messages with the search tools; use several when "
+    "the request spans sources. Report only what the tools return, with dates and senders."
+)
+
+
+def build_graph(
+    models: ModelProvider = settings_models, checkpointer: Checkpointer = None
+) -> CompiledStateGraph[AssistantState, RunContext, AssistantInput, AssistantOutput]:
+    builder = StateGraph(
+        AssistantState, context_schema=RunContext, input_schema=AssistantInput, output_schema=AssistantOutput
+    )
+    specialist_tools = {
+        "image_generator": ("image_tools", IMAGE, [generate_image], image_calls),
+        "document_analyst": ("analyst_tools", ANALYST, [create_chart], chart_calls),
+        "workspace_agent": ("workspace_tools", WORKSPACE, WORKSPACE_TOOLS, workspace_calls),
+    }
+    builder.add_node("router", make_router(models), retry_policy=MODEL_RETRY)
+    builder.add_node("content_writer", make_agent("content_writer", WRITER, models), retry_policy=MODEL_RETRY)
+    builder.add_node("coder", make_agent("coder", CODER, models), retry_policy=MODEL_RETRY)
+    builder.add_edge(START, "router")
+    builder.add_edge("content_writer", END)
+    builder.add_edge("coder", END)
+    for name, (tools_node, instructions, tools, dispatch) in specialist_tools.items():
+        agent = make_agent(name, instructions, models, [*tools, hand_off], dispatch)
+        builder.add_node(name, agent, retry_policy=MODEL_RETRY)
+        builder.add_node(tools_node, ToolNode(tools, handle_tool_errors=True))
+        builder.add_conditional_edges(name, after_agent, {"tools": tools_node, "router": "router", END: END})
+        builder.add_edge(tools_node, name)
+    return builder.compile(checkpointer=checkpointer, name="assistant")
+
+
+graph = build_graph()

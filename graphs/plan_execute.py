@@ -1,0 +1,85 @@
+"""Plan-and-execute (seeds 001, 003, 004): a validated plan that runs as a parallel DAG and replans on failure.
+
+    START → intake → planner → validate ─┬→ planner            (precise errors back, bounded)
+                                          ├→ approve ─┬→ dispatch (a human approved the writes)
+                                          │           └→ report
+                                          ├→ dispatch ─┬→ run_step ×N → dispatch   (Send: ready steps at once)
+                                          │            ├→ planner     (replan the failed part, bounded)
+                                          │            ├→ synthesize → END   (streamed answer)
+                                          │            └→ report → END       (structured failure report)
+                                          └→ report
+
+A step without a tool runs ``step_reasoner``, a small ReAct subgraph over the run's read tools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from langchain_core.tools import BaseTool
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.prebuilt import ToolNode
+from langgraph.types import Checkpointer, RetryPolicy
+
+from nodes.agent import after_agent, make_agent
+from nodes.models import ModelProvider, is_transient_error, settings_models
+from nodes.permissions import permission_of
+from nodes.plan_execution import dispatch, intake, make_synthesizer, report
+from nodes.plan_steps import REASONER, make_step_runner
+from nodes.planning import make_approval, make_planner, make_validator
+from nodes.tools.code import run_python
+from nodes.tools.knowledge import search_knowledge_base
+from nodes.tools.shop import SHOP_TOOLS
+from state.common import RunContext
+from state.plan_execute import PlanExecuteInput, PlanExecuteOutput, PlanExecuteState, ReasonerState
+
+MODEL_RETRY = RetryPolicy(
+    max_attempts=3, initial_interval=0.5, backoff_factor=2.0, jitter=True, retry_on=is_transient_error
+)
+
+
+def plan_tools() -> list[BaseTool]:
+    """The tools a plan may use: code in the sandbox, the seed-001 shop, and the knowledge base."""
+    return [run_python, *SHOP_TOOLS, search_knowledge_base]
+
+
+def build_reasoner(
+    models: ModelProvider, tools: Sequence[BaseTool]
+) -> CompiledStateGraph[ReasonerState, RunContext, ReasonerState, ReasonerState]:
+    """The ReAct loop of a reasoning step: read tools only, bounded by ``max_tool_rounds``."""
+    builder = StateGraph(ReasonerState, context_schema=RunContext)
+    builder.add_node("reasoner", make_agent("reasoner", REASONER, models, tools), retry_policy=MODEL_RETRY)
+    builder.add_node("reasoner_tools", ToolNode(list(tools), handle_tool_errors=True))
+    builder.add_edge(START, "reasoner")
+    builder.add_conditional_edges("reasoner", after_agent, {"tools": "reasoner_tools", "router": END, END: END})
+    builder.add_edge("reasoner_tools", "reasoner")
+    return builder.compile(name="step_reasoner")
+
+
+def build_graph(
+    models: ModelProvider = settings_models, checkpointer: Checkpointer = None, tools: Sequence[BaseTool] | None = None
+) -> CompiledStateGraph[PlanExecuteState, RunContext, PlanExecuteInput, PlanExecuteOutput]:
+    registry: Mapping[str, BaseTool] = {tool.name: tool for tool in (plan_tools() if tools is None else tools)}
+    reasoner = build_reasoner(models, [t for t in registry.values() if permission_of(t) == "read"])
+    builder = StateGraph(
+        PlanExecuteState, context_schema=RunContext, input_schema=PlanExecuteInput, output_schema=PlanExecuteOutput
+    )
+    builder.add_node("intake", intake)
+    builder.add_node("planner", make_planner(models, registry), retry_policy=MODEL_RETRY)
+    builder.add_node("validate", make_validator(registry))
+    builder.add_node("approve", make_approval(registry))
+    builder.add_node("dispatch", dispatch)
+    builder.add_node("run_step", make_step_runner(registry, reasoner))
+    builder.add_node("synthesize", make_synthesizer(models), retry_policy=MODEL_RETRY)
+    builder.add_node("report", report)
+    builder.add_edge(START, "intake")
+    builder.add_edge("intake", "planner")
+    builder.add_edge("planner", "validate")
+    builder.add_edge("run_step", "dispatch")
+    builder.add_edge("synthesize", END)
+    builder.add_edge("report", END)
+    return builder.compile(checkpointer=checkpointer, name="plan_execute")
+
+
+graph = build_graph()
