@@ -1,0 +1,189 @@
+"""``loom``: list graphs, run one on a thread with live output, inspect and resume threads."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessageChunk, HumanMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command
+from rich.console import Console
+from rich.table import Table
+
+from loom.persistence import open_checkpointer
+from loom.registry import get_spec, graph_specs
+from loom.settings import get_settings
+from state.common import RunContext
+
+console = Console()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.handler is None:  # serve: uvicorn owns the event loop
+        return _serve(args)
+    try:
+        return int(asyncio.run(args.handler(args)) or 0)
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loom", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="command")
+
+    def command(name: str, handler: Any, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command("graphs", _graphs, "list the graphs in langgraph.json")
+    for name, handler, help in (
+        ("run", _run, "send one message to a graph and stream the answer"),
+        ("chat", _chat, "talk to a graph turn by turn on one thread"),
+    ):
+        sub = command(name, handler, help)
+        sub.add_argument("graph", nargs="?" if name == "chat" else None, default="assistant")
+        if name == "run":
+            sub.add_argument("message")
+        _thread_options(sub, required=False)
+    for name, handler, help in (
+        ("state", _state, "show a thread's current state"),
+        ("history", _history, "list a thread's checkpoints, newest first"),
+        ("resume", _resume, "continue an interrupted or crashed run on a thread"),
+    ):
+        sub = command(name, handler, help)
+        sub.add_argument("thread")
+        sub.add_argument("--graph", default="assistant")
+        sub.add_argument("--user", default="demo")
+        if name == "resume":
+            sub.add_argument("--value", help="JSON answer for a pending interrupt()")
+    serve = command("serve", None, "start the HTTP API (LangGraph Agent Server shapes)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8123)
+    evaluate = command("eval-routing", _eval_routing, "measure the assistant router on the labelled set")
+    evaluate.add_argument("--data", default="tests/data/routing.jsonl")
+    evaluate.add_argument("--limit", type=int, default=0)
+    return parser
+
+
+def _thread_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--thread", required=required, help="thread id (new one if omitted)")
+    parser.add_argument("--user", default="demo", help="user id the run acts for")
+
+
+async def _graphs(args: argparse.Namespace) -> None:
+    table = Table("graph", "module")
+    for spec in graph_specs().values():
+        table.add_row(spec.graph_id, f"{spec.module}:{spec.attribute}")
+    console.print(table)
+
+
+async def _run(args: argparse.Namespace) -> None:
+    thread = args.thread or str(uuid.uuid4())
+    await _stream_turn(args.graph, thread, args.user, {"messages": [HumanMessage(args.message)]})
+
+
+async def _chat(args: argparse.Namespace) -> None:
+    thread = args.thread or str(uuid.uuid4())
+    console.print(f"[dim]graph {args.graph} · thread {thread} · model {get_settings().model_for('router')}[/dim]")
+    console.print("[dim]Empty line or Ctrl-D to quit.[/dim]")
+    while True:
+        try:
+            text = console.input("[bold cyan]you>[/bold cyan] ").strip()
+        except EOFError:
+            return
+        if not text:
+            return
+        await _stream_turn(args.graph, thread, args.user, {"messages": [HumanMessage(text)]})
+
+
+async def _resume(args: argparse.Namespace) -> None:
+    payload: Any = Command(resume=json.loads(args.value)) if args.value is not None else None
+    await _stream_turn(args.graph, args.thread, args.user, payload)
+
+
+async def _stream_turn(graph_id: str, thread: str, user: str, payload: Any) -> None:
+    """Stream one turn: tokens as they come, routing and tool activity, then artifacts."""
+    async with open_checkpointer(get_settings()) as saver:
+        graph = get_spec(graph_id).build(checkpointer=saver)
+        config: RunnableConfig = {"configurable": {"thread_id": thread}}
+        async for mode, data in graph.astream(
+            payload, config, context=RunContext(user_id=user), stream_mode=["messages", "custom", "updates"]
+        ):
+            _print_event(mode, data)
+        state = await graph.aget_state(config)
+    console.print()
+    for artifact in state.values.get("artifacts", [])[-3:]:
+        console.print(f"[green]artifact[/green] {artifact['kind']}: {artifact['path']}")
+    if state.interrupts:
+        for pending in state.interrupts:
+            console.print(f"[yellow]waiting for input[/yellow] {json.dumps(pending.value, default=str)}")
+        console.print(f"[dim]answer with: loom resume {thread} --graph {graph_id} --value '<json>'[/dim]")
+    console.print(f"[dim]thread {thread}[/dim]")
+
+
+def _print_event(mode: str, data: Any) -> None:
+    if mode == "messages":
+        chunk, _metadata = data
+        if isinstance(chunk, AIMessageChunk) and isinstance(chunk.content, str):
+            console.print(chunk.content, end="", markup=False, highlight=False)
+        elif isinstance(chunk, ToolMessage):
+            console.print(f"\n[magenta]{chunk.name}[/magenta] → {chunk.text[:300]}", highlight=False)
+    elif mode == "custom":
+        console.print(f"[dim]{json.dumps(data, default=str)}[/dim]")
+
+
+async def _state(args: argparse.Namespace) -> None:
+    async with open_checkpointer(get_settings()) as saver:
+        graph = get_spec(args.graph).build(checkpointer=saver)
+        snapshot = await graph.aget_state({"configurable": {"thread_id": args.thread}})
+    if not snapshot.values:
+        raise KeyError(f"thread {args.thread!r} has no state for graph {args.graph!r}")
+    values = {key: value for key, value in snapshot.values.items() if key != "messages"}
+    for message in snapshot.values.get("messages", []):
+        console.print(f"[bold]{message.type}[/bold]: {message.text[:500]}", highlight=False)
+    console.print_json(json.dumps(values, default=str))
+    console.print(f"next: {list(snapshot.next)}  checkpoint: {snapshot.config['configurable']['checkpoint_id']}")
+
+
+async def _history(args: argparse.Namespace) -> None:
+    table = Table("checkpoint", "step", "source", "next", "writes")
+    async with open_checkpointer(get_settings()) as saver:
+        graph = get_spec(args.graph).build(checkpointer=saver)
+        async for snapshot in graph.aget_state_history({"configurable": {"thread_id": args.thread}}):
+            metadata: dict[str, Any] = dict(snapshot.metadata or {})
+            table.add_row(
+                snapshot.config["configurable"]["checkpoint_id"],
+                str(metadata.get("step")),
+                str(metadata.get("source")),
+                ",".join(snapshot.next),
+                ",".join((metadata.get("writes") or {}).keys()),
+            )
+    console.print(table)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    settings = get_settings()
+    console.print(f"[bold]Loom[/bold] on http://{args.host}:{args.port} · model {settings.model_for('router')}")
+    console.print(f"[dim]data in {settings.data_dir.resolve()} · API docs at /docs[/dim]")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+async def _eval_routing(args: argparse.Namespace) -> None:
+    from loom.evals import evaluate_routing
+
+    await evaluate_routing(args.data, args.limit, console)

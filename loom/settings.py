@@ -1,0 +1,184 @@
+"""The one configuration object that the CLI, the server and every graph read.
+
+Values come from the environment (prefix ``LOOM_``) or a ``.env`` file. Graphs read settings
+through :func:`get_settings` at call time, never at import, so a test or a server can point
+Loom at another data directory without reloading modules.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_LOCAL_MODEL = "local:smollm2"
+
+
+class Settings(BaseSettings):
+    """Loom's settings. Model choice is a ``provider:model`` string (see ``nodes.models``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LOOM_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(default=Path(".loom"), description="Checkpoints, stores, artifacts.")
+    model: str | None = Field(
+        default=None,
+        description="Default model for every role; when unset, openai:gpt-4o-mini if an OpenAI "
+        f"key is configured, else the embedded {DEFAULT_LOCAL_MODEL}.",
+    )
+    models: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-role overrides, e.g. LOOM_MODELS__ROUTER=local:smollm2.",
+    )
+    model_temperature: float = 0.2
+    model_max_tokens: int = Field(default=512, ge=16, le=32_768)
+    local_context_tokens: int = Field(default=4096, ge=512)
+
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("LOOM_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("LOOM_OPENAI_BASE_URL", "OPENAI_BASE_URL")
+    )
+    azure_openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LOOM_AZURE_OPENAI_API_KEY", "AZURE_OPENAI_API_KEY"),
+    )
+    azure_openai_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LOOM_AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_ENDPOINT"),
+    )
+    openai_api_version: str | None = Field(
+        default=None, validation_alias=AliasChoices("LOOM_OPENAI_API_VERSION", "OPENAI_API_VERSION")
+    )
+    image_model: str = "dall-e-3"
+
+    checkpoint_url: str | None = Field(
+        default=None,
+        description="sqlite:///path or postgresql://…; default: SQLite under data_dir.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL for Loom's own tables; default: SQLite under data_dir.",
+    )
+
+    max_handoffs: int = Field(default=3, ge=0, le=20, description="Handoffs allowed per turn.")
+    max_tool_rounds: int = Field(default=6, ge=1, le=50, description="Agent↔tool loops per turn.")
+    direct_tool_dispatch: bool = Field(
+        default=True, description="Build tool calls for plain requests without a model call."
+    )
+    router_confidence: float = Field(
+        default=0.6, ge=0.0, le=1.0, description="First-stage confidence that skips the LLM."
+    )
+
+    support_retry_budget: int = Field(
+        default=3, ge=1, le=20, description="Invalid tool calls (unknown tool, bad arguments) a support run may make."
+    )
+    support_webhook_url: str | None = Field(
+        default=None, description="Called (POST, JSON) when a support request is escalated or resolved."
+    )
+    support_webhook_retries: int = Field(default=3, ge=0, le=10, description="Retries after a failed webhook call.")
+    support_webhook_backoff_s: float = Field(
+        default=0.5, ge=0.0, le=60.0, description="First retry delay; doubles each retry."
+    )
+    support_webhook_timeout_s: float = Field(default=5.0, gt=0.0, le=60.0, description="Per webhook attempt.")
+
+    knowledge_dir: Path | None = Field(
+        default=None,
+        description="Folder of Markdown, text and PDF documents for search_knowledge_base; "
+        "default: the demo articles shipped in nodes/knowledge_base.",
+    )
+    knowledge_top_k: int = Field(default=5, ge=1, le=50, description="Passages search_knowledge_base returns.")
+    tavily_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LOOM_TAVILY_API_KEY", "TAVILY_API_KEY"),
+        description="Enables the search_web research tool (Tavily); without it the tool is absent.",
+    )
+    supervisor_max_rounds: int = Field(
+        default=8, ge=1, le=50, description="Supervisor decisions per run before it finishes with what exists."
+    )
+    review_threshold: float = Field(
+        default=0.8, ge=0.0, le=1.0, description="Share of rubric criteria a draft must pass to be published."
+    )
+    max_revisions: int = Field(default=2, ge=0, le=10, description="Pipeline revisions after the first draft.")
+    code_max_attempts: int = Field(
+        default=4, ge=1, le=20, description="Code generations (first + fixes) the code-reflection loop may run."
+    )
+
+    sandbox_timeout_s: float = Field(
+        default=10.0, gt=0, le=600, description="Wall-clock limit of one run_python call (CPU limit follows it)."
+    )
+    sandbox_memory_mb: int = Field(default=1024, ge=64, le=65_536, description="Address-space limit of sandboxed code.")
+    sandbox_max_output_bytes: int = Field(
+        default=64_000, ge=1_024, le=16_000_000, description="Stdout/stderr kept per stream; more ends the run."
+    )
+    sandbox_max_file_bytes: int = Field(
+        default=16_000_000, ge=1_024, le=1_000_000_000, description="Largest file sandboxed code may write."
+    )
+    plan_max_steps: int = Field(default=8, ge=1, le=50, description="Steps a plan may have.")
+    plan_max_attempts: int = Field(
+        default=3, ge=1, le=10, description="Planner calls per plan when validation sends errors back."
+    )
+    plan_step_retries: int = Field(default=3, ge=0, le=10, description="Retries of a failing plan step.")
+    plan_retry_initial_s: float = Field(
+        default=0.1, ge=0, le=60, description="Backoff: retry 1 is immediate, then this, doubling each time."
+    )
+    plan_retry_backoff: float = Field(default=2.0, ge=1.0, le=10.0, description="Backoff multiplier.")
+    plan_max_replans: int = Field(default=2, ge=0, le=10, description="Replans of a failed plan part per task.")
+
+    graphs_config: Path | None = Field(
+        default=None, description="A langgraph.json naming the graphs to serve; default: the project's."
+    )
+    api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='User id → API key, e.g. LOOM_API_KEYS=\'{"alice": "sk-…"}\'; empty: one local user.',
+    )
+    server_concurrency: int = Field(default=4, ge=1, le=256, description="Runs executing at once.")
+    server_queue_size: int = Field(default=64, ge=1, le=100_000, description="Accepted runs waiting; then 429.")
+    run_retry_budget: int = Field(
+        default=10, ge=0, le=1000, description="Retries of transient errors allowed across all nodes of one run."
+    )
+    run_timeout_s: float = Field(default=600.0, gt=0, le=86_400, description="Wall-clock limit of one run.")
+    max_body_bytes: int = Field(default=1_000_000, ge=1_024, description="Larger request bodies get 413.")
+    stream_buffer_events: int = Field(
+        default=20_000, ge=100, description="Events kept per run so a client can rejoin with Last-Event-ID."
+    )
+
+    @property
+    def default_model(self) -> str:
+        if self.model:
+            return self.model
+        if self.openai_api_key or self.azure_openai_api_key:
+            return "openai:gpt-4o-mini"
+        return DEFAULT_LOCAL_MODEL
+
+    def model_for(self, role: str) -> str:
+        """The ``provider:model`` string for one role (router, writer, coder, judge…)."""
+        return self.models.get(role, self.default_model)
+
+    def resolved_checkpoint_url(self) -> str:
+        return self.checkpoint_url or f"sqlite:///{self.data_dir / 'checkpoints.sqlite'}"
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'loom.sqlite'}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def workspaces_dir(self) -> Path:
+        return self.data_dir / "workspaces"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
+    return Settings()
