@@ -1,0 +1,52 @@
+"""The FastAPI application: opens the checkpointer and database, builds every graph, starts workers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from loom.persistence import open_checkpointer
+from loom.registry import graph_specs
+from loom.settings import Settings, get_settings
+from server import support_routes
+from server.db import open_database
+from server.deps import Services
+from server.errors import install_error_handlers
+from server.middleware import BodyLimit
+from server.routes import artifacts, assistants, runs, system, tasks, threads
+from server.runs import RunManager
+
+log = logging.getLogger("loom.server")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        async with open_checkpointer(settings) as checkpointer:
+            engine, sessions = await open_database(settings.resolved_database_url())
+            graphs: dict[str, Any] = {gid: spec.build(checkpointer=checkpointer) for gid, spec in graph_specs().items()}
+            manager = RunManager(settings, sessions, graphs, checkpointer)
+            app.state.services = Services(settings, sessions, graphs, checkpointer, manager)
+            await manager.start()
+            if not settings.api_keys:
+                log.warning("no API keys configured: serving as the single local user 'demo'")
+            try:
+                yield
+            finally:
+                await manager.stop()
+                await engine.dispose()
+
+    app = FastAPI(title="Loom", version="0.1.0", lifespan=lifespan, description=__doc__)
+    app.state.settings = settings
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    for module in (system, assistants, threads, runs, tasks, artifacts, support_routes):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,86 @@
+"""Shared services for routes, and lookups that enforce ownership (another user's thread is a 404)."""
+
+from __future__ import annotations
+
+import importlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from loom.registry import graph_specs
+from loom.settings import Settings
+from server.db import RunRow, ThreadRow
+from server.errors import not_found
+from server.runs import RunManager
+
+ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")  # as langgraph-api, so ids match
+STARTED = datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    graphs: dict[str, CompiledStateGraph[Any, Any, Any, Any]]
+    checkpointer: BaseCheckpointSaver[str]
+    manager: RunManager
+
+    def assistant_id(self, graph_id: str) -> str:
+        return str(uuid.uuid5(ASSISTANT_NAMESPACE, graph_id))
+
+    def graph_id_for(self, assistant_id: str) -> str:
+        """A graph name is accepted wherever an assistant id is."""
+        if assistant_id in self.graphs:
+            return assistant_id
+        for graph_id in self.graphs:
+            if self.assistant_id(graph_id) == assistant_id:
+                return graph_id
+        raise not_found("assistant", assistant_id)
+
+    def assistant(self, graph_id: str) -> dict[str, Any]:
+        return {
+            "assistant_id": self.assistant_id(graph_id),
+            "graph_id": graph_id,
+            "name": graph_id,
+            "description": graph_description(graph_id),
+            "config": {},
+            "context": {},
+            "metadata": {"created_by": "system"},
+            "version": 1,
+            "created_at": STARTED.isoformat(),
+            "updated_at": STARTED.isoformat(),
+        }
+
+
+def graph_description(graph_id: str) -> str | None:
+    """The first line of the graph module's docstring."""
+    module = importlib.import_module(graph_specs()[graph_id].module)
+    return (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else None
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+Loom = Annotated[Services, Depends(get_services)]
+
+
+async def owned_thread(session: AsyncSession, thread_id: str, user: str) -> ThreadRow:
+    thread = await session.get(ThreadRow, thread_id)
+    if thread is None or thread.owner != user:
+        raise not_found("thread", thread_id)
+    return thread
+
+
+async def owned_run(session: AsyncSession, thread_id: str | None, run_id: str, user: str) -> RunRow:
+    run = await session.get(RunRow, run_id)
+    if run is None or run.owner != user or (thread_id is not None and run.thread_id != thread_id):
+        raise not_found("run", run_id)
+    return run

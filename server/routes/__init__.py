@@ -1,0 +1,1 @@
+"""One router per resource, in langgraph-api's URL shapes."""

@@ -1,0 +1,312 @@
+"""Runs: background, streamed (SSE or NDJSON) and waited, on a thread or stateless; list, join, cancel."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from functools import lru_cache
+from typing import Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from langchain_core.messages import convert_to_messages
+from langchain_core.runnables import RunnableConfig
+from sqlalchemy import select
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from server.auth import CurrentUser
+from server.db import RunRow, ThreadRow, new_id
+from server.deps import Loom, Services, owned_run, owned_thread
+from server.errors import ApiError, not_found
+from server.runs import output_values
+from server.schemas import RunCreate
+from server.streams import Event, dumps
+
+router = APIRouter(tags=["runs"])
+NDJSON = "application/x-ndjson"
+
+
+# creation ------------------------------------------------------------------------------------------
+async def start_run(
+    loom: Services, user: str, thread_id: str | None, body: RunCreate, idempotency_key: str | None
+) -> RunRow:
+    """Validate, store and queue a run; the row is committed before the caller gets an answer."""
+    graph_id = loom.graph_id_for(body.assistant_id)
+    validate_input(loom, graph_id, body.input)
+    loom.manager.check_capacity()
+    async with loom.manager.creating(thread_id):  # check-then-queue is a compare-and-set per thread
+        async with loom.sessions.begin() as session:
+            if idempotency_key and (existing := await _by_key(session, user, idempotency_key)):
+                return existing
+            ephemeral = thread_id is None
+            thread = await _thread_for_run(loom, session, user, thread_id, body, graph_id)
+            busy = loom.manager.active_run(thread.thread_id) is not None
+            if busy and body.multitask_strategy == "reject":
+                raise ApiError(409, "thread_busy", "the thread has an active run (multitask_strategy=reject)")
+            if busy and body.command is not None and body.command.resume is not None:
+                message = "a run is active on this thread; resume once it has ended with an interrupt"
+                raise ApiError(409, "thread_busy", message)
+            if not busy:
+                await _check_resumable(loom, thread, body, graph_id)
+            kwargs = body.model_dump(exclude_none=True, exclude={"assistant_id", "multitask_strategy"})
+            kwargs["stream_mode"] = body.stream_modes()
+            kwargs["checkpoint_id"] = body.resolved_checkpoint_id()
+            kwargs["ephemeral"] = ephemeral and body.on_completion != "keep"
+            run = RunRow(
+                run_id=new_id(),
+                thread_id=thread.thread_id,
+                owner=user,
+                assistant_id=loom.assistant_id(graph_id),
+                graph_id=graph_id,
+                multitask_strategy=body.multitask_strategy,
+                kwargs=kwargs,
+                metadata_=body.metadata or {},
+                idempotency_key=f"{user}:{idempotency_key}" if idempotency_key else None,
+            )
+            session.add(run)
+        await loom.manager.submit(run)
+    return run
+
+
+async def _by_key(session: Any, user: str, key: str) -> RunRow | None:
+    result: RunRow | None = await session.scalar(select(RunRow).where(RunRow.idempotency_key == f"{user}:{key}"))
+    return result
+
+
+async def _thread_for_run(
+    loom: Services, session: Any, user: str, thread_id: str | None, body: RunCreate, graph_id: str
+) -> ThreadRow:
+    if thread_id is None:
+        thread = ThreadRow(thread_id=new_id(), owner=user, graph_id=graph_id, metadata_={"ephemeral": True})
+        session.add(thread)
+        await session.flush()
+        return thread
+    thread = await session.get(ThreadRow, thread_id)
+    if thread is None and body.if_not_exists == "create":
+        thread = ThreadRow(thread_id=thread_id, owner=user, graph_id=graph_id, metadata_={})
+        session.add(thread)
+        await session.flush()
+    elif thread is None or thread.owner != user:
+        raise not_found("thread", thread_id)
+    if thread.graph_id not in (None, graph_id):
+        raise ApiError(409, "graph_mismatch", f"thread {thread_id!r} belongs to graph {thread.graph_id!r}")
+    thread.graph_id = graph_id
+    return thread
+
+
+async def _check_resumable(loom: Services, thread: ThreadRow, body: RunCreate, graph_id: str) -> None:
+    """A resume needs a pending interrupt; new input must not silently drop one; checkpoints must exist."""
+    config: RunnableConfig = {"configurable": {"thread_id": thread.thread_id}}
+    resuming = body.command is not None and body.command.resume is not None
+    if checkpoint_id := body.resolved_checkpoint_id():
+        at_config: RunnableConfig = {"configurable": {**config["configurable"], "checkpoint_id": checkpoint_id}}
+        at = await loom.graphs[graph_id].aget_state(at_config)
+        if at.created_at is None:
+            raise not_found("checkpoint", checkpoint_id)
+        # LangGraph would replay the earlier answer stored at that checkpoint and drop this one silently
+        if resuming and not any(task.interrupts and task.result is None for task in at.tasks):
+            message = "no unanswered interrupt at this checkpoint; run from an earlier checkpoint to be asked again"
+            raise ApiError(409, "nothing_to_resume", message)
+        return
+    snapshot = await loom.graphs[graph_id].aget_state(config)
+    if resuming and not snapshot.interrupts:
+        raise ApiError(409, "nothing_to_resume", "command.resume was sent but the thread has no pending interrupt")
+    if snapshot.interrupts and not resuming and body.command is None:
+        ids = [i.id for i in snapshot.interrupts]
+        raise ApiError(
+            409,
+            "thread_interrupted",
+            "the thread is waiting on an interrupt; answer it with command.resume, or fork with checkpoint_id",
+            interrupt_ids=ids,
+        )
+
+
+def validate_input(loom: Services, graph_id: str, payload: dict[str, Any] | None) -> None:
+    """Check input against the graph's input schema: unknown fields and malformed messages are 422."""
+    if payload is None:
+        return
+    properties = input_fields(loom.graphs[graph_id])
+    for field in payload:
+        if field not in properties:
+            raise ApiError(422, "invalid_input", f"input.{field}: unknown field; expected one of {sorted(properties)}")
+    if "messages" in payload:
+        messages = payload["messages"]
+        if not isinstance(messages, list):
+            raise ApiError(422, "invalid_input", "input.messages: must be a list of messages")
+        for index, message in enumerate(messages):
+            try:
+                convert_to_messages([message])
+            except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
+                raise ApiError(422, "invalid_input", f"input.messages.{index}: {exc}") from exc
+
+
+@lru_cache(maxsize=64)
+def input_fields(graph: Any) -> frozenset[str]:
+    """The input schema's field names; building the JSON schema costs ~40 ms of CPU, so once per graph."""
+    return frozenset(graph.get_input_jsonschema().get("properties", {}))
+
+
+# endpoints -----------------------------------------------------------------------------------------
+@router.post("/threads/{thread_id}/runs")
+async def create(
+    thread_id: str, body: RunCreate, loom: Loom, user: CurrentUser, response: Response,
+    idempotency_key: str | None = Header(default=None),
+) -> dict[str, Any]:  # fmt: skip
+    run = await start_run(loom, user, thread_id, body, idempotency_key)
+    response.headers["Content-Location"] = f"/threads/{thread_id}/runs/{run.run_id}"
+    return run_view(run)
+
+
+@router.post("/runs")
+async def create_stateless(body: RunCreate, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    return run_view(await start_run(loom, user, None, body, None))
+
+
+@router.post("/threads/{thread_id}/runs/stream")
+async def stream(
+    thread_id: str, body: RunCreate, request: Request, loom: Loom, user: CurrentUser,
+    idempotency_key: str | None = Header(default=None),
+) -> Response:  # fmt: skip
+    run = await start_run(loom, user, thread_id, body, idempotency_key)
+    return event_response(loom, run, request, 0, body.on_disconnect == "cancel")
+
+
+@router.post("/runs/stream")
+async def stream_stateless(body: RunCreate, request: Request, loom: Loom, user: CurrentUser) -> Response:
+    run = await start_run(loom, user, None, body, None)
+    return event_response(loom, run, request, 0, body.on_disconnect == "cancel")
+
+
+@router.post("/threads/{thread_id}/runs/wait")
+async def wait(
+    thread_id: str, body: RunCreate, loom: Loom, user: CurrentUser, idempotency_key: str | None = Header(default=None)
+) -> Any:
+    run = await start_run(loom, user, thread_id, body, idempotency_key)
+    return await outcome(loom, run.run_id)
+
+
+@router.post("/runs/wait")
+async def wait_stateless(body: RunCreate, loom: Loom, user: CurrentUser) -> Any:
+    run = await start_run(loom, user, None, body, None)
+    return await outcome(loom, run.run_id)
+
+
+@router.get("/threads/{thread_id}/runs")
+async def list_runs(
+    thread_id: str, loom: Loom, user: CurrentUser, limit: int = Query(10, ge=1, le=1000), offset: int = Query(0, ge=0),
+    status: str | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    async with loom.sessions() as session:
+        await owned_thread(session, thread_id, user)
+        query = select(RunRow).where(RunRow.thread_id == thread_id).order_by(RunRow.created_at.desc())
+        if status:
+            query = query.where(RunRow.status == status)
+        rows = (await session.scalars(query.offset(offset).limit(limit))).all()
+    return [run_view(row) for row in rows]
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+async def get(thread_id: str, run_id: str, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    async with loom.sessions() as session:
+        return run_view(await owned_run(session, thread_id, run_id, user))
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+async def delete(thread_id: str, run_id: str, loom: Loom, user: CurrentUser) -> Response:
+    async with loom.sessions.begin() as session:
+        run = await owned_run(session, thread_id, run_id, user)
+        if run.status in ("pending", "running"):
+            raise ApiError(409, "run_active", "cancel the run before deleting it")
+        await session.delete(run)
+    return Response(status_code=204)
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel")
+async def cancel(
+    thread_id: str, run_id: str, loom: Loom, user: CurrentUser, wait: bool = False,
+    action: str = Query("interrupt", pattern="^(interrupt|rollback)$"),
+) -> Response:  # fmt: skip
+    async with loom.sessions() as session:
+        run = await owned_run(session, thread_id, run_id, user)
+    if run.status not in ("pending", "running"):
+        raise ApiError(409, "run_finished", f"run {run_id} already finished with status {run.status}")
+    await loom.manager.cancel(run_id, reason="rollback" if action == "rollback" else "cancelled")
+    if wait:
+        await loom.manager.wait(run_id)
+    return Response(status_code=202 if not wait else 204)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join")
+async def join(thread_id: str, run_id: str, loom: Loom, user: CurrentUser) -> Any:
+    async with loom.sessions() as session:
+        await owned_run(session, thread_id, run_id, user)
+    return await outcome(loom, run_id)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+async def join_stream(
+    thread_id: str, run_id: str, request: Request, loom: Loom, user: CurrentUser,
+    last_event_id: str | None = Header(default=None), cancel_on_disconnect: bool = False,
+) -> Response:  # fmt: skip
+    async with loom.sessions() as session:
+        run = await owned_run(session, thread_id, run_id, user)
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    return event_response(loom, run, request, after, cancel_on_disconnect)
+
+
+# responses -----------------------------------------------------------------------------------------
+def run_view(run: RunRow) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "thread_id": run.thread_id,
+        "assistant_id": run.assistant_id,
+        "status": run.status,
+        "metadata": run.metadata_,
+        "kwargs": run.kwargs,
+        "multitask_strategy": run.multitask_strategy,
+        "attempt": run.attempt,
+        "error": run.error,
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+    }
+
+
+def event_response(loom: Services, run: RunRow, request: Request, after: int, cancel_on_disconnect: bool) -> Response:
+    stream = loom.manager.streams.get(run.run_id)
+    location = f"/threads/{run.thread_id}/runs/{run.run_id}/stream"
+    headers = {"Location": location, "Content-Location": location}
+
+    async def events() -> AsyncIterator[Any]:
+        finished = False
+        try:
+            if stream is None:  # finished before this process started: report its end state
+                yield Event(after + 1, "end", dumps({"status": run.status, "interrupts": [], "checkpoint": None}))
+            else:
+                async for event in stream.follow(after):
+                    yield event
+            finished = True
+        finally:
+            if not finished and cancel_on_disconnect:
+                await loom.manager.cancel(run.run_id, reason="cancelled")
+
+    if NDJSON in request.headers.get("accept", ""):
+        return StreamingResponse((e.ndjson() async for e in events()), media_type=NDJSON, headers=headers)
+    sse = (ServerSentEvent(data=e.data, event=e.name, id=str(e.seq)) async for e in events())
+    return EventSourceResponse(sse, ping=15, headers=headers)
+
+
+async def outcome(loom: Services, run_id: str) -> Any:
+    """The final state values of a finished run, or ``{"__error__": …}`` as langgraph-api answers."""
+    await loom.manager.wait(run_id)
+    async with loom.sessions() as session:
+        run = await session.get(RunRow, run_id)
+        if run is None:
+            raise not_found("run", run_id)
+    if run.status in ("error", "timeout"):
+        return {"__error__": run.error or {"error": run.status, "message": run.status}}
+    result = loom.manager.results.get(run_id)
+    if result is not None:
+        return result
+    if run.thread_id is None:
+        return {}
+    snapshot = await loom.graphs[run.graph_id].aget_state({"configurable": {"thread_id": run.thread_id}})
+    return output_values(loom.graphs[run.graph_id], snapshot.values)

@@ -1,0 +1,27 @@
+"""Health and server information (LangGraph Studio reads ``/info``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from server.deps import Loom
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/ok")
+async def ok() -> dict[str, bool]:
+    return {"ok": True}
+
+
+@router.get("/info")
+async def info(loom: Loom) -> dict[str, Any]:
+    return {
+        "version": "0.1.0",
+        "flags": {"assistants": True, "crons": False, "langsmith": False},
+        "graphs": sorted(loom.graphs),
+        "concurrency": loom.settings.server_concurrency,
+        "queue": {"size": loom.manager.queue.qsize(), "capacity": loom.settings.server_queue_size},
+    }

@@ -1,0 +1,136 @@
+"""Seed 004's task API as a thin layer over threads and runs of the plan-execute graph.
+
+``POST /tasks`` stores the task as a thread; ``POST /tasks/{id}/execute`` starts a run and
+streams NDJSON (``step_started``, ``partial_output``, ``step_completed``, ``step_failed``,
+``task_completed``, ``task_failed``) mapped from the run's own events; the run itself is queued,
+retried and recovered by the same run manager as every other run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+
+from server.auth import CurrentUser
+from server.db import RunRow, ThreadRow, new_id
+from server.deps import Loom, Services, owned_thread
+from server.errors import ApiError
+from server.routes.runs import start_run
+from server.schemas import RunCreate, TaskCreate
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+STEP_EVENTS = {"plan_created", "step_started", "step_completed", "step_failed", "replanned"}
+STATUS = {"pending": "running", "running": "running", "success": "completed", "interrupted": "waiting_for_approval"}
+
+
+@router.post("", status_code=201)
+async def create(body: TaskCreate, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    loom.graph_id_for(body.graph_id)
+    async with loom.sessions.begin() as session:
+        thread = ThreadRow(
+            thread_id=new_id(),
+            owner=user,
+            graph_id=body.graph_id,
+            metadata_={"kind": "task", "task_description": body.task_description},
+        )
+        session.add(thread)
+    return {"task_id": thread.thread_id, "status": "pending", "created_at": thread.created_at}
+
+
+@router.post("/{task_id}/execute")
+async def execute(task_id: str, loom: Loom, user: CurrentUser) -> StreamingResponse:
+    async with loom.sessions() as session:
+        thread = await _task(session, task_id, user)
+        if await _latest_run(session, task_id) is not None:
+            raise ApiError(409, "task_already_executed", "this task has been executed; create a new task")
+    body = RunCreate(
+        assistant_id=str(thread.graph_id),
+        input={"messages": [{"role": "user", "content": thread.metadata_["task_description"]}]},
+        stream_mode=["custom", "messages-tuple"],
+        multitask_strategy="reject",
+    )
+    run = await start_run(loom, user, task_id, body, None)
+    return StreamingResponse(_task_events(loom, run.run_id), media_type="application/x-ndjson")
+
+
+@router.get("/{task_id}/status")
+async def status(task_id: str, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    async with loom.sessions() as session:
+        thread = await _task(session, task_id, user)
+        run = await _latest_run(session, task_id)
+    values: dict[str, Any] = {}
+    if run is not None:
+        values = (await loom.graphs[str(thread.graph_id)].aget_state({"configurable": {"thread_id": task_id}})).values
+    return {
+        "task_id": task_id,
+        "task_description": thread.metadata_.get("task_description"),
+        "status": "pending" if run is None else STATUS.get(run.status, "failed"),
+        "run": None if run is None else {"run_id": run.run_id, "status": run.status, "attempt": run.attempt},
+        "plan": values.get("plan", []),
+        "results": values.get("results", {}),
+        "final_output": _final_output(values),
+        "report": values.get("report"),
+    }
+
+
+async def _task(session: Any, task_id: str, user: str) -> ThreadRow:
+    thread = await owned_thread(session, task_id, user)
+    if thread.metadata_.get("kind") != "task":
+        raise ApiError(404, "task_not_found", f"task {task_id!r} not found")
+    return thread
+
+
+async def _latest_run(session: Any, task_id: str) -> RunRow | None:
+    query = select(RunRow).where(RunRow.thread_id == task_id).order_by(RunRow.created_at.desc()).limit(1)
+    run: RunRow | None = await session.scalar(query)
+    return run
+
+
+async def _task_events(loom: Services, run_id: str) -> AsyncIterator[str]:
+    """Translate run events to seed 004's event types, one JSON object per line."""
+    async for event in loom.manager.streams[run_id].follow():
+        data = json.loads(event.data)
+        for event_type, payload in _translate(event.name, data):
+            if event_type == "task_completed":
+                payload = await _completion(loom, run_id)
+                event_type = "task_failed" if payload["failed"] else event_type
+            yield json.dumps({"event_type": event_type, "data": payload}, default=str) + "\n"
+
+
+def _translate(name: str, data: Any) -> list[tuple[str, Any]]:
+    if name == "custom" and isinstance(data, dict) and data.get("event") in STEP_EVENTS:
+        return [(data["event"], {k: v for k, v in data.items() if k != "event"})]
+    if name == "messages":
+        chunk, metadata = data
+        if (
+            chunk.get("type") == "AIMessageChunk"
+            and chunk.get("content")
+            and metadata.get("langgraph_node") == "synthesize"
+        ):
+            return [("partial_output", {"content": chunk["content"]})]
+    if name == "error":
+        return [("task_failed", {"error": data})]
+    if name == "end":
+        if data["status"] == "success":
+            return [("task_completed", {})]
+        if data["status"] == "interrupted":
+            return [("task_waiting", {"interrupts": data["interrupts"]})]
+        return [("task_failed", {"status": data["status"]})]
+    return []
+
+
+async def _completion(loom: Services, run_id: str) -> dict[str, Any]:
+    values = loom.manager.results.get(run_id) or {}
+    report = values.get("report")
+    return {"final_output": _final_output(values), "failed": bool(report), "report": report}
+
+
+def _final_output(values: dict[str, Any]) -> str | None:
+    messages = values.get("messages") or []
+    last = messages[-1] if messages else None
+    return getattr(last, "text", None) if last is not None and getattr(last, "type", "") == "ai" else None

@@ -1,0 +1,209 @@
+"""Threads: create/get/search/patch/delete, state at any checkpoint, state updates, history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import StateSnapshot
+from sqlalchemy import asc, desc, select
+
+from server.auth import CurrentUser
+from server.db import ThreadRow, new_id, now
+from server.deps import Loom, Services, owned_thread
+from server.errors import ApiError, not_found
+from server.schemas import HistoryQuery, StateUpdate, ThreadCreate, ThreadPatch, ThreadSearch
+
+router = APIRouter(prefix="/threads", tags=["threads"])
+
+
+@router.post("")
+async def create(body: ThreadCreate, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    async with loom.sessions.begin() as session:
+        if body.thread_id and (existing := await session.get(ThreadRow, body.thread_id)) is not None:
+            if existing.owner != user or body.if_exists == "raise":
+                raise ApiError(409, "thread_exists", f"thread {body.thread_id!r} already exists")
+            return await thread_view(loom, existing)
+        if body.graph_id is not None and body.graph_id not in loom.graphs:
+            raise not_found("graph", body.graph_id)
+        thread_id = body.thread_id or new_id()
+        thread = ThreadRow(thread_id=thread_id, owner=user, graph_id=body.graph_id, metadata_=body.metadata)
+        session.add(thread)
+    return await thread_view(loom, thread)
+
+
+@router.post("/search")
+async def search(body: ThreadSearch, loom: Loom, user: CurrentUser) -> list[dict[str, Any]]:
+    query = select(ThreadRow).where(ThreadRow.owner == user)
+    if body.status:
+        query = query.where(ThreadRow.status == body.status)
+    if body.ids:
+        query = query.where(ThreadRow.thread_id.in_(body.ids))
+    order = desc if body.sort_order == "desc" else asc
+    query = query.order_by(order(getattr(ThreadRow, body.sort_by)))
+    async with loom.sessions() as session:
+        rows = (await session.scalars(query)).all()
+    if body.metadata:  # JSON filtering in Python keeps SQLite and PostgreSQL identical
+        rows = [r for r in rows if all(r.metadata_.get(k) == v for k, v in body.metadata.items())]
+    page = rows[body.offset : body.offset + body.limit]
+    return [await thread_view(loom, row) for row in page]
+
+
+@router.get("/{thread_id}")
+async def get(thread_id: str, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    async with loom.sessions() as session:
+        return await thread_view(loom, await owned_thread(session, thread_id, user))
+
+
+@router.patch("/{thread_id}")
+async def patch(thread_id: str, body: ThreadPatch, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    async with loom.sessions.begin() as session:
+        thread = await owned_thread(session, thread_id, user)
+        thread.metadata_ = {**thread.metadata_, **body.metadata}
+    return await thread_view(loom, thread)
+
+
+@router.delete("/{thread_id}", status_code=204)
+async def delete(thread_id: str, loom: Loom, user: CurrentUser) -> Response:
+    async with loom.sessions.begin() as session:
+        thread = await owned_thread(session, thread_id, user)
+        if active := loom.manager.active_run(thread_id):
+            await loom.manager.cancel(active)
+        await session.delete(thread)
+    await loom.checkpointer.adelete_thread(thread_id)
+    return Response(status_code=204)
+
+
+@router.get("/{thread_id}/state")
+async def get_state(thread_id: str, loom: Loom, user: CurrentUser, subgraphs: bool = False) -> dict[str, Any]:
+    return await _state(loom, thread_id, user, None, subgraphs)
+
+
+@router.get("/{thread_id}/state/{checkpoint_id}")
+async def get_state_at(thread_id: str, checkpoint_id: str, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    return await _state(loom, thread_id, user, checkpoint_id, False)
+
+
+@router.post("/{thread_id}/state")
+async def update_state(thread_id: str, body: StateUpdate, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    async with loom.sessions.begin() as session:
+        thread = await owned_thread(session, thread_id, user)
+        if thread.status == "busy":
+            raise ApiError(409, "thread_busy", "the thread has an active run; cancel or wait for it first")
+        graph = _graph_of(loom, thread)
+        config = _config(thread_id, body.checkpoint_id or (body.checkpoint.checkpoint_id if body.checkpoint else None))
+        if config["configurable"].get("checkpoint_id"):
+            await _snapshot_or_404(graph, config)
+        try:
+            new_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)
+        except (ValueError, KeyError) as exc:
+            raise ApiError(422, "invalid_state_update", str(exc)) from exc
+        thread.updated_at = now()
+    return {"checkpoint": new_config["configurable"]}
+
+
+@router.post("/{thread_id}/history")
+async def history(thread_id: str, body: HistoryQuery, loom: Loom, user: CurrentUser) -> list[dict[str, Any]]:
+    async with loom.sessions() as session:
+        thread = await owned_thread(session, thread_id, user)
+    if thread.graph_id is None:
+        return []
+    before = body.before if isinstance(body.before, dict) or body.before is None else {"checkpoint_id": body.before}
+    before_config = {"configurable": {"thread_id": thread_id, **before}} if before else None
+    graph = _graph_of(loom, thread)
+    states = graph.aget_state_history(_config(thread_id), filter=body.metadata, before=before_config, limit=body.limit)
+    return [snapshot_view(s) async for s in states]
+
+
+@router.get("/{thread_id}/history")
+async def history_get(thread_id: str, loom: Loom, user: CurrentUser, limit: int = 10) -> list[dict[str, Any]]:
+    return await history(thread_id, HistoryQuery(limit=limit), loom, user)
+
+
+async def _state(
+    loom: Services, thread_id: str, user: str, checkpoint_id: str | None, subgraphs: bool
+) -> dict[str, Any]:
+    async with loom.sessions() as session:
+        thread = await owned_thread(session, thread_id, user)
+    if thread.graph_id is None:
+        return snapshot_view(None, thread_id)
+    snapshot = await _snapshot_or_404(_graph_of(loom, thread), _config(thread_id, checkpoint_id), subgraphs)
+    return snapshot_view(snapshot, thread_id)
+
+
+async def _snapshot_or_404(graph: Any, config: RunnableConfig, subgraphs: bool = False) -> StateSnapshot:
+    snapshot: StateSnapshot = await graph.aget_state(config, subgraphs=subgraphs)
+    checkpoint_id = config["configurable"].get("checkpoint_id")
+    if checkpoint_id and snapshot.created_at is None:
+        raise not_found("checkpoint", checkpoint_id)
+    return snapshot
+
+
+def _graph_of(loom: Services, thread: ThreadRow) -> Any:
+    if thread.graph_id is None:
+        raise ApiError(409, "thread_has_no_graph", "this thread has no runs yet, so it has no state to update")
+    return loom.graphs[thread.graph_id]
+
+
+def _config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
+    configurable: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    return {"configurable": configurable}
+
+
+def snapshot_view(snapshot: StateSnapshot | None, thread_id: str | None = None) -> dict[str, Any]:
+    if snapshot is None:
+        return {"values": {}, "next": [], "tasks": [], "checkpoint": None, "metadata": {}, "created_at": None,
+                "parent_checkpoint": None, "interrupts": []}  # fmt: skip
+    return {
+        "values": snapshot.values,
+        "next": list(snapshot.next),
+        "tasks": [
+            {
+                "id": task.id,
+                "name": task.name,
+                "path": list(task.path),
+                "error": repr(task.error) if task.error else None,
+                "interrupts": [{"id": i.id, "value": i.value} for i in task.interrupts],
+                "checkpoint": None,
+                "state": snapshot_view(task.state) if isinstance(task.state, StateSnapshot) else None,
+                "result": task.result,
+            }
+            for task in snapshot.tasks
+        ],
+        "checkpoint": _checkpoint(snapshot.config),
+        "parent_checkpoint": _checkpoint(snapshot.parent_config),
+        "metadata": snapshot.metadata or {},
+        "created_at": snapshot.created_at,
+        "interrupts": [{"id": i.id, "value": i.value} for i in snapshot.interrupts],
+    }
+
+
+def _checkpoint(config: RunnableConfig | None) -> dict[str, Any] | None:
+    if not config:
+        return None
+    configurable = config.get("configurable") or {}
+    keys = ("thread_id", "checkpoint_ns", "checkpoint_id", "checkpoint_map")
+    return {key: configurable.get(key) for key in keys if key in configurable or key == "checkpoint_ns"}
+
+
+async def thread_view(loom: Services, thread: ThreadRow) -> dict[str, Any]:
+    values: Any = {}
+    interrupts: dict[str, Any] = {}
+    if thread.graph_id is not None:
+        snapshot = await loom.graphs[thread.graph_id].aget_state(_config(thread.thread_id))
+        values = snapshot.values
+        for task in snapshot.tasks:
+            if task.interrupts:
+                interrupts[task.id] = [{"id": i.id, "value": i.value} for i in task.interrupts]
+    return {
+        "thread_id": thread.thread_id,
+        "created_at": thread.created_at,
+        "updated_at": thread.updated_at,
+        "metadata": thread.metadata_,
+        "status": thread.status,
+        "values": values,
+        "interrupts": interrupts,
+    }

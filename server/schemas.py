@@ -1,0 +1,116 @@
+"""Request bodies, in langgraph-api's shapes. Unknown fields are refused (422 naming them), never dropped."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints"]
+MultitaskStrategy = Literal["reject", "interrupt", "rollback", "enqueue"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CommandBody(Strict):
+    resume: Any = None
+    update: dict[str, Any] | list[Any] | None = None
+    goto: str | list[str] | None = None
+
+
+class CheckpointRef(Strict):
+    thread_id: str | None = None
+    checkpoint_ns: str = ""
+    checkpoint_id: str | None = None
+    checkpoint_map: dict[str, Any] | None = None
+
+
+class RunCreate(Strict):
+    assistant_id: str
+    input: dict[str, Any] | None = None
+    command: CommandBody | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    checkpoint_id: str | None = None
+    checkpoint: CheckpointRef | None = None
+    stream_mode: StreamMode | list[StreamMode] = "values"
+    stream_subgraphs: bool = False
+    stream_resumable: bool = Field(default=False, description="Accepted; every Loom stream is resumable.")
+    interrupt_before: Literal["*"] | list[str] | None = None
+    interrupt_after: Literal["*"] | list[str] | None = None
+    multitask_strategy: MultitaskStrategy = "enqueue"
+    if_not_exists: Literal["create", "reject"] = "reject"
+    on_disconnect: Literal["cancel", "continue"] = "continue"
+    on_completion: Literal["delete", "keep"] | None = None
+    durability: Literal["sync", "async", "exit"] | None = None
+    checkpoint_during: bool | None = None
+
+    @model_validator(mode="after")
+    def input_or_command(self) -> RunCreate:
+        if self.input is not None and self.command is not None:
+            raise ValueError("send either input or command, not both")
+        return self
+
+    def stream_modes(self) -> list[str]:
+        return [self.stream_mode] if isinstance(self.stream_mode, str) else list(self.stream_mode)
+
+    def resolved_checkpoint_id(self) -> str | None:
+        return self.checkpoint_id or (self.checkpoint.checkpoint_id if self.checkpoint else None)
+
+
+class ThreadCreate(Strict):
+    thread_id: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+    graph_id: str | None = None
+    supersteps: list[Any] | None = None
+
+
+class ThreadPatch(Strict):
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ThreadSearch(Strict):
+    metadata: dict[str, Any] | None = None
+    values: dict[str, Any] | None = None
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+    ids: list[str] | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+    sort_by: Literal["thread_id", "status", "created_at", "updated_at"] = "created_at"
+    sort_order: Literal["asc", "desc"] = "desc"
+    select: list[str] | None = None
+    extract: dict[str, str] | None = None
+
+
+class StateUpdate(Strict):
+    values: dict[str, Any] | list[Any] | None = None
+    as_node: str | None = None
+    checkpoint_id: str | None = None
+    checkpoint: CheckpointRef | None = None
+
+
+class HistoryQuery(Strict):
+    limit: int = Field(default=10, ge=1, le=1000)
+    before: str | dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    checkpoint: dict[str, Any] | None = None
+
+
+class AssistantSearch(Strict):
+    metadata: dict[str, Any] | None = None
+    graph_id: str | None = None
+    name: str | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+    sort_by: str | None = None
+    sort_order: Literal["asc", "desc"] | None = None
+    select: list[str] | None = None
+
+
+class TaskCreate(Strict):
+    task_description: str = Field(min_length=1, max_length=10_000)
+    graph_id: str = "plan_execute"

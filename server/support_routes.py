@@ -1,0 +1,79 @@
+"""``/support``: the support requests the support graph records, their resolution, and analytics.
+
+Everything is scoped to the caller: another user's request is a 404, exactly like a missing one.
+Conversations themselves run through the threads API (the request id is the thread id); these
+routes read and change the ``support_requests`` table that the graph keeps in step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from loom.settings import Settings, get_settings
+from nodes.support_notify import notify
+from nodes.support_store import RequestConflict, SupportStore, get_support_store
+from server.auth import CurrentUser
+from server.errors import ApiError, not_found
+from state.support import Category, Priority, Status
+
+router = APIRouter(prefix="/support", tags=["support"])
+
+
+class ResolveBody(BaseModel):
+    summary: str = Field(min_length=1, max_length=4000, description="How the request was resolved")
+
+
+def _settings(request: Request) -> Settings:
+    settings = getattr(request.app.state, "settings", None)
+    return settings if isinstance(settings, Settings) else get_settings()
+
+
+def _store(request: Request) -> SupportStore:
+    return get_support_store(_settings(request))
+
+
+@router.get("/requests")
+async def list_requests(
+    request: Request,
+    user: CurrentUser,
+    status: Annotated[Status | None, Query()] = None,
+    category: Annotated[Category | None, Query()] = None,
+    priority: Annotated[Priority | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    filters = {"status": status, "category": category, "priority": priority}
+    rows = await asyncio.to_thread(_store(request).list_requests, user, filters, limit)
+    return {"requests": rows, "count": len(rows)}
+
+
+@router.get("/requests/{request_id}")
+async def get_request(request: Request, user: CurrentUser, request_id: str) -> dict[str, Any]:
+    found = await asyncio.to_thread(_store(request).get_request, user, request_id)
+    if found is None:
+        raise not_found("support_request", request_id)
+    return found
+
+
+@router.post("/requests/{request_id}/resolve")
+async def resolve_request(request: Request, user: CurrentUser, request_id: str, body: ResolveBody) -> dict[str, Any]:
+    """Mark the request resolved and call the webhook; the graph reopens it if the customer writes again."""
+    at = datetime.now(UTC).replace(tzinfo=None)
+    try:
+        resolved = await asyncio.to_thread(_store(request).resolve, user, request_id, body.summary, at)
+    except RequestConflict as exc:
+        raise ApiError(409, "already_resolved", str(exc)) from exc
+    if resolved is None:
+        raise not_found("support_request", request_id)
+    event_id = f"{request_id}:resolved:{resolved['resolved_at']}"
+    delivered = await notify("support.request.resolved", event_id, resolved, _settings(request))
+    return {**resolved, "webhook_delivered": delivered}
+
+
+@router.get("/analytics")
+async def analytics(request: Request, user: CurrentUser) -> dict[str, Any]:
+    return await asyncio.to_thread(_store(request).analytics, user)
