@@ -1,0 +1,168 @@
+"""Shared fixtures: an isolated data dir per test, scripted fake models, databases, live servers.
+
+Every test runs with ``LOOM_MODEL=fake:echo`` and an OpenAI base URL that points at a closed
+port, so no test can reach a network model even if a key is present in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from loom.persistence import open_checkpointer
+from loom.settings import Settings, get_settings
+from nodes.models import ModelProvider
+from nodes.models.fake import FakeChatModel
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+POSTGRES_URL = os.environ.get("LOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+_NETWORK_ENV = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "LOOM_OPENAI_API_KEY", "LOOM_MODEL")
+_NETWORK_ENV += ("TAVILY_API_KEY", "LOOM_TAVILY_API_KEY", "LOOM_KNOWLEDGE_DIR")
+
+
+@pytest.fixture(autouse=True)
+def loom_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    for name in _NETWORK_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LOOM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LOOM_MODEL", "fake:echo")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.chdir(tmp_path)  # no stray .env from the developer's checkout
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+class ScriptedModels:
+    """A model provider with one fake model per role; unscripted roles echo."""
+
+    def __init__(self, **scripts: list[Any]) -> None:
+        self.models: dict[str, FakeChatModel] = {
+            role: FakeChatModel(replies=replies) for role, replies in scripts.items()
+        }
+
+    def __call__(self, role: str) -> BaseChatModel:
+        return self.models.setdefault(role, FakeChatModel())
+
+
+@pytest.fixture
+def scripted() -> type[ScriptedModels]:
+    """``scripted(router=[...], workspace_agent=[...])`` builds a ``ModelProvider``."""
+    return ScriptedModels
+
+
+@pytest.fixture
+async def checkpointer(loom_env: Settings) -> AsyncIterator[BaseCheckpointSaver[str]]:
+    """The default SQLite checkpointer, in this test's data dir."""
+    async with open_checkpointer(loom_env) as saver:
+        yield saver
+
+
+def postgres_available(url: str = POSTGRES_URL) -> bool:
+    host_port = url.split("@", 1)[-1].split("/", 1)[0]
+    host, _, port = host_port.partition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port or 5432)), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The test PostgreSQL URL; skipped when unreachable, except under CI where that fails."""
+    if not postgres_available():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required under CI=true")
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}")
+    return POSTGRES_URL
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+
+
+class LiveServer:
+    """``python -m loom serve`` in its own process on a free port: real uvicorn, real sockets."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.env = {**os.environ, "LOOM_DATA_DIR": str(data_dir), **(env or {})}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = data_dir / f"server-{self.port}.log"
+
+    def start(self) -> LiveServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "loom", "serve", "--port", str(self.port)],
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{self.url}/ok", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)  # waiting for a process to listen, not synchronising test steps
+        raise TimeoutError(f"server did not start:\n{self.log.read_text()[-4000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handlers run, as in a crash."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A fresh Loom server with its own data dir, on the fake model."""
+    server = LiveServer(tmp_path / "server").start()
+    yield server
+    server.stop()
+
+
+__all__ = ["LiveServer", "ModelProvider", "ScriptedModels", "free_port", "postgres_available"]
+
+
+TEST_GRAPHS = PROJECT_ROOT / "tests" / "server" / "langgraph.test.json"
+
+
+@pytest.fixture
+def test_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A live server that also serves the fixture graphs (gated, approval, failing)."""
+    server = LiveServer(tmp_path / "server", {"LOOM_GRAPHS_CONFIG": str(TEST_GRAPHS)}).start()
+    yield server
+    server.stop()

@@ -1,0 +1,43 @@
+"""Smoke runs of the supervisor and pipeline graphs on the real embedded model (SmolLM2-135M), offline.
+
+A 135M model writes poor articles; what must hold anyway is structural: every decision and verdict is
+valid (constrained decoding), the researcher retrieves real passages, and both graphs end with a reason.
+"""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.messages import HumanMessage
+
+from graphs import pipeline, supervisor
+from loom.settings import get_settings
+from nodes.tools.knowledge import get_index
+from tests.graphs.team_scripts import GOAL
+
+pytestmark = pytest.mark.embedded_model
+
+
+@pytest.fixture(autouse=True)
+def embedded_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOM_MODEL", "local:smollm2")
+    monkeypatch.setenv("LOOM_MODEL_MAX_TOKENS", "160")
+    monkeypatch.setenv("LOOM_SUPERVISOR_MAX_ROUNDS", "2")
+    monkeypatch.setenv("LOOM_MAX_REVISIONS", "0")
+    get_settings.cache_clear()
+
+
+async def test_supervisor_ends_with_a_reason_on_the_embedded_model() -> None:
+    result = await supervisor.build_graph().ainvoke({"messages": [HumanMessage(GOAL)]})
+    assert result["finish_reason"] in {"completed", "round_limit", "loop_detected"}
+    assert result["messages"][-1].type == "ai" and result["messages"][-1].content == result["final_output"]
+    assert len(result["reports"]) <= 2
+    for source in [s for r in result["reports"] for s in r["sources"]] + result["sources"]:
+        assert get_index().passage(source["cite"]) is not None
+
+
+async def test_pipeline_reviews_by_rubric_on_the_embedded_model() -> None:
+    result = await pipeline.build_graph().ainvoke({"messages": [HumanMessage(GOAL)]})
+    assert result["finish_reason"] in {"approved", "revision_limit"}
+    assert len(result["reviews"]) == 1
+    assert all(review["judged"] for review in result["reviews"])  # constrained decoding: always a verdict
+    assert result["article"].strip() and result["messages"][-1].content.startswith(result["article"])

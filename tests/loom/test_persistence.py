@@ -1,0 +1,49 @@
+"""The same graph code on every checkpointer Loom supports."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from langchain_core.messages import HumanMessage
+
+from graphs.assistant import build_graph
+from loom.persistence import open_checkpointer
+from loom.settings import Settings
+from state.common import RunContext
+from tests.conftest import ScriptedModels
+
+
+async def two_turns(settings: Settings, scripted: type[ScriptedModels]) -> list[str]:
+    thread = {"configurable": {"thread_id": f"persist-{uuid.uuid4()}"}}
+    async with open_checkpointer(settings) as saver:
+        graph = build_graph(scripted(content_writer=["A long poem.", "A short poem."]), saver)
+        await graph.ainvoke({"messages": [HumanMessage("Write a poem about rain")]}, thread, context=RunContext())
+    async with open_checkpointer(settings) as reopened:  # a new connection sees the same thread
+        graph = build_graph(scripted(content_writer=["A short poem."]), reopened)
+        state = await graph.ainvoke({"messages": [HumanMessage("make it shorter")]}, thread, context=RunContext())
+    return [m.text for m in state["messages"]]
+
+
+@pytest.mark.parametrize("url", ["sqlite", "memory"])
+async def test_embedded_checkpointers(url: str, loom_env: Settings, scripted: type[ScriptedModels]) -> None:
+    settings = loom_env.model_copy(update={"checkpoint_url": None if url == "sqlite" else "memory"})
+    texts = await two_turns(settings, scripted)
+    if url == "sqlite":
+        assert texts == ["Write a poem about rain", "A long poem.", "make it shorter", "A short poem."]
+    else:  # memory does not outlive the saver: the second turn starts a fresh thread
+        assert texts == ["make it shorter", "A short poem."]
+
+
+@pytest.mark.postgres
+async def test_postgres_checkpointer(postgres_url: str, loom_env: Settings, scripted: type[ScriptedModels]) -> None:
+    settings = loom_env.model_copy(update={"checkpoint_url": postgres_url})
+    texts = await two_turns(settings, scripted)
+    assert texts == ["Write a poem about rain", "A long poem.", "make it shorter", "A short poem."]
+
+
+async def test_unknown_checkpoint_url_is_refused(loom_env: Settings) -> None:
+    settings = loom_env.model_copy(update={"checkpoint_url": "redis://localhost"})
+    with pytest.raises(ValueError, match="unsupported checkpoint URL"):
+        async with open_checkpointer(settings):
+            pass

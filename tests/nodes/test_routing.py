@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from loom.settings import get_settings
+from nodes.assistant import keyword_router, route_by_keywords
+from nodes.routing import KeywordRouter
+from state.assistant import SPECIALISTS
+
+DATA = Path(__file__).parents[1] / "data" / "routing.jsonl"
+
+
+def labelled() -> list[dict[str, str]]:
+    return [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+
+
+def test_labelled_set_covers_every_specialist() -> None:
+    rows = labelled()
+    counts = Counter(row["specialist"] for row in rows)
+    assert len(rows) >= 60 and set(counts) == set(SPECIALISTS) and min(counts.values()) >= 10
+
+
+def test_first_stage_is_accurate_on_what_it_decides() -> None:
+    """Stage one must be right when it decides, and decide most plain requests."""
+    threshold = get_settings().router_confidence
+    decided = wrong = 0
+    for row in labelled():
+        route = route_by_keywords(row["text"], threshold)
+        if route:
+            decided += 1
+            wrong += route["specialist"] != row["specialist"]
+    assert decided / len(labelled()) >= 0.85
+    assert wrong / decided <= 0.03
+
+
+def test_confidence_needs_a_clear_margin() -> None:
+    router = KeywordRouter({"a": [("apple", 2.0)], "b": [("banana", 2.0)]})
+    assert router.score("apple pie").confidence == 1.0
+    assert router.score("apple and banana").confidence == 0.0  # a tie decides nothing
+    assert router.score("nothing relevant").confidence == 0.0
+    weak = KeywordRouter({"a": [("apple", 1.0)], "b": [("banana", 1.0)]}, strong_score=2.0)
+    assert weak.score("apple").confidence == 0.5  # one weak keyword is not enough
+
+
+def test_ambiguous_requests_are_left_to_the_model() -> None:
+    for text in ("Help me with my thing", "Draw a bar chart and write a poem about it in Python"):
+        assert route_by_keywords(text, get_settings().router_confidence) is None, keyword_router.score(text)

@@ -1,0 +1,210 @@
+"""The workspace store and its tools search real per-user rows, and never across users."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import AIMessage, ToolMessage
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from loom.settings import Settings, get_settings
+from nodes.tools.workspace import WORKSPACE_TOOLS
+from nodes.workspace_store import WorkspaceEmail, WorkspaceEvent, WorkspaceFile, WorkspaceMessage, WorkspaceStore
+from state.common import RunContext
+
+POSTGRES_URL = os.environ.get("LOOM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> WorkspaceStore:
+    store = WorkspaceStore(f"sqlite:///{tmp_path}/w.sqlite")
+    store.create()
+    store.seed_demo(Settings(data_dir=tmp_path).workspaces_dir)
+    return store
+
+
+def titles(rows: list[dict[str, object]], key: str) -> list[object]:
+    return [row[key] for row in rows]
+
+
+def test_calendar_search_for_ai_events_finds_the_workshop(store: WorkspaceStore) -> None:
+    assert "AI Workshop" in titles(store.search_calendar("demo", "AI events"), "title")
+
+
+def test_ai_strategy_is_found_in_every_source(store: WorkspaceStore) -> None:
+    files = store.search_files("demo", "AI Strategy")
+    assert files[0]["path"] == "strategy/AI_Strategy.md"
+    assert "reports/Quarterly_Report_Q3.md" in titles(files, "path")
+    assert all("snippet" in f and "name" in f for f in files)
+    assert "Q3 Results" in titles(store.search_emails("demo", "AI Strategy"), "subject")
+    assert "AI Strategy review" in titles(store.search_calendar("demo", "AI Strategy"), "title")
+    assert any("AI Strategy" in str(m) for m in titles(store.search_messages("demo", "AI Strategy"), "message"))
+
+
+def test_results_are_json_with_iso_dates(store: WorkspaceStore) -> None:
+    event = next(e for e in store.search_calendar("demo", "standup") if e["title"] == "Team Standup")
+    assert event["starts_at"] == "2026-10-06T09:30:00"
+    json.dumps(store.search_emails("demo", "") + store.search_files("demo", "sales"))
+
+
+def test_users_never_see_each_others_rows(store: WorkspaceStore) -> None:
+    for query in ["AI Strategy", "AI", "private", "Ethics Board", "legal", ""]:
+        demo = json.dumps(
+            [
+                store.search_files("demo", query, 50),
+                store.search_emails("demo", query, 50),
+                store.search_calendar("demo", query, 50),
+                store.search_messages("demo", query, 50),
+            ]
+        )
+        assert "Ethics Board" not in demo and "legal" not in demo.lower() and "alice" not in demo.lower()
+    alice = json.dumps([store.search_calendar("alice", "AI", 50), store.search_messages("alice", "", 50)])
+    assert "AI Ethics Board (private)" in alice
+    assert "AI Workshop" not in alice and "Did you check the new PR?" not in alice
+    assert "AI_Strategy_legal_review.md" in titles(store.search_files("alice", "AI Strategy"), "name")
+    assert "strategy/AI_Strategy.md" not in titles(store.search_files("alice", "AI Strategy", 50), "path")
+
+
+def test_empty_query_returns_most_recent_rows(store: WorkspaceStore) -> None:
+    emails = store.search_emails("demo", "", limit=3)
+    assert len(emails) == 3
+    assert [e["sent_at"] for e in emails] == sorted((e["sent_at"] for e in emails), reverse=True)
+    assert emails[0]["subject"] == "Scheduled maintenance this weekend"
+    assert store.search_messages("demo", "?!  ...") == store.search_messages("demo", "")
+
+
+FTS_SYNTAX = ['"AND OR (*', "NOT", 'AI" OR "x', "a AND (b OR", "col:umn ^ - + {}", "*", "NEAR(a b)", "ünïcødé's"]
+
+
+@pytest.mark.parametrize("query", FTS_SYNTAX)
+def test_fts_syntax_in_a_query_does_not_raise(store: WorkspaceStore, query: str) -> None:
+    for search in (store.search_files, store.search_emails, store.search_calendar, store.search_messages):
+        assert isinstance(search("demo", query), list)
+
+
+def test_a_dropped_in_file_becomes_searchable_and_edits_are_reindexed(store: WorkspaceStore, tmp_path: Path) -> None:
+    workspaces = Settings(data_dir=tmp_path).workspaces_dir
+    assert store.search_files("demo", "zebrafish") == []
+    note = workspaces / "demo" / "inbox" / "lab_notes.md"
+    note.parent.mkdir(parents=True)
+    note.write_text("Zebrafish trial results look promising.", encoding="utf-8")
+    (workspaces / "demo" / "photo.png").write_bytes(b"\x89PNG zebrafish")
+    assert store.index_user_files("demo", workspaces) == 1
+    assert store.index_user_files("demo", workspaces) == 0  # unchanged: skipped by mtime
+    assert titles(store.search_files("demo", "zebrafish"), "path") == ["inbox/lab_notes.md"]
+    assert store.search_files("alice", "zebrafish") == []
+
+    note.write_text("Axolotl trial replaces the earlier one.", encoding="utf-8")
+    os.utime(note, (1_900_000_000, 1_900_000_000))
+    assert store.index_user_files("demo", workspaces) == 1
+    assert store.search_files("demo", "zebrafish") == []
+    assert titles(store.search_files("demo", "axolotl"), "path") == ["inbox/lab_notes.md"]
+
+    note.unlink()
+    store.index_user_files("demo", workspaces)
+    assert store.search_files("demo", "axolotl") == []
+
+
+def test_seeding_twice_does_not_duplicate(store: WorkspaceStore, tmp_path: Path) -> None:
+    def counts() -> list[int]:
+        with Session(store.engine) as session:
+            models = (WorkspaceFile, WorkspaceEmail, WorkspaceEvent, WorkspaceMessage)
+            return [session.scalar(select(func.count()).select_from(m)) or 0 for m in models]
+
+    before = counts()
+    store.create()
+    store.seed_demo(Settings(data_dir=tmp_path).workspaces_dir)
+    assert counts() == before
+    assert before[0] >= 6 and all(n >= 6 for n in before[1:])
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("LOOM_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("LOOM_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def call_tool(name: str, args: dict[str, object], user_id: str) -> dict[str, object]:
+    graph = StateGraph(MessagesState, context_schema=RunContext)
+    graph.add_node("tools", ToolNode(WORKSPACE_TOOLS))
+    graph.add_edge(START, "tools")
+    graph.add_edge("tools", END)
+    call = AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": "call-1"}])
+    result = graph.compile().invoke({"messages": [call]}, context=RunContext(user_id=user_id))
+    reply = result["messages"][-1]
+    assert isinstance(reply, ToolMessage) and reply.status == "success"
+    payload: dict[str, object] = json.loads(str(reply.content))
+    return payload
+
+
+def test_tools_search_only_the_context_users_data(data_dir: Path) -> None:
+    alice = call_tool("search_calendar", {"query": "AI events"}, "alice")
+    assert alice["source"] == "calendar" and alice["query"] == "AI events"
+    assert titles(alice["results"], "title") == ["AI Ethics Board (private)"]  # type: ignore[arg-type]
+
+    demo = call_tool("search_calendar", {"query": "AI events", "limit": 5}, "demo")
+    assert "AI Workshop" in titles(demo["results"], "title")  # type: ignore[arg-type]
+    assert "Ethics" not in json.dumps(demo)
+
+
+def test_search_files_tool_indexes_new_files_first(data_dir: Path) -> None:
+    assert call_tool("search_emails", {"query": "Policy Updates"}, "demo")["results"]
+    (data_dir / "workspaces" / "demo" / "kiwi.txt").write_text("Kiwi harvest forecast", encoding="utf-8")
+    found = call_tool("search_files", {"query": "kiwi"}, "demo")
+    assert found["source"] == "files"
+    assert titles(found["results"], "path") == ["kiwi.txt"]  # type: ignore[arg-type]
+    assert call_tool("search_messages", {"query": "kiwi"}, "demo")["results"] == []
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema per run (via ``search_path``), dropped afterwards, so tests never touch real tables."""
+    psycopg = pytest.importorskip("psycopg")
+    plain = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        admin = psycopg.connect(plain, connect_timeout=3, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable at {plain}: {exc}")
+    schema = f"loom_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+
+@pytest.mark.postgres
+def test_postgres_search(postgres_url: str, tmp_path: Path) -> None:
+    store = WorkspaceStore(postgres_url)
+    try:
+        store.create()
+        store.create()
+        workspaces = Settings(data_dir=tmp_path).workspaces_dir
+        store.seed_demo(workspaces)
+        store.seed_demo(workspaces)
+        assert store.index_user_files("demo", workspaces) == 0  # mtimes round-trip through timestamp columns
+        with store.engine.connect() as connection:
+            assert connection.scalar(text("SELECT current_schema()")).startswith("loom_test_")
+            assert connection.scalar(text("SELECT count(*) FROM workspace_events WHERE user_id = 'demo'")) == 7
+        assert "AI Workshop" in titles(store.search_calendar("demo", "AI events"), "title")
+        assert "strategy/AI_Strategy.md" in titles(store.search_files("demo", "AI Strategy"), "path")
+        assert "Q3 Results" in titles(store.search_emails("demo", "AI Strategy"), "subject")
+        assert store.search_messages("demo", "AI Strategy")
+        assert "Ethics" not in json.dumps(store.search_calendar("demo", "AI Ethics Board", 50))
+        assert titles(store.search_calendar("alice", "AI"), "title") == ["AI Ethics Board (private)"]
+        assert len(store.search_emails("demo", '"AND OR (*')) <= 10
+        assert len(store.search_emails("demo", "", limit=2)) == 2
+    finally:
+        store.engine.dispose()

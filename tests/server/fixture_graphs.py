@@ -1,0 +1,114 @@
+"""Small graphs that make server behaviour observable: a gated run, an approval, a failure.
+
+``gated`` runs ``step_one`` (counting its executions in a file), then waits until the test opens
+the gate file for its thread; so a test decides exactly when a run is busy, and can prove after a
+crash that a checkpointed node did not run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+from pathlib import Path
+from typing import Annotated, Any, NotRequired
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Checkpointer, RetryPolicy, interrupt
+from typing_extensions import TypedDict
+
+from loom.settings import get_settings
+from nodes.models import is_transient_error
+
+
+class GatedState(TypedDict):
+    log: Annotated[list[str], operator.add]
+
+
+def gate_dir() -> Path:
+    path = get_settings().data_dir / "gates"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _thread(config: RunnableConfig) -> str:
+    return str(config["configurable"]["thread_id"])
+
+
+async def step_one(state: GatedState, config: RunnableConfig) -> dict[str, Any]:
+    counter = gate_dir() / f"{_thread(config)}.step_one"
+    counter.write_text(str(int(counter.read_text() or 0) + 1 if counter.exists() else 1))
+    get_stream_writer()({"event": "step_one_done"})
+    return {"log": ["step_one"]}
+
+
+async def wait_for_gate(state: GatedState, config: RunnableConfig) -> dict[str, Any]:
+    gate = gate_dir() / f"{_thread(config)}.open"
+    while not gate.exists():  # the graph waits on the test; the test never sleeps
+        await asyncio.sleep(0.02)
+    return {"log": ["gate_passed"]}
+
+
+def build_gated(checkpointer: Checkpointer = None) -> Any:
+    builder = StateGraph(GatedState)
+    builder.add_node("step_one", step_one)
+    builder.add_node("wait_for_gate", wait_for_gate)
+    builder.add_edge(START, "step_one")
+    builder.add_edge("step_one", "wait_for_gate")
+    builder.add_edge("wait_for_gate", END)
+    return builder.compile(checkpointer=checkpointer, name="gated")
+
+
+class ApprovalState(TypedDict):
+    request: str
+    decision: str
+    hold: NotRequired[bool]
+    """Wait at the thread's gate before asking, so a test can queue runs behind this one."""
+
+
+async def ask_approval(state: ApprovalState, config: RunnableConfig) -> dict[str, Any]:
+    if state.get("hold"):
+        await wait_for_gate({"log": []}, config)
+    answer = interrupt({"question": f"approve {state['request']}?"})
+    return {"decision": str(answer)}
+
+
+def build_approval(checkpointer: Checkpointer = None) -> Any:
+    builder = StateGraph(ApprovalState)
+    builder.add_node("ask_approval", ask_approval)
+    builder.add_edge(START, "ask_approval")
+    builder.add_edge("ask_approval", END)
+    return builder.compile(checkpointer=checkpointer, name="approval")
+
+
+def explode(state: GatedState) -> dict[str, Any]:
+    raise RuntimeError("this node always fails")
+
+
+def build_failing(checkpointer: Checkpointer = None) -> Any:
+    builder = StateGraph(GatedState)
+    builder.add_node("explode", explode)
+    builder.add_edge(START, "explode")
+    return builder.compile(checkpointer=checkpointer, name="failing")
+
+
+class ProviderDown(Exception):
+    """Looks like a provider's 503 to ``is_transient_error``."""
+
+    status_code = 503
+
+
+def call_flaky_provider(state: GatedState, config: RunnableConfig) -> dict[str, Any]:
+    counter = gate_dir() / f"{_thread(config)}.attempts"
+    counter.write_text(str(int(counter.read_text()) + 1 if counter.exists() else 1))
+    raise ProviderDown("provider unavailable (503)")
+
+
+def build_flaky(checkpointer: Checkpointer = None) -> Any:
+    """Retries forever by its own policy, so only the run's retry budget can stop it."""
+    builder = StateGraph(GatedState)
+    policy = RetryPolicy(max_attempts=1000, initial_interval=0.001, max_interval=0.001, retry_on=is_transient_error)
+    builder.add_node("call_flaky_provider", call_flaky_provider, retry_policy=policy)
+    builder.add_edge(START, "call_flaky_provider")
+    return builder.compile(checkpointer=checkpointer, name="flaky")

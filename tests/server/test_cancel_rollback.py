@@ -1,0 +1,46 @@
+"""Cancel with action=rollback undoes the run; queued input never swallows a newer interrupt."""
+
+from __future__ import annotations
+
+import pytest
+from langgraph_sdk import get_client
+
+from tests.conftest import LiveServer
+from tests.server.live import FIXTURE_INPUT, close_gate, finished, open_gate, start_gated
+
+pytestmark = pytest.mark.live
+
+
+async def test_cancel_with_rollback_restores_the_state_before_the_run(fixture_server: LiveServer) -> None:
+    client = get_client(url=fixture_server.url)
+    fresh = (await client.threads.create())["thread_id"]
+    run = await start_gated(client, fresh)
+    await client.runs.cancel(fresh, run["run_id"], wait=True, action="rollback")
+    assert (await client.threads.get_state(fresh))["values"] == {}  # the first run's work is gone
+
+    used = (await client.threads.create())["thread_id"]
+    open_gate(fixture_server, used)
+    before = await client.runs.wait(used, "gated", input=FIXTURE_INPUT)
+    close_gate(fixture_server, used)
+    second = await start_gated(client, used)
+    await client.runs.cancel(used, second["run_id"], wait=True, action="rollback")
+    assert (await client.threads.get_state(used))["values"] == before
+    assert (await client.runs.get(used, second["run_id"]))["status"] == "cancelled"
+    assert (await client.threads.get(used))["status"] == "idle"
+
+
+async def test_input_queued_behind_a_run_that_ends_interrupted_is_refused(fixture_server: LiveServer) -> None:
+    client = get_client(url=fixture_server.url)
+    thread = (await client.threads.create())["thread_id"]
+    asking = await client.runs.create(thread, "approval", input={"request": "refund", "hold": True})
+    queued = await client.runs.create(thread, "approval", input={"request": "other"}, multitask_strategy="enqueue")
+    open_gate(fixture_server, thread)  # only now may the first run reach its interrupt
+    first = await finished(client, thread, asking["run_id"])
+    refused = await finished(client, thread, queued["run_id"])
+    assert first["status"] == "interrupted"
+    assert refused["status"] == "error" and refused["error"]["error"] == "ThreadInterrupted"
+    state = await client.threads.get_state(thread)
+    assert state["interrupts"] and state["values"]["request"] == "refund"
+    assert (await client.threads.get(thread))["status"] == "interrupted"
+    answered = await client.runs.wait(thread, "approval", command={"resume": "approved"})
+    assert answered["decision"] == "approved"

@@ -1,0 +1,161 @@
+"""One scripted ``langgraph_sdk`` session, run against Loom and against ``langgraph dev``: same answers.
+
+Both servers load the project's ``langgraph.json`` and inherit the fake model from the test
+environment, each with its own data dir. Ids, timestamps and model latencies are normalised away;
+everything else in the streams, the final state and the history must match, except what Loom adds
+on purpose (:data:`LOOM_ONLY_EVENTS`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph_sdk import get_client
+from langgraph_sdk.schema import ThreadState
+
+from tests.conftest import LiveServer
+from tests.server.dev_server import LanggraphDev
+
+pytestmark = pytest.mark.live
+
+LOOM_ONLY_EVENTS = frozenset({"end", "recovered"})
+"""``end`` closes every Loom stream with ``{status, interrupts, checkpoint}`` (api.md, "A terminal event");
+``recovered`` marks a run resumed after a crash and never appears here. Loom's keep-alive is an SSE
+comment, which the SDK never yields as an event, so it needs no exclusion."""
+TURNS = ("Search my calendar for AI events", "Write a poem about the sea")
+STREAM_MODES = ["values", "updates", "custom"]
+CONTEXT = {"user_id": "demo", "user_name": "Demo User"}
+"""Named in full: without ``user_name`` Loom uses the caller's user id, the graph's default is "Demo User"."""
+
+ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|call_[0-9a-f]{6,}")
+VOLATILE_KEYS = frozenset({"latency_ms", "created_at", "updated_at"})
+
+
+@dataclass
+class Session:
+    events: list[tuple[str, Any]]
+    state: ThreadState
+    history: list[ThreadState]
+
+    def runs(self) -> list[list[tuple[str, Any]]]:
+        """The events split per run: each run starts with its ``metadata`` event."""
+        runs: list[list[tuple[str, Any]]] = []
+        for name, data in self.events:
+            if name == "metadata":
+                runs.append([])
+            runs[-1].append((name, data))
+        return runs
+
+    def graph_events(self) -> list[tuple[str, Any]]:
+        return [(name, normalise(data)) for name, data in self.events if name not in LOOM_ONLY_EVENTS]
+
+
+async def scripted_session(url: str) -> Session:
+    client = get_client(url=url)
+    thread_id = (await client.threads.create())["thread_id"]
+    events: list[tuple[str, Any]] = []
+    for text in TURNS:
+        payload: dict[str, Any] = {"messages": [{"role": "user", "content": text}]}
+        async for part in client.runs.stream(
+            thread_id,
+            "assistant",
+            input=payload,
+            stream_mode=STREAM_MODES,  # type: ignore[arg-type]
+            context=CONTEXT,
+        ):
+            events.append((part.event, part.data))
+    state = await client.threads.get_state(thread_id)
+    history = await client.threads.get_history(thread_id, limit=50)
+    return Session(events, state, history)
+
+
+def normalise(value: Any, key: str | None = None) -> Any:
+    """Ids become ``<id>``; timestamps and latencies ``<volatile>``; the rest is compared as is."""
+    if key in VOLATILE_KEYS:
+        return "<volatile>"
+    if isinstance(value, dict):
+        return {k: normalise(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalise(item) for item in value]
+    if isinstance(value, str):
+        return ID.sub("<id>", value)
+    return value
+
+
+def values_of(state: ThreadState) -> dict[str, Any]:
+    values = state["values"]
+    assert isinstance(values, dict)
+    return values
+
+
+def task_view(task: Any) -> tuple[Any, ...]:
+    """A pending task's result is compared by its keys: message ids inside a task's writes are assigned
+    by the ``add_messages`` reducer in place, and whether the checkpointer serialised the write before
+    or after that is a race (``langgraph dev`` shows ``None``, Loom's async SQLite saver often the id)."""
+    return task["name"], task["error"], normalise(task["interrupts"]), sorted(task.get("result") or {})
+
+
+def checkpoint_view(state: ThreadState) -> dict[str, Any]:
+    """What a client reads from a checkpoint; server-specific metadata keys are left out."""
+    metadata = state["metadata"] or {}
+    return {
+        "values": normalise(state["values"]),
+        "next": state["next"],
+        "tasks": [task_view(task) for task in state["tasks"]],
+        "interrupts": state["interrupts"],
+        "source": metadata.get("source"),
+        "step": metadata.get("step"),
+        "has_parent": state["parent_checkpoint"] is not None,
+        "has_run_id": "run_id" in metadata,
+    }
+
+
+async def test_session_matches_langgraph_dev(tmp_path: Path) -> None:
+    """Loom first, then ``langgraph dev``, so the two never compete for the CPU."""
+    loom = LiveServer(tmp_path / "loom").start()
+    try:
+        ours = await scripted_session(loom.url)
+    finally:
+        loom.stop()
+    reference = LanggraphDev(tmp_path / "dev", env={"LOOM_DATA_DIR": str(tmp_path / "dev" / "data")}).start()
+    try:
+        theirs = await scripted_session(reference.url)
+    finally:
+        reference.stop()
+    assert_same_stream(ours, theirs)
+    assert_loom_ends_each_run_once(ours, theirs)
+    assert_same_state_and_history(ours, theirs)
+
+
+def assert_same_stream(loom: Session, reference: Session) -> None:
+    assert LOOM_ONLY_EVENTS.isdisjoint(name for name, _ in reference.events)
+    assert [name for name, _ in loom.graph_events()] == [name for name, _ in reference.events]
+    updates = [[list(data) for name, data in s.events if name == "updates"] for s in (loom, reference)]
+    assert updates[0] == updates[1]
+    first_turn = [["router"], ["workspace_agent"], ["workspace_tools"], ["workspace_agent"]]
+    assert updates[0] == [*first_turn, ["router"], ["content_writer"]]
+    assert loom.graph_events() == reference.graph_events()
+
+
+def assert_loom_ends_each_run_once(loom: Session, reference: Session) -> None:
+    assert len(loom.runs()) == len(reference.runs()) == len(TURNS)
+    for run in loom.runs():
+        assert [name for name, _ in run].count("end") == 1
+        assert run[-1][0] == "end" and run[-1][1]["status"] == "success" and run[-1][1]["interrupts"] == []
+    for session in (loom, reference):
+        assert all(set(data) == {"run_id", "attempt"} for name, data in session.events if name == "metadata")
+
+
+def assert_same_state_and_history(loom: Session, reference: Session) -> None:
+    assert set(ThreadState.__annotations__) <= set(loom.state)
+    ours, theirs = values_of(loom.state), values_of(reference.state)
+    assert [(m["type"], m["content"]) for m in ours["messages"]] == [
+        (m["type"], m["content"]) for m in theirs["messages"]
+    ]
+    assert ours["route"] == theirs["route"] and ours["route"]["specialist"] == "content_writer"
+    assert checkpoint_view(loom.state) == checkpoint_view(reference.state)
+    assert [checkpoint_view(c) for c in loom.history] == [checkpoint_view(c) for c in reference.history]

@@ -1,0 +1,106 @@
+"""Human in the loop over HTTP: interrupt, resume, and the 409s that keep an interrupt from being lost."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from langgraph_sdk import get_client
+from langgraph_sdk.errors import ConflictError
+
+from tests.conftest import LiveServer
+from tests.server.live import collect, finished
+
+pytestmark = pytest.mark.live
+
+
+REFUND = {"request": "refund"}
+
+
+@pytest.fixture
+def server(fixture_server: LiveServer) -> LiveServer:
+    """The session's shared server with the fixture graphs (tests/server/conftest.py)."""
+    return fixture_server
+
+
+async def test_interrupt_then_resume(server: LiveServer) -> None:
+    client = get_client(url=server.url)
+    tid = (await client.threads.create())["thread_id"]
+    parts = await collect(client.runs.stream(tid, "approval", input=REFUND, stream_mode=["updates", "values"]))
+
+    question = {"question": "approve refund?"}
+    interrupt_updates = [p.data["__interrupt__"] for p in parts if p.event == "updates" and "__interrupt__" in p.data]
+    assert [[i["value"] for i in update] for update in interrupt_updates] == [[question]]
+    end = parts[-1]
+    assert end.event == "end" and end.data["status"] == "interrupted"
+    [pending] = end.data["interrupts"]
+    assert pending["value"] == question and pending["id"] == interrupt_updates[0][0]["id"]
+    run_id = parts[0].data["run_id"]
+    assert (await client.runs.get(tid, run_id))["status"] == "interrupted"
+    thread = await client.threads.get(tid)
+    assert thread["status"] == "interrupted"
+    assert [i["value"] for group in thread["interrupts"].values() for i in group] == [question]
+    state = await client.threads.get_state(tid)
+    assert state["next"] == ["ask_approval"]
+    assert [i["id"] for i in state["interrupts"]] == [pending["id"]]
+    assert [i["value"] for i in state["tasks"][0]["interrupts"]] == [question]
+
+    resumed = await collect(client.runs.stream(tid, "approval", command={"resume": "yes"}, stream_mode="values"))
+    assert resumed[-1].data["status"] == "success" and resumed[-1].data["interrupts"] == []
+    assert resumed[-2].event == "values" and resumed[-2].data == {"request": "refund", "decision": "yes"}
+    assert (await client.threads.get(tid))["status"] == "idle"
+    assert (await client.threads.get_state(tid))["next"] == []
+
+
+async def test_new_input_on_an_interrupted_thread_is_409_and_keeps_the_interrupt(server: LiveServer) -> None:
+    client = get_client(url=server.url)
+    tid = (await client.threads.create())["thread_id"]
+    await client.runs.wait(tid, "approval", input=REFUND)
+    pending = (await client.threads.get_state(tid))["interrupts"]
+
+    with pytest.raises(ConflictError) as refused:
+        await client.runs.create(tid, "approval", input={"request": "another"})
+    body = refused.value.response.json()
+    assert body["code"] == "thread_interrupted" and body["interrupt_ids"] == [pending[0]["id"]]
+    assert "resume" in body["detail"]
+    assert (await client.threads.get_state(tid))["interrupts"] == pending
+    assert len(await client.runs.list(tid)) == 1
+
+    result = await client.runs.wait(tid, "approval", command={"resume": "no"})
+    assert result == {"request": "refund", "decision": "no"}
+
+
+async def test_resume_without_a_pending_interrupt_is_409(server: LiveServer) -> None:
+    client = get_client(url=server.url)
+    tid = (await client.threads.create())["thread_id"]
+    with pytest.raises(ConflictError) as fresh:
+        await client.runs.create(tid, "approval", command={"resume": "yes"})
+    assert fresh.value.response.json()["code"] == "nothing_to_resume"
+    assert "interrupt" in fresh.value.response.json()["detail"]
+
+    await client.runs.wait(tid, "approval", input=REFUND)
+    await client.runs.wait(tid, "approval", command={"resume": "yes"})
+    with pytest.raises(ConflictError) as answered:
+        await client.runs.create(tid, "approval", command={"resume": "again"})
+    assert answered.value.response.json()["code"] == "nothing_to_resume"
+    assert (await client.threads.get_state(tid))["values"]["decision"] == "yes"
+
+
+async def test_two_concurrent_resumes_do_not_both_run(server: LiveServer) -> None:
+    client = get_client(url=server.url)
+    tid = (await client.threads.create())["thread_id"]
+    await client.runs.wait(tid, "approval", input=REFUND)
+
+    async def resume(answer: str) -> str:
+        try:
+            run = await client.runs.create(tid, "approval", command={"resume": answer})
+        except ConflictError:
+            return "refused"
+        return str((await finished(client, tid, run["run_id"]))["status"])
+
+    outcomes = await asyncio.gather(resume("first"), resume("second"))
+    assert sorted(outcomes).count("success") == 1, outcomes
+    decision = (await client.threads.get_state(tid))["values"]["decision"]
+    assert decision in ("first", "second")
+    history = await client.threads.get_history(tid, limit=100)
+    assert [h["values"].get("decision") for h in history if h["values"].get("decision")] == [decision]

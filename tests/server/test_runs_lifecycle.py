@@ -1,0 +1,212 @@
+"""Run lifecycle on a live server: cancel, multitask strategies, rejoining streams, disconnects, limits."""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+from pathlib import Path
+
+import pytest
+from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
+from langgraph_sdk.errors import ConflictError, RateLimitError
+
+from tests.conftest import LiveServer
+from tests.server.live import (
+    FIXTURE_INPUT,
+    close_gate,
+    collect,
+    finished,
+    is_custom,
+    open_gate,
+    serving,
+    start_gated,
+    step_one_count,
+    until,
+)
+
+pytestmark = pytest.mark.live
+
+
+DONE = ["step_one", "gate_passed"]
+
+
+@pytest.fixture
+def server(fixture_server: LiveServer) -> LiveServer:
+    """The session's shared server with the fixture graphs (tests/server/conftest.py)."""
+    return fixture_server
+
+
+async def new_thread(client: LangGraphClient) -> str:
+    return str((await client.threads.create())["thread_id"])
+
+
+async def run_ids_in_history(client: LangGraphClient, thread_id: str) -> list[str]:
+    """The runs that wrote this thread's checkpoints, oldest first, each once."""
+    history = await client.threads.get_history(thread_id, limit=100)
+    order: list[str] = []
+    for snapshot in reversed(history):
+        run_id = snapshot["metadata"].get("run_id")
+        if run_id and run_id not in order:
+            order.append(run_id)
+    return order
+
+
+async def test_cancel_stops_the_run_and_leaves_the_thread_usable(server: LiveServer) -> None:
+    client = get_client(url=server.url)
+    tid = await new_thread(client)
+    run = await start_gated(client, tid)
+    assert (await client.threads.get(tid))["status"] == "busy"
+
+    await client.runs.cancel(tid, run["run_id"], wait=True)
+    cancelled = await client.runs.get(tid, run["run_id"])
+    assert cancelled["status"] == "cancelled"
+    assert (await client.threads.get(tid))["status"] == "idle"
+    state = await client.threads.get_state(tid)
+    assert state["values"]["log"] == ["step_one"], "what was produced before the cancel is kept"
+    with pytest.raises(ConflictError):
+        await client.runs.cancel(tid, run["run_id"])
+
+    open_gate(server, tid)
+    again = await client.runs.wait(tid, "gated", input=FIXTURE_INPUT)
+    assert again["log"][-2:] == DONE
+    assert [r["status"] for r in await client.runs.list(tid)] == ["success", "cancelled"]
+
+
+async def test_reject_strategy_answers_409_on_a_busy_thread(server: LiveServer) -> None:
+    client = get_client(url=server.url)
+    tid = await new_thread(client)
+    run = await start_gated(client, tid)
+    with pytest.raises(ConflictError) as refused:
+        await client.runs.create(tid, "gated", input=FIXTURE_INPUT, multitask_strategy="reject")
+    assert refused.value.response.json()["code"] == "thread_busy"
+    assert len(await client.runs.list(tid)) == 1
+
+    open_gate(server, tid)
+    assert (await finished(client, tid, run["run_id"]))["status"] == "success"
+
+
+async def test_enqueue_runs_one_after_another_in_order(server: LiveServer) -> None:
+    client = get_client(url=server.url)
+    tid = await new_thread(client)
+    first = await start_gated(client, tid)
+    second = await client.runs.create(tid, "gated", input=FIXTURE_INPUT, multitask_strategy="enqueue")
+    third = await client.runs.create(tid, "gated", input=FIXTURE_INPUT)  # enqueue is the default
+    assert [(await client.runs.get(tid, r["run_id"]))["status"] for r in (second, third)] == ["pending", "pending"]
+    assert step_one_count(server, tid) == 1, "queued runs wait for the active one"
+
+    open_gate(server, tid)
+    runs = [first, second, third]
+    assert [(await finished(client, tid, r["run_id"]))["status"] for r in runs] == ["success"] * 3
+    assert await run_ids_in_history(client, tid) == [r["run_id"] for r in runs]
+    assert (await client.threads.get_state(tid))["values"]["log"] == DONE * 3
+
+
+async def test_interrupt_strategy_stops_the_active_run_and_starts_the_new_one(server: LiveServer) -> None:
+    client = get_client(url=server.url)
+    tid = await new_thread(client)
+    first = await start_gated(client, tid)
+    second = await client.runs.create(tid, "gated", input=FIXTURE_INPUT, multitask_strategy="interrupt")
+    assert (await client.runs.get(tid, first["run_id"]))["status"] == "interrupted"
+
+    open_gate(server, tid)
+    assert (await finished(client, tid, second["run_id"]))["status"] == "success"
+    assert (await client.threads.get(tid))["status"] == "idle"
+    assert (await client.threads.get_state(tid))["values"]["log"][-2:] == DONE
+
+
+async def test_rollback_strategy_discards_the_active_runs_work(server: LiveServer) -> None:
+    client = get_client(url=server.url)
+    fresh = await new_thread(client)
+    first = await start_gated(client, fresh)
+    second = await client.runs.create(fresh, "gated", input=FIXTURE_INPUT, multitask_strategy="rollback")
+    assert (await client.runs.get(fresh, first["run_id"]))["status"] in ("cancelled", "interrupted")
+    open_gate(server, fresh)
+    assert (await finished(client, fresh, second["run_id"]))["status"] == "success"
+    assert (await client.threads.get_state(fresh))["values"]["log"] == DONE
+
+    used = await new_thread(client)
+    open_gate(server, used)
+    await client.runs.wait(used, "gated", input=FIXTURE_INPUT)
+    close_gate(server, used)
+    first = await start_gated(client, used)
+    second = await client.runs.create(used, "gated", input=FIXTURE_INPUT, multitask_strategy="rollback")
+    open_gate(server, used)
+    assert (await finished(client, used, second["run_id"]))["status"] == "success"
+    assert (await client.threads.get_state(used))["values"]["log"] == DONE * 2, "the rolled-back step is gone"
+
+
+async def test_join_stream_after_disconnect_resumes_exactly_after_the_last_event(server: LiveServer) -> None:
+    client = get_client(url=server.url)
+    tid = await new_thread(client)
+    run = await client.runs.create(tid, "gated", input=FIXTURE_INPUT, stream_mode=["custom", "updates", "values"])
+    async with aclosing(client.runs.join_stream(tid, run["run_id"])) as parts:
+        before = await until(parts, is_custom("step_one_done"))
+    open_gate(server, tid)  # the run goes on while nobody listens
+    assert (await finished(client, tid, run["run_id"]))["status"] == "success"
+
+    rejoined = await collect(client.runs.join_stream(tid, run["run_id"], last_event_id=before[-1].id))
+    everything = await collect(client.runs.join_stream(tid, run["run_id"]))
+    assert before[0].event == "metadata"
+    assert [(p.id, p.event, p.data) for p in before + rejoined] == [(p.id, p.event, p.data) for p in everything]
+    assert rejoined[-1].event == "end" and rejoined[-1].data["status"] == "success"
+    assert "values" in [p.event for p in rejoined], "events sent while disconnected are delivered"
+
+
+async def test_on_disconnect_cancel_cancels_the_run(server: LiveServer) -> None:
+    client = get_client(url=server.url)
+    tid = await new_thread(client)
+    stream = client.runs.stream(tid, "gated", input=FIXTURE_INPUT, stream_mode="custom", on_disconnect="cancel")
+    async with aclosing(stream) as parts:
+        seen = await until(parts, is_custom("step_one_done"))
+    run_id = seen[0].data["run_id"]
+    assert (await finished(client, tid, run_id))["status"] == "cancelled"
+    assert (await client.threads.get(tid))["status"] == "idle"
+    assert step_one_count(server, tid) == 1
+
+
+async def test_idempotency_key_returns_the_same_run(server: LiveServer) -> None:
+    client = get_client(url=server.url)
+    tid = await new_thread(client)
+    open_gate(server, tid)
+    headers = {"Idempotency-Key": f"create-{tid}"}
+    first = await client.runs.create(tid, "gated", input=FIXTURE_INPUT, headers=headers)
+    second = await client.runs.create(tid, "gated", input=FIXTURE_INPUT, headers=headers)
+    assert first["run_id"] == second["run_id"]
+    await finished(client, tid, first["run_id"])
+    assert len(await client.runs.list(tid)) == 1
+
+
+async def test_full_queue_answers_429_and_drops_nothing_accepted(tmp_path: Path) -> None:
+    with serving(tmp_path / "queue", LOOM_SERVER_CONCURRENCY="1", LOOM_SERVER_QUEUE_SIZE="1") as server:
+        client = get_client(url=server.url)
+        running, queued, refused = [await new_thread(client) for _ in range(3)]
+        first = await start_gated(client, running)  # the only worker is busy with it
+        second = await client.runs.create(queued, "gated", input=FIXTURE_INPUT)  # fills the queue
+        with pytest.raises(RateLimitError) as full:
+            await client.runs.create(refused, "gated", input=FIXTURE_INPUT)
+        assert int(full.value.response.headers["Retry-After"]) > 0
+        assert full.value.response.json()["code"] == "queue_full"
+        assert await client.runs.list(refused) == []
+
+        open_gate(server, running)
+        open_gate(server, queued)
+        assert (await finished(client, running, first["run_id"]))["status"] == "success"
+        assert (await finished(client, queued, second["run_id"]))["status"] == "success"
+        assert (await client.threads.get_state(queued))["values"]["log"] == DONE
+
+
+async def test_run_timeout_ends_the_run_and_frees_the_thread(tmp_path: Path) -> None:
+    with serving(tmp_path / "timeout", LOOM_RUN_TIMEOUT_S="2") as server:
+        client = get_client(url=server.url)
+        tid = await new_thread(client)
+        parts = await collect(client.runs.stream(tid, "gated", input=FIXTURE_INPUT, stream_mode="custom"))
+        assert [p.event for p in parts] == ["metadata", "custom", "error", "end"]
+        assert parts[-2].data["error"] == "TimeoutError"
+        assert parts[-1].data["status"] == "timeout"
+        run = await client.runs.get(tid, parts[0].data["run_id"])
+        assert run["status"] == "timeout" and run["error"]["error"] == "TimeoutError"
+        assert (await client.threads.get(tid))["status"] != "busy"
+
+        open_gate(server, tid)
+        again = await client.runs.wait(tid, "gated", input=FIXTURE_INPUT)
+        assert again["log"][-2:] == DONE

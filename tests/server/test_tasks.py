@@ -1,0 +1,46 @@
+"""Seed 004's task API over the plan-execute graph, through a live server."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from tests.conftest import LiveServer
+
+REQUEST = "Find round sunglasses that are in stock and tell me their prices"
+
+
+async def test_task_plans_streams_steps_and_completes(live_server: LiveServer) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=60) as http:
+        created = await http.post("/tasks", json={"task_description": REQUEST})
+        assert created.status_code == 201 and created.json()["status"] == "pending"
+        task_id = created.json()["task_id"]
+        async with http.stream("POST", f"/tasks/{task_id}/execute") as response:
+            assert response.headers["content-type"].startswith("application/x-ndjson")
+            events = [json.loads(line) async for line in response.aiter_lines() if line]
+        status = (await http.get(f"/tasks/{task_id}/status")).json()
+        again = await http.post(f"/tasks/{task_id}/execute")
+        missing = await http.get("/tasks/no-such-task/status")
+    kinds = [e["event_type"] for e in events]
+    assert kinds[0] == "plan_created" and kinds[-1] == "task_completed"
+    assert kinds.count("step_started") == kinds.count("step_completed") == 3
+    assert "partial_output" in kinds and kinds.index("partial_output") > kinds.index("step_completed")
+    prices = [e["data"]["output"] for e in events if e["event_type"] == "step_completed"][-1]
+    assert "89.0" in prices and "219.0" in prices
+    assert status["status"] == "completed" and len(status["plan"]) == 3
+    assert status["plan"][1]["depends_on"] == ["step_1"]
+    assert again.status_code == 409 and again.json()["code"] == "task_already_executed"
+    assert missing.status_code == 404 and missing.json()["code"] == "thread_not_found"
+
+
+async def test_bad_task_input_is_rejected_with_the_field(live_server: LiveServer) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url) as http:
+        empty = await http.post("/tasks", json={"task_description": ""})
+        extra = await http.post("/tasks", json={"task_description": "x", "priority": 1})
+        broken = await http.post("/tasks", content=b"{bad", headers={"content-type": "application/json"})
+        unknown_graph = await http.post("/tasks", json={"task_description": "x", "graph_id": "nope"})
+    assert empty.status_code == 422 and "task_description" in empty.json()["detail"]
+    assert extra.status_code == 422 and "priority" in extra.json()["detail"]
+    assert broken.status_code == 400 and broken.json()["code"] == "malformed_json"
+    assert unknown_graph.status_code == 404
