@@ -1,0 +1,15 @@
+"""The one-node benchmark graph (see ``bench_graphs``): what a request costs beyond the graph itself."""
+
+from __future__ import annotations
+
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
+
+from bench.bench_graphs import ChainState, build_chain
+
+
+def build_graph(checkpointer: Checkpointer = None) -> CompiledStateGraph[ChainState, None, ChainState, ChainState]:
+    return build_chain(1, checkpointer=checkpointer)
+
+
+graph = build_graph()

@@ -1,0 +1,254 @@
+"""What serving costs: Loom's request-to-last-event latency against in-process ``graph.astream``, and
+runs per second under concurrent clients, Loom against ``langgraph dev`` on the same graph.
+
+    .venv/bin/python -m bench.server_latency [--runs 20] [--clients 50] [--rounds 4] [--concurrency 50]
+
+Everything runs on the fake model (``LOOM_MODEL=fake:echo``) in a temporary directory that is
+removed afterwards; the script writes nothing else and prints two tables.
+
+* Latency: one client streams ``--runs`` runs (``stream_mode="values"``, a new thread each, after 2
+  warm-up runs) of the 1-node and the 10-node chain from ``bench/bench_graphs.py``, timed from the
+  request to the last event. The in-process baseline runs the same graph with ``graph.astream`` on
+  the same kind of SQLite checkpointer with Loom's default durability (``sync``: every step on disk
+  before the next), alternating run for run with Loom so that both see the same machine load.
+  ``langgraph dev`` is timed the same way, with its own default durability (``async``); its in-memory
+  queue looks for new runs every half second or so when idle, so a lone run there waits about 1 s.
+* Throughput: ``--clients`` concurrent clients, each doing ``--rounds`` times create-thread +
+  ``runs.wait`` of ``--graph``; Loom with ``LOOM_SERVER_CONCURRENCY=--concurrency`` and ``langgraph dev
+  --n-jobs-per-worker --concurrency``. Both servers run one after the other, never side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
+from rich.console import Console
+from rich.table import Table
+
+from bench import one_node, ten_nodes
+from loom.persistence import open_checkpointer
+from loom.settings import get_settings
+from tests.conftest import LiveServer
+from tests.server.dev_server import LanggraphDev
+
+BENCH_CONFIG = Path(__file__).with_name("langgraph.bench.json")
+GRAPHS: dict[str, tuple[int, Callable[..., Any]]] = {
+    "one_node": (1, one_node.build_graph),
+    "ten_nodes": (10, ten_nodes.build_graph),
+}
+INPUT: dict[str, Any] = {"messages": [{"role": "user", "content": "ping"}]}
+WARMUP = 2
+REQUEST_TIMEOUT_S = 60.0
+PHASE_TIMEOUT_S = 120.0
+console = Console(width=100)  # wide enough for the tables when piped (rich assumes 80 columns)
+
+
+@dataclass
+class Latency:
+    samples: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def p95(self) -> float:
+        """Nearest-rank 95th percentile."""
+        ordered = sorted(self.samples)
+        return ordered[math.ceil(0.95 * len(ordered)) - 1]
+
+
+@dataclass
+class Throughput:
+    completed: int
+    failures: Counter[str]
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.completed / self.seconds
+
+
+def check_complete(values: Any, size: int) -> None:
+    """A timed run counts only if it really ran every node: one echo reply per node."""
+    messages = values.get("messages", []) if isinstance(values, dict) else []
+    if len(messages) != size + 1:
+        raise RuntimeError(f"run did not complete: {str(values)[:300]}")
+
+
+Target = Callable[[], Awaitable[float]]
+"""One timed run: seconds from the request (or ``astream`` call) to the last event."""
+
+
+async def timed(runs: int, targets: list[Target]) -> list[Latency]:
+    """Runs the targets in turn, so background load on a shared machine hits each of them alike."""
+    samples: list[list[float]] = [[] for _ in targets]
+    for index in range(WARMUP + runs):
+        for target, kept in zip(targets, samples, strict=True):
+            elapsed = await target()
+            if index >= WARMUP:
+                kept.append(elapsed)
+    return [Latency(kept) for kept in samples]
+
+
+def in_process_run(graph: Any, size: int) -> Target:
+    async def one_run() -> float:
+        config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+        started = last = time.perf_counter()
+        values: Any = None
+        async for chunk in graph.astream(INPUT, config, stream_mode="values", durability="sync"):
+            last, values = time.perf_counter(), chunk
+        check_complete(values, size)
+        return last - started
+
+    return one_run
+
+
+def served_run(client: LangGraphClient, graph_id: str, size: int) -> Target:
+    async def one_run() -> float:
+        thread_id = (await client.threads.create())["thread_id"]
+        started = last = time.perf_counter()
+        values: Any = None
+        async for part in client.runs.stream(thread_id, graph_id, input=INPUT, stream_mode="values"):
+            last = time.perf_counter()
+            values = part.data if part.event == "values" else values
+        check_complete(values, size)
+        return last - started
+
+    return one_run
+
+
+async def latency(url: str, graph_id: str, runs: int, baseline: bool) -> list[Latency]:
+    """The server's latency, and with ``baseline`` the in-process one, measured alternately."""
+    size, build_graph = GRAPHS[graph_id]
+    client = get_client(url=url, timeout=REQUEST_TIMEOUT_S)
+    async with open_checkpointer(get_settings()) as checkpointer, client:
+        targets = [served_run(client, graph_id, size)]
+        if baseline:
+            targets.append(in_process_run(build_graph(checkpointer=checkpointer), size))
+        return await timed(runs, targets)
+
+
+async def throughput(url: str, graph_id: str, clients: int, rounds: int) -> Throughput:
+    """``clients`` clients at once, each its own connection, each run on a fresh thread."""
+    size = GRAPHS[graph_id][0]
+    completed, failures = 0, Counter[str]()
+
+    async def one_client() -> None:
+        nonlocal completed
+        client = get_client(url=url, timeout=REQUEST_TIMEOUT_S)
+        try:
+            for _ in range(rounds):
+                try:
+                    thread_id = (await client.threads.create())["thread_id"]
+                    check_complete(await client.runs.wait(thread_id, graph_id, input=INPUT), size)
+                    completed += 1
+                except Exception as exc:  # a failed run is counted and reported, not fatal
+                    failures[type(exc).__name__] += 1
+        finally:
+            await client.aclose()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one_client() for _ in range(clients)))
+    return Throughput(completed, failures, time.perf_counter() - started)
+
+
+async def measure_server(
+    url: str, args: argparse.Namespace, baseline: bool
+) -> tuple[dict[str, list[Latency]], Throughput]:
+    async with asyncio.timeout(PHASE_TIMEOUT_S):
+        latencies = {graph_id: await latency(url, graph_id, args.runs, baseline) for graph_id in GRAPHS}
+        return latencies, await throughput(url, args.graph, args.clients, args.rounds)
+
+
+def configure(workdir: Path) -> None:
+    """The environment both servers inherit: fake model, benchmark graphs, a throwaway data dir."""
+    os.environ.update(
+        LOOM_MODEL="fake:echo",
+        LOOM_DATA_DIR=str(workdir / "in-process"),
+        LOOM_GRAPHS_CONFIG=str(BENCH_CONFIG),
+        OPENAI_BASE_URL="http://127.0.0.1:9/v1",  # no request can leave the machine
+    )
+    get_settings.cache_clear()
+
+
+async def run(args: argparse.Namespace, workdir: Path) -> None:
+    configure(workdir)
+    loom_env = {"LOOM_SERVER_CONCURRENCY": str(args.concurrency), "LOOM_SERVER_QUEUE_SIZE": str(4 * args.clients)}
+    loom = LiveServer(workdir / "loom", loom_env)
+    with console.status("Loom, alternating with in-process graph.astream"):
+        loom.start()
+        try:
+            loom_latency, loom_throughput = await measure_server(loom.url, args, baseline=True)
+        finally:
+            loom.stop()
+    dev_env = {"LOOM_DATA_DIR": str(workdir / "dev" / "data")}
+    dev = LanggraphDev(workdir / "dev", BENCH_CONFIG, dev_env, n_jobs_per_worker=args.concurrency)
+    with console.status("langgraph dev"):
+        dev.start()
+        try:
+            dev_latency, dev_throughput = await measure_server(dev.url, args, baseline=False)
+        finally:
+            dev.stop()
+    console.print(latency_table(args, loom_latency, dev_latency))
+    console.print(throughput_table(args, {"Loom": loom_throughput, "langgraph dev": dev_throughput}))
+
+
+def ms(latency: Latency) -> str:
+    return f"{latency.median * 1000:.1f} / {latency.p95 * 1000:.1f}"
+
+
+def latency_table(args: argparse.Namespace, loom: dict[str, list[Latency]], dev: dict[str, list[Latency]]) -> Table:
+    table = Table(title=f"Request to last event, ms (median / p95 of {args.runs} runs, fake model)")
+    for column in ("graph", "in-process astream", "Loom", "Loom ÷ in-process", "langgraph dev"):
+        table.add_column(column, justify="left" if column == "graph" else "right")
+    for graph_id, (size, _) in GRAPHS.items():
+        (served, in_process), (reference,) = loom[graph_id], dev[graph_id]
+        label = f"{size} node{'s' if size > 1 else ''}"
+        table.add_row(label, ms(in_process), ms(served), f"{served.median / in_process.median:.1f}×", ms(reference))
+    return table
+
+
+def throughput_table(args: argparse.Namespace, results: dict[str, Throughput]) -> Table:
+    size = GRAPHS[args.graph][0]
+    table = Table(
+        title=f"{args.clients} concurrent clients × {args.rounds} create-thread + runs.wait, "
+        f"{size}-node graph, concurrency {args.concurrency}"
+    )
+    for column in ("server", "runs ok", "failed", "seconds", "runs/s"):
+        table.add_column(column, justify="left" if column == "server" else "right")
+    for server, result in results.items():
+        failed = ", ".join(f"{count} {name}" for name, count in result.failures.most_common()) or "0"
+        row = (str(result.completed), failed, f"{result.seconds:.1f}", f"{result.per_second:.1f}")
+        table.add_row(server, *row)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=20, help="timed runs per graph and target")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent clients in the throughput test")
+    parser.add_argument("--rounds", type=int, default=4, help="runs each client makes")
+    parser.add_argument("--concurrency", type=int, default=50, help="Loom workers = langgraph dev jobs per worker")
+    parser.add_argument("--graph", choices=sorted(GRAPHS), default="one_node", help="graph of the throughput test")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="loom-bench-") as workdir:
+        asyncio.run(run(args, Path(workdir)))
+
+
+if __name__ == "__main__":
+    main()
