@@ -96,8 +96,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-
-
 class LiveServer:
     """``python -m loom serve`` in its own process on a free port: real uvicorn, real sockets."""
 
