@@ -266,6 +266,10 @@ def _step_schema(ids: list[str], tool: dict[str, Any], arguments: dict[str, Any]
     return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
+MAX_LIST_ARGUMENT = 8
+"""A list argument's length in a constrained plan: enough for a step, short enough that a rambling
+small model still closes the JSON within its token budget."""
+
 _REF_SCHEMA = {
     "type": "object",
     "properties": {REF_ALIAS: {"type": "string", "maxLength": 40}},
@@ -291,7 +295,7 @@ def _capped(spec: dict[str, Any]) -> dict[str, Any]:
     if kind == "string" and "enum" not in spec:
         return {"type": "string"}
     if kind == "array":
-        return {"type": "array", "items": _capped(spec.get("items", {})), "maxItems": 20}
+        return {"type": "array", "items": _capped(spec.get("items", {})), "maxItems": MAX_LIST_ARGUMENT}
     if kind in ("integer", "number", "boolean") or "enum" in spec:
         return {key: value for key, value in spec.items() if key in ("type", "enum")}
     return {"anyOf": [{"type": "string"}, {"type": "number"}]}

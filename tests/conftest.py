@@ -96,6 +96,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_serving(process: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float) -> None:
+    """Polls ``/ok`` until the process listens; its log tail is in the error if it exits or never does."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)  # waiting for a process to listen, not synchronising test steps
+    raise TimeoutError(f"{process.args!r} did not start:\n{log.read_text()[-4000:]}")
+
+
 class LiveServer:
     """``python -m loom serve`` in its own process on a free port: real uvicorn, real sockets."""
 
@@ -117,17 +132,8 @@ class LiveServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited:\n{self.log.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{self.url}/ok", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)  # waiting for a process to listen, not synchronising test steps
-        raise TimeoutError(f"server did not start:\n{self.log.read_text()[-4000:]}")
+        wait_until_serving(self.process, self.url, self.log, timeout_s=60)
+        return self
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handlers run, as in a crash."""

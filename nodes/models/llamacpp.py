@@ -104,6 +104,7 @@ class ChatLlamaCpp(JsonSchemaChatModel):
             request["messages"].insert(0, {"role": "system", "content": _tool_prompt(tools)})
         if schema is not None:
             request["response_format"] = {"type": "json_object", "schema": schema}
+            request["temperature"] = 0.0  # decisions are greedy: the same request gets the same route or plan
         return request, choosing_tool
 
     def _generate(

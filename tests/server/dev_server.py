@@ -11,12 +11,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-
-from tests.conftest import PROJECT_ROOT, free_port
+from tests.conftest import PROJECT_ROOT, free_port, wait_until_serving
 
 LANGGRAPH = Path(sys.executable).parent / "langgraph"
 QUIET_ENV = {"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false", "LANGCHAIN_TRACING_V2": "false"}
@@ -67,18 +64,12 @@ class LanggraphDev:
             self.process = subprocess.Popen(
                 self.command(), cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"langgraph dev exited:\n{self.log.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{self.url}/ok", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)  # waiting for a process to listen, not synchronising test steps
-        self.stop()
-        raise TimeoutError(f"langgraph dev did not start:\n{self.log.read_text()[-4000:]}")
+        try:
+            wait_until_serving(self.process, self.url, self.log, timeout_s)
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
