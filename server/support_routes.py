@@ -2,7 +2,8 @@
 
 Everything is scoped to the caller: another user's request is a 404, exactly like a missing one.
 Conversations themselves run through the threads API (the request id is the thread id); these
-routes read and change the ``support_requests`` table that the graph keeps in step.
+routes read the ``support_requests`` table that the graph keeps in step, and a resolution is written
+to both the table and the thread's checkpoint.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field
 
 from loom.settings import Settings, get_settings
 from nodes.support_notify import notify
 from nodes.support_store import RequestConflict, SupportStore, get_support_store
 from server.auth import CurrentUser
+from server.db import ThreadRow
+from server.deps import Services
 from server.errors import ApiError, not_found
 from state.support import Category, Priority, Status
 
@@ -61,7 +65,12 @@ async def get_request(request: Request, user: CurrentUser, request_id: str) -> d
 
 @router.post("/requests/{request_id}/resolve")
 async def resolve_request(request: Request, user: CurrentUser, request_id: str, body: ResolveBody) -> dict[str, Any]:
-    """Mark the request resolved and call the webhook; the graph reopens it if the customer writes again."""
+    """Mark the request resolved, in the table and in the thread's checkpointed state, and call the webhook.
+
+    The graph reopens the request if the customer writes again.
+    """
+    services: Services | None = getattr(request.app.state, "services", None)
+    thread = await _served_thread(services, user, request_id)
     at = datetime.now(UTC).replace(tzinfo=None)
     try:
         resolved = await asyncio.to_thread(_store(request).resolve, user, request_id, body.summary, at)
@@ -69,9 +78,37 @@ async def resolve_request(request: Request, user: CurrentUser, request_id: str, 
         raise ApiError(409, "already_resolved", str(exc)) from exc
     if resolved is None:
         raise not_found("support_request", request_id)
+    if services is not None and thread is not None:
+        await _record_in_state(services, thread, resolved)
     event_id = f"{request_id}:resolved:{resolved['resolved_at']}"
     delivered = await notify("support.request.resolved", event_id, resolved, _settings(request))
     return {**resolved, "webhook_delivered": delivered}
+
+
+async def _served_thread(services: Services | None, user: str, request_id: str) -> ThreadRow | None:
+    """The server's thread for this request, if it ran through the threads API; a busy one is a 409."""
+    if services is None:
+        return None
+    async with services.sessions() as session:
+        thread = await session.get(ThreadRow, request_id)
+    if thread is None or thread.owner != user or thread.graph_id is None:
+        return None
+    if thread.status == "busy":
+        raise ApiError(409, "thread_busy", "the request's thread has an active run; wait for it or cancel it first")
+    return thread
+
+
+async def _record_in_state(services: Services, thread: ThreadRow, resolved: dict[str, Any]) -> None:
+    """Writes the resolution into the checkpoint as the graph's ``finish`` node would, so state and table agree."""
+    graph = services.graphs[thread.graph_id or ""]
+    config: RunnableConfig = {"configurable": {"thread_id": thread.thread_id, "checkpoint_ns": ""}}
+    current = (await graph.aget_state(config)).values.get("request")
+    if not current:
+        return
+    update = {"status": "resolved", "resolution_summary": resolved["resolution_summary"]}
+    await graph.aupdate_state(
+        config, {"request": {**current, **update, "updated_at": resolved["resolved_at"]}}, as_node="finish"
+    )
 
 
 @router.get("/analytics")

@@ -43,3 +43,22 @@ async def test_chart_artifact_is_served_to_its_owner(live_server: LiveServer) ->
         elsewhere = await http.get(artifact["url"].replace(thread["thread_id"], "someone-else"))
     assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
     assert traversal.status_code == 404 and elsewhere.status_code == 404
+
+
+async def test_resolving_a_support_request_updates_the_table_and_the_thread_state(live_server: LiveServer) -> None:
+    client = get_client(url=live_server.url)
+    thread_id = (await client.threads.create())["thread_id"]
+    text = "My payment failed and I can't access my account"
+    await client.runs.wait(thread_id, "support", input={"messages": [{"role": "user", "content": text}]})
+    async with httpx.AsyncClient(base_url=live_server.url) as http:
+        resolved = await http.post(f"/support/requests/{thread_id}/resolve", json={"summary": "Card replaced."})
+        listed = (await http.get("/support/requests", params={"status": "resolved"})).json()
+    assert resolved.status_code == 200 and [r["request_id"] for r in listed["requests"]] == [thread_id]
+    state = await client.threads.get_state(thread_id)
+    request = state["values"]["request"]  # type: ignore[call-overload]
+    assert (request["status"], request["resolution_summary"], request["category"]) == (
+        "resolved",
+        "Card replaced.",
+        "billing",
+    )
+    assert state["next"] == []
