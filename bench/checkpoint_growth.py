@@ -4,10 +4,11 @@
 
 Runs the assistant graph in-process on the fake model with Loom's default checkpointer (SQLite,
 ``durability="sync"``), one user message per turn, and after each turn sums the bytes the thread
-holds in the ``checkpoints`` and ``writes`` tables. The stock saver stores every channel's full value
-in every checkpoint, so each step re-serialises the whole message list: bytes added per turn grow
-with the conversation and the total grows quadratically. "Messages once" is what storing each
-message a single time (deltas) would take. Works in a temporary directory; prints one table.
+holds in the ``checkpoints`` and ``writes`` tables. "Messages once" is what storing each message a
+single time would take. With ``add_messages`` channels every checkpoint re-serialises the whole
+history, so bytes per turn grow with the conversation and the total grows quadratically; Loom's
+``DeltaChannel`` message, usage and artifact channels (``state/common.py``) keep bytes per turn flat.
+Works in a temporary directory; prints one table.
 """
 
 from __future__ import annotations

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import operator
-from typing import Annotated, Literal, NotRequired, get_args
+from typing import Literal, NotRequired, get_args
 
-from langchain_core.messages import AnyMessage
-from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
-from state.common import Artifact, UsageRecord
+from state.common import Artifacts, Messages, UsageLog
 
 Specialist = Literal["content_writer", "coder", "image_generator", "document_analyst", "workspace_agent"]
 SPECIALISTS: tuple[Specialist, ...] = get_args(Specialist)
@@ -27,19 +24,19 @@ class Route(TypedDict):
 class AssistantInput(TypedDict):
     """What a caller sends: new messages for the conversation."""
 
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Messages
 
 
 class AssistantOutput(TypedDict):
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Messages
     route: NotRequired[Route]
-    artifacts: NotRequired[Annotated[list[Artifact], operator.add]]
-    usage: NotRequired[Annotated[list[UsageRecord], operator.add]]
+    artifacts: NotRequired[Artifacts]
+    usage: NotRequired[UsageLog]
 
 
 class AssistantState(AssistantInput):
     route: NotRequired[Route]
     handoffs: NotRequired[int]
     """Handoffs so far in this turn; reset when a new user message arrives."""
-    artifacts: NotRequired[Annotated[list[Artifact], operator.add]]
-    usage: NotRequired[Annotated[list[UsageRecord], operator.add]]
+    artifacts: NotRequired[Artifacts]
+    usage: NotRequired[UsageLog]

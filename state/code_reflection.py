@@ -5,12 +5,10 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Literal, NotRequired
 
-from langchain_core.messages import AnyMessage
-from langgraph.graph.message import add_messages
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from state.common import UsageRecord
+from state.common import Messages, UsageLog
 from state.team import Sentence
 
 CodeFinish = Literal["passed", "attempt_limit"]
@@ -46,13 +44,13 @@ class CodeAttempt(TypedDict):
 
 
 class CodeInput(TypedDict):
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Messages
     tests: NotRequired[str]
     """Caller-written tests for this turn; when given, the model's own tests are not used."""
 
 
 class CodeOutput(TypedDict):
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Messages
     code: NotRequired[str]
     test_code: NotRequired[str]
     finish_reason: NotRequired[CodeFinish]
@@ -69,4 +67,4 @@ class CodeState(CodeInput):
     attempts: NotRequired[Annotated[list[CodeAttempt], operator.add]]
     finish_reason: NotRequired[CodeFinish]
     finish_detail: NotRequired[str]
-    usage: NotRequired[Annotated[list[UsageRecord], operator.add]]
+    usage: NotRequired[UsageLog]

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Any, Literal
 
+from langchain_core.messages import AnyMessage
+from langgraph.channels.delta import DeltaChannel
+from langgraph.graph.message import _messages_delta_reducer
 from typing_extensions import TypedDict
 
 Permission = Literal["read", "write", "destructive"]
+
+Messages = Annotated[list[AnyMessage], DeltaChannel(_messages_delta_reducer)]
+"""A conversation channel that checkpoints only each step's new messages, not the whole list again.
+
+With ``add_messages`` every checkpoint re-serialises the full history, so storage grows with the
+square of a thread's length (``bench/checkpoint_growth.py``). LangGraph's ``DeltaChannel`` (beta)
+stores the writes and rebuilds the list from them, with a full snapshot every 100 updates; LangGraph
+gives every message a stable id before it is stored, so ids survive the replay.
+"""
 
 
 @dataclass(frozen=True)
@@ -42,3 +55,14 @@ class Artifact(TypedDict):
     """Where the HTTP API serves it to the thread's owner."""
     title: str
     media_type: str
+
+
+def append_batches(state: list[Any] | None, writes: Sequence[list[Any]]) -> list[Any]:
+    """``operator.add`` over a batch of list writes, in the batch form ``DeltaChannel`` replays."""
+    return [*(state or []), *(item for write in writes for item in write)]
+
+
+UsageLog = Annotated[list[UsageRecord], DeltaChannel(append_batches)]
+"""Every model call of the thread, appended; checkpointed as deltas like :data:`Messages`."""
+Artifacts = Annotated[list[Artifact], DeltaChannel(append_batches)]
+"""Every file the thread's tools produced, appended; checkpointed as deltas like :data:`Messages`."""

@@ -5,12 +5,10 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Literal, NotRequired
 
-from langchain_core.messages import AnyMessage
-from langgraph.graph.message import add_messages
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from state.common import UsageRecord
+from state.common import Messages, UsageLog
 from state.team import Sentence, Source, WorkerReport, merge_reports
 
 PipelineFinish = Literal["approved", "revision_limit"]
@@ -41,11 +39,11 @@ class Review(TypedDict):
 
 
 class PipelineInput(TypedDict):
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Messages
 
 
 class PipelineOutput(TypedDict):
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Messages
     article: NotRequired[str]
     sources: NotRequired[list[Source]]
     finish_reason: NotRequired[PipelineFinish]
@@ -65,4 +63,4 @@ class PipelineState(PipelineInput):
     unresolved_citations: NotRequired[list[str]]
     finish_reason: NotRequired[PipelineFinish]
     finish_detail: NotRequired[str]
-    usage: NotRequired[Annotated[list[UsageRecord], operator.add]]
+    usage: NotRequired[UsageLog]

@@ -9,15 +9,12 @@ the schema for constrained decoding offers ``ref``.
 
 from __future__ import annotations
 
-import operator
 from typing import Annotated, Any, Literal, NotRequired
 
-from langchain_core.messages import AnyMessage
-from langgraph.graph.message import add_messages
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from state.common import Artifact, UsageRecord
+from state.common import Artifacts, Messages, UsageLog
 
 
 class PlanStep(BaseModel):
@@ -109,11 +106,11 @@ class StepTask(TypedDict):
 class PlanExecuteInput(TypedDict):
     """What a caller sends: the request as a new message."""
 
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Messages
 
 
 class PlanExecuteOutput(TypedDict):
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Messages
     plan: NotRequired[list[StepSpec]]
     results: NotRequired[Annotated[dict[str, StepResult], merge_results]]
     report: NotRequired[FailureReport | None]
@@ -138,12 +135,12 @@ class PlanExecuteState(PlanExecuteInput):
     failures: NotRequired[Annotated[list[StepFailure], add_failures]]
     replans: NotRequired[int]
     report: NotRequired[FailureReport | None]
-    usage: NotRequired[Annotated[list[UsageRecord], operator.add]]
+    usage: NotRequired[UsageLog]
 
 
 class ReasonerState(TypedDict):
     """The ReAct subgraph of a reasoning step."""
 
-    messages: Annotated[list[AnyMessage], add_messages]
-    usage: NotRequired[Annotated[list[UsageRecord], operator.add]]
-    artifacts: NotRequired[Annotated[list[Artifact], operator.add]]
+    messages: Messages
+    usage: NotRequired[UsageLog]
+    artifacts: NotRequired[Artifacts]

@@ -5,12 +5,10 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Literal, NotRequired
 
-from langchain_core.messages import AnyMessage
-from langgraph.graph.message import add_messages
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from state.common import UsageRecord
+from state.common import Messages, UsageLog
 from state.team import Instruction, Source, Worker, WorkerReport, merge_reports
 
 FinishReason = Literal["completed", "round_limit", "loop_detected"]
@@ -47,11 +45,11 @@ class Delegation(TypedDict):
 
 
 class SupervisorInput(TypedDict):
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Messages
 
 
 class SupervisorOutput(TypedDict):
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Messages
     final_output: NotRequired[str]
     final_from: NotRequired[str]
     """Who wrote ``final_output``: a worker (passed through verbatim) or "supervisor"."""
@@ -76,4 +74,4 @@ class SupervisorState(SupervisorInput):
     finish_reason: NotRequired[FinishReason]
     sources: NotRequired[list[Source]]
     unresolved_citations: NotRequired[list[str]]
-    usage: NotRequired[Annotated[list[UsageRecord], operator.add]]
+    usage: NotRequired[UsageLog]

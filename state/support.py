@@ -10,12 +10,10 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, Literal, NotRequired, get_args
 
-from langchain_core.messages import AnyMessage
-from langgraph.graph.message import add_messages
 from pydantic import BaseModel, Field, model_validator
 from typing_extensions import TypedDict
 
-from state.common import UsageRecord
+from state.common import Messages, UsageLog
 
 Category = Literal["technical", "billing", "general", "escalation"]
 Priority = Literal["low", "medium", "high", "critical"]
@@ -96,11 +94,11 @@ class Approval(TypedDict):
 class SupportInput(TypedDict):
     """What a caller sends: the customer's next message."""
 
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Messages
 
 
 class SupportOutput(TypedDict):
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Messages
     request: NotRequired[SupportRequest]
     triage: NotRequired[Triage]
     turns: NotRequired[Annotated[list[Turn], operator.add]]
@@ -111,4 +109,4 @@ class SupportState(SupportInput):
     triage: NotRequired[Triage]
     turns: NotRequired[Annotated[list[Turn], operator.add]]
     approvals: NotRequired[Annotated[dict[str, Approval], operator.or_]]
-    usage: NotRequired[Annotated[list[UsageRecord], operator.add]]
+    usage: NotRequired[UsageLog]

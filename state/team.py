@@ -7,16 +7,13 @@ and return only their report, never their internal tool-calling conversation.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, NotRequired, get_args
 
-from langchain_core.messages import AnyMessage
-from langgraph.graph.message import add_messages
 from pydantic import BeforeValidator, Field
 from typing_extensions import TypedDict
 
-from state.common import Artifact, UsageRecord
+from state.common import Artifacts, Messages, UsageLog
 
 Worker = Literal["researcher", "writer", "reviewer"]
 WORKERS: tuple[Worker, ...] = get_args(Worker)
@@ -74,10 +71,10 @@ class WorkerInput(TypedDict):
 
 class WorkerOutput(TypedDict):
     reports: Annotated[list[WorkerReport], merge_reports]
-    usage: Annotated[list[UsageRecord], operator.add]
+    usage: UsageLog
 
 
 class WorkerState(WorkerInput):
-    messages: Annotated[list[AnyMessage], add_messages]
-    usage: Annotated[list[UsageRecord], operator.add]
-    artifacts: NotRequired[Annotated[list[Artifact], operator.add]]
+    messages: Messages
+    usage: UsageLog
+    artifacts: NotRequired[Artifacts]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -230,3 +231,33 @@ async def test_tool_calls_to_unknown_tools_are_answered_not_crashed(
     (result,) = tool_results(state)
     assert result.status == "error" and "delete_everything" in result.text
     assert state["messages"][-1].content == "Sorry, I cannot do that."
+
+
+async def thread_bytes(saver: Any, thread: str) -> int:
+    """What a thread occupies in the SQLite saver: checkpoint blobs, metadata and pending writes."""
+    total = 0
+    for query in (
+        "SELECT coalesce(sum(length(checkpoint) + length(metadata)), 0) FROM checkpoints WHERE thread_id = ?",
+        "SELECT coalesce(sum(length(value)), 0) FROM writes WHERE thread_id = ?",
+    ):
+        async with saver.conn.execute(query, (thread,)) as cursor:
+            (size,) = await cursor.fetchone()
+            total += int(size)
+    return total
+
+
+async def test_a_long_thread_stores_each_message_once_not_every_step(
+    checkpointer: BaseCheckpointSaver[str], scripted: type[ScriptedModels]
+) -> None:
+    """A turn costs the same storage at turn 12 as at turn 3: the history is not re-serialised each step."""
+    graph = build_graph(scripted(), checkpointer)
+    sizes = [0]
+    for _ in range(12):
+        await ask(graph, "Write a poem about the sea", thread="long")
+        sizes.append(await thread_bytes(checkpointer, "long"))
+    added = [later - earlier for earlier, later in itertools.pairwise(sizes)]
+    assert added[11] < 1.5 * added[2], added
+    first = (await graph.aget_state(config("long"))).values["messages"]
+    second = (await build_graph(scripted(), checkpointer).aget_state(config("long"))).values["messages"]
+    assert len(first) == 24 and [m.id for m in first] == [m.id for m in second]
+    assert all(m.id for m in first) and len({m.id for m in first}) == 24

@@ -99,11 +99,33 @@ def task_view(task: Any) -> tuple[Any, ...]:
     return task["name"], task["error"], normalise(task["interrupts"]), sorted(task.get("result") or {})
 
 
+MOVED_BY_DEV_REPLAY = ("usage_metadata", "invalid_tool_calls")
+
+
+def as_written(values: Any) -> Any:
+    """Undoes what ``langgraph dev`` does to messages it rebuilds from a delta channel.
+
+    The message channels are ``DeltaChannel``s (``state.common.Messages``): a read replays the stored
+    writes. ``langgraph dev`` rebuilds AI messages from plain dicts there, which moves their
+    ``usage_metadata`` and ``invalid_tool_calls`` into ``additional_kwargs``; Loom's saver returns them
+    as written (``assert_loom_keeps_messages_as_written``). Those fields are moved back; the rest of each
+    message is compared exactly.
+    """
+    if not isinstance(values, dict) or not isinstance(values.get("messages"), list):
+        return values
+    messages = []
+    for message in values["messages"]:
+        extra = dict(message.get("additional_kwargs") or {})
+        moved = {key: extra.pop(key) for key in MOVED_BY_DEV_REPLAY if key in extra}
+        messages.append({**message, **moved, "additional_kwargs": extra} if moved else message)
+    return {**values, "messages": messages}
+
+
 def checkpoint_view(state: ThreadState) -> dict[str, Any]:
     """What a client reads from a checkpoint; server-specific metadata keys are left out."""
     metadata = state["metadata"] or {}
     return {
-        "values": normalise(state["values"]),
+        "values": normalise(as_written(state["values"])),
         "next": state["next"],
         "tasks": [task_view(task) for task in state["tasks"]],
         "interrupts": state["interrupts"],
@@ -129,6 +151,7 @@ async def test_session_matches_langgraph_dev(tmp_path: Path) -> None:
     assert_same_stream(ours, theirs)
     assert_loom_ends_each_run_once(ours, theirs)
     assert_same_state_and_history(ours, theirs)
+    assert_loom_keeps_messages_as_written(ours)
 
 
 def assert_same_stream(loom: Session, reference: Session) -> None:
@@ -159,3 +182,11 @@ def assert_same_state_and_history(loom: Session, reference: Session) -> None:
     assert ours["route"] == theirs["route"] and ours["route"]["specialist"] == "content_writer"
     assert checkpoint_view(loom.state) == checkpoint_view(reference.state)
     assert [checkpoint_view(c) for c in loom.history] == [checkpoint_view(c) for c in reference.history]
+
+
+def assert_loom_keeps_messages_as_written(loom: Session) -> None:
+    for state in (loom.state, *loom.history):
+        for message in values_of(state).get("messages", []):
+            assert not set(MOVED_BY_DEV_REPLAY) & set(message["additional_kwargs"]), message
+    replies = [m for m in values_of(loom.state)["messages"] if m["type"] == "ai" and not m["tool_calls"]]
+    assert replies and all(m["usage_metadata"]["input_tokens"] > 0 for m in replies)
