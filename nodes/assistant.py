@@ -14,7 +14,7 @@ from langgraph.types import Command
 
 from loom.settings import get_settings
 from nodes.models import ModelProvider
-from nodes.routing import KeywordRouter, choose_label
+from nodes.routing import KeywordRouter, choose_label, last_human_text
 from state.assistant import SPECIALISTS, AssistantState, Route, Specialist
 from state.common import RunContext
 
@@ -74,13 +74,6 @@ keyword_router = KeywordRouter(cast(dict[str, list[tuple[str, float]]], ROUTING_
 def hand_off(specialist: Specialist, reason: str) -> str:
     """Hand the request to another specialist when it is not yours to answer."""
     return f"handing off to {specialist}: {reason}"
-
-
-def last_human_text(messages: list[AnyMessage]) -> str:
-    for message in reversed(messages):
-        if isinstance(message, HumanMessage):
-            return message.text
-    return ""
 
 
 def route_by_keywords(text: str, threshold: float) -> Route | None:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.config import get_stream_writer
@@ -38,10 +38,6 @@ the steps whose results it needs). To pass an earlier result as an argument writ
 not depend on each other run in parallel. Use at most {max_steps} steps, and only these tools:
 {tools}"""
 PERMISSION_HINT = "If the request cannot be done without it, keep the step: a human will be asked to approve it."
-
-
-def last_human_text(messages: Sequence[AnyMessage]) -> str:
-    return next((m.text for m in reversed(messages) if isinstance(m, HumanMessage)), "")
 
 
 def rule_plan(request: str) -> list[StepSpec] | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, SystemMessage
+from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field, create_model
 
@@ -123,3 +123,8 @@ async def choose_structured(
     if not isinstance(parsed, schema):
         return None, str(result.get("parsing_error") or "no structured output"), usage
     return parsed, "", usage
+
+
+def last_human_text(messages: Sequence[AnyMessage]) -> str:
+    """The text a router decides on: the newest user message."""
+    return next((m.text for m in reversed(messages) if isinstance(m, HumanMessage)), "")

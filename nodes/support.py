@@ -103,13 +103,6 @@ def escalate(reason: str) -> str:
     return f"escalated: {reason}"
 
 
-def last_human_text(messages: list[AnyMessage]) -> str:
-    for message in reversed(messages):
-        if isinstance(message, HumanMessage):
-            return message.text
-    return ""
-
-
 def priority_cue(text: str) -> Priority | None:
     return next((level for level, pattern in PRIORITY_CUES if pattern.search(text)), None)
 

@@ -24,10 +24,10 @@ from loom.settings import get_settings
 from nodes.agent import this_conversation, tool_rounds_this_turn
 from nodes.approval import call_id, invalid_calls_this_turn, pending_approvals
 from nodes.models import ModelProvider, call_model
+from nodes.routing import last_human_text
 from nodes.support import (
     escalated_priority,
     escalation_reason,
-    last_human_text,
     request_brief,
     tool_replies,
     triage_calls_for_escalation,
