@@ -62,7 +62,7 @@ def build_graph(
     builder.add_edge("content_writer", END)
     builder.add_edge("coder", END)
     for name, (tools_node, instructions, tools, dispatch) in specialist_tools.items():
-        agent = make_agent(name, instructions, models, [*tools, hand_off], dispatch)
+        agent = make_agent(name, instructions, models, [*tools, hand_off], dispatch, answers_user=True)
         builder.add_node(name, agent, retry_policy=MODEL_RETRY)
         builder.add_node(tools_node, ToolNode(tools, handle_tool_errors=True))
         builder.add_conditional_edges(name, after_agent, {"tools": tools_node, "router": "router", END: END})

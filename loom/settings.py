@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     direct_tool_dispatch: bool = Field(
         default=True, description="Build tool calls for plain requests without a model call."
     )
+    quote_tool_results: bool | None = Field(
+        default=None,
+        description="After a tool round, the assistant's specialists answer with the tools' results instead of "
+        "a model summary; unset: only for local: models, whose summaries of tool output are unreliable.",
+    )
     router_confidence: float = Field(
         default=0.6, ge=0.0, le=1.0, description="First-stage confidence that skips the LLM."
     )
@@ -162,6 +167,11 @@ class Settings(BaseSettings):
     def model_for(self, role: str) -> str:
         """The ``provider:model`` string for one role (router, writer, coder, judge…)."""
         return self.models.get(role, self.default_model)
+
+    def quotes_tool_results(self, role: str) -> bool:
+        if self.quote_tool_results is not None:
+            return self.quote_tool_results
+        return self.model_for(role).startswith("local:")
 
     def resolved_checkpoint_url(self) -> str:
         return self.checkpoint_url or f"sqlite:///{self.data_dir / 'checkpoints.sqlite'}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import date
 from typing import Any, Literal
@@ -27,10 +28,13 @@ def make_agent(
     models: ModelProvider,
     tools: Sequence[BaseTool] = (),
     dispatch: Dispatcher | None = None,
+    answers_user: bool = False,
 ) -> Any:
     """A node that answers as ``role``; with tools it may call them, up to ``max_tool_rounds``.
 
     ``dispatch`` builds the first tool calls straight from a plain request (see ``nodes.dispatch``).
+    ``answers_user``: its reply after a tool round goes to a person, so where settings say the model
+    cannot be trusted to summarise tool output (``quote_tool_results``), the results are the reply.
     """
 
     async def agent(state: dict[str, Any], config: RunnableConfig, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -40,6 +44,9 @@ def make_agent(
         if plain_request and dispatch and (calls := dispatch(history[-1].text)):
             get_stream_writer()({"event": "tool_dispatch", "agent": role, "calls": calls})
             return {"messages": [AIMessage(content="", tool_calls=calls)]}
+        if answers_user and isinstance(history[-1], ToolMessage) and settings.quotes_tool_results(role):
+            reply = AIMessage(content=quoted_results(history))
+            return {"messages": [reply], "artifacts": artifacts_this_turn(state["messages"])}
         model: Any = models(role)
         if tools and tool_rounds_this_turn(history) < settings.max_tool_rounds:
             model = model.bind_tools(list(tools))
@@ -81,6 +88,38 @@ def tool_rounds_this_turn(messages: list[AnyMessage]) -> int:
             break
         rounds += isinstance(message, AIMessage) and bool(message.tool_calls)
     return rounds
+
+
+def quoted_results(history: list[AnyMessage]) -> str:
+    """This turn's tool results, readable: a search's hits one per line, any other result as it came."""
+    results = [m for m in history[_last_human_index(history) + 1 :] if isinstance(m, ToolMessage)]
+    return "\n\n".join(_readable(result) for result in results)
+
+
+def _last_human_index(messages: list[AnyMessage]) -> int:
+    return max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
+
+
+def _readable(result: ToolMessage) -> str:
+    try:
+        data = json.loads(result.text)
+    except ValueError:
+        return result.text
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        return result.text
+    heading = f"{data.get('source', result.name)} matching “{data.get('query', '')}”:"
+    hits = [f"- {_one_line(hit)}" for hit in data["results"]] or ["- nothing found"]
+    return "\n".join([heading, *hits])
+
+
+def _one_line(hit: Any) -> str:
+    if not isinstance(hit, dict):
+        return str(hit)
+    values = (str(value) for key, value in hit.items() if value not in (None, "", []) and key not in HIDDEN_FIELDS)
+    return " · ".join(value if len(value) <= 200 else value[:199] + "…" for value in values)
+
+
+HIDDEN_FIELDS = frozenset({"id", "user_id", "score", "rank"})
 
 
 def artifacts_this_turn(messages: list[AnyMessage]) -> list[Artifact]:

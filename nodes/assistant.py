@@ -52,6 +52,7 @@ ROUTING_RULES: dict[Specialist, list[tuple[str, float]]] = {
     "workspace_agent": [
         (r"(my|our) (e-?mails?|inbox|calendar|meetings?|schedule|files|documents|docs|messages|slack|dms|drive)", 3.0),
         (r"(emailed|messaged|texted|pinged|wrote to|message) me|do i have|my next|files? (about|on|named)", 2.0),
+        (r"(everything|all (the )?(info|information)) (about|on|related to)", 2.0),
         (r"e-?mails?|inbox|calendar|meetings?|events?|appointments?|messages|deployment", 1.0),
         (r"search|find|look up|look for|check|show me|list", 0.5),
     ],

@@ -26,7 +26,7 @@ WORKSPACE_SOURCES = {
 _EVERYTHING = re.compile(r"\b(everything|all sources|anything)\b", re.IGNORECASE)
 _QUOTED = re.compile(r"[\"'“‘]([^\"'”’]{2,80})[\"'”’]")
 _FILLER = re.compile(
-    r"\b(please|can you|could you|search|find|look up|look for|check|show me|show|list|get|what|which|when|who|"
+    r"\b(please|can you|could you|tell me|search|find|look up|look for|check|show me|show|list|get|what|which|when|who|"
     r"do i have|did|anyone|anything|everything|my|me|i|for|about|on|in|from|the|a|an|any|of|and|or|is|are|"
     r"related to|regarding|all)\b",
     re.IGNORECASE,

@@ -41,6 +41,7 @@ async def test_constrained_router_output_is_always_a_valid_label() -> None:
 
 
 async def test_calendar_request_end_to_end(checkpointer: BaseCheckpointSaver[str]) -> None:
+    """By default the reply lists the events themselves; the model routes and calls tools only where needed."""
     graph = build_graph(checkpointer=checkpointer)
     state = await graph.ainvoke(
         {"messages": [HumanMessage("Search my calendar for AI events")]},
@@ -50,5 +51,20 @@ async def test_calendar_request_end_to_end(checkpointer: BaseCheckpointSaver[str
     tool_result = next(m for m in state["messages"] if isinstance(m, ToolMessage))
     assert "AI Workshop" in {e["title"] for e in json.loads(tool_result.text)["results"]}
     answer = state["messages"][-1]
-    assert answer.type == "ai" and answer.text.strip()
-    assert state["usage"][-1]["model"] == "local:smollm2"
+    assert answer.type == "ai" and "- AI Workshop · " in answer.text
+
+
+async def test_the_model_writes_the_answer_when_quoting_is_off(
+    checkpointer: BaseCheckpointSaver[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOOM_QUOTE_TOOL_RESULTS", "false")
+    get_settings.cache_clear()
+    graph = build_graph(checkpointer=checkpointer)
+    state = await graph.ainvoke(
+        {"messages": [HumanMessage("Search my calendar for AI events")]},
+        {"configurable": {"thread_id": "smoke"}},
+        context=RunContext(),
+    )
+    answer = state["messages"][-1]
+    assert answer.type == "ai" and answer.text.strip() and not answer.tool_calls
+    assert state["usage"][-1]["model"] == "local:smollm2" and state["usage"][-1]["node"] == "workspace_agent"

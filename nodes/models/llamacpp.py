@@ -80,6 +80,8 @@ class ChatLlamaCpp(JsonSchemaChatModel):
     n_ctx: int = 4096
     max_tokens: int = 512
     temperature: float = 0.2
+    repeat_penalty: float = 1.3
+    """Applied to prose only: small models loop on a sentence without it; JSON follows its grammar."""
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @property
@@ -95,6 +97,7 @@ class ChatLlamaCpp(JsonSchemaChatModel):
             "messages": convert_to_openai_messages(_flatten_tool_turns(messages)),
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
+            "repeat_penalty": self.repeat_penalty,
         }
         schema = kwargs.get("response_schema")
         tools = kwargs.get("tools") or []
@@ -105,6 +108,7 @@ class ChatLlamaCpp(JsonSchemaChatModel):
         if schema is not None:
             request["response_format"] = {"type": "json_object", "schema": schema}
             request["temperature"] = 0.0  # decisions are greedy: the same request gets the same route or plan
+            request["repeat_penalty"] = 1.0  # a JSON key or enum value may rightly repeat
         return request, choosing_tool
 
     def _generate(

@@ -11,6 +11,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from PIL import Image
 
 from graphs.assistant import build_graph
+from loom.settings import Settings, get_settings
 from nodes.models.fake import tool_call, tool_calls
 from state.common import RunContext
 from tests.conftest import ScriptedModels
@@ -113,6 +114,31 @@ async def test_everything_about_a_topic_searches_all_four_sources(
     results = {m.name: json.loads(m.text)["results"] for m in tool_results(state)}
     assert set(results) == {"search_files", "search_emails", "search_calendar", "search_messages"}
     assert all(results.values()), "every source has an AI Strategy hit in the demo data"
+
+
+async def test_a_small_model_answers_a_tool_turn_with_the_results_themselves(
+    checkpointer: BaseCheckpointSaver[str], scripted: type[ScriptedModels], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With quoting on (the default for local: models), the reply lists the hits; no model garbles them."""
+    monkeypatch.setenv("LOOM_QUOTE_TOOL_RESULTS", "true")
+    get_settings.cache_clear()
+    models = scripted(workspace_agent=["a summary that must not be used"])
+    state = await ask(build_graph(models, checkpointer), "Tell me everything about AI Strategy")
+    reply = state["messages"][-1]
+    assert isinstance(reply, AIMessage) and not reply.tool_calls
+    sections = reply.text.split("\n\n")
+    assert [s.splitlines()[0] for s in sections] == [
+        f"{source} matching “AI Strategy”:" for source in ("calendar", "emails", "files", "messages")
+    ]
+    assert "- AI Strategy review · Leadership review of the AI strategy deck" in reply.text
+    assert "summary" not in reply.text and models.models["workspace_agent"].calls == []
+
+
+def test_quoting_tool_results_defaults_to_local_models_only() -> None:
+    assert Settings(model="local:smollm2").quotes_tool_results("workspace_agent")
+    assert not Settings(model="fake:echo").quotes_tool_results("workspace_agent")
+    assert not Settings(model="local:smollm2", models={"coder": "openai:gpt-4o"}).quotes_tool_results("coder")
+    assert not Settings(model="local:smollm2", quote_tool_results=False).quotes_tool_results("workspace_agent")
 
 
 async def test_users_only_see_their_own_workspace(
