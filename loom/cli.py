@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessageChunk, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 from rich.console import Console
@@ -134,7 +134,7 @@ async def _stream_turn(graph_id: str, thread: str, user: str, payload: Any) -> N
 def _print_event(mode: str, data: Any) -> None:
     if mode == "messages":
         chunk, _metadata = data
-        if isinstance(chunk, AIMessageChunk) and isinstance(chunk.content, str):
+        if isinstance(chunk, AIMessage) and isinstance(chunk.content, str):  # a token, or a whole reply
             console.print(chunk.content, end="", markup=False, highlight=False)
         elif isinstance(chunk, ToolMessage):
             console.print(f"\n[magenta]{chunk.name}[/magenta] → {chunk.text[:300]}", highlight=False)

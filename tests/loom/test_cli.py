@@ -7,6 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 LOOM = str(Path(sys.executable).parent / "loom")
 
 
@@ -29,6 +31,13 @@ def test_a_thread_continues_in_a_new_process() -> None:
     assert state.stdout.count("human:") == 2 and '"stage": "follow_up"' in state.stdout
     history = loom("history", "t-cli")
     assert history.returncode == 0 and history.stdout.count("router") >= 2
+
+
+def test_a_reply_that_is_not_streamed_token_by_token_is_printed_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOM_QUOTE_TOOL_RESULTS", "true")  # the reply is built from the results, not generated
+    result = loom("run", "assistant", "Search my calendar for AI events")
+    assert result.returncode == 0, result.stderr
+    assert "calendar matching “AI”:" in result.stdout and "- AI Workshop · " in result.stdout
 
 
 def test_an_interrupted_run_resumes_without_rerunning_finished_nodes() -> None:
