@@ -12,21 +12,18 @@ from __future__ import annotations
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
-from langgraph.types import Checkpointer, RetryPolicy
+from langgraph.types import Checkpointer
 
 from nodes.agent import after_agent, make_agent
 from nodes.assistant import hand_off, make_router
 from nodes.dispatch import chart_calls, image_calls, workspace_calls
-from nodes.models import ModelProvider, is_transient_error, settings_models
+from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
 from nodes.tools.charts import create_chart
+from nodes.tools.errors import tool_error_message
 from nodes.tools.images import generate_image
 from nodes.tools.workspace import WORKSPACE_TOOLS
 from state.assistant import AssistantInput, AssistantOutput, AssistantState
 from state.common import RunContext
-
-MODEL_RETRY = RetryPolicy(
-    max_attempts=3, initial_interval=0.5, backoff_factor=2.0, jitter=True, retry_on=is_transient_error
-)
 
 WRITER = "You are a professional content writer. Write clear, structured, engaging prose in Markdown."
 CODER = "You are a senior software engineer. Answer with correct, idiomatic code and a short explanation."
@@ -55,16 +52,18 @@ def build_graph(
         "document_analyst": ("analyst_tools", ANALYST, [create_chart], chart_calls),
         "workspace_agent": ("workspace_tools", WORKSPACE, WORKSPACE_TOOLS, workspace_calls),
     }
-    builder.add_node("router", make_router(models), retry_policy=MODEL_RETRY)
-    builder.add_node("content_writer", make_agent("content_writer", WRITER, models), retry_policy=MODEL_RETRY)
-    builder.add_node("coder", make_agent("coder", CODER, models), retry_policy=MODEL_RETRY)
+    builder.add_node("router", make_router(models), retry_policy=TRANSIENT_RETRY)
+    builder.add_node("content_writer", make_agent("content_writer", WRITER, models), retry_policy=TRANSIENT_RETRY)
+    builder.add_node("coder", make_agent("coder", CODER, models), retry_policy=TRANSIENT_RETRY)
     builder.add_edge(START, "router")
     builder.add_edge("content_writer", END)
     builder.add_edge("coder", END)
     for name, (tools_node, instructions, tools, dispatch) in specialist_tools.items():
         agent = make_agent(name, instructions, models, [*tools, hand_off], dispatch, answers_user=True)
-        builder.add_node(name, agent, retry_policy=MODEL_RETRY)
-        builder.add_node(tools_node, ToolNode(tools, handle_tool_errors=True))
+        builder.add_node(name, agent, retry_policy=TRANSIENT_RETRY)
+        builder.add_node(
+            tools_node, ToolNode(tools, handle_tool_errors=tool_error_message), retry_policy=TRANSIENT_RETRY
+        )
         builder.add_conditional_edges(name, after_agent, {"tools": tools_node, "router": "router", END: END})
         builder.add_edge(tools_node, name)
     return builder.compile(checkpointer=checkpointer, name="assistant")

@@ -14,9 +14,8 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from graphs.workers import MODEL_RETRY
 from nodes.code_reflection import finish, make_fix, make_generate, run
-from nodes.models import ModelProvider, settings_models
+from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
 from state.code_reflection import CodeInput, CodeOutput, CodeState
 from state.common import RunContext
 
@@ -25,9 +24,9 @@ def build_graph(
     models: ModelProvider = settings_models, checkpointer: Checkpointer = None
 ) -> CompiledStateGraph[CodeState, RunContext, CodeInput, CodeOutput]:
     builder = StateGraph(CodeState, context_schema=RunContext, input_schema=CodeInput, output_schema=CodeOutput)
-    builder.add_node("generate", make_generate(models), retry_policy=MODEL_RETRY)
+    builder.add_node("generate", make_generate(models), retry_policy=TRANSIENT_RETRY)
     builder.add_node("run", run)
-    builder.add_node("fix", make_fix(models), retry_policy=MODEL_RETRY)
+    builder.add_node("fix", make_fix(models), retry_policy=TRANSIENT_RETRY)
     builder.add_node("finish", finish)
     builder.add_edge(START, "generate")
     builder.add_edge("generate", "run")

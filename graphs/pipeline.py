@@ -14,8 +14,8 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from graphs.workers import MODEL_RETRY, build_worker
-from nodes.models import ModelProvider, settings_models
+from graphs.workers import build_worker
+from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
 from nodes.pipeline import intake, make_review, publish
 from state.common import RunContext
 from state.pipeline import PipelineInput, PipelineOutput, PipelineState
@@ -30,7 +30,7 @@ def build_graph(
     builder.add_node("intake", intake)
     builder.add_node("research", build_worker("researcher", models))
     builder.add_node("write", build_worker("writer", models))
-    builder.add_node("review", make_review(models), retry_policy=MODEL_RETRY)
+    builder.add_node("review", make_review(models), retry_policy=TRANSIENT_RETRY)
     builder.add_node("revise", build_worker("writer", models))
     builder.add_node("publish", publish)
     builder.add_edge(START, "intake")

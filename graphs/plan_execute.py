@@ -20,23 +20,20 @@ from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
-from langgraph.types import Checkpointer, RetryPolicy
+from langgraph.types import Checkpointer
 
 from nodes.agent import after_agent, make_agent
-from nodes.models import ModelProvider, is_transient_error, settings_models
+from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
 from nodes.permissions import permission_of
 from nodes.plan_execution import dispatch, intake, make_synthesizer, report
 from nodes.plan_steps import REASONER, make_step_runner
 from nodes.planning import make_approval, make_planner, make_validator
 from nodes.tools.code import run_python
+from nodes.tools.errors import tool_error_message
 from nodes.tools.knowledge import search_knowledge_base
 from nodes.tools.shop import SHOP_TOOLS
 from state.common import RunContext
 from state.plan_execute import PlanExecuteInput, PlanExecuteOutput, PlanExecuteState, ReasonerState
-
-MODEL_RETRY = RetryPolicy(
-    max_attempts=3, initial_interval=0.5, backoff_factor=2.0, jitter=True, retry_on=is_transient_error
-)
 
 
 def plan_tools() -> list[BaseTool]:
@@ -49,8 +46,9 @@ def build_reasoner(
 ) -> CompiledStateGraph[ReasonerState, RunContext, ReasonerState, ReasonerState]:
     """The ReAct loop of a reasoning step: read tools only, bounded by ``max_tool_rounds``."""
     builder = StateGraph(ReasonerState, context_schema=RunContext)
-    builder.add_node("reasoner", make_agent("reasoner", REASONER, models, tools), retry_policy=MODEL_RETRY)
-    builder.add_node("reasoner_tools", ToolNode(list(tools), handle_tool_errors=True))
+    builder.add_node("reasoner", make_agent("reasoner", REASONER, models, tools), retry_policy=TRANSIENT_RETRY)
+    tool_node = ToolNode(list(tools), handle_tool_errors=tool_error_message)
+    builder.add_node("reasoner_tools", tool_node, retry_policy=TRANSIENT_RETRY)
     builder.add_edge(START, "reasoner")
     builder.add_conditional_edges("reasoner", after_agent, {"tools": "reasoner_tools", "router": END, END: END})
     builder.add_edge("reasoner_tools", "reasoner")
@@ -66,12 +64,12 @@ def build_graph(
         PlanExecuteState, context_schema=RunContext, input_schema=PlanExecuteInput, output_schema=PlanExecuteOutput
     )
     builder.add_node("intake", intake)
-    builder.add_node("planner", make_planner(models, registry), retry_policy=MODEL_RETRY)
+    builder.add_node("planner", make_planner(models, registry), retry_policy=TRANSIENT_RETRY)
     builder.add_node("validate", make_validator(registry))
     builder.add_node("approve", make_approval(registry))
     builder.add_node("dispatch", dispatch)
     builder.add_node("run_step", make_step_runner(registry, reasoner))
-    builder.add_node("synthesize", make_synthesizer(models), retry_policy=MODEL_RETRY)
+    builder.add_node("synthesize", make_synthesizer(models), retry_policy=TRANSIENT_RETRY)
     builder.add_node("report", report)
     builder.add_edge(START, "intake")
     builder.add_edge("intake", "planner")

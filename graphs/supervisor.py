@@ -15,8 +15,8 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from graphs.workers import MODEL_RETRY, build_worker
-from nodes.models import ModelProvider, settings_models
+from graphs.workers import build_worker
+from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
 from nodes.supervisor import finish, make_supervisor
 from state.common import RunContext
 from state.supervisor import SupervisorInput, SupervisorOutput, SupervisorState
@@ -29,7 +29,7 @@ def build_graph(
     builder = StateGraph(
         SupervisorState, context_schema=RunContext, input_schema=SupervisorInput, output_schema=SupervisorOutput
     )
-    builder.add_node("supervisor", make_supervisor(models), retry_policy=MODEL_RETRY)
+    builder.add_node("supervisor", make_supervisor(models), retry_policy=TRANSIENT_RETRY)
     builder.add_node("finish", finish)
     builder.add_edge(START, "supervisor")
     for worker in WORKERS:

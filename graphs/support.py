@@ -14,10 +14,10 @@ from __future__ import annotations
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
-from langgraph.types import Checkpointer, RetryPolicy
+from langgraph.types import Checkpointer
 
 from nodes.approval import make_approval_node, make_tool_gate
-from nodes.models import ModelProvider, is_transient_error, settings_models
+from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
 from nodes.support import escalate as escalate_tool
 from nodes.support_agents import (
     Dispatcher,
@@ -33,12 +33,9 @@ from nodes.support_agents import (
     technical_calls,
 )
 from nodes.tools.accounts import ACCOUNT_TOOLS, READ_TOOLS, update_contact_details
+from nodes.tools.errors import tool_error_message
 from state.common import RunContext
 from state.support import Agent, SupportInput, SupportOutput, SupportState
-
-MODEL_RETRY = RetryPolicy(
-    max_attempts=3, initial_interval=0.5, backoff_factor=2.0, jitter=True, retry_on=is_transient_error
-)
 
 ANSWER_FROM_DATA = "Answer from the account data your tools return; never invent amounts, dates or statuses."
 TECHNICAL = (
@@ -83,17 +80,20 @@ def build_graph(
         "escalation": (ESCALATION, None),
     }
     builder.add_node("intake", intake)
-    builder.add_node("triage", make_triage(models), retry_policy=MODEL_RETRY)
+    builder.add_node("triage", make_triage(models), retry_policy=TRANSIENT_RETRY)
     after_agent = route_after_agent(ACCOUNT_TOOLS)
     for agent, (instructions, dispatch) in specialists.items():
         tools = AGENT_TOOLS[agent] if agent == "escalation" else [*AGENT_TOOLS[agent], escalate_tool]
-        builder.add_node(agent, make_specialist(agent, instructions, models, tools, dispatch), retry_policy=MODEL_RETRY)
+        builder.add_node(
+            agent, make_specialist(agent, instructions, models, tools, dispatch), retry_policy=TRANSIENT_RETRY
+        )
         builder.add_conditional_edges(agent, after_agent)
     gate, agate = make_tool_gate(ACCOUNT_TOOLS, allowed_tools)
     builder.add_node("escalate", escalate)
     builder.add_node("approval", make_approval_node(ACCOUNT_TOOLS, allowed_tools, record_approval))
     builder.add_node(
-        "tools", ToolNode(ACCOUNT_TOOLS, handle_tool_errors=True, wrap_tool_call=gate, awrap_tool_call=agate)
+        "tools",
+        ToolNode(ACCOUNT_TOOLS, handle_tool_errors=tool_error_message, wrap_tool_call=gate, awrap_tool_call=agate),
     )
     builder.add_node("finish", finish)
     builder.add_edge(START, "intake")

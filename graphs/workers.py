@@ -17,19 +17,15 @@ from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
-from langgraph.types import RetryPolicy
 
 from nodes.agent import make_agent
-from nodes.models import ModelProvider, is_transient_error
+from nodes.models import TRANSIENT_RETRY, ModelProvider
 from nodes.team import make_brief, make_report
 from nodes.tools.drafts import check_draft
+from nodes.tools.errors import tool_error_message
 from nodes.tools.knowledge import get_passage, research_tools, search_knowledge_base
 from state.common import RunContext
 from state.team import Worker, WorkerInput, WorkerOutput, WorkerState
-
-MODEL_RETRY = RetryPolicy(
-    max_attempts=3, initial_interval=0.5, backoff_factor=2.0, jitter=True, retry_on=is_transient_error
-)
 
 INSTRUCTIONS: dict[Worker, str] = {
     "researcher": (
@@ -68,8 +64,8 @@ def build_worker(
     tools = WORKER_TOOLS[worker]()
     builder = StateGraph(WorkerState, context_schema=RunContext, input_schema=WorkerInput, output_schema=WorkerOutput)
     builder.add_node("brief", make_brief(worker))
-    builder.add_node("agent", make_agent(worker, INSTRUCTIONS[worker], models, tools), retry_policy=MODEL_RETRY)
-    builder.add_node("tools", ToolNode(tools, handle_tool_errors=True))
+    builder.add_node("agent", make_agent(worker, INSTRUCTIONS[worker], models, tools), retry_policy=TRANSIENT_RETRY)
+    builder.add_node("tools", ToolNode(tools, handle_tool_errors=tool_error_message), retry_policy=TRANSIENT_RETRY)
     builder.add_node("report", make_report(worker))
     builder.add_edge(START, "brief")
     builder.add_edge("brief", "agent")

@@ -17,6 +17,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph.types import RetryPolicy
 
 from loom.settings import Settings, get_settings
 from nodes.models.fake import FakeChatModel
@@ -89,7 +90,7 @@ def retry_budget(retries: int) -> Iterator[None]:
 
 def is_transient_error(exc: BaseException) -> bool:
     """``RetryPolicy.retry_on``: transient provider errors, while the run's retry budget lasts."""
-    if not _is_transient(exc):
+    if not is_transient(exc):
         return False
     budget = _retry_budget.get()
     if budget is None:
@@ -100,7 +101,13 @@ def is_transient_error(exc: BaseException) -> bool:
     return True
 
 
-def _is_transient(exc: BaseException) -> bool:
+TRANSIENT_RETRY = RetryPolicy(
+    max_attempts=3, initial_interval=0.5, backoff_factor=2.0, jitter=True, retry_on=is_transient_error
+)
+"""For model and tool nodes: exponential backoff with jitter on transient errors, within the run's budget."""
+
+
+def is_transient(exc: BaseException) -> bool:
     """Timeouts, rate limits, provider 5xx and dropped connections."""
     status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
     if isinstance(status, int):
