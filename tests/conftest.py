@@ -111,29 +111,25 @@ def wait_until_serving(process: subprocess.Popen[bytes], url: str, log: Path, ti
     raise TimeoutError(f"{process.args!r} did not start:\n{log.read_text()[-4000:]}")
 
 
-class LiveServer:
-    """``python -m loom serve`` in its own process on a free port: real uvicorn, real sockets."""
+class ServerProcess:
+    """A server in its own process on a free port; its output goes to a log file kept for failures."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.env = {**os.environ, "LOOM_DATA_DIR": str(data_dir), **(env or {})}
+    def __init__(self, log_dir: Path, name: str, env: dict[str, str]) -> None:
+        self.env = env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log_dir / f"{name}-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = data_dir / f"server-{self.port}.log"
 
-    def start(self) -> LiveServer:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    def spawn(self, command: list[str], cwd: Path, timeout_s: float) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "loom", "serve", "--port", str(self.port)],
-                cwd=PROJECT_ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_until_serving(self.process, self.url, self.log, timeout_s=60)
-        return self
+            self.process = subprocess.Popen(command, cwd=cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_until_serving(self.process, self.url, self.log, timeout_s)
+        except TimeoutError:
+            self.stop()
+            raise
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handlers run, as in a crash."""
@@ -148,6 +144,18 @@ class LiveServer:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class LiveServer(ServerProcess):
+    """``python -m loom serve`` in its own process on a free port: real uvicorn, real sockets."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        super().__init__(data_dir, "server", {**os.environ, "LOOM_DATA_DIR": str(data_dir), **(env or {})})
+        self.data_dir = data_dir
+
+    def start(self) -> LiveServer:
+        self.spawn([sys.executable, "-m", "loom", "serve", "--port", str(self.port)], PROJECT_ROOT, timeout_s=60)
+        return self
 
 
 @pytest.fixture

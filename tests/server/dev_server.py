@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import PROJECT_ROOT, free_port, wait_until_serving
+from tests.conftest import PROJECT_ROOT, ServerProcess
 
 LANGGRAPH = Path(sys.executable).parent / "langgraph"
 QUIET_ENV = {"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false", "LANGCHAIN_TRACING_V2": "false"}
@@ -32,7 +31,7 @@ def absolute_config(config: Path, workdir: Path) -> Path:
     return target_path
 
 
-class LanggraphDev:
+class LanggraphDev(ServerProcess):
     """Like ``tests.conftest.LiveServer``, for ``langgraph dev --no-browser --no-reload``."""
 
     def __init__(
@@ -42,14 +41,10 @@ class LanggraphDev:
         env: dict[str, str] | None = None,
         n_jobs_per_worker: int | None = None,
     ) -> None:
+        super().__init__(workdir, "langgraph-dev", {**os.environ, **QUIET_ENV, **(env or {})})
         self.workdir = workdir
         self.config = config
-        self.env = {**os.environ, **QUIET_ENV, **(env or {})}
         self.n_jobs_per_worker = n_jobs_per_worker
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = workdir / f"langgraph-dev-{self.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
         config = absolute_config(self.config, self.workdir)
@@ -60,22 +55,5 @@ class LanggraphDev:
 
     def start(self, timeout_s: float = 120) -> LanggraphDev:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command(), cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-        try:
-            wait_until_serving(self.process, self.url, self.log, timeout_s)
-        except TimeoutError:
-            self.stop()
-            raise
+        self.spawn(self.command(), self.workdir, timeout_s)
         return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
