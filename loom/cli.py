@@ -15,7 +15,7 @@ from langgraph.types import Command
 from rich.console import Console
 from rich.table import Table
 
-from loom.persistence import open_checkpointer
+from loom.persistence import open_checkpointer, open_store
 from loom.registry import get_spec, graph_specs
 from loom.settings import get_settings
 from state.common import RunContext
@@ -113,8 +113,9 @@ async def _resume(args: argparse.Namespace) -> None:
 
 async def _stream_turn(graph_id: str, thread: str, user: str, payload: Any) -> None:
     """Stream one turn: tokens as they come, routing and tool activity, then artifacts."""
-    async with open_checkpointer(get_settings()) as saver:
-        graph = get_spec(graph_id).build(checkpointer=saver)
+    settings = get_settings()
+    async with open_checkpointer(settings) as saver, open_store(settings) as store:
+        graph = get_spec(graph_id).build(checkpointer=saver, store=store)
         config: RunnableConfig = {"configurable": {"thread_id": thread}}
         async for mode, data in graph.astream(
             payload, config, context=RunContext(user_id=user), stream_mode=["messages", "custom", "updates"]

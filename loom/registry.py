@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
 from loom.settings import get_settings
@@ -23,8 +24,10 @@ class GraphSpec:
     module: str
     attribute: str
 
-    def build(self, checkpointer: Checkpointer = None, **kwargs: Any) -> CompiledStateGraph[Any, Any, Any, Any]:
-        """A fresh compiled graph bound to ``checkpointer``; the module's ``graph`` stays untouched.
+    def build(
+        self, checkpointer: Checkpointer = None, store: BaseStore | None = None, **kwargs: Any
+    ) -> CompiledStateGraph[Any, Any, Any, Any]:
+        """A fresh compiled graph bound to ``checkpointer`` and ``store``; the module's ``graph`` stays untouched.
 
         The target names either a compiled graph (its module's ``build_graph`` makes the copy) or a
         factory taking ``checkpointer``.
@@ -32,7 +35,8 @@ class GraphSpec:
         module = importlib.import_module(self.module)
         target = getattr(module, self.attribute)
         factory = module.build_graph if isinstance(target, CompiledStateGraph) else target
-        return factory(checkpointer=checkpointer, **kwargs)
+        graph: CompiledStateGraph[Any, Any, Any, Any] = factory(checkpointer=checkpointer, **kwargs)
+        return graph.copy(update={"store": store}) if store is not None else graph
 
 
 def graph_specs() -> dict[str, GraphSpec]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from loom.persistence import open_checkpointer
+from loom.persistence import open_checkpointer, open_store
 from loom.registry import graph_specs
 from loom.settings import Settings, get_settings
 from server import support_routes
@@ -17,7 +17,7 @@ from server.db import open_database
 from server.deps import Services
 from server.errors import install_error_handlers
 from server.middleware import BodyLimit
-from server.routes import artifacts, assistants, runs, system, tasks, threads
+from server.routes import artifacts, assistants, runs, store, system, tasks, threads
 from server.runs import RunManager
 
 log = logging.getLogger("loom.server")
@@ -29,11 +29,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        async with open_checkpointer(settings) as checkpointer:
+        async with open_checkpointer(settings) as checkpointer, open_store(settings) as store:
             engine, sessions = await open_database(settings.resolved_database_url())
-            graphs: dict[str, Any] = {gid: spec.build(checkpointer=checkpointer) for gid, spec in graph_specs().items()}
+            graphs: dict[str, Any] = {
+                graph_id: spec.build(checkpointer=checkpointer, store=store) for graph_id, spec in graph_specs().items()
+            }
             manager = RunManager(settings, sessions, graphs, checkpointer)
-            app.state.services = Services(settings, sessions, graphs, checkpointer, manager)
+            app.state.services = Services(settings, sessions, graphs, checkpointer, manager, store)
             await manager.start()
             if not settings.api_keys:
                 log.warning("no API keys configured: serving as the single local user 'demo'")
@@ -47,6 +49,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for module in (system, assistants, threads, runs, tasks, artifacts, support_routes):
+    for module in (system, assistants, threads, runs, store, tasks, artifacts, support_routes):
         app.include_router(module.router)
     return app

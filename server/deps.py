@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.registry import graph_specs
@@ -30,6 +31,7 @@ class Services:
     graphs: dict[str, CompiledStateGraph[Any, Any, Any, Any]]
     checkpointer: BaseCheckpointSaver[str]
     manager: RunManager
+    store: BaseStore
 
     def assistant_id(self, graph_id: str) -> str:
         return str(uuid.uuid5(ASSISTANT_NAMESPACE, graph_id))

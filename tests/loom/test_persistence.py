@@ -8,7 +8,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from graphs.assistant import build_graph
-from loom.persistence import open_checkpointer
+from loom.persistence import open_checkpointer, open_store
 from loom.settings import Settings
 from state.common import RunContext
 from tests.conftest import ScriptedModels
@@ -47,3 +47,22 @@ async def test_unknown_checkpoint_url_is_refused(loom_env: Settings) -> None:
     with pytest.raises(ValueError, match="unsupported checkpoint URL"):
         async with open_checkpointer(settings):
             pass
+
+
+async def stored_after_reopening(settings: Settings) -> dict[str, object] | None:
+    namespace, key = ("users", "demo", "memories"), f"tone-{uuid.uuid4()}"
+    async with open_store(settings) as store:
+        await store.aput(namespace, key, {"likes": "short answers"})
+    async with open_store(settings) as reopened:
+        item = await reopened.aget(namespace, key)
+    return item.value if item else None
+
+
+async def test_sqlite_store_outlives_its_connection(loom_env: Settings) -> None:
+    assert await stored_after_reopening(loom_env) == {"likes": "short answers"}
+
+
+@pytest.mark.postgres
+async def test_postgres_store_outlives_its_connection(postgres_url: str, loom_env: Settings) -> None:
+    settings = loom_env.model_copy(update={"checkpoint_url": postgres_url})
+    assert await stored_after_reopening(settings) == {"likes": "short answers"}

@@ -1,0 +1,118 @@
+"""``/store``: LangGraph's key-value store (long-term memory), as ``langgraph_sdk``'s ``client.store`` calls it.
+
+Every namespace is kept under ``("users", <caller>)``: a caller reads and lists only their own items,
+and sees their namespaces without that prefix, exactly as they wrote them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+from langgraph.store.base import Item
+from pydantic import Field, StringConstraints
+
+from server.auth import CurrentUser
+from server.deps import Loom
+from server.errors import ApiError, not_found
+from server.schemas import Strict
+
+router = APIRouter(prefix="/store", tags=["store"])
+
+Label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^.]+$")]
+"""One namespace label; periods separate labels in ``GET /store/items?namespace=a.b``, so none inside."""
+
+
+class PutItem(Strict):
+    namespace: list[Label] = Field(min_length=1, max_length=20)
+    key: str = Field(min_length=1, max_length=1000)
+    value: dict[str, Any]
+    index: Literal[False] | list[str] | None = None
+    ttl: float | None = Field(default=None, gt=0)
+
+
+class DeleteItem(Strict):
+    namespace: list[Label] = Field(min_length=1, max_length=20)
+    key: str = Field(min_length=1, max_length=1000)
+
+
+class SearchItems(Strict):
+    namespace_prefix: list[Label] = Field(default_factory=list, max_length=20)
+    filter: dict[str, Any] | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+    query: str | None = None
+    refresh_ttl: bool | None = None
+
+
+class ListNamespaces(Strict):
+    prefix: list[Label] | None = None
+    suffix: list[Label] | None = None
+    max_depth: int | None = Field(default=None, ge=1, le=20)
+    limit: int = Field(default=100, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+
+
+def owned(user: str, namespace: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    return ("users", user, *namespace)
+
+
+def item_view(item: Item) -> dict[str, Any]:
+    """The item as its owner wrote it: the per-user prefix is not part of what they see."""
+    return {**item.dict(), "namespace": list(item.namespace[2:])}
+
+
+@router.put("/items", status_code=204)
+async def put_item(body: PutItem, loom: Loom, user: CurrentUser) -> Response:
+    if body.ttl is not None and not loom.store.supports_ttl:
+        raise ApiError(422, "ttl_unsupported", "ttl: this store keeps items until they are deleted")
+    index: Literal[False] | None = False if body.index is False else None  # no embedding index is configured
+    await loom.store.aput(owned(user, body.namespace), body.key, body.value, index=index)
+    return Response(status_code=204)
+
+
+@router.get("/items")
+async def get_item(
+    loom: Loom,
+    user: CurrentUser,
+    key: Annotated[str, Query(min_length=1)],
+    namespace: Annotated[str, Query(description="Labels joined by periods, e.g. memories.profile")] = "",
+) -> dict[str, Any]:
+    labels = [label for label in namespace.split(".") if label]
+    if not labels:
+        raise ApiError(422, "invalid_namespace", "namespace: give at least one label, e.g. ?namespace=memories")
+    item = await loom.store.aget(owned(user, labels), key)
+    if item is None:
+        raise not_found("item", f"{namespace}/{key}")
+    return item_view(item)
+
+
+@router.delete("/items", status_code=204)
+async def delete_item(body: DeleteItem, loom: Loom, user: CurrentUser) -> Response:
+    await loom.store.adelete(owned(user, body.namespace), body.key)
+    return Response(status_code=204)
+
+
+@router.post("/items/search")
+async def search_items(body: SearchItems, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    items = await loom.store.asearch(
+        owned(user, body.namespace_prefix),
+        query=body.query,
+        filter=body.filter,
+        limit=body.limit,
+        offset=body.offset,
+        refresh_ttl=body.refresh_ttl,
+    )
+    return {"items": [item_view(item) for item in items]}
+
+
+@router.post("/namespaces")
+async def list_namespaces(body: ListNamespaces, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    namespaces = await loom.store.alist_namespaces(
+        prefix=owned(user, body.prefix or []),
+        suffix=tuple(body.suffix) if body.suffix else None,
+        max_depth=body.max_depth + 2 if body.max_depth else None,
+        limit=body.limit,
+        offset=body.offset,
+    )
+    return {"namespaces": [list(namespace[2:]) for namespace in namespaces]}

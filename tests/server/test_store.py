@@ -1,0 +1,71 @@
+"""``/store`` through ``langgraph_sdk``'s ``client.store``: long-term memory, kept per user."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+from langgraph_sdk.errors import NotFoundError
+
+from tests.conftest import LiveServer
+from tests.server.live import assert_error, serving
+
+pytestmark = pytest.mark.live
+
+KEYS = {"alice": "ka", "bob": "kb"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with serving(tmp_path_factory.mktemp("store"), LOOM_API_KEYS=json.dumps(KEYS)) as live:
+        yield live
+
+
+def as_user(server: LiveServer, user: str) -> Any:
+    return get_client(url=server.url, api_key=KEYS[user])
+
+
+async def test_items_are_put_read_searched_listed_and_deleted(server: LiveServer) -> None:
+    alice = as_user(server, "alice")
+    await alice.store.put_item(["memories", "profile"], key="tone", value={"likes": "short answers"})
+    await alice.store.put_item(["memories", "projects"], key="ai", value={"name": "AI Strategy", "status": "draft"})
+    item = await alice.store.get_item(["memories", "profile"], key="tone")
+    assert item["namespace"] == ["memories", "profile"] and item["value"] == {"likes": "short answers"}
+    found = await alice.store.search_items(["memories"], filter={"status": "draft"})
+    assert [(i["namespace"], i["key"]) for i in found["items"]] == [(["memories", "projects"], "ai")]
+    listed = await alice.store.list_namespaces(prefix=["memories"])
+    assert sorted(listed["namespaces"]) == [["memories", "profile"], ["memories", "projects"]]
+    assert (await alice.store.list_namespaces(max_depth=1))["namespaces"] == [["memories"]]
+    await alice.store.delete_item(["memories", "profile"], key="tone")
+    with pytest.raises(NotFoundError):
+        await alice.store.get_item(["memories", "profile"], key="tone")
+
+
+async def test_one_user_never_sees_another_users_items(server: LiveServer) -> None:
+    alice, bob = as_user(server, "alice"), as_user(server, "bob")
+    await alice.store.put_item(["notes"], key="secret", value={"text": "alice only"})
+    with pytest.raises(NotFoundError):
+        await bob.store.get_item(["notes"], key="secret")
+    assert (await bob.store.search_items(["notes"]))["items"] == []
+    assert ["notes"] not in (await bob.store.list_namespaces())["namespaces"]
+    await bob.store.delete_item(["notes"], key="secret")  # deletes bob's (absent) item, not alice's
+    assert (await alice.store.get_item(["notes"], key="secret"))["value"] == {"text": "alice only"}
+
+
+async def test_bad_store_requests_name_the_field(server: LiveServer) -> None:
+    headers = {"x-api-key": KEYS["alice"]}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as http:
+        dotted = await http.put("/store/items", json={"namespace": ["a.b"], "key": "k", "value": {}})
+        assert_error(dotted, 422)
+        assert "namespace" in dotted.json()["detail"]
+        not_a_dict = await http.put("/store/items", json={"namespace": ["a"], "key": "k", "value": [1, 2]})
+        assert_error(not_a_dict, 422)
+        assert "value" in not_a_dict.json()["detail"]
+        assert_error(await http.get("/store/items", params={"key": "k"}), 422, "invalid_namespace")
+        assert_error(await http.post("/store/items/search", json={"limit": 0}), 422)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as anonymous:
+            assert_error(await anonymous.post("/store/namespaces", json={}), 401, "unauthorized")
