@@ -141,6 +141,14 @@ class RunManager:
         async with lock:
             yield
 
+    @contextlib.asynccontextmanager
+    async def idle_thread(self, thread_id: str) -> AsyncIterator[None]:
+        """Holds run creation on ``thread_id`` while its state changes outside a run; 409 if a run has it."""
+        async with self.creating(thread_id):
+            if self.active_run(thread_id):
+                raise ApiError(409, "thread_busy", "the thread has an active run; cancel or wait for it first")
+            yield
+
     def active_run(self, thread_id: str) -> str | None:
         """The run queued or running on ``thread_id``, if any."""
         return self._active.get(thread_id)

@@ -9,6 +9,7 @@ to both the table and the thread's checkpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -70,31 +71,32 @@ async def resolve_request(request: Request, user: CurrentUser, request_id: str, 
     The graph reopens the request if the customer writes again.
     """
     services: Services | None = getattr(request.app.state, "services", None)
-    thread = await _served_thread(services, user, request_id)
-    at = datetime.now(UTC).replace(tzinfo=None)
-    try:
-        resolved = await asyncio.to_thread(_store(request).resolve, user, request_id, body.summary, at)
-    except RequestConflict as exc:
-        raise ApiError(409, "already_resolved", str(exc)) from exc
-    if resolved is None:
-        raise not_found("support_request", request_id)
-    if services is not None and thread is not None:
-        await _record_in_state(services, thread, resolved)
+    async with contextlib.AsyncExitStack() as held:
+        if services is not None:  # no run may start on the request's thread while both records change
+            await held.enter_async_context(services.manager.idle_thread(request_id))
+        thread = await _served_thread(services, user, request_id)
+        at = datetime.now(UTC).replace(tzinfo=None)
+        try:
+            resolved = await asyncio.to_thread(_store(request).resolve, user, request_id, body.summary, at)
+        except RequestConflict as exc:
+            raise ApiError(409, "already_resolved", str(exc)) from exc
+        if resolved is None:
+            raise not_found("support_request", request_id)
+        if services is not None and thread is not None:
+            await _record_in_state(services, thread, resolved)
     event_id = f"{request_id}:resolved:{resolved['resolved_at']}"
     delivered = await notify("support.request.resolved", event_id, resolved, _settings(request))
     return {**resolved, "webhook_delivered": delivered}
 
 
 async def _served_thread(services: Services | None, user: str, request_id: str) -> ThreadRow | None:
-    """The server's thread for this request, if it ran through the threads API; a busy one is a 409."""
+    """The server's thread for this request, if it ran through the threads API."""
     if services is None:
         return None
     async with services.sessions() as session:
         thread = await session.get(ThreadRow, request_id)
     if thread is None or thread.owner != user or thread.graph_id is None:
         return None
-    if thread.status == "busy":
-        raise ApiError(409, "thread_busy", "the request's thread has an active run; wait for it or cancel it first")
     return thread
 
 

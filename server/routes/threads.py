@@ -87,10 +87,8 @@ async def get_state_at(thread_id: str, checkpoint_id: str, loom: Loom, user: Cur
 
 @router.post("/{thread_id}/state")
 async def update_state(thread_id: str, body: StateUpdate, loom: Loom, user: CurrentUser) -> dict[str, Any]:
-    async with loom.sessions.begin() as session:
+    async with loom.sessions.begin() as session, loom.manager.idle_thread(thread_id):
         thread = await owned_thread(session, thread_id, user)
-        if thread.status == "busy":
-            raise ApiError(409, "thread_busy", "the thread has an active run; cancel or wait for it first")
         graph = _graph_of(loom, thread)
         config = _config(thread_id, body.checkpoint_id or (body.checkpoint.checkpoint_id if body.checkpoint else None))
         if config["configurable"].get("checkpoint_id"):

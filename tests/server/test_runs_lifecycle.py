@@ -80,6 +80,9 @@ async def test_reject_strategy_answers_409_on_a_busy_thread(server: LiveServer) 
         await client.runs.create(tid, "gated", input=FIXTURE_INPUT, multitask_strategy="reject")
     assert refused.value.response.json()["code"] == "thread_busy"
     assert len(await client.runs.list(tid)) == 1
+    with pytest.raises(ConflictError) as no_update:  # nor may the state change under a running graph
+        await client.threads.update_state(tid, {"log": ["edited"]})
+    assert no_update.value.response.json()["code"] == "thread_busy"
 
     open_gate(server, tid)
     assert (await finished(client, tid, run["run_id"]))["status"] == "success"
