@@ -107,7 +107,12 @@ def _readable(result: ToolMessage) -> str:
         return result.text
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
         return result.text
-    heading = f"{data.get('source', result.name)} matching “{data.get('query', '')}”:"
+    source, window = data.get("source", result.name), data.get("window")
+    if isinstance(window, dict):
+        topic = f" matching “{window['topic']}”" if window.get("topic") else ""
+        heading = f"{source}{topic}, {window.get('label')} ({window.get('from')} to {window.get('to')}):"
+    else:
+        heading = f"{source} matching “{data.get('query', '')}”:"
     hits = [f"- {_one_line(hit)}" for hit in data["results"]] or ["- nothing found"]
     return "\n".join([heading, *hits])
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -133,9 +134,66 @@ def _create_search_indexes(target: Any, connection: Connection, **kw: Any) -> No
             connection.exec_driver_sql(statement)
 
 
+@dataclass(frozen=True)
+class DateWindow:
+    """A span a query names ("this week"): rows dated in ``[start, end)`` match, in date order."""
+
+    label: str
+    start: datetime
+    end: datetime
+
+    def view(self) -> dict[str, str]:
+        return {
+            "label": self.label,
+            "from": self.start.date().isoformat(),
+            "to": (self.end - timedelta(days=1)).date().isoformat(),
+        }
+
+
+_WINDOW = re.compile(r"\b(today|tomorrow|yesterday|(this|next|last) (week|month))\b", re.IGNORECASE)
+
+
+def date_window(query: str, today: date) -> tuple[DateWindow | None, str]:
+    """The span a query names, and the query without those words; weeks start on Monday."""
+    found = _WINDOW.search(query)
+    if found is None:
+        return None, query
+    phrase = found.group(1).lower()
+    shift = {"this": 0, "next": 1, "last": -1}.get((found.group(2) or "").lower(), 0)
+    day = datetime.combine(today, datetime.min.time())
+    if phrase in ("today", "tomorrow", "yesterday"):
+        start = day + timedelta(days={"today": 0, "tomorrow": 1, "yesterday": -1}[phrase])
+        end = start + timedelta(days=1)
+    elif phrase.endswith("week"):
+        start = day - timedelta(days=today.weekday()) + timedelta(weeks=shift)
+        end = start + timedelta(weeks=1)
+    else:
+        first = day.replace(day=1)
+        start = _add_months(first, shift)
+        end = _add_months(start, 1)
+    rest = " ".join((query[: found.start()] + " " + query[found.end() :]).split())
+    return DateWindow(phrase, start, end), rest
+
+
+def _add_months(first_of_month: datetime, months: int) -> datetime:
+    index = first_of_month.year * 12 + first_of_month.month - 1 + months
+    return first_of_month.replace(year=index // 12, month=index % 12 + 1)
+
+
+GENERIC_WORDS = frozenset(
+    {"a", "an", "the", "my", "our", "me", "i", "do", "did", "have", "has", "what", "which", "when", "who"}
+    | {"any", "all", "about", "for", "from", "in", "on", "at", "to", "of", "and", "or", "is", "are", "with"}
+    | {"this", "that", "there"}
+    | {"please", "show", "find", "search", "list"}
+    | {"calendar", "meeting", "meetings", "event", "events", "appointment", "appointments", "schedule"}
+    | {"email", "emails", "mail", "message", "messages", "file", "files", "document", "documents"}
+)
+"""Words that name the kind of thing asked for, not what it is about: "meetings this week" has no topic."""
+
+
 def search_terms(query: str) -> list[str]:
-    """Word terms only: quotes, operators and parentheses a user types are never FTS syntax."""
-    return _TERM.findall(query.lower())[:16]
+    """Topic words only: quotes, operators and parentheses a user types are never FTS syntax."""
+    return [term for term in _TERM.findall(query.lower()) if term not in GENERIC_WORDS][:16]
 
 
 def snippet(text: str, terms: list[str], width: int = 200) -> str:
@@ -230,14 +288,18 @@ class WorkspaceStore:
                 return 0
         return changed
 
-    def search_files(self, user_id: str, query: str, limit: int = 10) -> list[dict[str, Any]]:
+    def search_files(
+        self, user_id: str, query: str, limit: int = 10, window: DateWindow | None = None
+    ) -> list[dict[str, Any]]:
         terms = search_terms(query)
         return [
             {"name": f.name, "path": f.path, "snippet": snippet(f.content, terms), "modified_at": _iso(f.modified_at)}
-            for f in self._search(WorkspaceFile, WorkspaceFile.modified_at, user_id, terms, limit)
+            for f in self._search(WorkspaceFile, WorkspaceFile.modified_at, user_id, terms, limit, window)
         ]
 
-    def search_emails(self, user_id: str, query: str, limit: int = 10) -> list[dict[str, Any]]:
+    def search_emails(
+        self, user_id: str, query: str, limit: int = 10, window: DateWindow | None = None
+    ) -> list[dict[str, Any]]:
         terms = search_terms(query)
         return [
             {
@@ -247,10 +309,12 @@ class WorkspaceStore:
                 "snippet": snippet(e.body, terms),
                 "sent_at": _iso(e.sent_at),
             }
-            for e in self._search(WorkspaceEmail, WorkspaceEmail.sent_at, user_id, terms, limit)
+            for e in self._search(WorkspaceEmail, WorkspaceEmail.sent_at, user_id, terms, limit, window)
         ]
 
-    def search_calendar(self, user_id: str, query: str, limit: int = 10) -> list[dict[str, Any]]:
+    def search_calendar(
+        self, user_id: str, query: str, limit: int = 10, window: DateWindow | None = None
+    ) -> list[dict[str, Any]]:
         return [
             {
                 "title": e.title,
@@ -259,23 +323,35 @@ class WorkspaceStore:
                 "starts_at": _iso(e.starts_at),
                 "ends_at": _iso(e.ends_at),
             }
-            for e in self._search(WorkspaceEvent, WorkspaceEvent.starts_at, user_id, search_terms(query), limit)
+            for e in self._search(WorkspaceEvent, WorkspaceEvent.starts_at, user_id, search_terms(query), limit, window)
         ]
 
-    def search_messages(self, user_id: str, query: str, limit: int = 10) -> list[dict[str, Any]]:
+    def search_messages(
+        self, user_id: str, query: str, limit: int = 10, window: DateWindow | None = None
+    ) -> list[dict[str, Any]]:
         return [
             {"from": m.sender, "channel": m.channel, "message": m.body, "sent_at": _iso(m.sent_at)}
-            for m in self._search(WorkspaceMessage, WorkspaceMessage.sent_at, user_id, search_terms(query), limit)
+            for m in self._search(
+                WorkspaceMessage, WorkspaceMessage.sent_at, user_id, search_terms(query), limit, window
+            )
         ]
 
     def _search(
-        self, model: type[R], recency: InstrumentedAttribute[datetime], user_id: str, terms: list[str], limit: int
+        self,
+        model: type[R],
+        recency: InstrumentedAttribute[datetime],
+        user_id: str,
+        terms: list[str],
+        limit: int,
+        window: DateWindow | None = None,
     ) -> list[R]:
-        """Best matches first; with no terms, the newest rows, so "show my emails" still answers."""
+        """Best matches first; with no terms, the newest rows (in a date window: in date order)."""
         name = model.__tablename__
         stmt = select(model).where(model.user_id == user_id).limit(max(1, min(int(limit), MAX_LIMIT)))
+        if window is not None:
+            stmt = stmt.where(recency >= window.start, recency < window.end)
         if not terms:
-            stmt = stmt.order_by(recency.desc())
+            stmt = stmt.order_by(recency.asc() if window else recency.desc())
         elif self.engine.dialect.name == "sqlite":
             fts = sql_table(f"{name}_fts", sql_column("rowid"))
             match = " OR ".join(f'"{term}"*' for term in terms)  # OR: "AI events" should find "AI Workshop"

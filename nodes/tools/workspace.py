@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from langchain_core.tools import tool
@@ -16,22 +17,27 @@ from langgraph.prebuilt import ToolRuntime
 from sqlalchemy.exc import SQLAlchemyError
 
 from loom.settings import get_settings
-from nodes.workspace_store import WorkspaceStore, get_workspace_store
+from nodes.workspace_store import DateWindow, WorkspaceStore, date_window, get_workspace_store, search_terms
 from state.common import RunContext
 
-Search = Callable[[WorkspaceStore, str, str, int], list[dict[str, Any]]]
+Search = Callable[[WorkspaceStore, str, str, int, DateWindow | None], list[dict[str, Any]]]
 
 
 def _run(source: str, search: Search, query: str, runtime: ToolRuntime[RunContext], limit: int) -> str:
-    """A failed search is reported to the model as data, so it can tell the user instead of crashing the turn."""
+    """A failed search is reported to the model as data, so it can tell the user instead of crashing the turn.
+
+    "this week", "tomorrow", "last month"… in the query become a date window, not words to match.
+    """
     user_id = (runtime.context or RunContext()).user_id
+    window, words = date_window(query, date.today())
+    answer: dict[str, Any] = {"source": source, "query": query}
+    if window:
+        answer["window"] = {**window.view(), "topic": " ".join(search_terms(words))}  # what is matched in it
     try:
-        results = search(get_workspace_store(), user_id, query, limit)
+        answer["results"] = search(get_workspace_store(), user_id, words, limit, window)
     except (SQLAlchemyError, OSError) as exc:
-        return json.dumps(
-            {"source": source, "query": query, "results": [], "error": f"search failed: {exc}"}, ensure_ascii=False
-        )
-    return json.dumps({"source": source, "query": query, "results": results}, ensure_ascii=False)
+        answer.update(results=[], error=f"search failed: {exc}")
+    return json.dumps(answer, ensure_ascii=False)
 
 
 @tool
@@ -42,9 +48,11 @@ def search_files(query: str, runtime: ToolRuntime[RunContext], limit: int = 10) 
     name, its path in the workspace and a snippet around the match. An empty query lists recent files.
     """
 
-    def search(store: WorkspaceStore, user_id: str, text: str, count: int) -> list[dict[str, Any]]:
+    def search(
+        store: WorkspaceStore, user_id: str, text: str, count: int, window: DateWindow | None
+    ) -> list[dict[str, Any]]:
         store.index_user_files(user_id, get_settings().workspaces_dir)  # files the user just dropped in
-        return store.search_files(user_id, text, count)
+        return store.search_files(user_id, text, count, window)
 
     return _run("files", search, query, runtime, limit)
 
@@ -62,8 +70,9 @@ def search_emails(query: str, runtime: ToolRuntime[RunContext], limit: int = 10)
 def search_calendar(query: str, runtime: ToolRuntime[RunContext], limit: int = 10) -> str:
     """Search the user's calendar events by title, description or location.
 
-    Use for meetings, workshops and schedules ("AI events", "standup"). Times are ISO local times.
-    An empty query lists the latest events.
+    Use for meetings, workshops and schedules ("AI events", "standup", "meetings this week"). Times are
+    ISO local times. today / tomorrow / this week / next month… limit the dates. An empty query lists
+    the latest events.
     """
     return _run("calendar", WorkspaceStore.search_calendar, query, runtime, limit)
 

@@ -6,7 +6,9 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, ToolMessage
@@ -17,7 +19,14 @@ from sqlalchemy.orm import Session
 
 from loom.settings import Settings, get_settings
 from nodes.tools.workspace import WORKSPACE_TOOLS
-from nodes.workspace_store import WorkspaceEmail, WorkspaceEvent, WorkspaceFile, WorkspaceMessage, WorkspaceStore
+from nodes.workspace_store import (
+    WorkspaceEmail,
+    WorkspaceEvent,
+    WorkspaceFile,
+    WorkspaceMessage,
+    WorkspaceStore,
+    date_window,
+)
 from state.common import RunContext
 
 POSTGRES_URL = os.environ.get("LOOM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -47,6 +56,34 @@ def test_ai_strategy_is_found_in_every_source(store: WorkspaceStore) -> None:
     assert "Q3 Results" in titles(store.search_emails("demo", "AI Strategy"), "subject")
     assert "AI Strategy review" in titles(store.search_calendar("demo", "AI Strategy"), "title")
     assert any("AI Strategy" in str(m) for m in titles(store.search_messages("demo", "AI Strategy"), "message"))
+
+
+def test_a_date_window_keeps_only_its_rows_in_date_order(store: WorkspaceStore) -> None:
+    window, words = date_window("meetings this week", date(2026, 10, 7))  # a Wednesday
+    assert window is not None and window.view() == {"label": "this week", "from": "2026-10-05", "to": "2026-10-11"}
+    rows = store.search_calendar("demo", words, window=window)
+    assert titles(rows, "title") == ["AI Workshop", "Team Standup", "1:1 with Jane"]
+    next_week, topic = date_window("AI events next week", date(2026, 10, 7))
+    assert titles(store.search_calendar("demo", topic, window=next_week), "title") == ["AI Strategy review"]
+
+
+@pytest.mark.parametrize(
+    ("query", "today", "span"),
+    [
+        ("standup tomorrow", date(2026, 12, 31), ("2027-01-01", "2027-01-01")),
+        ("emails from last month", date(2026, 1, 15), ("2025-12-01", "2025-12-31")),
+        ("next month", date(2026, 12, 2), ("2027-01-01", "2027-01-31")),
+        ("what happened yesterday", date(2026, 3, 1), ("2026-02-28", "2026-02-28")),
+        ("last week", date(2026, 10, 5), ("2026-09-28", "2026-10-04")),
+    ],
+)
+def test_date_windows_cross_month_and_year_ends(query: str, today: date, span: tuple[str, str]) -> None:
+    window, _ = date_window(query, today)
+    assert window is not None and (window.view()["from"], window.view()["to"]) == span
+
+
+def test_a_query_without_a_date_has_no_window() -> None:
+    assert date_window("AI events", date(2026, 10, 7)) == (None, "AI events")
 
 
 def test_results_are_json_with_iso_dates(store: WorkspaceStore) -> None:
@@ -156,6 +193,17 @@ def test_tools_search_only_the_context_users_data(data_dir: Path) -> None:
     demo = call_tool("search_calendar", {"query": "AI events", "limit": 5}, "demo")
     assert "AI Workshop" in titles(demo["results"], "title")  # type: ignore[arg-type]
     assert "Ethics" not in json.dumps(demo)
+
+
+def test_the_seeds_meetings_this_week_searches_this_weeks_dates(data_dir: Path) -> None:
+    """Seed 000's "What meetings do I have this week?": a date window, not the words "this week"."""
+    answer = call_tool("search_calendar", {"query": "What meetings do I have this week?"}, "demo")
+    monday = date.today() - timedelta(days=date.today().weekday())
+    sunday = monday + timedelta(days=6)
+    window = {"label": "this week", "from": monday.isoformat(), "to": sunday.isoformat(), "topic": ""}
+    assert answer["window"] == window
+    events: Any = answer["results"]
+    assert all(monday.isoformat() <= event["starts_at"][:10] <= sunday.isoformat() for event in events)
 
 
 def test_search_files_tool_indexes_new_files_first(data_dir: Path) -> None:
