@@ -27,7 +27,9 @@ class PutItem(Strict):
     namespace: list[Label] = Field(min_length=1, max_length=20)
     key: str = Field(min_length=1, max_length=1000)
     value: dict[str, Any]
-    index: Literal[False] | list[str] | None = None
+    index: Literal[False] | None = Field(
+        default=None, description="Only false or null: no embedding index is configured, so no fields to index."
+    )
     ttl: float | None = Field(default=None, gt=0)
 
 
@@ -66,8 +68,7 @@ def item_view(item: Item) -> dict[str, Any]:
 async def put_item(body: PutItem, loom: Loom, user: CurrentUser) -> Response:
     if body.ttl is not None and not loom.store.supports_ttl:
         raise ApiError(422, "ttl_unsupported", "ttl: this store keeps items until they are deleted")
-    index: Literal[False] | None = False if body.index is False else None  # no embedding index is configured
-    await loom.store.aput(owned(user, body.namespace), body.key, body.value, index=index)
+    await loom.store.aput(owned(user, body.namespace), body.key, body.value, index=body.index)
     return Response(status_code=204)
 
 
@@ -95,9 +96,10 @@ async def delete_item(body: DeleteItem, loom: Loom, user: CurrentUser) -> Respon
 
 @router.post("/items/search")
 async def search_items(body: SearchItems, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    if body.query:  # the store would ignore it and return everything: refuse rather than mislead
+        raise ApiError(422, "semantic_search_unavailable", "query: no embedding index is configured; use filter")
     items = await loom.store.asearch(
         owned(user, body.namespace_prefix),
-        query=body.query,
         filter=body.filter,
         limit=body.limit,
         offset=body.offset,

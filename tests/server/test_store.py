@@ -67,5 +67,9 @@ async def test_bad_store_requests_name_the_field(server: LiveServer) -> None:
         assert "value" in not_a_dict.json()["detail"]
         assert_error(await http.get("/store/items", params={"key": "k"}), 422, "invalid_namespace")
         assert_error(await http.post("/store/items/search", json={"limit": 0}), 422)
+        assert_error(await http.post("/store/items/search", json={"query": "x"}), 422, "semantic_search_unavailable")
+        indexed = await http.put("/store/items", json={"namespace": ["a"], "key": "k", "value": {}, "index": ["x"]})
+        assert_error(indexed, 422)
+        assert "index" in indexed.json()["detail"]
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as anonymous:
             assert_error(await anonymous.post("/store/namespaces", json={}), 401, "unauthorized")
