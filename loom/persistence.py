@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
@@ -13,28 +14,46 @@ from langgraph.store.memory import InMemoryStore
 
 from loom.settings import Settings
 
+Backend = Literal["memory", "sqlite", "postgres"]
+
+
+def backend_of(url: str) -> Backend:
+    """Which backend a checkpoint URL names; the checkpointer and the store share it."""
+    if url == "memory":
+        return "memory"
+    if url.startswith("sqlite:///"):
+        return "sqlite"
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgres"
+    raise ValueError(f"unsupported checkpoint URL {url!r}: use sqlite:///path, postgresql://… or memory")
+
+
+def sqlite_file(url: str, name: str | None = None) -> str:
+    """The database file of a ``sqlite:///`` URL (or a sibling ``name``), its folder created."""
+    path = Path(url.removeprefix("sqlite:///"))
+    path = path.with_name(name) if name else path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
 
 @asynccontextmanager
 async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointSaver[str]]:
     """Open the configured checkpointer for the lifetime of the block (CLI command or server)."""
     url = settings.resolved_checkpoint_url()
-    if url == "memory":
+    backend = backend_of(url)
+    if backend == "memory":
         yield InMemorySaver()
-    elif url.startswith("sqlite:///"):
+    elif backend == "sqlite":
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-        path = Path(url.removeprefix("sqlite:///"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        async with AsyncSqliteSaver.from_conn_string(sqlite_file(url)) as saver:
             yield saver
-    elif url.startswith(("postgres://", "postgresql://")):
+    else:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
         async with AsyncPostgresSaver.from_conn_string(url) as saver:
             await saver.setup()
             yield saver
-    else:
-        raise ValueError(f"unsupported checkpoint URL {url!r}: use sqlite:///path, postgresql://… or memory")
 
 
 @asynccontextmanager
@@ -44,21 +63,18 @@ async def open_store(settings: Settings) -> AsyncIterator[BaseStore]:
     Graphs read it as ``runtime.store``; the server's ``/store`` routes expose it per user.
     """
     url = settings.resolved_checkpoint_url()
-    if url == "memory":
+    backend = backend_of(url)
+    if backend == "memory":
         yield InMemoryStore()
-    elif url.startswith("sqlite:///"):
+    elif backend == "sqlite":
         from langgraph.store.sqlite.aio import AsyncSqliteStore
 
-        path = Path(url.removeprefix("sqlite:///")).with_name("store.sqlite")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        async with AsyncSqliteStore.from_conn_string(str(path)) as store:
+        async with AsyncSqliteStore.from_conn_string(sqlite_file(url, "store.sqlite")) as store:
             await store.setup()
             yield store
-    elif url.startswith(("postgres://", "postgresql://")):
+    else:
         from langgraph.store.postgres.aio import AsyncPostgresStore
 
         async with AsyncPostgresStore.from_conn_string(url) as pg_store:
             await pg_store.setup()
             yield pg_store
-    else:
-        raise ValueError(f"unsupported checkpoint URL {url!r}: use sqlite:///path, postgresql://… or memory")

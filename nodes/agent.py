@@ -81,23 +81,22 @@ def this_conversation(messages: list[AnyMessage]) -> list[AnyMessage]:
     return recent
 
 
+def messages_this_turn(messages: Sequence[AnyMessage]) -> Sequence[AnyMessage]:
+    """What came after the latest user message: this turn's calls, results and replies."""
+    for index in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[index], HumanMessage):
+            return messages[index + 1 :]
+    return messages
+
+
 def tool_rounds_this_turn(messages: list[AnyMessage]) -> int:
-    rounds = 0
-    for message in reversed(messages):
-        if isinstance(message, HumanMessage):
-            break
-        rounds += isinstance(message, AIMessage) and bool(message.tool_calls)
-    return rounds
+    return sum(isinstance(m, AIMessage) and bool(m.tool_calls) for m in messages_this_turn(messages))
 
 
 def quoted_results(history: list[AnyMessage]) -> str:
     """This turn's tool results, readable: a search's hits one per line, any other result as it came."""
-    results = [m for m in history[_last_human_index(history) + 1 :] if isinstance(m, ToolMessage)]
+    results = [m for m in messages_this_turn(history) if isinstance(m, ToolMessage)]
     return "\n\n".join(_readable(result) for result in results)
-
-
-def _last_human_index(messages: list[AnyMessage]) -> int:
-    return max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
 
 
 def _readable(result: ToolMessage) -> str:
@@ -128,10 +127,8 @@ HIDDEN_FIELDS = frozenset({"id", "user_id", "score", "rank"})
 
 
 def artifacts_this_turn(messages: list[AnyMessage]) -> list[Artifact]:
-    found: list[Artifact] = []
-    for message in reversed(messages):
-        if isinstance(message, HumanMessage):
-            break
-        if isinstance(message, ToolMessage) and isinstance(message.artifact, dict) and "path" in message.artifact:
-            found.append(message.artifact)  # type: ignore[arg-type]
-    return found[::-1]
+    return [
+        m.artifact  # type: ignore[misc]
+        for m in messages_this_turn(messages)
+        if isinstance(m, ToolMessage) and isinstance(m.artifact, dict) and "path" in m.artifact
+    ]

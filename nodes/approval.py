@@ -14,13 +14,14 @@ import json
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolCall, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, ToolCall, ToolMessage
 from langchain_core.tools import BaseTool
 from langgraph.config import get_stream_writer
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel, ValidationError
 
+from nodes.agent import messages_this_turn
 from nodes.permissions import is_granted, needs_approval, permission_of
 from state.common import RunContext
 from state.support import Approval, ApprovalDecision
@@ -39,12 +40,9 @@ def call_id(call: ToolCall) -> str:
 
 
 def invalid_calls_this_turn(messages: Sequence[AnyMessage]) -> int:
-    count = 0
-    for message in reversed(messages):
-        if isinstance(message, HumanMessage):
-            break
-        count += isinstance(message, ToolMessage) and bool(message.response_metadata.get(INVALID_CALL))
-    return count
+    return sum(
+        isinstance(m, ToolMessage) and bool(m.response_metadata.get(INVALID_CALL)) for m in messages_this_turn(messages)
+    )
 
 
 def pending_approvals(message: AnyMessage, tools: Sequence[BaseTool], decided: Collection[str] = ()) -> list[ToolCall]:
