@@ -14,9 +14,9 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
 from langgraph.types import Checkpointer
 
-from nodes.agent import after_agent, make_agent
 from nodes.assistant import hand_off, make_router
-from nodes.dispatch import chart_calls, image_calls, workspace_calls
+from nodes.common.agent import after_agent, make_agent
+from nodes.common.dispatch import chart_calls, image_calls, workspace_calls
 from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
 from nodes.tools.charts import create_chart
 from nodes.tools.errors import tool_error_message

@@ -22,9 +22,9 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
 from langgraph.types import Checkpointer
 
-from nodes.agent import after_agent, make_agent
+from nodes.common.agent import after_agent, make_agent
+from nodes.common.permissions import permission_of
 from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
-from nodes.permissions import permission_of
 from nodes.plan_execution import dispatch, intake, make_synthesizer, report
 from nodes.plan_steps import REASONER, make_step_runner
 from nodes.planning import make_approval, make_planner, make_validator

@@ -16,7 +16,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
 from langgraph.types import Checkpointer
 
-from nodes.approval import make_approval_node, make_tool_gate
+from nodes.common.approval import make_approval_node, make_tool_gate
 from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
 from nodes.support import escalate as escalate_tool
 from nodes.support_agents import (

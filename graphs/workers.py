@@ -18,7 +18,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
 
-from nodes.agent import make_agent
+from nodes.common.agent import make_agent
 from nodes.models import TRANSIENT_RETRY, ModelProvider
 from nodes.team import make_brief, make_report
 from nodes.tools.drafts import check_draft

@@ -13,8 +13,8 @@ from rich.table import Table
 
 from loom.settings import get_settings
 from nodes.assistant import ROUTER_INSTRUCTIONS, route_by_keywords
+from nodes.common.routing import choose_label
 from nodes.models import settings_models
-from nodes.routing import choose_label
 from state.assistant import SPECIALISTS
 
 

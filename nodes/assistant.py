@@ -13,8 +13,8 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from loom.settings import get_settings
+from nodes.common.routing import KeywordRouter, choose_label, last_human_text
 from nodes.models import ModelProvider
-from nodes.routing import KeywordRouter, choose_label, last_human_text
 from state.assistant import SPECIALISTS, AssistantState, Route, Specialist
 from state.common import RunContext
 

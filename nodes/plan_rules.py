@@ -1,4 +1,4 @@
-"""The deterministic first stage of planning, as ``nodes.dispatch`` is for tool calls.
+"""The deterministic first stage of planning, as ``nodes.common.dispatch`` is for tool calls.
 
 A plain catalogue question ("find round sunglasses that are in stock and tell me their prices")
 always gets the same plan, built from the words of the request and the shop's own categories and

@@ -23,7 +23,7 @@ from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
 from loom.settings import get_settings
-from nodes.permissions import is_granted, needs_approval, permission_of
+from nodes.common.permissions import is_granted, needs_approval, permission_of
 from nodes.plans import StepInputError, preview, resolve_refs
 from nodes.tools.errors import PermanentToolError
 from state.common import RunContext

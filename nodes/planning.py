@@ -21,8 +21,8 @@ from langgraph.types import Command, interrupt
 from pydantic import ValidationError
 
 from loom.settings import get_settings
+from nodes.common.permissions import is_granted, permission_of
 from nodes.models import ModelProvider, call_model
-from nodes.permissions import is_granted, permission_of
 from nodes.plan_execution import failure_report
 from nodes.plan_rules import shop_plan
 from nodes.plans import plan_json_schema, preview, signature, step_key, to_specs, validate_plan

@@ -15,7 +15,7 @@ from typing import Any
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ValidationError
 
-from nodes.permissions import permission_of
+from nodes.common.permissions import permission_of
 from state.common import RunContext
 from state.plan_execute import PlanStep, StepSpec
 

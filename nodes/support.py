@@ -16,9 +16,9 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 
 from loom.settings import get_settings
-from nodes.approval import invalid_calls_this_turn
+from nodes.common.approval import invalid_calls_this_turn
+from nodes.common.routing import KeywordRouter, choose_structured
 from nodes.models import ModelProvider
-from nodes.routing import KeywordRouter, choose_structured
 from state.common import UsageRecord
 from state.support import PRIORITIES, Agent, Category, Priority, SupportState, Triage, TriageDecision
 

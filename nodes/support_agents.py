@@ -21,10 +21,10 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from loom.settings import get_settings
-from nodes.agent import this_conversation, tool_rounds_this_turn
-from nodes.approval import call_id, invalid_calls_this_turn, pending_approvals
+from nodes.common.agent import this_conversation, tool_rounds_this_turn
+from nodes.common.approval import call_id, invalid_calls_this_turn, pending_approvals
+from nodes.common.routing import last_human_text
 from nodes.models import ModelProvider, call_model
-from nodes.routing import last_human_text
 from nodes.support import (
     escalated_priority,
     escalation_reason,
@@ -181,7 +181,7 @@ def finish(state: SupportState) -> dict[str, Any]:
 
 
 def _dispatcher(pattern: str, *calls: tuple[str, dict[str, Any]]) -> Dispatcher:
-    """Read calls a plain request obviously needs, built without a model call (as ``nodes.dispatch`` does)."""
+    """Read calls a plain request obviously needs, built without a model call (as ``nodes.common.dispatch`` does)."""
     cue = re.compile(pattern, re.IGNORECASE)
 
     def dispatch(text: str) -> list[ToolCall]:

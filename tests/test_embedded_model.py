@@ -11,8 +11,8 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from graphs.assistant import build_graph
 from loom.settings import get_settings
 from nodes.assistant import ROUTER_INSTRUCTIONS
+from nodes.common.routing import choose_label
 from nodes.models import settings_models
-from nodes.routing import choose_label
 from state.assistant import SPECIALISTS
 from state.common import RunContext
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from nodes import account_actions as actions
 from nodes.accounts import AccountError, IdempotencyKey, get_accounts_db
-from nodes.permissions import declare
+from nodes.common.permissions import declare
 from state.common import RunContext
 
 InvoiceStatus = Literal["any", "paid", "open", "refunded", "partially_refunded"]

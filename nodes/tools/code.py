@@ -7,7 +7,7 @@ from typing import Any
 
 from langchain_core.tools import tool
 
-from nodes.permissions import declare
+from nodes.common.permissions import declare
 from nodes.sandbox import arun_python
 from nodes.tools.errors import PermanentToolError
 

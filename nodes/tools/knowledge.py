@@ -20,7 +20,7 @@ from langchain_core.tools import BaseTool, tool
 from rank_bm25 import BM25Okapi
 
 from loom.settings import Settings, get_settings
-from nodes.permissions import declare
+from nodes.common.permissions import declare
 from nodes.tools.web_search import search_web
 from state.team import Source
 

@@ -12,7 +12,7 @@ from typing import Any
 from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
-from nodes.permissions import declare
+from nodes.common.permissions import declare
 from nodes.shop import ShopError, get_shop
 from nodes.tools.errors import PermanentToolError
 from state.common import RunContext

@@ -15,7 +15,7 @@ import httpx
 from langchain_core.tools import tool
 
 from loom.settings import get_settings
-from nodes.permissions import declare
+from nodes.common.permissions import declare
 from state.team import Source
 
 TAVILY_URL = "https://api.tavily.com/search"

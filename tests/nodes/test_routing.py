@@ -6,7 +6,7 @@ from pathlib import Path
 
 from loom.settings import get_settings
 from nodes.assistant import keyword_router, route_by_keywords
-from nodes.routing import KeywordRouter
+from nodes.common.routing import KeywordRouter
 from state.assistant import SPECIALISTS
 
 DATA = Path(__file__).parents[1] / "data" / "routing.jsonl"

@@ -9,7 +9,7 @@ from langchain_core.messages import ToolMessage
 from langgraph.prebuilt import ToolRuntime
 
 from loom.settings import Settings
-from nodes.permissions import permission_of
+from nodes.common.permissions import permission_of
 from nodes.shop import ShopError, get_shop
 from nodes.tools.errors import PermanentToolError
 from nodes.tools.shop import SHOP_TOOLS, check_inventory, get_item_descriptions, get_item_price

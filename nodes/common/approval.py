@@ -21,8 +21,8 @@ from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel, ValidationError
 
-from nodes.agent import messages_this_turn
-from nodes.permissions import is_granted, needs_approval, permission_of
+from nodes.common.agent import messages_this_turn
+from nodes.common.permissions import is_granted, needs_approval, permission_of
 from state.common import RunContext
 from state.support import Approval, ApprovalDecision
 

@@ -14,7 +14,7 @@ from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
 from loom.settings import get_settings
-from nodes.dispatch import Dispatcher
+from nodes.common.dispatch import Dispatcher
 from nodes.models import ModelProvider, call_model
 from state.common import Artifact, RunContext
 
@@ -32,7 +32,7 @@ def make_agent(
 ) -> Any:
     """A node that answers as ``role``; with tools it may call them, up to ``max_tool_rounds``.
 
-    ``dispatch`` builds the first tool calls straight from a plain request (see ``nodes.dispatch``).
+    ``dispatch`` builds the first tool calls straight from a plain request (see ``nodes.common.dispatch``).
     ``answers_user``: its reply after a tool round goes to a person, so where settings say the model
     cannot be trusted to summarise tool output (``quote_tool_results``), the results are the reply.
     """

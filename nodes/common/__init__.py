@@ -1,0 +1,1 @@
+"""Node code every pattern shares: the agent loop, two-stage routing, tool dispatch, approval and permissions."""
