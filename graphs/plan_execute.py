@@ -25,9 +25,9 @@ from langgraph.types import Checkpointer
 from nodes.common.agent import after_agent, make_agent
 from nodes.common.permissions import permission_of
 from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
-from nodes.plan_execution import dispatch, intake, make_synthesizer, report
-from nodes.plan_steps import REASONER, make_step_runner
-from nodes.planning import make_approval, make_planner, make_validator
+from nodes.plan_execute.execution import dispatch, intake, make_synthesizer, report
+from nodes.plan_execute.planner import make_approval, make_planner, make_validator
+from nodes.plan_execute.steps import REASONER, make_step_runner
 from nodes.tools.code import run_python
 from nodes.tools.errors import tool_error_message
 from nodes.tools.knowledge import search_knowledge_base

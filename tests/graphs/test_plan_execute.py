@@ -16,8 +16,8 @@ from langgraph.types import Command
 
 from graphs.plan_execute import build_graph, plan_tools
 from loom.settings import get_settings
-from nodes import plan_steps
 from nodes.models.fake import tool_call
+from nodes.plan_execute import steps as plan_steps
 from nodes.shop import get_shop
 from state.common import Permission, RunContext
 from tests.conftest import ScriptedModels

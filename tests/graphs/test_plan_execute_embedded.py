@@ -7,8 +7,8 @@ import pytest
 from graphs.plan_execute import plan_tools
 from loom.settings import get_settings
 from nodes.models import call_model, settings_models
-from nodes.planning import planner_messages
-from nodes.plans import plan_json_schema
+from nodes.plan_execute.planner import planner_messages
+from nodes.plan_execute.plans import plan_json_schema
 from state.plan_execute import Plan, PlanExecuteState
 
 pytestmark = pytest.mark.embedded_model

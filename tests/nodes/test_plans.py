@@ -7,9 +7,7 @@ from typing import Any
 import pytest
 
 from loom.settings import get_settings
-from nodes.plan_rules import shop_plan
-from nodes.plan_steps import retry_delays
-from nodes.plans import (
+from nodes.plan_execute.plans import (
     StepInputError,
     blocked_by,
     dependencies,
@@ -19,6 +17,8 @@ from nodes.plans import (
     resolve_refs,
     validate_plan,
 )
+from nodes.plan_execute.rules import shop_plan
+from nodes.plan_execute.steps import retry_delays
 from nodes.tools.code import run_python
 from nodes.tools.shop import SHOP_TOOLS
 from state.common import RunContext

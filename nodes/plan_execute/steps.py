@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from loom.settings import get_settings
 from nodes.common.permissions import is_granted, needs_approval, permission_of
-from nodes.plans import StepInputError, preview, resolve_refs
+from nodes.plan_execute.plans import StepInputError, preview, resolve_refs
 from nodes.tools.errors import PermanentToolError
 from state.common import RunContext
 from state.plan_execute import StepFailure, StepResult, StepSpec, StepTask

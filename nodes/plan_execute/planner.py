@@ -23,9 +23,9 @@ from pydantic import ValidationError
 from loom.settings import get_settings
 from nodes.common.permissions import is_granted, permission_of
 from nodes.models import ModelProvider, call_model
-from nodes.plan_execution import failure_report
-from nodes.plan_rules import shop_plan
-from nodes.plans import plan_json_schema, preview, signature, step_key, to_specs, validate_plan
+from nodes.plan_execute.execution import failure_report
+from nodes.plan_execute.plans import plan_json_schema, preview, signature, step_key, to_specs, validate_plan
+from nodes.plan_execute.rules import shop_plan
 from nodes.shop import get_shop
 from state.common import RunContext, UsageRecord
 from state.plan_execute import Plan, PlanDecision, PlanExecuteState, StepSpec

@@ -17,7 +17,7 @@ from langgraph.types import Command, Send
 
 from loom.settings import get_settings
 from nodes.models import ModelProvider, call_model
-from nodes.plans import blocked_by, dependencies, preview, ready_steps, step_key
+from nodes.plan_execute.plans import blocked_by, dependencies, preview, ready_steps, step_key
 from state.plan_execute import (
     FailureReport,
     PlanExecuteState,
