@@ -14,8 +14,8 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from nodes.code_reflection import finish, make_fix, make_generate, run
 from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
+from nodes.team.code_reflection import finish, make_fix, make_generate, run
 from state.code_reflection import CodeInput, CodeOutput, CodeState
 from state.common import RunContext
 

@@ -4,7 +4,7 @@
                                                 └→ publish → END
 
 research, write and revise are the worker subgraphs of ``graphs.workers``; review scores the draft
-against a rubric of binary criteria (``nodes.pipeline``) and loops while it is below the threshold,
+against a rubric of binary criteria (``nodes.team.pipeline``) and loops while it is below the threshold,
 up to ``max_revisions``. For code, where the feedback comes from running it, see ``code_reflection``.
 """
 
@@ -16,7 +16,7 @@ from langgraph.types import Checkpointer
 
 from graphs.workers import build_worker
 from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
-from nodes.pipeline import intake, make_review, publish
+from nodes.team.pipeline import intake, make_review, publish
 from state.common import RunContext
 from state.pipeline import PipelineInput, PipelineOutput, PipelineState
 

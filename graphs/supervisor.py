@@ -5,7 +5,7 @@
                └────────┼→ reviewer ───┘
                         └→ finish → END
 
-Every run ends: a typed decision per round, a round limit, and loop detection in ``nodes.supervisor``;
+Every run ends: a typed decision per round, a round limit, and loop detection in ``nodes.team.supervisor``;
 ``finish_reason`` says which ended it, and the writer's article can be returned verbatim.
 """
 
@@ -17,7 +17,7 @@ from langgraph.types import Checkpointer
 
 from graphs.workers import build_worker
 from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
-from nodes.supervisor import finish, make_supervisor
+from nodes.team.supervisor import finish, make_supervisor
 from state.common import RunContext
 from state.supervisor import SupervisorInput, SupervisorOutput, SupervisorState
 from state.team import WORKERS

@@ -20,7 +20,7 @@ from langgraph.prebuilt import ToolNode
 
 from nodes.common.agent import make_agent
 from nodes.models import TRANSIENT_RETRY, ModelProvider
-from nodes.team import make_brief, make_report
+from nodes.team.workers import make_brief, make_report
 from nodes.tools.drafts import check_draft
 from nodes.tools.errors import tool_error_message
 from nodes.tools.knowledge import get_passage, research_tools, search_knowledge_base

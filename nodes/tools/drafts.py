@@ -13,7 +13,7 @@ from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
 from nodes.common.permissions import declare
-from nodes.team import cited_sources, latest
+from nodes.team.workers import cited_sources, latest
 from state.common import RunContext
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from nodes.pipeline import best_review, code_criteria
-from nodes.supervisor import best_available, next_useful_worker, normalize_task, progress_fingerprint
-from nodes.team import brief_text, cited_sources, gathered_sources, retrieved_sources
+from nodes.team.pipeline import best_review, code_criteria
+from nodes.team.supervisor import best_available, next_useful_worker, normalize_task, progress_fingerprint
+from nodes.team.workers import brief_text, cited_sources, gathered_sources, retrieved_sources
 from nodes.tools.knowledge import get_index
 from state.pipeline import Review
 from state.team import Source, Worker, WorkerInput, WorkerReport, merge_reports

@@ -19,7 +19,7 @@ from langgraph.types import Command
 
 from loom.settings import get_settings
 from nodes.models import ModelProvider, call_model
-from nodes.team import cited_sources, latest
+from nodes.team.workers import cited_sources, latest
 from state.supervisor import Decision, Delegation, FinishReason, SupervisorState
 from state.team import Worker, WorkerReport
 

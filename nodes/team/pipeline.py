@@ -17,7 +17,7 @@ from langgraph.types import Command
 
 from loom.settings import get_settings
 from nodes.models import ModelProvider, call_model
-from nodes.team import cited_sources, format_sources, gathered_sources, latest
+from nodes.team.workers import cited_sources, format_sources, gathered_sources, latest
 from state.pipeline import ArticleJudgement, PipelineState, Review
 from state.team import WorkerReport
 
