@@ -18,8 +18,7 @@ from langgraph.types import Checkpointer
 
 from nodes.common.approval import make_approval_node, make_tool_gate
 from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
-from nodes.support import escalate as escalate_tool
-from nodes.support_agents import (
+from nodes.support.agents import (
     Dispatcher,
     after_tools,
     billing_calls,
@@ -32,6 +31,7 @@ from nodes.support_agents import (
     route_after_agent,
     technical_calls,
 )
+from nodes.support.triage import escalate as escalate_tool
 from nodes.tools.accounts import ACCOUNT_TOOLS, READ_TOOLS, update_contact_details
 from nodes.tools.errors import tool_error_message
 from state.common import RunContext

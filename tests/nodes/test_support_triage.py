@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from nodes.support import priority_cue, triage_request, wording_cue
+from nodes.support.triage import priority_cue, triage_request, wording_cue
 from tests.conftest import ScriptedModels
 
 CONFIG: Any = {"configurable": {}}

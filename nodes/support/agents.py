@@ -25,7 +25,7 @@ from nodes.common.agent import this_conversation, tool_rounds_this_turn
 from nodes.common.approval import call_id, invalid_calls_this_turn, pending_approvals
 from nodes.common.routing import last_human_text
 from nodes.models import ModelProvider, call_model
-from nodes.support import (
+from nodes.support.triage import (
     escalated_priority,
     escalation_reason,
     request_brief,
