@@ -14,7 +14,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
 from langgraph.types import Checkpointer
 
-from nodes.assistant import hand_off, make_router
+from nodes.assistant.router import hand_off, make_router
 from nodes.common.agent import after_agent, make_agent
 from nodes.common.dispatch import chart_calls, image_calls, workspace_calls
 from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models

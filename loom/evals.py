@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loom.settings import get_settings
-from nodes.assistant import ROUTER_INSTRUCTIONS, route_by_keywords
+from nodes.assistant.router import ROUTER_INSTRUCTIONS, route_by_keywords
 from nodes.common.routing import choose_label
 from nodes.models import settings_models
 from state.assistant import SPECIALISTS

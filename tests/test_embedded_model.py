@@ -10,7 +10,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from graphs.assistant import build_graph
 from loom.settings import get_settings
-from nodes.assistant import ROUTER_INSTRUCTIONS
+from nodes.assistant.router import ROUTER_INSTRUCTIONS
 from nodes.common.routing import choose_label
 from nodes.models import settings_models
 from state.assistant import SPECIALISTS

@@ -5,7 +5,7 @@ from collections import Counter
 from pathlib import Path
 
 from loom.settings import get_settings
-from nodes.assistant import keyword_router, route_by_keywords
+from nodes.assistant.router import keyword_router, route_by_keywords
 from nodes.common.routing import KeywordRouter
 from state.assistant import SPECIALISTS
 
