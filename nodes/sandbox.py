@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 from loom.settings import get_settings
-from nodes.tools.paths import inside
+from services.paths import inside
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field
 
 from loom.settings import Settings, get_settings
-from nodes.support_notify import notify
-from nodes.support_store import RequestConflict, SupportStore, get_support_store
 from server.auth import CurrentUser
 from server.db import ThreadRow
 from server.deps import Services
 from server.errors import ApiError, not_found
+from services.stores.support import RequestConflict, SupportStore, get_support_store
+from services.webhooks import notify
 from state.support import Category, Priority, Status
 
 router = APIRouter(prefix="/support", tags=["support"])

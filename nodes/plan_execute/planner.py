@@ -26,7 +26,7 @@ from nodes.models import ModelProvider, call_model
 from nodes.plan_execute.execution import failure_report
 from nodes.plan_execute.plans import plan_json_schema, preview, signature, step_key, to_specs, validate_plan
 from nodes.plan_execute.rules import shop_plan
-from nodes.shop import get_shop
+from services.stores.shop import get_shop
 from state.common import RunContext, UsageRecord
 from state.plan_execute import Plan, PlanDecision, PlanExecuteState, StepSpec
 

@@ -34,8 +34,8 @@ from nodes.support.triage import (
     triage_request,
     wording_cue,
 )
-from nodes.support_notify import notify
-from nodes.support_store import get_support_store, parse_time
+from services.stores.support import get_support_store, parse_time
+from services.webhooks import notify
 from state.common import RunContext
 from state.support import Agent, Approval, SupportRequest, SupportState, Turn
 

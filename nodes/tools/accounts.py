@@ -20,9 +20,9 @@ from langgraph.prebuilt import ToolRuntime
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from nodes import account_actions as actions
-from nodes.accounts import AccountError, IdempotencyKey, get_accounts_db
 from nodes.common.permissions import declare
+from services.stores import account_actions as actions
+from services.stores.accounts import AccountError, IdempotencyKey, get_accounts_db
 from state.common import RunContext
 
 InvoiceStatus = Literal["any", "paid", "open", "refunded", "partially_refunded"]

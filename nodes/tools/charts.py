@@ -14,7 +14,7 @@ from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
 from loom.settings import get_settings
-from nodes.tools.paths import artifact_url, thread_artifacts_dir, user_workspace_file
+from services.paths import artifact_url, thread_artifacts_dir, user_workspace_file
 from state.common import Artifact, RunContext
 
 ChartKind = Literal["bar", "line", "pie"]

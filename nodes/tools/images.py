@@ -16,7 +16,7 @@ from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
 from loom.settings import Settings, get_settings
-from nodes.tools.paths import artifact_url, thread_artifacts_dir
+from services.paths import artifact_url, thread_artifacts_dir
 from state.common import Artifact, RunContext
 
 ImageSize = Literal["1024x1024", "1792x1024", "1024x1792"]

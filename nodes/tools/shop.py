@@ -1,4 +1,4 @@
-"""Seed 001's shop tools over the real demo catalogue (``nodes.shop``).
+"""Seed 001's shop tools over the real demo catalogue (``services.stores.shop``).
 
 Results are JSON objects with stable field names, so a plan can feed one step's output into the
 next with ``{"$ref": "step_1.item_ids"}``. Lookups are ``read``; ``process_return`` changes stock
@@ -13,8 +13,8 @@ from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
 from nodes.common.permissions import declare
-from nodes.shop import ShopError, get_shop
 from nodes.tools.errors import PermanentToolError
+from services.stores.shop import ShopError, get_shop
 from state.common import RunContext
 
 

@@ -17,7 +17,7 @@ from langgraph.prebuilt import ToolRuntime
 from sqlalchemy.exc import SQLAlchemyError
 
 from loom.settings import get_settings
-from nodes.workspace_store import DateWindow, WorkspaceStore, date_window, get_workspace_store, search_terms
+from services.stores.workspace import DateWindow, WorkspaceStore, date_window, get_workspace_store, search_terms
 from state.common import RunContext
 
 Search = Callable[[WorkspaceStore, str, str, int, DateWindow | None], list[dict[str, Any]]]

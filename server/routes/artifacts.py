@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from nodes.tools.paths import inside, safe_id
 from server.auth import CurrentUser
 from server.deps import Loom, owned_thread
 from server.errors import not_found
+from services.paths import inside, safe_id
 
 router = APIRouter(tags=["artifacts"])
 

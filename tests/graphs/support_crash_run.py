@@ -20,8 +20,8 @@ from langgraph.types import Command
 from graphs.support import build_graph
 from loom.persistence import open_checkpointer
 from loom.settings import get_settings
-from nodes.accounts import AccountsDB
 from nodes.models.fake import FakeChatModel
+from services.stores.accounts import AccountsDB
 from state.common import RunContext
 
 CRASH_EXIT = 17

@@ -18,7 +18,7 @@ from graphs.plan_execute import build_graph, plan_tools
 from loom.settings import get_settings
 from nodes.models.fake import tool_call
 from nodes.plan_execute import steps as plan_steps
-from nodes.shop import get_shop
+from services.stores.shop import get_shop
 from state.common import Permission, RunContext
 from tests.conftest import ScriptedModels
 

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from graphs.support import build_graph
 from loom.settings import get_settings
-from nodes.accounts import Invoice, Payment, SideEffect, Subscription, get_accounts_db
 from nodes.models.fake import tool_call
-from nodes.support_store import get_support_store
+from services.stores.accounts import Invoice, Payment, SideEffect, Subscription, get_accounts_db
+from services.stores.support import get_support_store
 from state.common import Permission, RunContext
 from tests.conftest import ScriptedModels
 from tests.webhook_receiver import WebhookReceiver

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from graphs.support import build_graph
-from nodes.accounts import Payment, SideEffect, get_accounts_db
 from nodes.models.fake import tool_call
+from services.stores.accounts import Payment, SideEffect, get_accounts_db
 from state.common import RunContext
 from tests.conftest import ScriptedModels
 from tests.graphs.support_crash_run import CRASH_EXIT

@@ -14,8 +14,8 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from nodes import account_actions as actions
-from nodes.accounts import AccountError, AccountsDB, Customer, IdempotencyKey, Invoice, Payment, SideEffect
+from services.stores import account_actions as actions
+from services.stores.accounts import AccountError, AccountsDB, Customer, IdempotencyKey, Invoice, Payment, SideEffect
 
 
 @pytest.fixture

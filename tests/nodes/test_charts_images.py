@@ -7,7 +7,7 @@ from PIL import Image
 
 from nodes.tools.charts import describe, parse_series, read_csv_series, render_chart
 from nodes.tools.images import render_stand_in
-from nodes.tools.paths import inside, safe_id, user_workspace_file
+from services.paths import inside, safe_id, user_workspace_file
 
 
 def test_parse_series_reads_label_value_pairs() -> None:

@@ -10,9 +10,9 @@ from langgraph.prebuilt import ToolRuntime
 
 from loom.settings import Settings
 from nodes.common.permissions import permission_of
-from nodes.shop import ShopError, get_shop
 from nodes.tools.errors import PermanentToolError
 from nodes.tools.shop import SHOP_TOOLS, check_inventory, get_item_descriptions, get_item_price
+from services.stores.shop import ShopError, get_shop
 from state.common import RunContext
 
 

@@ -12,8 +12,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from loom.settings import Settings
-from nodes.support_notify import notify
-from nodes.support_store import RequestConflict, SupportStore
+from services.stores.support import RequestConflict, SupportStore
+from services.webhooks import notify
 from state.support import SupportRequest, Turn
 from tests.webhook_receiver import WebhookReceiver
 

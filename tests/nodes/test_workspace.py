@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from loom.settings import Settings, get_settings
 from nodes.tools.workspace import WORKSPACE_TOOLS
-from nodes.workspace_store import (
+from services.stores.workspace import (
     WorkspaceEmail,
     WorkspaceEvent,
     WorkspaceFile,

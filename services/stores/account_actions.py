@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nodes.accounts import (
+from services.stores.accounts import (
     PLAN_PRICES_CENTS,
     AccountError,
     Customer,

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from loom.settings import Settings, get_settings
-from nodes.db import make_engine
+from services.stores.db import make_engine
 from state.support import STATUSES, SupportRequest, Turn
 
 

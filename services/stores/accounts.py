@@ -23,8 +23,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from loom.settings import Settings, get_settings
-from nodes.db import make_engine
-from nodes.demo_accounts import CUSTOMERS, SERVICE_STATUS
+from services.stores.db import make_engine
+from services.stores.demo_accounts import CUSTOMERS, SERVICE_STATUS
 
 PLAN_PRICES_CENTS = {"starter": 1900, "pro": 4900, "business": 9900}
 

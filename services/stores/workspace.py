@@ -34,9 +34,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, Session, mapped_column
 
 from loom.settings import Settings, get_settings
-from nodes.db import make_engine
-from nodes.demo_workspace import DEMO_USERS
-from nodes.tools.paths import safe_id
+from services.paths import safe_id
+from services.stores.db import make_engine
+from services.stores.demo_workspace import DEMO_USERS
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".csv"})
 MAX_FILE_CHARS = 1_000_000
