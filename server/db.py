@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, event, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.stores.db import Base, create_tables
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 RunStatus = Literal["pending", "running", "success", "error", "interrupted", "cancelled", "timeout"]
@@ -21,10 +23,6 @@ def now() -> datetime:
 
 def new_id() -> str:
     return str(uuid.uuid4())
-
-
-class Base(DeclarativeBase):
-    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class ThreadRow(Base):
@@ -73,7 +71,7 @@ async def open_database(url: str) -> tuple[AsyncEngine, async_sessionmaker[Async
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     async with engine.begin() as connection:
-        await connection.run_sync(Base.metadata.create_all)
+        await connection.run_sync(create_tables, ThreadRow, RunRow)
     return engine, async_sessionmaker(engine, expire_on_commit=False)
 
 

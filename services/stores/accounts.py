@@ -20,10 +20,10 @@ from typing import Any
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from loom.settings import Settings, get_settings
-from services.stores.db import make_engine
+from services.stores.db import Base, create_tables, make_engine
 from services.stores.demo_accounts import CUSTOMERS, SERVICE_STATUS
 
 PLAN_PRICES_CENTS = {"starter": 1900, "pro": 4900, "business": 9900}
@@ -31,10 +31,6 @@ PLAN_PRICES_CENTS = {"starter": 1900, "pro": 4900, "business": 9900}
 
 class AccountError(ValueError):
     """A request the account data does not allow (unknown invoice, nothing left to refund…)."""
-
-
-class Base(DeclarativeBase):
-    pass
 
 
 class Customer(Base):
@@ -144,7 +140,7 @@ class AccountsDB:
         self.engine = make_engine(url)
 
     def create_and_seed(self) -> None:
-        Base.metadata.create_all(self.engine)
+        create_tables(self.engine, Customer, Subscription, Invoice, Payment, Ticket, ServiceStatus, SideEffect)
         with Session(self.engine) as session, session.begin():
             for customer in CUSTOMERS:
                 if session.get(Customer, customer["id"]) is None:

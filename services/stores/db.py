@@ -1,11 +1,28 @@
-"""One way to open the sync SQLAlchemy engines the stores use (tools run in LangGraph's thread pool)."""
+"""One metadata for every table Loom owns, and one way to open the sync engines the stores use.
+
+Threads and runs (``server.db``), the workspace, accounts, shop and support tables all declare on
+:class:`Base`, so ``Base.metadata`` is Loom's whole schema. Each store creates only its own tables,
+because the shop keeps its catalogue in a file of its own (tools run in LangGraph's thread pool,
+hence sync engines).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, ClassVar
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import JSON, Connection, Engine, create_engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def create_tables(bind: Engine | Connection, *models: type[Base]) -> None:
+    """Create the models' tables where they are missing; other tables in the metadata are left alone."""
+    Base.metadata.create_all(bind, tables=[model.__table__ for model in models])  # type: ignore[misc]
 
 
 def make_engine(url: str) -> Engine:

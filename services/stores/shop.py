@@ -16,15 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, ForeignKey, Integer, Numeric, String, Text, create_engine, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from loom.settings import Settings, get_settings
+from services.stores.db import Base, create_tables
 
 RETURN_WINDOW_DAYS = 30
-
-
-class Base(DeclarativeBase):
-    pass
 
 
 class Item(Base):
@@ -145,7 +142,7 @@ class ShopCatalogue:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(f"sqlite:///{path}")
-        Base.metadata.create_all(self.engine)
+        create_tables(self.engine, Item, Stock, Order, Return)
         self._seed()
 
     def _seed(self) -> None:

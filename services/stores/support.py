@@ -26,19 +26,15 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from loom.settings import Settings, get_settings
-from services.stores.db import make_engine
+from services.stores.db import Base, create_tables, make_engine
 from state.support import STATUSES, SupportRequest, Turn
 
 
 class RequestConflict(ValueError):
     """The request is not in a state that allows the change (e.g. resolving it twice)."""
-
-
-class Base(DeclarativeBase):
-    pass
 
 
 class RequestRow(Base):
@@ -95,7 +91,7 @@ def _iso(value: datetime | None) -> str | None:
 class SupportStore:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
+        create_tables(self.engine, RequestRow, TurnRow, ApprovalRow)
 
     # -- written by the graph -------------------------------------------------------------
     def open_request(self, request: SupportRequest) -> None:

@@ -22,7 +22,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    event,
     func,
     literal_column,
     select,
@@ -31,11 +30,11 @@ from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, Session, mapped_column
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, Session, mapped_column
 
 from loom.settings import Settings, get_settings
 from services.paths import safe_id
-from services.stores.db import make_engine
+from services.stores.db import Base, create_tables, make_engine
 from services.stores.demo_workspace import DEMO_USERS
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".csv"})
@@ -43,10 +42,6 @@ MAX_FILE_CHARS = 1_000_000
 """Text indexed per file; enough for documents, small enough that a stray dump can't bloat the index."""
 MAX_LIMIT = 50
 _TERM = re.compile(r"\w+")
-
-
-class Base(DeclarativeBase):
-    pass
 
 
 class UserRow(Base):
@@ -120,8 +115,7 @@ def _pg_document(columns: tuple[str, ...]) -> str:
     return "to_tsvector('english', " + " || ' ' || ".join(f"coalesce({c}, '')" for c in columns) + ")"
 
 
-@event.listens_for(Base.metadata, "after_create")
-def _create_search_indexes(target: Any, connection: Connection, **kw: Any) -> None:
+def _create_search_indexes(connection: Connection) -> None:
     """Raw DDL, because neither FTS5 tables nor expression GIN indexes have a SQLAlchemy model."""
     for name, columns in SEARCHABLE.items():
         if connection.dialect.name == "sqlite":
@@ -221,7 +215,9 @@ class WorkspaceStore:
         self._index_lock = threading.Lock()
 
     def create(self) -> None:
-        Base.metadata.create_all(self.engine)
+        with self.engine.begin() as connection:
+            create_tables(connection, WorkspaceFile, WorkspaceEmail, WorkspaceEvent, WorkspaceMessage)
+            _create_search_indexes(connection)
 
     def seed_demo(self, workspaces_dir: Path) -> None:
         """Give each demo user their data once; a user who already has rows is left alone."""
