@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from loom.settings import get_settings
 from nodes.models import ModelProvider, call_model
-from nodes.sandbox import SandboxResult, arun_python
+from services.sandbox.runner import SandboxResult, arun_python
 from state.code_reflection import CodeAttempt, CodeDraft, CodeFix, CodeState
 
 OUTPUT_TAIL = 3000

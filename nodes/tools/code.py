@@ -1,4 +1,4 @@
-"""``run_python``: seed 001's "planning with code" tool, executing in ``nodes.sandbox``."""
+"""``run_python``: seed 001's "planning with code" tool, executing in ``services.sandbox.runner``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 from langchain_core.tools import tool
 
 from nodes.common.permissions import declare
-from nodes.sandbox import arun_python
 from nodes.tools.errors import PermanentToolError
+from services.sandbox.runner import arun_python
 
 DATA_FILE = "data.json"
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from nodes import sandbox
-from nodes.sandbox import READABLE_FILES, SandboxResult, arun_python, read_roots, run_python, written_files
+from services.sandbox import runner as sandbox
+from services.sandbox.runner import READABLE_FILES, SandboxResult, arun_python, read_roots, run_python, written_files
 
 
 @lru_cache(maxsize=1)
@@ -163,7 +163,7 @@ def test_kernel_layers_hold_even_without_the_audit_hook(tmp_path: Path) -> None:
     probe = f"""
 import ctypes, os, socket, sys
 sys.path.insert(0, {str(Path(sandbox.__file__).parent)!r})
-import sandbox_bootstrap as b
+import bootstrap as b
 
 def fork():
     if ctypes.CDLL(None, use_errno=True).fork() == -1:

@@ -1,7 +1,7 @@
 """Run model-written Python in a fenced child process (seed 001: "always sandbox code execution").
 
 Every run gets a fresh temporary work dir as cwd and a minimal environment, and runs as
-``python -I -B nodes/sandbox_bootstrap.py`` (``sys.executable``, so pandas is importable).
+``python -I -B services/sandbox/bootstrap.py`` (``sys.executable``, so pandas is importable).
 
 Guaranteed on any Linux (kernel-enforced, set in ``preexec_fn`` before the interpreter starts):
   - its own session and process group, killed as a whole on the wall-clock timeout and after every run;
@@ -53,7 +53,7 @@ from services.paths import inside
 log = logging.getLogger(__name__)
 
 KilledReason = Literal["timeout", "memory", "cpu", "output"]
-BOOTSTRAP = Path(__file__).with_name("sandbox_bootstrap.py")
+BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 SYSTEM_LIBRARIES = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/share/zoneinfo")
 READABLE_FILES = ("/dev/null", "/dev/urandom", "/etc/ld.so.cache", "/etc/localtime")
 MAX_FILES = 50

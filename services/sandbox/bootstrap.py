@@ -1,6 +1,6 @@
 """Runs inside the sandbox child before the user's code: fences it in, then executes it.
 
-Started by ``nodes.sandbox`` as ``python -I -B sandbox_bootstrap.py <config-json>``, after the parent's
+Started by ``services.sandbox.runner`` as ``python -I -B bootstrap.py <config-json>``, after the parent's
 ``preexec_fn`` set rlimits and tried to unshare the network namespace. Layers, in order:
 
 1. Landlock (Linux ≥ 5.13, kernel-enforced): reads only beneath the Python installation, anything

@@ -1,0 +1,1 @@
+"""The sandboxed Python runner (a fenced child process) and the bootstrap that fences the child in."""
