@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     knowledge_dir: Path | None = Field(
         default=None,
         description="Folder of Markdown, text and PDF documents for search_knowledge_base; "
-        "default: the demo articles shipped in nodes/knowledge_base.",
+        "default: the demo articles shipped in services/knowledge/documents.",
     )
     knowledge_top_k: int = Field(default=5, ge=1, le=50, description="Passages search_knowledge_base returns.")
     tavily_api_key: SecretStr | None = Field(

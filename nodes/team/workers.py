@@ -12,7 +12,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langgraph.config import get_stream_writer
 
-from nodes.tools.knowledge import KnowledgeIndex, get_index, resolve_citations
+from services.knowledge.index import KnowledgeIndex, get_index, resolve_citations
 from state.team import Source, Worker, WorkerInput, WorkerReport, WorkerState
 
 SOURCES_IN_BRIEF = 6

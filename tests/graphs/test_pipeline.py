@@ -10,7 +10,7 @@ from langchain_core.messages import HumanMessage
 
 from graphs.pipeline import build_graph
 from loom.settings import get_settings
-from nodes.tools.knowledge import get_index
+from services.knowledge.index import get_index
 from tests.conftest import ScriptedModels
 from tests.graphs.team_scripts import GOAL, researcher_script, writer_script
 

@@ -12,7 +12,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from graphs.supervisor import build_graph
 from loom.settings import get_settings
 from nodes.models.fake import tool_call
-from nodes.tools.knowledge import get_index
+from services.knowledge.index import get_index
 from tests.conftest import ScriptedModels
 from tests.graphs.team_scripts import GOAL, researcher_script, writer_script
 

@@ -11,7 +11,7 @@ from langchain_core.messages import HumanMessage
 
 from graphs import pipeline, supervisor
 from loom.settings import get_settings
-from nodes.tools.knowledge import get_index
+from services.knowledge.index import get_index
 from tests.graphs.team_scripts import GOAL
 
 pytestmark = pytest.mark.embedded_model

@@ -12,17 +12,10 @@ from langchain_core.messages import ToolMessage
 from pydantic import SecretStr
 
 from loom.settings import Settings, get_settings
-from nodes.tools import knowledge, web_search
-from nodes.tools.knowledge import (
-    SHIPPED_KNOWLEDGE_DIR,
-    get_index,
-    get_passage,
-    markdown_blocks,
-    research_tools,
-    resolve_citations,
-    search_knowledge_base,
-    tokens,
-)
+from nodes.tools import web_search
+from nodes.tools.knowledge import get_passage, research_tools, search_knowledge_base
+from services.knowledge import index as knowledge_index
+from services.knowledge.index import SHIPPED_KNOWLEDGE_DIR, get_index, markdown_blocks, resolve_citations, tokens
 
 
 def use_folder(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
@@ -188,7 +181,7 @@ def test_web_search_failure_is_reported_not_faked(monkeypatch: pytest.MonkeyPatc
 def test_pdfs_without_pypdf_are_reported_not_silently_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "paper.pdf").write_bytes(minimal_pdf("Semaphores bound concurrency"))
     (tmp_path / "notes.md").write_text("# Notes\n\nSemaphores again.\n")
-    monkeypatch.setattr(knowledge, "_pdf_support", lambda: False)
+    monkeypatch.setattr(knowledge_index, "_pdf_support", lambda: False)
     use_folder(monkeypatch, tmp_path)
     payload = json.loads(call_search("semaphores").text)
     assert [r["cite"] for r in payload["results"]] == ["[notes.md#1]"]

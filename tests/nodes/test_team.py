@@ -7,7 +7,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from nodes.team.pipeline import best_review, code_criteria
 from nodes.team.supervisor import best_available, next_useful_worker, normalize_task, progress_fingerprint
 from nodes.team.workers import brief_text, cited_sources, gathered_sources, retrieved_sources
-from nodes.tools.knowledge import get_index
+from services.knowledge.index import get_index
 from state.pipeline import Review
 from state.team import Source, Worker, WorkerInput, WorkerReport, merge_reports
 
