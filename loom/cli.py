@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from loom.persistence import open_checkpointer, open_store
-from loom.registry import get_spec, graph_specs
 from loom.settings import get_settings
+from server.registry import get_spec, graph_specs
 from state.common import RunContext
 
 console = Console()

@@ -10,13 +10,13 @@ from typing import Any
 from fastapi import FastAPI
 
 from loom.persistence import open_checkpointer, open_store
-from loom.registry import graph_specs
 from loom.settings import Settings, get_settings
 from server import support_routes
 from server.db import open_database
 from server.deps import Services
 from server.errors import install_error_handlers
 from server.middleware import BodyLimit
+from server.registry import graph_specs
 from server.routes import artifacts, assistants, runs, store, system, tasks, threads
 from server.runs import RunManager
 

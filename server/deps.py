@@ -14,10 +14,10 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from loom.registry import graph_specs
 from loom.settings import Settings
 from server.db import RunRow, ThreadRow
 from server.errors import not_found
+from server.registry import graph_specs
 from server.runs import RunManager
 
 ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")  # as langgraph-api, so ids match
