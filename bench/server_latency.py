@@ -41,9 +41,8 @@ from rich.table import Table
 
 from bench import one_node, ten_nodes
 from loom.persistence import open_checkpointer
+from loom.processes import LanggraphDev, LoomServer
 from loom.settings import get_settings
-from tests.conftest import LiveServer
-from tests.server.dev_server import LanggraphDev
 
 BENCH_CONFIG = Path(__file__).with_name("langgraph.bench.json")
 GRAPHS: dict[str, tuple[int, Callable[..., Any]]] = {
@@ -189,7 +188,7 @@ def configure(workdir: Path) -> None:
 async def run(args: argparse.Namespace, workdir: Path) -> None:
     configure(workdir)
     loom_env = {"LOOM_SERVER_CONCURRENCY": str(args.concurrency), "LOOM_SERVER_QUEUE_SIZE": str(4 * args.clients)}
-    loom = LiveServer(workdir / "loom", loom_env)
+    loom = LoomServer(workdir / "loom", loom_env)
     with console.status("Loom, alternating with in-process graph.astream"):
         loom.start()
         try:

@@ -7,26 +7,21 @@ port, so no test can reach a network model even if a key is present in the envir
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from loom.persistence import open_checkpointer
+from loom.processes import PROJECT_ROOT, LoomServer
 from loom.settings import Settings, get_settings
 from nodes.models import ModelProvider
 from nodes.models.fake import FakeChatModel
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("LOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _NETWORK_ENV = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "LOOM_OPENAI_API_KEY", "LOOM_MODEL")
 _NETWORK_ENV += ("TAVILY_API_KEY", "LOOM_TAVILY_API_KEY", "LOOM_KNOWLEDGE_DIR")
@@ -90,91 +85,23 @@ def postgres_url() -> str:
     return POSTGRES_URL
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_serving(process: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float) -> None:
-    """Polls ``/ok`` until the process listens; its log tail is in the error if it exits or never does."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)  # waiting for a process to listen, not synchronising test steps
-    raise TimeoutError(f"{process.args!r} did not start:\n{log.read_text()[-4000:]}")
-
-
-class ServerProcess:
-    """A server in its own process on a free port; its output goes to a log file kept for failures."""
-
-    def __init__(self, log_dir: Path, name: str, env: dict[str, str]) -> None:
-        self.env = env
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log_dir / f"{name}-{self.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def spawn(self, command: list[str], cwd: Path, timeout_s: float) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, cwd=cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_until_serving(self.process, self.url, self.log, timeout_s)
-        except TimeoutError:
-            self.stop()
-            raise
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown handlers run, as in a crash."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-class LiveServer(ServerProcess):
-    """``python -m loom serve`` in its own process on a free port: real uvicorn, real sockets."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
-        super().__init__(data_dir, "server", {**os.environ, "LOOM_DATA_DIR": str(data_dir), **(env or {})})
-        self.data_dir = data_dir
-
-    def start(self) -> LiveServer:
-        self.spawn([sys.executable, "-m", "loom", "serve", "--port", str(self.port)], PROJECT_ROOT, timeout_s=60)
-        return self
-
-
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+def live_server(tmp_path: Path) -> Iterator[LoomServer]:
     """A fresh Loom server with its own data dir, on the fake model."""
-    server = LiveServer(tmp_path / "server").start()
+    server = LoomServer(tmp_path / "server").start()
     yield server
     server.stop()
 
 
-__all__ = ["LiveServer", "ModelProvider", "ScriptedModels", "free_port", "postgres_available"]
+__all__ = ["ModelProvider", "ScriptedModels", "postgres_available"]
 
 
 TEST_GRAPHS = PROJECT_ROOT / "tests" / "server" / "langgraph.test.json"
 
 
 @pytest.fixture
-def test_server(tmp_path: Path) -> Iterator[LiveServer]:
+def test_server(tmp_path: Path) -> Iterator[LoomServer]:
     """A live server that also serves the fixture graphs (gated, approval, failing)."""
-    server = LiveServer(tmp_path / "server", {"LOOM_GRAPHS_CONFIG": str(TEST_GRAPHS)}).start()
+    server = LoomServer(tmp_path / "server", {"LOOM_GRAPHS_CONFIG": str(TEST_GRAPHS)}).start()
     yield server
     server.stop()

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from tests.conftest import free_port
+from loom.processes import free_port
 
 ROOT = Path(__file__).parents[1]
 pytestmark = pytest.mark.live

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import LiveServer
+from loom.processes import LoomServer
 from tests.server.live import MAX_BODY_BYTES, serving
 
 
 @pytest.fixture(scope="session")
-def fixture_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def fixture_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoomServer]:
     with serving(tmp_path_factory.mktemp("fixture-server"), LOOM_MAX_BODY_BYTES=str(MAX_BODY_BYTES)) as live:
         yield live

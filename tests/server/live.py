@@ -18,7 +18,8 @@ import httpx
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.schema import StreamPart
 
-from tests.conftest import _NETWORK_ENV, PROJECT_ROOT, LiveServer
+from loom.processes import PROJECT_ROOT, LoomServer
+from tests.conftest import _NETWORK_ENV
 
 FIXTURE_GRAPHS = PROJECT_ROOT / "tests" / "server" / "langgraph.test.json"
 PRODUCTION_GRAPHS = PROJECT_ROOT / "langgraph.json"
@@ -29,12 +30,12 @@ MAX_BODY_BYTES = 4096
 """The shared server's body limit (``LOOM_MAX_BODY_BYTES``), small enough to test 413 cheaply."""
 
 
-def new_server(data_dir: Path, fixtures: bool = True, **env: str) -> LiveServer:
+def new_server(data_dir: Path, fixtures: bool = True, **env: str) -> LoomServer:
     """A server on the fake model, with no network model reachable; ``fixtures`` adds gated/approval/failing."""
     settings = {"LOOM_MODEL": "fake:echo", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", **env}
     if fixtures:
         settings["LOOM_GRAPHS_CONFIG"] = str(FIXTURE_GRAPHS)
-    server = LiveServer(data_dir, settings)
+    server = LoomServer(data_dir, settings)
     for name in _NETWORK_ENV:
         if name not in settings:
             server.env.pop(name, None)
@@ -42,7 +43,7 @@ def new_server(data_dir: Path, fixtures: bool = True, **env: str) -> LiveServer:
 
 
 @contextmanager
-def serving(data_dir: Path, fixtures: bool = True, **env: str) -> Iterator[LiveServer]:
+def serving(data_dir: Path, fixtures: bool = True, **env: str) -> Iterator[LoomServer]:
     server = new_server(data_dir, fixtures, **env).start()
     try:
         yield server
@@ -51,21 +52,21 @@ def serving(data_dir: Path, fixtures: bool = True, **env: str) -> Iterator[LiveS
 
 
 # gates (see tests/server/fixture_graphs.py) -----------------------------------------------------
-def gates(server: LiveServer) -> Path:
+def gates(server: LoomServer) -> Path:
     path = server.data_dir / "gates"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def open_gate(server: LiveServer, thread_id: str) -> None:
+def open_gate(server: LoomServer, thread_id: str) -> None:
     (gates(server) / f"{thread_id}.open").write_text("")
 
 
-def close_gate(server: LiveServer, thread_id: str) -> None:
+def close_gate(server: LoomServer, thread_id: str) -> None:
     (gates(server) / f"{thread_id}.open").unlink(missing_ok=True)
 
 
-def step_one_count(server: LiveServer, thread_id: str) -> int:
+def step_one_count(server: LoomServer, thread_id: str) -> int:
     counter = gates(server) / f"{thread_id}.step_one"
     return int(counter.read_text()) if counter.exists() else 0
 

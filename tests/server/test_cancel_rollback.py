@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from langgraph_sdk import get_client
 
-from tests.conftest import LiveServer
+from loom.processes import LoomServer
 from tests.server.live import FIXTURE_INPUT, close_gate, finished, open_gate, start_gated
 
 pytestmark = pytest.mark.live
 
 
-async def test_cancel_with_rollback_restores_the_state_before_the_run(fixture_server: LiveServer) -> None:
+async def test_cancel_with_rollback_restores_the_state_before_the_run(fixture_server: LoomServer) -> None:
     client = get_client(url=fixture_server.url)
     fresh = (await client.threads.create())["thread_id"]
     run = await start_gated(client, fresh)
@@ -29,7 +29,7 @@ async def test_cancel_with_rollback_restores_the_state_before_the_run(fixture_se
     assert (await client.threads.get(used))["status"] == "idle"
 
 
-async def test_input_queued_behind_a_run_that_ends_interrupted_is_refused(fixture_server: LiveServer) -> None:
+async def test_input_queued_behind_a_run_that_ends_interrupted_is_refused(fixture_server: LoomServer) -> None:
     client = get_client(url=fixture_server.url)
     thread = (await client.threads.create())["thread_id"]
     asking = await client.runs.create(thread, "approval", input={"request": "refund", "hold": True})

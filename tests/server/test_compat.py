@@ -17,8 +17,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.schema import ThreadState
 
-from tests.conftest import LiveServer
-from tests.server.dev_server import LanggraphDev
+from loom.processes import LanggraphDev, LoomServer
 
 pytestmark = pytest.mark.live
 
@@ -138,7 +137,7 @@ def checkpoint_view(state: ThreadState) -> dict[str, Any]:
 
 async def test_session_matches_langgraph_dev(tmp_path: Path) -> None:
     """Loom first, then ``langgraph dev``, so the two never compete for the CPU."""
-    loom = LiveServer(tmp_path / "loom").start()
+    loom = LoomServer(tmp_path / "loom").start()
     try:
         ours = await scripted_session(loom.url)
     finally:

@@ -9,20 +9,20 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from tests.conftest import LiveServer
+from loom.processes import LoomServer
 from tests.server.live import FIXTURE_INPUT, MAX_BODY_BYTES, assert_error, collect
 
 pytestmark = pytest.mark.live
 
 
 @pytest.fixture
-def server(fixture_server: LiveServer) -> LiveServer:
+def server(fixture_server: LoomServer) -> LoomServer:
     """The session's shared server with the fixture graphs (tests/server/conftest.py)."""
     return fixture_server
 
 
 @pytest.fixture
-async def http(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+async def http(server: LoomServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
         yield client
 
@@ -124,7 +124,7 @@ async def test_conflicts_and_wrong_methods_are_json(http: httpx.AsyncClient) -> 
     assert_error(await http.post(f"/threads/{tid}/runs", json=other_graph), 409, "graph_mismatch")
 
 
-async def test_failing_graph_reports_a_structured_error_and_frees_the_thread(server: LiveServer) -> None:
+async def test_failing_graph_reports_a_structured_error_and_frees_the_thread(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = (await client.threads.create())["thread_id"]
     parts = await collect(client.runs.stream(tid, "failing", input=FIXTURE_INPUT, stream_mode=["updates", "values"]))

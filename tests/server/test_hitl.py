@@ -8,7 +8,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError
 
-from tests.conftest import LiveServer
+from loom.processes import LoomServer
 from tests.server.live import collect, finished
 
 pytestmark = pytest.mark.live
@@ -18,12 +18,12 @@ REFUND = {"request": "refund"}
 
 
 @pytest.fixture
-def server(fixture_server: LiveServer) -> LiveServer:
+def server(fixture_server: LoomServer) -> LoomServer:
     """The session's shared server with the fixture graphs (tests/server/conftest.py)."""
     return fixture_server
 
 
-async def test_interrupt_then_resume(server: LiveServer) -> None:
+async def test_interrupt_then_resume(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = (await client.threads.create())["thread_id"]
     parts = await collect(client.runs.stream(tid, "approval", input=REFUND, stream_mode=["updates", "values"]))
@@ -52,7 +52,7 @@ async def test_interrupt_then_resume(server: LiveServer) -> None:
     assert (await client.threads.get_state(tid))["next"] == []
 
 
-async def test_new_input_on_an_interrupted_thread_is_409_and_keeps_the_interrupt(server: LiveServer) -> None:
+async def test_new_input_on_an_interrupted_thread_is_409_and_keeps_the_interrupt(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = (await client.threads.create())["thread_id"]
     await client.runs.wait(tid, "approval", input=REFUND)
@@ -70,7 +70,7 @@ async def test_new_input_on_an_interrupted_thread_is_409_and_keeps_the_interrupt
     assert result == {"request": "refund", "decision": "no"}
 
 
-async def test_resume_without_a_pending_interrupt_is_409(server: LiveServer) -> None:
+async def test_resume_without_a_pending_interrupt_is_409(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = (await client.threads.create())["thread_id"]
     with pytest.raises(ConflictError) as fresh:
@@ -86,7 +86,7 @@ async def test_resume_without_a_pending_interrupt_is_409(server: LiveServer) -> 
     assert (await client.threads.get_state(tid))["values"]["decision"] == "yes"
 
 
-async def test_two_concurrent_resumes_do_not_both_run(server: LiveServer) -> None:
+async def test_two_concurrent_resumes_do_not_both_run(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = (await client.threads.create())["thread_id"]
     await client.runs.wait(tid, "approval", input=REFUND)

@@ -11,7 +11,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError
 
-from tests.conftest import LiveServer
+from loom.processes import LoomServer
 from tests.server.live import assert_error, collect, serving
 
 pytestmark = pytest.mark.live
@@ -20,7 +20,7 @@ KEYS = {"alice": "ka", "bob": "kb"}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoomServer]:
     data_dir = tmp_path_factory.mktemp("isolation")
     for user in KEYS:  # the same word in both users' files: only the caller's may be found
         folder = data_dir / "workspaces" / user
@@ -30,11 +30,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         yield live
 
 
-def as_user(server: LiveServer, user: str) -> Any:
+def as_user(server: LoomServer, user: str) -> Any:
     return get_client(url=server.url, api_key=KEYS[user])
 
 
-async def test_requests_without_a_valid_key_are_401(server: LiveServer) -> None:
+async def test_requests_without_a_valid_key_are_401(server: LoomServer) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         assert_error(await http.post("/threads", json={}), 401, "unauthorized")
         assert_error(await http.post("/assistants/search", json={}), 401, "unauthorized")
@@ -45,7 +45,7 @@ async def test_requests_without_a_valid_key_are_401(server: LiveServer) -> None:
         assert (await http.get("/ok")).status_code == 200, "health needs no key"
 
 
-async def test_another_users_thread_and_runs_are_404(server: LiveServer) -> None:
+async def test_another_users_thread_and_runs_are_404(server: LoomServer) -> None:
     alice, bob = as_user(server, "alice"), as_user(server, "bob")
     thread = await alice.threads.create(metadata={"owner_check": True})
     tid = thread["thread_id"]
@@ -82,7 +82,7 @@ async def test_another_users_thread_and_runs_are_404(server: LiveServer) -> None
     assert result == {"request": "refund", "decision": "yes"}
 
 
-async def test_workspace_search_uses_the_authenticated_user(server: LiveServer) -> None:
+async def test_workspace_search_uses_the_authenticated_user(server: LoomServer) -> None:
     alice = as_user(server, "alice")
     tid = (await alice.threads.create())["thread_id"]
     request = {"messages": [{"role": "user", "content": "search my files for kumquat"}]}
@@ -97,7 +97,7 @@ async def test_workspace_search_uses_the_authenticated_user(server: LiveServer) 
     assert "bob" not in json.dumps(results)
 
 
-async def test_graph_and_assistant_reads_need_a_key_but_no_ownership(server: LiveServer) -> None:
+async def test_graph_and_assistant_reads_need_a_key_but_no_ownership(server: LoomServer) -> None:
     alice, bob = as_user(server, "alice"), as_user(server, "bob")
     assert [a["graph_id"] for a in await alice.assistants.search()] == [
         a["graph_id"] for a in await bob.assistants.search()

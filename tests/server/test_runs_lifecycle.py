@@ -10,7 +10,7 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import ConflictError, RateLimitError
 
-from tests.conftest import LiveServer
+from loom.processes import LoomServer
 from tests.server.live import (
     FIXTURE_INPUT,
     close_gate,
@@ -31,7 +31,7 @@ DONE = ["step_one", "gate_passed"]
 
 
 @pytest.fixture
-def server(fixture_server: LiveServer) -> LiveServer:
+def server(fixture_server: LoomServer) -> LoomServer:
     """The session's shared server with the fixture graphs (tests/server/conftest.py)."""
     return fixture_server
 
@@ -51,7 +51,7 @@ async def run_ids_in_history(client: LangGraphClient, thread_id: str) -> list[st
     return order
 
 
-async def test_cancel_stops_the_run_and_leaves_the_thread_usable(server: LiveServer) -> None:
+async def test_cancel_stops_the_run_and_leaves_the_thread_usable(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = await new_thread(client)
     run = await start_gated(client, tid)
@@ -72,7 +72,7 @@ async def test_cancel_stops_the_run_and_leaves_the_thread_usable(server: LiveSer
     assert [r["status"] for r in await client.runs.list(tid)] == ["success", "cancelled"]
 
 
-async def test_reject_strategy_answers_409_on_a_busy_thread(server: LiveServer) -> None:
+async def test_reject_strategy_answers_409_on_a_busy_thread(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = await new_thread(client)
     run = await start_gated(client, tid)
@@ -88,7 +88,7 @@ async def test_reject_strategy_answers_409_on_a_busy_thread(server: LiveServer) 
     assert (await finished(client, tid, run["run_id"]))["status"] == "success"
 
 
-async def test_enqueue_runs_one_after_another_in_order(server: LiveServer) -> None:
+async def test_enqueue_runs_one_after_another_in_order(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = await new_thread(client)
     first = await start_gated(client, tid)
@@ -104,7 +104,7 @@ async def test_enqueue_runs_one_after_another_in_order(server: LiveServer) -> No
     assert (await client.threads.get_state(tid))["values"]["log"] == DONE * 3
 
 
-async def test_interrupt_strategy_stops_the_active_run_and_starts_the_new_one(server: LiveServer) -> None:
+async def test_interrupt_strategy_stops_the_active_run_and_starts_the_new_one(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = await new_thread(client)
     first = await start_gated(client, tid)
@@ -117,7 +117,7 @@ async def test_interrupt_strategy_stops_the_active_run_and_starts_the_new_one(se
     assert (await client.threads.get_state(tid))["values"]["log"][-2:] == DONE
 
 
-async def test_rollback_strategy_discards_the_active_runs_work(server: LiveServer) -> None:
+async def test_rollback_strategy_discards_the_active_runs_work(server: LoomServer) -> None:
     client = get_client(url=server.url)
     fresh = await new_thread(client)
     first = await start_gated(client, fresh)
@@ -138,7 +138,7 @@ async def test_rollback_strategy_discards_the_active_runs_work(server: LiveServe
     assert (await client.threads.get_state(used))["values"]["log"] == DONE * 2, "the rolled-back step is gone"
 
 
-async def test_join_stream_after_disconnect_resumes_exactly_after_the_last_event(server: LiveServer) -> None:
+async def test_join_stream_after_disconnect_resumes_exactly_after_the_last_event(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = await new_thread(client)
     run = await client.runs.create(tid, "gated", input=FIXTURE_INPUT, stream_mode=["custom", "updates", "values"])
@@ -155,7 +155,7 @@ async def test_join_stream_after_disconnect_resumes_exactly_after_the_last_event
     assert "values" in [p.event for p in rejoined], "events sent while disconnected are delivered"
 
 
-async def test_on_disconnect_cancel_cancels_the_run(server: LiveServer) -> None:
+async def test_on_disconnect_cancel_cancels_the_run(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = await new_thread(client)
     stream = client.runs.stream(tid, "gated", input=FIXTURE_INPUT, stream_mode="custom", on_disconnect="cancel")
@@ -167,7 +167,7 @@ async def test_on_disconnect_cancel_cancels_the_run(server: LiveServer) -> None:
     assert step_one_count(server, tid) == 1
 
 
-async def test_idempotency_key_returns_the_same_run(server: LiveServer) -> None:
+async def test_idempotency_key_returns_the_same_run(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = await new_thread(client)
     open_gate(server, tid)

@@ -5,10 +5,10 @@ from pathlib import Path
 import httpx
 from langgraph_sdk import get_client
 
-from tests.conftest import LiveServer
+from loom.processes import LoomServer
 
 
-async def test_gated_run_and_approval(test_server: LiveServer) -> None:
+async def test_gated_run_and_approval(test_server: LoomServer) -> None:
     client = get_client(url=test_server.url)
     thread = await client.threads.create()
     tid = thread["thread_id"]
@@ -29,7 +29,7 @@ async def test_gated_run_and_approval(test_server: LiveServer) -> None:
     assert final["decision"] == "yes"
 
 
-async def test_chart_artifact_is_served_to_its_owner(live_server: LiveServer) -> None:
+async def test_chart_artifact_is_served_to_its_owner(live_server: LoomServer) -> None:
     client = get_client(url=live_server.url)
     thread = await client.threads.create()
     text = "Create a chart from this data: Q1 120, Q2 150, Q3 90"
@@ -45,7 +45,7 @@ async def test_chart_artifact_is_served_to_its_owner(live_server: LiveServer) ->
     assert traversal.status_code == 404 and elsewhere.status_code == 404
 
 
-async def test_resolving_a_support_request_updates_the_table_and_the_thread_state(live_server: LiveServer) -> None:
+async def test_resolving_a_support_request_updates_the_table_and_the_thread_state(live_server: LoomServer) -> None:
     client = get_client(url=live_server.url)
     thread_id = (await client.threads.create())["thread_id"]
     text = "My payment failed and I can't access my account"

@@ -11,7 +11,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError
 
-from tests.conftest import LiveServer
+from loom.processes import LoomServer
 from tests.server.live import assert_error, serving
 
 pytestmark = pytest.mark.live
@@ -20,16 +20,16 @@ KEYS = {"alice": "ka", "bob": "kb"}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoomServer]:
     with serving(tmp_path_factory.mktemp("store"), LOOM_API_KEYS=json.dumps(KEYS)) as live:
         yield live
 
 
-def as_user(server: LiveServer, user: str) -> Any:
+def as_user(server: LoomServer, user: str) -> Any:
     return get_client(url=server.url, api_key=KEYS[user])
 
 
-async def test_items_are_put_read_searched_listed_and_deleted(server: LiveServer) -> None:
+async def test_items_are_put_read_searched_listed_and_deleted(server: LoomServer) -> None:
     alice = as_user(server, "alice")
     await alice.store.put_item(["memories", "profile"], key="tone", value={"likes": "short answers"})
     await alice.store.put_item(["memories", "projects"], key="ai", value={"name": "AI Strategy", "status": "draft"})
@@ -45,7 +45,7 @@ async def test_items_are_put_read_searched_listed_and_deleted(server: LiveServer
         await alice.store.get_item(["memories", "profile"], key="tone")
 
 
-async def test_one_user_never_sees_another_users_items(server: LiveServer) -> None:
+async def test_one_user_never_sees_another_users_items(server: LoomServer) -> None:
     alice, bob = as_user(server, "alice"), as_user(server, "bob")
     await alice.store.put_item(["notes"], key="secret", value={"text": "alice only"})
     with pytest.raises(NotFoundError):
@@ -56,7 +56,7 @@ async def test_one_user_never_sees_another_users_items(server: LiveServer) -> No
     assert (await alice.store.get_item(["notes"], key="secret"))["value"] == {"text": "alice only"}
 
 
-async def test_bad_store_requests_name_the_field(server: LiveServer) -> None:
+async def test_bad_store_requests_name_the_field(server: LoomServer) -> None:
     headers = {"x-api-key": KEYS["alice"]}
     async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as http:
         dotted = await http.put("/store/items", json={"namespace": ["a.b"], "key": "k", "value": {}})

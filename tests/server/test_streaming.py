@@ -11,7 +11,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.schema import StreamPart
 
-from tests.conftest import LiveServer
+from loom.processes import LoomServer
 from tests.server.live import PRODUCTION_GRAPHS, collect, ndjson, serving
 
 pytestmark = pytest.mark.live
@@ -20,7 +20,7 @@ BLOG = {"messages": [{"role": "user", "content": "write a short blog post about 
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoomServer]:
     with serving(tmp_path_factory.mktemp("streaming"), fixtures=False) as live:
         yield live
 
@@ -38,7 +38,7 @@ def assert_framing(parts: list[StreamPart], status: str = "success") -> None:
     assert "error" not in [part.event for part in parts]
 
 
-async def test_assistant_stream_carries_route_updates_tokens_and_end(server: LiveServer) -> None:
+async def test_assistant_stream_carries_route_updates_tokens_and_end(server: LoomServer) -> None:
     client = get_client(url=server.url)
     thread = await client.threads.create()
     tid = thread["thread_id"]
@@ -70,7 +70,7 @@ async def test_assistant_stream_carries_route_updates_tokens_and_end(server: Liv
     assert (await client.threads.get(tid))["status"] == "idle"
 
 
-async def test_every_graph_streams_to_success(server: LiveServer) -> None:
+async def test_every_graph_streams_to_success(server: LoomServer) -> None:
     client = get_client(url=server.url)
     assistants = await client.assistants.search(limit=100)
     assert sorted(a["graph_id"] for a in assistants) == graph_ids()
@@ -88,7 +88,7 @@ async def test_every_graph_streams_to_success(server: LiveServer) -> None:
         assert final["messages"][-1]["type"] == "ai", assistant["graph_id"]
 
 
-async def test_subgraph_events_are_namespaced(server: LiveServer) -> None:
+async def test_subgraph_events_are_namespaced(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = (await client.threads.create())["thread_id"]
     plain = await collect(client.runs.stream(tid, "supervisor", input=BLOG, stream_mode="updates"))
@@ -104,7 +104,7 @@ async def test_subgraph_events_are_namespaced(server: LiveServer) -> None:
     assert workers <= {"researcher", "writer", "reviewer"} and workers
 
 
-async def test_stateless_runs_stream_and_wait(server: LiveServer) -> None:
+async def test_stateless_runs_stream_and_wait(server: LoomServer) -> None:
     client = get_client(url=server.url)
     parts = await collect(client.runs.stream(None, "assistant", input=BLOG, stream_mode="updates"))
     assert_framing(parts)
@@ -113,7 +113,7 @@ async def test_stateless_runs_stream_and_wait(server: LiveServer) -> None:
     assert result["route"]["specialist"] == "content_writer"
 
 
-async def test_ndjson_stream_has_the_same_events(server: LiveServer) -> None:
+async def test_ndjson_stream_has_the_same_events(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = (await client.threads.create())["thread_id"]
     body = {"assistant_id": "assistant", "input": BLOG, "stream_mode": ["updates", "custom"]}
@@ -134,7 +134,7 @@ async def test_ndjson_stream_has_the_same_events(server: LiveServer) -> None:
     assert [(int(p.id or 0), p.event, p.data) for p in joined] == [(x["id"], x["event"], x["data"]) for x in lines]
 
 
-async def test_system_routes_and_assistant_introspection(server: LiveServer) -> None:
+async def test_system_routes_and_assistant_introspection(server: LoomServer) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         assert (await http.get("/ok")).json() == {"ok": True}
         info = (await http.get("/info")).json()

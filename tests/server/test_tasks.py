@@ -6,12 +6,12 @@ import json
 
 import httpx
 
-from tests.conftest import LiveServer
+from loom.processes import LoomServer
 
 REQUEST = "Find round sunglasses that are in stock and tell me their prices"
 
 
-async def test_task_plans_streams_steps_and_completes(live_server: LiveServer) -> None:
+async def test_task_plans_streams_steps_and_completes(live_server: LoomServer) -> None:
     async with httpx.AsyncClient(base_url=live_server.url, timeout=60) as http:
         created = await http.post("/tasks", json={"task_description": REQUEST})
         assert created.status_code == 201 and created.json()["status"] == "pending"
@@ -34,7 +34,7 @@ async def test_task_plans_streams_steps_and_completes(live_server: LiveServer) -
     assert missing.status_code == 404 and missing.json()["code"] == "thread_not_found"
 
 
-async def test_bad_task_input_is_rejected_with_the_field(live_server: LiveServer) -> None:
+async def test_bad_task_input_is_rejected_with_the_field(live_server: LoomServer) -> None:
     async with httpx.AsyncClient(base_url=live_server.url) as http:
         empty = await http.post("/tasks", json={"task_description": ""})
         extra = await http.post("/tasks", json={"task_description": "x", "priority": 1})

@@ -8,7 +8,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError, NotFoundError
 
-from tests.conftest import LiveServer
+from loom.processes import LoomServer
 from tests.server.live import FIXTURE_INPUT, finished, open_gate, step_one_count
 
 pytestmark = pytest.mark.live
@@ -18,12 +18,12 @@ DONE = ["step_one", "gate_passed"]
 
 
 @pytest.fixture
-def server(fixture_server: LiveServer) -> LiveServer:
+def server(fixture_server: LoomServer) -> LoomServer:
     """The session's shared server with the fixture graphs (tests/server/conftest.py)."""
     return fixture_server
 
 
-async def test_thread_create_get_search_and_delete(server: LiveServer) -> None:
+async def test_thread_create_get_search_and_delete(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tag = {"suite": "threads", "case": "crud"}
     thread = await client.threads.create(metadata=tag)
@@ -45,7 +45,7 @@ async def test_thread_create_get_search_and_delete(server: LiveServer) -> None:
     assert await client.threads.search(metadata=tag) == []
 
 
-async def test_state_and_history_of_a_finished_run(server: LiveServer) -> None:
+async def test_state_and_history_of_a_finished_run(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = (await client.threads.create())["thread_id"]
     open_gate(server, tid)
@@ -70,7 +70,7 @@ async def test_state_and_history_of_a_finished_run(server: LiveServer) -> None:
     assert [h["checkpoint"]["checkpoint_id"] for h in older] == [h["checkpoint"]["checkpoint_id"] for h in history[2:]]
 
 
-async def test_update_state_then_continue(server: LiveServer) -> None:
+async def test_update_state_then_continue(server: LoomServer) -> None:
     """An edit while interrupted replaces the pending question (LangGraph semantics): continuing asks again."""
     client = get_client(url=server.url)
     tid = (await client.threads.create())["thread_id"]
@@ -87,7 +87,7 @@ async def test_update_state_then_continue(server: LiveServer) -> None:
     assert result == {"request": "invoice #7", "decision": "ok"}
 
 
-async def test_fork_from_a_checkpoint_makes_a_branch(server: LiveServer) -> None:
+async def test_fork_from_a_checkpoint_makes_a_branch(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = (await client.threads.create())["thread_id"]
     await client.runs.wait(tid, "approval", input={"request": "refund"})
@@ -112,7 +112,7 @@ async def test_fork_from_a_checkpoint_makes_a_branch(server: LiveServer) -> None
     assert decisions.count("yes") == 1 and decisions.count("no") == 1
 
 
-async def test_fork_with_new_input_reruns_from_the_checkpoint(server: LiveServer) -> None:
+async def test_fork_with_new_input_reruns_from_the_checkpoint(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = (await client.threads.create())["thread_id"]
     open_gate(server, tid)
