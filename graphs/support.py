@@ -4,6 +4,7 @@
                     │          └→ escalate → escalation ─────────┤
                     ├→ current agent (follow-up turns)           ├→ approval → tools   (destructive: interrupt)
                     └→ escalate (urgent, repeated, angry wording) └→ tools → back to the agent, or escalate
+    Command(goto="resolve") → resolve → END     (a resolution recorded through /support reaches the state)
 
 Tools carry permission levels (seed 003): read runs freely, write needs the run's grant, destructive
 waits for a human's approval; every write is idempotent per (thread, tool call).
@@ -28,6 +29,7 @@ from nodes.support.agents import (
     make_specialist,
     make_triage,
     record_approval,
+    resolve,
     route_after_agent,
     technical_calls,
 )
@@ -96,10 +98,12 @@ def build_graph(
         ToolNode(ACCOUNT_TOOLS, handle_tool_errors=tool_error_message, wrap_tool_call=gate, awrap_tool_call=agate),
     )
     builder.add_node("finish", finish)
+    builder.add_node("resolve", resolve)
     builder.add_edge(START, "intake")
     builder.add_edge("approval", "tools")
     builder.add_conditional_edges("tools", after_tools)
     builder.add_edge("finish", END)
+    builder.add_edge("resolve", END)
     return builder.compile(checkpointer=checkpointer, name="support")
 
 

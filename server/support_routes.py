@@ -3,7 +3,7 @@
 Everything is scoped to the caller: another user's request is a 404, exactly like a missing one.
 Conversations themselves run through the threads API (the request id is the thread id); these
 routes read the ``support_requests`` table that the graph keeps in step, and a resolution is written
-to both the table and the thread's checkpoint.
+to the table here and to the thread's checkpoint by the support graph's ``resolve`` node.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from loom.settings import Settings, get_settings
@@ -24,7 +25,8 @@ from server.deps import Services
 from server.errors import ApiError, not_found
 from services.stores.support import RequestConflict, SupportStore, get_support_store
 from services.webhooks import notify
-from state.support import Category, Priority, Status
+from state.common import RunContext
+from state.support import Category, Priority, Resolution, Status
 
 router = APIRouter(prefix="/support", tags=["support"])
 
@@ -83,7 +85,7 @@ async def resolve_request(request: Request, user: CurrentUser, request_id: str, 
         if resolved is None:
             raise not_found("support_request", request_id)
         if services is not None and thread is not None:
-            await _record_in_state(services, thread, resolved)
+            await _resolve_in_graph(services, thread, resolved)
     event_id = f"{request_id}:resolved:{resolved['resolved_at']}"
     delivered = await notify("support.request.resolved", event_id, resolved, _settings(request))
     return {**resolved, "webhook_delivered": delivered}
@@ -100,16 +102,15 @@ async def _served_thread(services: Services | None, user: str, request_id: str) 
     return thread
 
 
-async def _record_in_state(services: Services, thread: ThreadRow, resolved: dict[str, Any]) -> None:
-    """Writes the resolution into the checkpoint as the graph's ``finish`` node would, so state and table agree."""
+async def _resolve_in_graph(services: Services, thread: ThreadRow, resolved: dict[str, Any]) -> None:
+    """Sends the resolution to the graph's ``resolve`` node, so the checkpointed request agrees with the table."""
     graph = services.graphs[thread.graph_id or ""]
-    config: RunnableConfig = {"configurable": {"thread_id": thread.thread_id, "checkpoint_ns": ""}}
-    current = (await graph.aget_state(config)).values.get("request")
-    if not current:
+    if "resolve" not in graph.nodes:
         return
-    update = {"status": "resolved", "resolution_summary": resolved["resolution_summary"]}
-    await graph.aupdate_state(
-        config, {"request": {**current, **update, "updated_at": resolved["resolved_at"]}}, as_node="finish"
+    resolution = Resolution(summary=resolved["resolution_summary"], resolved_at=resolved["resolved_at"])
+    config: RunnableConfig = {"configurable": {"thread_id": thread.thread_id}}
+    await graph.ainvoke(
+        Command(goto="resolve", update={"resolution": resolution}), config, context=RunContext(user_id=thread.owner)
     )
 
 

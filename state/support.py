@@ -91,6 +91,13 @@ class Approval(TypedDict):
     reason: str
 
 
+class Resolution(TypedDict):
+    """How a request was resolved through ``/support``; the ``resolve`` node writes it into ``request``."""
+
+    summary: str
+    resolved_at: str
+
+
 class SupportInput(TypedDict):
     """What a caller sends: the customer's next message."""
 
@@ -109,4 +116,5 @@ class SupportState(SupportInput):
     triage: NotRequired[Triage]
     turns: NotRequired[Annotated[list[Turn], operator.add]]
     approvals: NotRequired[Annotated[dict[str, Approval], operator.or_]]
+    resolution: NotRequired[Resolution]
     usage: NotRequired[UsageLog]

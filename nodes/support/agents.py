@@ -180,6 +180,18 @@ def finish(state: SupportState) -> dict[str, Any]:
     return {"turns": [turn], "request": request}
 
 
+def resolve(state: SupportState) -> dict[str, Any]:
+    """Apply a resolution recorded through ``/support``, sent as ``Command(goto="resolve", update={"resolution"})``.
+
+    The table was resolved first; this makes the checkpointed request agree, so state changes only in the graph.
+    """
+    request, resolution = state.get("request"), state.get("resolution")
+    if not request or not resolution:
+        return {}
+    resolved = {"status": "resolved", "resolution_summary": resolution["summary"]}
+    return {"request": {**request, **resolved, "updated_at": resolution["resolved_at"]}}
+
+
 def _dispatcher(pattern: str, *calls: tuple[str, dict[str, Any]]) -> Dispatcher:
     """Read calls a plain request obviously needs, built without a model call (as ``nodes.common.dispatch`` does)."""
     cue = re.compile(pattern, re.IGNORECASE)
