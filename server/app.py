@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from loom.persistence import open_checkpointer, open_store
 from loom.settings import Settings, get_settings
 from server import support_routes
+from server.bus import open_bus
 from server.db import open_database
 from server.deps import Services
 from server.errors import install_error_handlers
@@ -23,7 +24,8 @@ from server.runs import RunManager
 log = logging.getLogger("loom.server")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
+    """The HTTP API; ``api=False`` is a worker process, answering only health and info."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -34,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             graphs: dict[str, Any] = {
                 graph_id: spec.build(checkpointer=checkpointer, store=store) for graph_id, spec in graph_specs().items()
             }
-            manager = RunManager(settings, sessions, graphs, checkpointer)
+            manager = RunManager(settings, sessions, graphs, checkpointer, open_bus(settings))
             app.state.services = Services(settings, sessions, graphs, checkpointer, manager, store)
             await manager.start()
             if not settings.api_keys:
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for module in (system, assistants, threads, runs, store, tasks, artifacts, support_routes):
+    modules = (system, assistants, threads, runs, store, tasks, artifacts, support_routes) if api else (system,)
+    for module in modules:
         app.include_router(module.router)
     return app

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, event, update
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -53,6 +53,13 @@ class RunRow(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(256), unique=True, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """The worker executing the run; its lease ends at ``lease_expires_at`` unless renewed."""
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    cancel_requested: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """Why some process asked the run to stop (cancelled, interrupt, rollback); the worker reads it."""
+    start_checkpoint_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The thread's latest checkpoint when the run first started: what a rollback restores."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
 
@@ -67,27 +74,30 @@ def async_url(url: str) -> str:
 
 
 async def open_database(url: str) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
-    engine = create_async_engine(async_url(url))
-    if engine.dialect.name == "sqlite":
+    """Loom's tables on SQLite (one connection: one writer path, no lock errors) or PostgreSQL."""
+    url = async_url(url)
+    if url.startswith("sqlite"):
+        # One pooled connection serialises this process's transactions in FIFO order, and BEGIN IMMEDIATE
+        # takes the write lock up front, so another process waits on busy_timeout instead of failing.
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _begin_immediate)
+    else:
+        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
     async with engine.begin() as connection:
         await connection.run_sync(create_tables, ThreadRow, RunRow)
     return engine, async_sessionmaker(engine, expire_on_commit=False)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (``_begin_immediate``)
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
-async def claim_thread(session: AsyncSession, thread_id: str) -> bool:
-    """Compare-and-set a thread to busy; False when another run already holds it."""
-    result = await session.execute(
-        update(ThreadRow)
-        .where(ThreadRow.thread_id == thread_id, ThreadRow.status != "busy")
-        .values(status="busy", updated_at=now())
-    )
-    return bool(getattr(result, "rowcount", 0))
+def _begin_immediate(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

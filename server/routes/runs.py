@@ -13,13 +13,13 @@ from langchain_core.runnables import RunnableConfig
 from sqlalchemy import select
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from server import queue
 from server.auth import CurrentUser
-from server.db import RunRow, ThreadRow, new_id
+from server.db import RunRow, ThreadRow, new_id, now
 from server.deps import Loom, Services, owned_run, owned_thread
 from server.errors import ApiError, not_found
 from server.runs import output_values
 from server.schemas import RunCreate
-from server.streams import Event, dumps
 
 router = APIRouter(tags=["runs"])
 NDJSON = "application/x-ndjson"
@@ -29,24 +29,31 @@ NDJSON = "application/x-ndjson"
 async def start_run(
     loom: Services, user: str, thread_id: str | None, body: RunCreate, idempotency_key: str | None
 ) -> RunRow:
-    """Validate, store and queue a run; the row is committed before the caller gets an answer."""
+    """Validate, admit and store a run in one transaction; the row is committed before the caller gets an answer.
+
+    Capacity, the thread's one-active-run rule and the multitask strategy are decided in that same
+    transaction (``server.queue``), so a request gets a committed run or a 4xx, never both.
+    """
     graph_id = loom.graph_id_for(body.assistant_id)
     validate_input(loom, graph_id, body.input)
-    loom.manager.check_capacity()
-    async with loom.manager.creating(thread_id):  # check-then-queue is a compare-and-set per thread
+    replaced: queue.Replaced | None = None
+    async with loom.manager.creating(thread_id):
         async with loom.sessions.begin() as session:
             if idempotency_key and (existing := await _by_key(session, user, idempotency_key)):
                 return existing
             ephemeral = thread_id is None
             thread = await _thread_for_run(loom, session, user, thread_id, body, graph_id)
-            busy = loom.manager.active_run(thread.thread_id) is not None
-            if busy and body.multitask_strategy == "reject":
+            active = await queue.inflight(session, thread.thread_id)
+            if active and body.multitask_strategy == "reject":
                 raise ApiError(409, "thread_busy", "the thread has an active run (multitask_strategy=reject)")
-            if busy and body.command is not None and body.command.resume is not None:
+            if active and body.command is not None and body.command.resume is not None:
                 message = "a run is active on this thread; resume once it has ended with an interrupt"
                 raise ApiError(409, "thread_busy", message)
-            if not busy:
+            if not active:
                 await _check_resumable(loom, thread, body, graph_id)
+            await queue.admit(session, loom.manager.capacity())
+            if active and body.multitask_strategy in ("interrupt", "rollback"):
+                replaced = queue.replace_inflight(active, body.multitask_strategy)
             kwargs = body.model_dump(exclude_none=True, exclude={"assistant_id", "multitask_strategy"})
             kwargs["stream_mode"] = body.stream_modes()
             kwargs["checkpoint_id"] = body.resolved_checkpoint_id()
@@ -61,9 +68,12 @@ async def start_run(
                 kwargs=kwargs,
                 metadata_=body.metadata or {},
                 idempotency_key=f"{user}:{idempotency_key}" if idempotency_key else None,
+                status="pending",
+                attempt=1,
+                created_at=now(),
             )
             session.add(run)
-        await loom.manager.submit(run)
+        await loom.manager.submitted(run, replaced)
     return run
 
 
@@ -80,7 +90,7 @@ async def _thread_for_run(
         session.add(thread)
         await session.flush()
         return thread
-    thread = await session.get(ThreadRow, thread_id)
+    thread = await session.get(ThreadRow, thread_id, with_for_update=True)  # PostgreSQL: one creation at a time
     if thread is None and body.if_not_exists == "create":
         thread = ThreadRow(thread_id=thread_id, owner=user, graph_id=graph_id, metadata_={})
         session.add(thread)
@@ -271,22 +281,18 @@ def run_view(run: RunRow) -> dict[str, Any]:
 
 
 def event_response(loom: Services, run: RunRow, request: Request, after: int, cancel_on_disconnect: bool) -> Response:
-    stream = loom.manager.streams.get(run.run_id)
     location = f"/threads/{run.thread_id}/runs/{run.run_id}/stream"
     headers = {"Location": location, "Content-Location": location}
 
     async def events() -> AsyncIterator[Any]:
         finished = False
         try:
-            if stream is None:  # finished before this process started: report its end state
-                yield Event(after + 1, "end", dumps({"status": run.status, "interrupts": [], "checkpoint": None}))
-            else:
-                async for event in stream.follow(after):
-                    yield event
+            async for event in loom.manager.events(run.run_id, after, run.status):
+                yield event
             finished = True
         finally:
-            if not finished and cancel_on_disconnect:
-                await loom.manager.cancel(run.run_id, reason="cancelled")
+            if not finished and cancel_on_disconnect:  # the response is being cancelled: no await here
+                loom.manager.cancel_soon(run.run_id)
 
     if NDJSON in request.headers.get("accept", ""):
         return StreamingResponse((e.ndjson() async for e in events()), media_type=NDJSON, headers=headers)
