@@ -39,7 +39,8 @@ class EventBus(Protocol):
 class LocalBus:
     """The embedded bus: one :class:`RunStream` per run, evicted after the run ends (count and age bounded)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.limit = settings.stream_buffer_events
         self.ttl_s = settings.stream_ttl_s
         self.keep = settings.stream_keep_finished
@@ -69,13 +70,13 @@ class LocalBus:
 
     async def close(self, run_id: str) -> None:
         await self.stream(run_id).close()
-        self._ended[run_id] = time.monotonic() + self.ttl_s
+        self._ended[run_id] = self.clock() + self.ttl_s
         self._ended.move_to_end(run_id)
         self._evict()
 
     def _evict(self) -> None:
         """Ended streams leave after ``stream_ttl_s`` or when more than ``stream_keep_finished`` are kept."""
-        clock = time.monotonic()
+        clock = self.clock()
         while self._ended:
             run_id, expires = next(iter(self._ended.items()))
             if expires > clock and len(self._ended) <= self.keep:
