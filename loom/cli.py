@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--host", default="127.0.0.1")
     worker.add_argument("--port", type=int, default=8124)
     worker.add_argument("--concurrency", type=int, default=None, help="runs this process executes at once")
+    database = command("db", _db, "manage the server's tables (threads, runs, crons)")
+    database.add_argument("action", choices=["upgrade"], help="upgrade: apply Alembic migrations up to head")
     evaluate = command("eval-routing", _eval_routing, "measure the assistant router on the labelled set")
     evaluate.add_argument("--data", default="tests/data/routing.jsonl")
     evaluate.add_argument("--limit", type=int, default=0)
@@ -194,6 +196,16 @@ def _serve(args: argparse.Namespace) -> int:
     console.print(f"[dim]data in {settings.data_dir.resolve()} · API docs at /docs[/dim]")
     uvicorn.run(create_app(settings, api=not worker), host=args.host, port=args.port, log_level="info")
     return 0
+
+
+async def _db(args: argparse.Namespace) -> None:
+    """``loom db upgrade``: the same migrations every server applies when it starts."""
+    from server.db import open_database
+
+    url = get_settings().resolved_database_url()
+    engine, _ = await open_database(url)
+    await engine.dispose()
+    console.print(f"[green]database at head[/green] {url.split('@')[-1]}")
 
 
 async def _eval_routing(args: argparse.Namespace) -> None:

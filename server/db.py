@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, event
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.stores.db import Base, create_tables
+from server import migrations
+from services.stores.db import Base
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 RunStatus = Literal["pending", "running", "success", "error", "interrupted", "cancelled", "timeout"]
@@ -39,6 +41,7 @@ class ThreadRow(Base):
 
 class RunRow(Base):
     __tablename__ = "loom_runs"
+    __table_args__ = (Index("ix_loom_runs_claim", "status", "created_at"),)
 
     run_id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
     thread_id: Mapped[str | None] = mapped_column(ForeignKey("loom_threads.thread_id", ondelete="CASCADE"), index=True)
@@ -77,6 +80,7 @@ async def open_database(url: str) -> tuple[AsyncEngine, async_sessionmaker[Async
     """Loom's tables on SQLite (one connection: one writer path, no lock errors) or PostgreSQL."""
     url = async_url(url)
     if url.startswith("sqlite"):
+        Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
         # One pooled connection serialises this process's transactions in FIFO order, and BEGIN IMMEDIATE
         # takes the write lock up front, so another process waits on busy_timeout instead of failing.
         engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
@@ -85,7 +89,7 @@ async def open_database(url: str) -> tuple[AsyncEngine, async_sessionmaker[Async
     else:
         engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
     async with engine.begin() as connection:
-        await connection.run_sync(create_tables, ThreadRow, RunRow)
+        await connection.run_sync(migrations.upgrade)
     return engine, async_sessionmaker(engine, expire_on_commit=False)
 
 
