@@ -47,6 +47,8 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
         async with AsyncSqliteSaver.from_conn_string(sqlite_file(url)) as saver:
+            await saver.setup()  # WAL
+            await saver.conn.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
             yield saver
     else:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -71,6 +73,7 @@ async def open_store(settings: Settings) -> AsyncIterator[BaseStore]:
 
         async with AsyncSqliteStore.from_conn_string(sqlite_file(url, "store.sqlite")) as store:
             await store.setup()
+            await store.conn.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
             yield store
     else:
         from langgraph.store.postgres.aio import AsyncPostgresStore

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,6 +64,11 @@ class Settings(BaseSettings):
     checkpoint_url: str | None = Field(
         default=None,
         description="sqlite:///path or postgresql://…; default: SQLite under data_dir.",
+    )
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL",
+        description="SQLite (WAL) commit durability: NORMAL survives a killed process, FULL also a power cut "
+        "at about 18 ms more per run on a shared disk (fsync per checkpoint).",
     )
     database_url: str | None = Field(
         default=None,

@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         async with open_checkpointer(settings) as checkpointer, open_store(settings) as store:
-            engine, sessions = await open_database(settings.resolved_database_url())
+            engine, sessions = await open_database(settings.resolved_database_url(), settings.sqlite_synchronous)
             graphs: dict[str, Any] = {
                 graph_id: spec.build(checkpointer=checkpointer, store=store) for graph_id, spec in graph_specs().items()
             }

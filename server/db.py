@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,7 +77,7 @@ def async_url(url: str) -> str:
     return url
 
 
-async def open_database(url: str) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+async def open_database(url: str, synchronous: str = "NORMAL") -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
     """Loom's tables on SQLite (one connection: one writer path, no lock errors) or PostgreSQL."""
     url = async_url(url)
     if url.startswith("sqlite"):
@@ -84,7 +85,7 @@ async def open_database(url: str) -> tuple[AsyncEngine, async_sessionmaker[Async
         # One pooled connection serialises this process's transactions in FIFO order, and BEGIN IMMEDIATE
         # takes the write lock up front, so another process waits on busy_timeout instead of failing.
         engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", functools.partial(_sqlite_pragmas, synchronous=synchronous))
         event.listen(engine.sync_engine, "begin", _begin_immediate)
     else:
         engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
@@ -93,11 +94,11 @@ async def open_database(url: str) -> tuple[AsyncEngine, async_sessionmaker[Async
     return engine, async_sessionmaker(engine, expire_on_commit=False)
 
 
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(connection: Any, _record: Any, synchronous: str) -> None:
     connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (``_begin_immediate``)
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()

@@ -13,11 +13,12 @@ these transactions runs alone.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, text, update
+from sqlalchemy import Select, and_, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -79,27 +80,32 @@ def replace_inflight(runs: list[RunRow], reason: str) -> Replaced:
 
 
 # claims and leases --------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=64)
+def _claim_query(postgres: bool, limit: int) -> Select[str, str | None]:
+    """Built once per shape: composing it costs more CPU than running it on SQLite."""
+    earlier = aliased(RunRow)
+    queued_before = exists().where(
+        earlier.thread_id == RunRow.thread_id,
+        earlier.status == "pending",
+        or_(
+            earlier.created_at < RunRow.created_at,
+            and_(earlier.created_at == RunRow.created_at, earlier.run_id < RunRow.run_id),
+        ),
+    )
+    query = (
+        select(RunRow.run_id, RunRow.thread_id)
+        .join(ThreadRow, ThreadRow.thread_id == RunRow.thread_id)
+        .where(RunRow.status == "pending", ThreadRow.status != "busy", ~queued_before)
+        .order_by(RunRow.created_at)
+        .limit(limit)
+    )
+    return query.with_for_update(of=ThreadRow, skip_locked=True) if postgres else query
+
+
 async def claim(sessions: async_sessionmaker[AsyncSession], worker: str, limit: int, lease_s: float) -> list[RunRow]:
     """Up to ``limit`` runs for ``worker``: the oldest pending run of each thread that has none running."""
     async with sessions.begin() as session:
-        earlier = aliased(RunRow)
-        queued_before = exists().where(
-            earlier.thread_id == RunRow.thread_id,
-            earlier.status == "pending",
-            or_(
-                earlier.created_at < RunRow.created_at,
-                and_(earlier.created_at == RunRow.created_at, earlier.run_id < RunRow.run_id),
-            ),
-        )
-        query = (
-            select(RunRow.run_id, RunRow.thread_id)
-            .join(ThreadRow, ThreadRow.thread_id == RunRow.thread_id)
-            .where(RunRow.status == "pending", ThreadRow.status != "busy", ~queued_before)
-            .order_by(RunRow.created_at)
-            .limit(limit)
-        )
-        if _postgres(session):
-            query = query.with_for_update(of=ThreadRow, skip_locked=True)
+        query = _claim_query(_postgres(session), limit)
         candidates = (await session.execute(query)).all()
         claimed: list[str] = []
         expires = now() + timedelta(seconds=lease_s)

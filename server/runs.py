@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -19,7 +20,8 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 from langchain_core.messages import BaseMessage
@@ -35,7 +37,7 @@ from loom.settings import Settings
 from nodes.models import retry_budget
 from server import queue
 from server.bus import EventBus
-from server.db import TERMINAL, RunRow
+from server.db import TERMINAL, RunRow, now
 from server.errors import ApiError
 from server.streams import Event, dumps
 from state.common import RunContext
@@ -54,6 +56,18 @@ class ThreadInterrupted(Exception):
 
 class LeaseLost(Exception):
     """This worker's lease on a run lapsed and another worker may hold it: stop without recording anything."""
+
+
+class SlotGuard:
+    def __init__(self, manager: RunManager) -> None:
+        self.manager = manager
+        self.taken = 0
+
+    def take(self) -> bool:
+        if self.taken or not self.manager._take_slot():
+            return False
+        self.taken = 1
+        return True
 
 
 class RunManager:
@@ -80,6 +94,8 @@ class RunManager:
         self._lost: set[str] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[bool]] = set()
+        self._reserved = 0
+        """Slots promised to runs being inserted as claimed (``take_slot``), not yet started."""
         self._stopping = False
         self._creating: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -108,11 +124,40 @@ class RunManager:
         """Accepted-but-unfinished runs allowed: the queue plus what one process runs at once."""
         return self.settings.server_queue_size + self.settings.server_concurrency
 
-    async def submitted(self, run: RunRow, replaced: queue.Replaced | None) -> None:
-        """After the run's row is committed: wake workers; for interrupt/rollback, stop what it replaces.
+    @contextlib.contextmanager
+    def slot_guard(self) -> Iterator[SlotGuard]:
+        """A worker slot reserved by ``take`` for a run inserted as already claimed, released however it ends."""
+        guard = SlotGuard(self)
+        try:
+            yield guard
+        finally:
+            self._reserved -= guard.taken
+
+    def _take_slot(self) -> bool:
+        if not self.settings.run_workers or self._stopping:
+            return False
+        if len(self._tasks) + self._reserved >= self.settings.server_concurrency:
+            return False
+        self._reserved += 1
+        return True
+
+    def lease(self, run: RunRow) -> None:
+        """Mark a run being inserted as claimed by this worker (the thread row is marked busy by the caller)."""
+        run.status, run.lease_owner = "running", self.worker_id
+        run.lease_expires_at = now() + timedelta(seconds=self.settings.run_lease_s)
+
+    def _start(self, run: RunRow) -> None:
+        self._stoppable.add(run.run_id)
+        self._tasks[run.run_id] = asyncio.create_task(self._execute(run), name=f"loom-run-{run.run_id}")
+
+    async def submitted(self, run: RunRow, replaced: queue.Replaced | None, direct: bool = False) -> None:
+        """After the run's row is committed: start it here (``direct``) or wake workers; stop what it replaces.
 
         Never raises: the client has a committed run and gets its answer whatever the bus does.
         """
+        if direct:
+            self._start(run)
+            return
         try:
             if replaced is not None:
                 for run_id in replaced.cancelled:
@@ -215,9 +260,15 @@ class RunManager:
         status = status or await self._status(run_id) or "cancelled"
         return Event(after + 1, "end", dumps({"status": status, "interrupts": [], "checkpoint": None}))
 
-    async def wait(self, run_id: str) -> None:
-        async for _ in self.events(run_id, known_status=await self._status(run_id)):
+    async def wait(self, run_id: str, known_status: str | None = None) -> str | None:
+        """Until the run has ended; its final status (``known_status``, when the caller has it, saves a query)."""
+        last: Event | None = None
+        async for last in self.events(run_id, known_status=known_status or await self._status(run_id)):  # noqa: B007
             pass
+        if last is None or last.name != "end":
+            return None
+        status: str | None = json.loads(last.data).get("status")
+        return status
 
     # workers ---------------------------------------------------------------------------------
     async def _dispatch(self) -> None:
@@ -229,13 +280,11 @@ class RunManager:
                 if time.monotonic() >= next_reap:
                     await self._reap()
                     next_reap = time.monotonic() + self.settings.run_lease_s / 2
-                free = self.settings.server_concurrency - len(self._tasks)
+                free = self.settings.server_concurrency - len(self._tasks) - self._reserved
                 if free > 0:
                     claimed = await queue.claim(self.sessions, self.worker_id, free, self.settings.run_lease_s)
                 for run in claimed:
-                    self._stoppable.add(run.run_id)
-                    task = asyncio.create_task(self._execute(run), name=f"loom-run-{run.run_id}")
-                    self._tasks[run.run_id] = task
+                    self._start(run)
             except Exception:
                 log.exception("claiming runs failed; retrying")
             if not claimed or len(self._tasks) >= self.settings.server_concurrency:

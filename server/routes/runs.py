@@ -37,43 +37,54 @@ async def start_run(
     graph_id = loom.graph_id_for(body.assistant_id)
     validate_input(loom, graph_id, body.input)
     replaced: queue.Replaced | None = None
-    async with loom.manager.creating(thread_id):
-        async with loom.sessions.begin() as session:
-            if idempotency_key and (existing := await _by_key(session, user, idempotency_key)):
-                return existing
-            ephemeral = thread_id is None
-            thread = await _thread_for_run(loom, session, user, thread_id, body, graph_id)
-            active = await queue.inflight(session, thread.thread_id)
-            if active and body.multitask_strategy == "reject":
-                raise ApiError(409, "thread_busy", "the thread has an active run (multitask_strategy=reject)")
-            if active and body.command is not None and body.command.resume is not None:
-                message = "a run is active on this thread; resume once it has ended with an interrupt"
-                raise ApiError(409, "thread_busy", message)
-            if not active:
-                await _check_resumable(loom, thread, body, graph_id)
-            await queue.admit(session, loom.manager.capacity())
-            if active and body.multitask_strategy in ("interrupt", "rollback"):
-                replaced = queue.replace_inflight(active, body.multitask_strategy)
-            kwargs = body.model_dump(exclude_none=True, exclude={"assistant_id", "multitask_strategy"})
-            kwargs["stream_mode"] = body.stream_modes()
-            kwargs["checkpoint_id"] = body.resolved_checkpoint_id()
-            kwargs["ephemeral"] = ephemeral and body.on_completion != "keep"
-            run = RunRow(
-                run_id=new_id(),
-                thread_id=thread.thread_id,
-                owner=user,
-                assistant_id=loom.assistant_id(graph_id),
-                graph_id=graph_id,
-                multitask_strategy=body.multitask_strategy,
-                kwargs=kwargs,
-                metadata_=body.metadata or {},
-                idempotency_key=f"{user}:{idempotency_key}" if idempotency_key else None,
-                status="pending",
-                attempt=1,
-                created_at=now(),
-            )
-            session.add(run)
-        await loom.manager.submitted(run, replaced)
+    # Read the thread's checkpoint before the transaction, so the database is not held during it; the
+    # verdict counts only once the transaction has shown the thread is the caller's and idle.
+    verdict = await _resumable(loom, thread_id, body, graph_id) if thread_id else None
+    direct = False
+    with loom.manager.slot_guard() as slot:
+        async with loom.manager.creating(thread_id):
+            async with loom.sessions.begin() as session:
+                if idempotency_key and (existing := await _by_key(session, user, idempotency_key)):
+                    return existing
+                ephemeral = thread_id is None
+                thread = await _thread_for_run(loom, session, user, thread_id, body, graph_id)
+                active = await queue.inflight(session, thread.thread_id)
+                if active and body.multitask_strategy == "reject":
+                    raise ApiError(409, "thread_busy", "the thread has an active run (multitask_strategy=reject)")
+                if active and body.command is not None and body.command.resume is not None:
+                    message = "a run is active on this thread; resume once it has ended with an interrupt"
+                    raise ApiError(409, "thread_busy", message)
+                if not active and verdict is not None:
+                    raise verdict
+                if not active and thread_id is None and (body.command or body.resolved_checkpoint_id()):
+                    await _check_resumable(loom, thread.thread_id, body, graph_id)
+                await queue.admit(session, loom.manager.capacity())
+                if active and body.multitask_strategy in ("interrupt", "rollback"):
+                    replaced = queue.replace_inflight(active, body.multitask_strategy)
+                kwargs = body.model_dump(exclude_none=True, exclude={"assistant_id", "multitask_strategy"})
+                kwargs["stream_mode"] = body.stream_modes()
+                kwargs["checkpoint_id"] = body.resolved_checkpoint_id()
+                kwargs["ephemeral"] = ephemeral and body.on_completion != "keep"
+                run = RunRow(
+                    run_id=new_id(),
+                    thread_id=thread.thread_id,
+                    owner=user,
+                    assistant_id=loom.assistant_id(graph_id),
+                    graph_id=graph_id,
+                    multitask_strategy=body.multitask_strategy,
+                    kwargs=kwargs,
+                    metadata_=body.metadata or {},
+                    idempotency_key=f"{user}:{idempotency_key}" if idempotency_key else None,
+                    status="pending",
+                    attempt=1,
+                    created_at=now(),
+                )
+                direct = not active and slot.take()
+                if direct:  # a free worker here and an idle thread: claimed in this transaction, no queue hop
+                    thread.status = "busy"
+                    loom.manager.lease(run)
+                session.add(run)
+            await loom.manager.submitted(run, replaced, direct)
     return run
 
 
@@ -103,9 +114,17 @@ async def _thread_for_run(
     return thread
 
 
-async def _check_resumable(loom: Services, thread: ThreadRow, body: RunCreate, graph_id: str) -> None:
+async def _resumable(loom: Services, thread_id: str, body: RunCreate, graph_id: str) -> ApiError | None:
+    try:
+        await _check_resumable(loom, thread_id, body, graph_id)
+    except ApiError as refused:
+        return refused
+    return None
+
+
+async def _check_resumable(loom: Services, thread_id: str, body: RunCreate, graph_id: str) -> None:
     """A resume needs a pending interrupt; new input must not silently drop one; checkpoints must exist."""
-    config: RunnableConfig = {"configurable": {"thread_id": thread.thread_id}}
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
     resuming = body.command is not None and body.command.resume is not None
     if checkpoint_id := body.resolved_checkpoint_id():
         at_config: RunnableConfig = {"configurable": {**config["configurable"], "checkpoint_id": checkpoint_id}}
@@ -191,13 +210,13 @@ async def wait(
     thread_id: str, body: RunCreate, loom: Loom, user: CurrentUser, idempotency_key: str | None = Header(default=None)
 ) -> Any:
     run = await start_run(loom, user, thread_id, body, idempotency_key)
-    return await outcome(loom, run.run_id)
+    return await outcome(loom, run.run_id, run.status)
 
 
 @router.post("/runs/wait")
 async def wait_stateless(body: RunCreate, loom: Loom, user: CurrentUser) -> Any:
     run = await start_run(loom, user, None, body, None)
-    return await outcome(loom, run.run_id)
+    return await outcome(loom, run.run_id, run.status)
 
 
 @router.get("/threads/{thread_id}/runs")
@@ -300,9 +319,11 @@ def event_response(loom: Services, run: RunRow, request: Request, after: int, ca
     return EventSourceResponse(sse, ping=15, headers=headers)
 
 
-async def outcome(loom: Services, run_id: str) -> Any:
+async def outcome(loom: Services, run_id: str, status: str | None = None) -> Any:
     """The final state values of a finished run, or ``{"__error__": …}`` as langgraph-api answers."""
-    await loom.manager.wait(run_id)
+    final = await loom.manager.wait(run_id, status)
+    if final not in (None, "error", "timeout") and run_id in loom.manager.results:  # this process ran it
+        return loom.manager.results[run_id]
     async with loom.sessions() as session:
         run = await session.get(RunRow, run_id)
         if run is None:
