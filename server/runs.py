@@ -95,6 +95,7 @@ class RunManager:
         self._loops: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[bool]] = set()
         self._reserved = 0
+        self._checked: set[str] = set()
         """Slots promised to runs being inserted as claimed (``take_slot``), not yet started."""
         self._stopping = False
         self._creating: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -146,7 +147,10 @@ class RunManager:
         run.status, run.lease_owner = "running", self.worker_id
         run.lease_expires_at = now() + timedelta(seconds=self.settings.run_lease_s)
 
-    def _start(self, run: RunRow) -> None:
+    def _start(self, run: RunRow, checked: bool = False) -> None:
+        """``checked``: created on an idle thread and started at once, so its creation checks still hold."""
+        if checked:
+            self._checked.add(run.run_id)
         self._stoppable.add(run.run_id)
         self._tasks[run.run_id] = asyncio.create_task(self._execute(run), name=f"loom-run-{run.run_id}")
 
@@ -156,7 +160,7 @@ class RunManager:
         Never raises: the client has a committed run and gets its answer whatever the bus does.
         """
         if direct:
-            self._start(run)
+            self._start(run, checked=True)
             return
         try:
             if replaced is not None:
@@ -357,6 +361,7 @@ class RunManager:
             await self._finish(run_id, snapshot, status, error)
         finally:
             self._stoppable.discard(run_id)
+            self._checked.discard(run_id)
             self._reasons.pop(run_id, None)
             self._lost.discard(run_id)
             self._tasks.pop(run_id, None)
@@ -374,7 +379,8 @@ class RunManager:
         kwargs = run["kwargs"]
         graph = self.graphs[run["graph_id"]]
         if run["attempt"] == 1:
-            await self._refuse_input_over_interrupt(graph, run["thread_id"], kwargs)
+            if run_id not in self._checked:  # it waited: an interrupt may have appeared meanwhile
+                await self._refuse_input_over_interrupt(graph, run["thread_id"], kwargs)
             run["start_checkpoint_id"] = await self._record_start(run_id, run["thread_id"])
         config = run_config(run_id, run, kwargs)
         payload = await self._payload(run_id, run["thread_id"], kwargs, run["attempt"])
