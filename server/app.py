@@ -18,7 +18,7 @@ from server.deps import Services
 from server.errors import install_error_handlers
 from server.middleware import BodyLimit
 from server.registry import graph_specs
-from server.routes import artifacts, assistants, runs, store, system, tasks, threads
+from server.routes import artifacts, assistants, crons, runs, store, system, tasks, threads
 from server.runs import RunManager
 
 log = logging.getLogger("loom.server")
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    modules = (system, assistants, threads, runs, store, tasks, artifacts, support_routes) if api else (system,)
+    modules = (system, assistants, threads, crons, runs, store, tasks, artifacts, support_routes) if api else (system,)
     for module in modules:
         app.include_router(module.router)
     return app

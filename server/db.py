@@ -68,6 +68,29 @@ class RunRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
 
 
+class CronRow(Base):
+    """A scheduled run: fired by whichever worker claims it when ``next_run_date`` has passed."""
+
+    __tablename__ = "loom_crons"
+
+    cron_id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    assistant_id: Mapped[str] = mapped_column(String(64))
+    graph_id: Mapped[str] = mapped_column(String(128))
+    thread_id: Mapped[str | None] = mapped_column(ForeignKey("loom_threads.thread_id", ondelete="CASCADE"), index=True)
+    schedule: Mapped[str] = mapped_column(String(128))
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The run body (kwargs, as a run stores them) and its multitask strategy."""
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    on_run_completed: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    next_run_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
+
+
 def async_url(url: str) -> str:
     """Loom's URLs are sync-style (``sqlite:///x``); the server needs the async drivers."""
     if url.startswith("sqlite:///"):

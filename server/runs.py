@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.settings import Settings
 from nodes.models import retry_budget
-from server import queue
+from server import crons, queue
 from server.bus import EventBus
 from server.db import TERMINAL, RunRow, now
 from server.errors import ApiError
@@ -277,13 +277,16 @@ class RunManager:
     # workers ---------------------------------------------------------------------------------
     async def _dispatch(self) -> None:
         """Claim runs while slots are free; sleep until woken (new run, finished run) or ``run_poll_s``."""
-        next_reap = 0.0
+        next_reap = next_cron = 0.0
         while not self._stopping:
             claimed: list[RunRow] = []
             try:
                 if time.monotonic() >= next_reap:
                     await self._reap()
                     next_reap = time.monotonic() + self.settings.run_lease_s / 2
+                if time.monotonic() >= next_cron:
+                    await crons.fire_due(self.sessions)
+                    next_cron = time.monotonic() + self.settings.run_poll_s
                 free = self.settings.server_concurrency - len(self._tasks) - self._reserved
                 if free > 0:
                     claimed = await queue.claim(self.sessions, self.worker_id, free, self.settings.run_lease_s)

@@ -61,10 +61,7 @@ async def start_run(
                 await queue.admit(session, loom.manager.capacity())
                 if active and body.multitask_strategy in ("interrupt", "rollback"):
                     replaced = queue.replace_inflight(active, body.multitask_strategy)
-                kwargs = body.model_dump(exclude_none=True, exclude={"assistant_id", "multitask_strategy"})
-                kwargs["stream_mode"] = body.stream_modes()
-                kwargs["checkpoint_id"] = body.resolved_checkpoint_id()
-                kwargs["ephemeral"] = ephemeral and body.on_completion != "keep"
+                kwargs = run_kwargs(body, ephemeral)
                 run = RunRow(
                     run_id=new_id(),
                     thread_id=thread.thread_id,
@@ -86,6 +83,15 @@ async def start_run(
                 session.add(run)
             await loom.manager.submitted(run, replaced, direct)
     return run
+
+
+def run_kwargs(body: RunCreate, ephemeral: bool, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The run body as a run row stores it (and replays it on recovery)."""
+    kwargs = body.model_dump(exclude_none=True, exclude={"assistant_id", "multitask_strategy", *exclude})
+    kwargs["stream_mode"] = body.stream_modes()
+    kwargs["checkpoint_id"] = body.resolved_checkpoint_id()
+    kwargs["ephemeral"] = ephemeral and body.on_completion != "keep"
+    return kwargs
 
 
 async def _by_key(session: Any, user: str, key: str) -> RunRow | None:

@@ -21,7 +21,7 @@ async def ok() -> dict[str, bool]:
 async def info(loom: Loom) -> dict[str, Any]:
     return {
         "version": "0.1.0",
-        "flags": {"assistants": True, "crons": False, "langsmith": False},
+        "flags": {"assistants": True, "crons": True, "langsmith": False},
         "graphs": sorted(loom.graphs),
         "concurrency": loom.settings.server_concurrency,
         "queue": {**await queue.unfinished_counts(loom.sessions), "capacity": loom.manager.capacity()},

@@ -6,6 +6,7 @@ through the other API; a worker SIGKILLed mid-run loses nothing and repeats noth
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import aclosing
@@ -153,3 +154,23 @@ async def test_thirty_runs_survive_a_worker_kill_and_streams_rejoin_through_the_
         assert step_one_count(cluster.apis[0], thread) == 3, "each run's side effect happened once"
         assert (await first.threads.get_state(thread))["values"]["log"] == DONE * 3
         assert (await second.threads.get(thread))["status"] == "idle"
+
+
+async def test_a_cron_fires_each_due_run_exactly_once_across_two_workers(cluster: Cluster) -> None:
+    first, second = cluster.client(0), cluster.client(1)
+    thread = (await first.threads.create())["thread_id"]
+    open_gate(cluster.apis[0], thread)
+    cron = await first.crons.create_for_thread(thread, "gated", schedule="* * * * * */2", input=FIXTURE_INPUT)
+    assert [c["cron_id"] for c in await second.crons.search(thread_id=thread)] == [cron["cron_id"]]
+    assert await second.crons.count(thread_id=thread) == 1
+    async with asyncio.timeout(60):  # no event announces a firing: poll the runs list
+        while len(await first.runs.list(thread, limit=100)) < 3:
+            await asyncio.sleep(0.2)
+    await second.crons.delete(cron["cron_id"])
+    assert await first.crons.count(thread_id=thread) == 0
+    fired = await first.runs.list(thread, limit=100)
+    outcomes = [await finished(second, thread, run["run_id"]) for run in fired]
+    assert {run["status"] for run in outcomes} == {"success"}
+    scheduled = [run["metadata"]["scheduled_at"] for run in fired]
+    assert len(set(scheduled)) == len(scheduled), "two workers never fire the same due time twice"
+    assert all(run["metadata"]["cron_id"] == cron["cron_id"] for run in fired)
