@@ -54,10 +54,6 @@ class ThreadInterrupted(Exception):
     """Raised before a queued run starts on a thread that now waits for a human."""
 
 
-class LeaseLost(Exception):
-    """This worker's lease on a run lapsed and another worker may hold it: stop without recording anything."""
-
-
 class SlotGuard:
     def __init__(self, manager: RunManager) -> None:
         self.manager = manager
