@@ -7,6 +7,7 @@ Loom at another data directory without reloading modules.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,7 +40,13 @@ class Settings(BaseSettings):
     )
     model_temperature: float = 0.2
     model_max_tokens: int = Field(default=512, ge=16, le=32_768)
-    local_context_tokens: int = Field(default=4096, ge=512)
+    local_context_tokens: int = Field(default=4096, ge=512, description="Context window of each embedded-model slot.")
+    local_parallel: int = Field(
+        default=4, ge=1, le=64, description="Embedded-model slots: requests generated together (continuous batching)."
+    )
+    local_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 2, ge=1, le=256, description="CPU threads of the embedded model."
+    )
 
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("LOOM_OPENAI_API_KEY", "OPENAI_API_KEY")
