@@ -146,7 +146,9 @@ class Settings(BaseSettings):
     plan_max_replans: int = Field(default=2, ge=0, le=10, description="Replans of a failed plan part per task.")
 
     graphs_config: Path | None = Field(
-        default=None, description="A langgraph.json naming the graphs to serve; default: the project's."
+        default=None,
+        description="A langgraph.json naming the graphs to serve (loom --config); default: ./langgraph.json in the "
+        "working directory if present, else Loom's own.",
     )
     api_keys: dict[str, SecretStr] = Field(
         default_factory=dict,

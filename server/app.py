@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,10 +30,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        async with open_checkpointer(settings) as checkpointer, open_store(settings) as store:
+        async with (
+            open_checkpointer(settings) as checkpointer,
+            open_store(settings) as store,
+            contextlib.AsyncExitStack() as factories,
+        ):
             engine, sessions = await open_database(settings.resolved_database_url())
             graphs: dict[str, Any] = {
-                graph_id: spec.build(checkpointer=checkpointer, store=store) for graph_id, spec in graph_specs().items()
+                graph_id: await spec.build(checkpointer, store, factories) for graph_id, spec in graph_specs().items()
             }
             manager = RunManager(settings, sessions, graphs, checkpointer)
             app.state.services = Services(settings, sessions, graphs, checkpointer, manager, store)
