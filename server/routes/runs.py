@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from server.auth import CurrentUser
+from server.context import validate_context
 from server.db import RunRow, ThreadRow, new_id
 from server.deps import Loom, Services, owned_run, owned_thread
 from server.errors import ApiError, not_found
@@ -32,6 +33,7 @@ async def start_run(
     """Validate, store and queue a run; the row is committed before the caller gets an answer."""
     graph_id = loom.graph_id_for(body.assistant_id)
     validate_input(loom, graph_id, body.input)
+    validate_context(loom.graphs[graph_id], body.context)
     loom.manager.check_capacity()
     async with loom.manager.creating(thread_id):  # check-then-queue is a compare-and-set per thread
         async with loom.sessions.begin() as session:
