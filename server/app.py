@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from loom.persistence import open_checkpointer, open_store
 from loom.settings import Settings, get_settings
@@ -17,11 +18,19 @@ from server.db import open_database
 from server.deps import Services
 from server.errors import install_error_handlers
 from server.middleware import BodyLimit
-from server.registry import graph_specs
+from server.registry import graph_specs, http_config
 from server.routes import artifacts, assistants, runs, store, system, tasks, threads
 from server.runs import RunManager
 
 log = logging.getLogger("loom.server")
+LOCAL_CORS: dict[str, Any] = {
+    "allow_origins": ["*"],
+    "allow_methods": ["*"],
+    "allow_headers": ["*"],
+    "allow_private_network": True,  # a hosted UI calling a server on localhost
+    "expose_headers": ["content-location", "location", "x-pagination-total", "x-pagination-next"],
+}
+"""As ``langgraph dev``: browser clients on any origin may call a local server; ``http.cors`` replaces it."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -53,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Loom", version="0.1.0", lifespan=lifespan, description=__doc__)
     app.state.settings = settings
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CORSMiddleware, **(http_config().get("cors") or LOCAL_CORS))
     install_error_handlers(app)
     for module in (system, assistants, threads, runs, store, tasks, artifacts, support_routes):
         app.include_router(module.router)

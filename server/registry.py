@@ -111,15 +111,29 @@ def graph_specs() -> dict[str, GraphSpec]:
     return read_config(config_path())
 
 
+def http_config() -> dict[str, Any]:
+    """The ``http`` section of the served ``langgraph.json`` (``cors``…), empty when absent."""
+    section = _raw_config(config_path()).get("http")
+    return section if isinstance(section, dict) else {}
+
+
 @lru_cache(maxsize=8)
-def read_config(path: Path) -> dict[str, GraphSpec]:
-    """The graphs of one ``langgraph.json``; its dependencies join the import path, its env the environment."""
+def _raw_config(path: Path) -> dict[str, Any]:
     try:
         config = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise ConfigError(f"no langgraph.json at {path}") from exc
     except ValueError as exc:
         raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a langgraph.json is a JSON object")
+    return config
+
+
+@lru_cache(maxsize=8)
+def read_config(path: Path) -> dict[str, GraphSpec]:
+    """The graphs of one ``langgraph.json``; its dependencies join the import path, its env the environment."""
+    config = _raw_config(path)
     graphs = config.get("graphs")
     if not isinstance(graphs, dict) or not graphs:
         raise ConfigError(f"{path}: 'graphs' must map graph ids to 'path.py:attr' or 'module:attr'")

@@ -92,6 +92,8 @@ async def _thread_for_run(
     if thread.graph_id not in (None, graph_id):
         raise ApiError(409, "graph_mismatch", f"thread {thread_id!r} belongs to graph {thread.graph_id!r}")
     thread.graph_id = graph_id
+    # as langgraph-api: UIs list a graph's threads by searching on these
+    thread.metadata_ = {**thread.metadata_, "graph_id": graph_id, "assistant_id": loom.assistant_id(graph_id)}
     return thread
 
 
@@ -274,8 +276,9 @@ def run_view(run: RunRow) -> dict[str, Any]:
 
 def event_response(loom: Services, run: RunRow, request: Request, after: int, cancel_on_disconnect: bool) -> Response:
     stream = loom.manager.streams.get(run.run_id)
-    location = f"/threads/{run.thread_id}/runs/{run.run_id}/stream"
-    headers = {"Location": location, "Content-Location": location}
+    run_path = f"/threads/{run.thread_id}/runs/{run.run_id}"
+    # the JS SDK reads the run id from Content-Location, so it names the run, not its stream
+    headers = {"Location": f"{run_path}/stream", "Content-Location": run_path}
 
     async def events() -> AsyncIterator[Any]:
         finished = False
