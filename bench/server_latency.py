@@ -210,7 +210,7 @@ async def scale_throughput(args: argparse.Namespace, workdir: Path) -> Throughpu
         env["LOOM_SERVER_QUEUE_SIZE"] = str(4 * args.clients)
         api = LoomServer(workdir / "scale", env, role="api")
         workers = [
-            LoomServer(workdir / "scale", env, role="worker", extra=["--concurrency", str(args.concurrency)])
+            LoomServer(workdir / "scale", env, ["--concurrency", str(args.concurrency)], role="worker")
             for _ in range(2)
         ]
         started: list[LoomServer] = []

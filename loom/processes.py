@@ -88,17 +88,18 @@ class LoomServer(ServerProcess):
     """
 
     def __init__(
-        self, data_dir: Path, env: dict[str, str] | None = None, role: str = "serve", extra: list[str] | None = None
+        self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None, role: str = "serve"
     ) -> None:
         name = "server" if role == "serve" else role
         super().__init__(data_dir, name, {**os.environ, "LOOM_DATA_DIR": str(data_dir), **(env or {})})
         self.data_dir = data_dir
+        self.args = args or []
+        """Further ``loom serve``/``loom worker`` arguments, e.g. ``["--config", path]``."""
         self.role = role
-        self.extra = extra or []
 
     def command(self) -> list[str]:
         verb = "worker" if self.role == "worker" else "serve"
-        command = [sys.executable, "-m", "loom", verb, "--port", str(self.port), *self.extra]
+        command = [sys.executable, "-m", "loom", verb, "--port", str(self.port), *self.args]
         return [*command, "--no-workers"] if self.role == "api" else command
 
     def start(self) -> LoomServer:

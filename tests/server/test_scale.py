@@ -75,7 +75,7 @@ def cluster(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
     def start(role: str, extra: list[str] | None = None) -> LoomServer:
         template = new_server(data_dir, **env)
-        process = LoomServer(data_dir, template.env, role=role, extra=extra).start()
+        process = LoomServer(data_dir, template.env, args=extra, role=role).start()
         processes.append(process)
         return process
 
