@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints"]
 MultitaskStrategy = Literal["reject", "interrupt", "rollback", "enqueue"]
+Permission = Literal["read", "write", "destructive"]
 
 
 class Strict(BaseModel):
@@ -27,12 +28,34 @@ class CheckpointRef(Strict):
     checkpoint_map: dict[str, Any] | None = None
 
 
+class RunConfig(BaseModel):
+    """A run's ``config``: the keys LangGraph reads are typed, so a bad value is a 422 before the run starts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    recursion_limit: StrictInt | None = Field(default=None, ge=1, le=10_000)
+    max_concurrency: StrictInt | None = Field(default=None, ge=1, le=1_000)
+    configurable: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    run_name: str | None = None
+
+
+class RunContextBody(BaseModel):
+    """A run's ``context``: ``permissions`` may only narrow what the server grants the caller."""
+
+    model_config = ConfigDict(extra="allow")
+
+    user_name: str | None = Field(default=None, max_length=200)
+    permissions: list[Permission] | None = None
+
+
 class RunCreate(Strict):
     assistant_id: str
     input: dict[str, Any] | None = None
     command: CommandBody | None = None
-    config: dict[str, Any] | None = None
-    context: dict[str, Any] | None = None
+    config: RunConfig | None = None
+    context: RunContextBody | None = None
     metadata: dict[str, Any] | None = None
     checkpoint_id: str | None = None
     checkpoint: CheckpointRef | None = None
@@ -95,9 +118,12 @@ class StateUpdate(Strict):
 
 class HistoryQuery(Strict):
     limit: int = Field(default=10, ge=1, le=1000)
-    before: str | dict[str, Any] | None = None
+    before: str | CheckpointRef | None = None
     metadata: dict[str, Any] | None = None
-    checkpoint: dict[str, Any] | None = None
+    checkpoint: CheckpointRef | None = None
+
+    def before_id(self) -> str | None:
+        return self.before if isinstance(self.before, str) or self.before is None else self.before.checkpoint_id
 
 
 class AssistantSearch(Strict):

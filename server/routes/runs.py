@@ -135,7 +135,7 @@ def validate_input(loom: Services, graph_id: str, payload: dict[str, Any] | None
         for index, message in enumerate(messages):
             try:
                 convert_to_messages([message])
-            except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
+            except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError) as exc:
                 raise ApiError(422, "invalid_input", f"input.messages.{index}: {exc}") from exc
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from langgraph.store.base import Item
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from server.auth import CurrentUser
 from server.deps import Loom
@@ -38,13 +38,29 @@ class DeleteItem(Strict):
     key: str = Field(min_length=1, max_length=1000)
 
 
+FILTER_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"})
+
+
 class SearchItems(Strict):
     namespace_prefix: list[Label] = Field(default_factory=list, max_length=20)
-    filter: dict[str, Any] | None = None
+    filter: dict[str, Any] | None = Field(
+        default=None, description="Field → value, or field → {operator: value} with $eq $ne $gt $gte $lt $lte."
+    )
     limit: int = Field(default=10, ge=1, le=1000)
     offset: int = Field(default=0, ge=0)
     query: str | None = None
     refresh_ttl: bool | None = None
+
+    @field_validator("filter")
+    @classmethod
+    def known_operators(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The stores raise on an unknown operator mid-query; name it here instead."""
+        for field, condition in (value or {}).items():
+            if isinstance(condition, dict) and any(key.startswith("$") for key in condition):
+                unknown = sorted(set(condition) - FILTER_OPERATORS)
+                if unknown:
+                    raise ValueError(f"{field}: unknown operator {unknown[0]!r}; use one of {sorted(FILTER_OPERATORS)}")
+        return value
 
 
 class ListNamespaces(Strict):
@@ -98,13 +114,16 @@ async def delete_item(body: DeleteItem, loom: Loom, user: CurrentUser) -> Respon
 async def search_items(body: SearchItems, loom: Loom, user: CurrentUser) -> dict[str, Any]:
     if body.query:  # the store would ignore it and return everything: refuse rather than mislead
         raise ApiError(422, "semantic_search_unavailable", "query: no embedding index is configured; use filter")
-    items = await loom.store.asearch(
-        owned(user, body.namespace_prefix),
-        filter=body.filter,
-        limit=body.limit,
-        offset=body.offset,
-        refresh_ttl=body.refresh_ttl,
-    )
+    try:
+        items = await loom.store.asearch(
+            owned(user, body.namespace_prefix),
+            filter=body.filter,
+            limit=body.limit,
+            offset=body.offset,
+            refresh_ttl=body.refresh_ttl,
+        )
+    except ValueError as exc:  # e.g. a filter key the store cannot address
+        raise ApiError(422, "invalid_filter", f"filter: {exc}") from exc
     return {"items": [item_view(item) for item in items]}
 
 
