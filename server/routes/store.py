@@ -6,21 +6,27 @@ and sees their namespaces without that prefix, exactly as they wrote them.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from langgraph.store.base import Item
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import BeforeValidator, Field, StrictBool, StringConstraints, field_validator
 
 from server.auth import CurrentUser
 from server.deps import Loom
 from server.errors import ApiError, not_found
-from server.schemas import Strict
+from server.schemas import JsonInt, Strict, json_integer
 
 router = APIRouter(prefix="/store", tags=["store"])
 
-Label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^.]+$")]
-"""One namespace label; periods separate labels in ``GET /store/items?namespace=a.b``, so none inside."""
+Label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^.\x00]+$")]
+"""One namespace label; periods separate labels in ``GET /store/items?namespace=a.b``, so none inside (nor NUL,
+which the stores refuse)."""
+FILTER_KEY = r"^[A-Za-z0-9_.-]+$"
+"""What LangGraph's SQL stores accept as a filter key (they build JSON paths from it)."""
+NAMESPACE_QUERY = r"^[^\x00]*[^.\x00][^\x00]*$"
+"""At least one label, and no NUL."""
 
 
 class PutItem(Strict):
@@ -44,18 +50,26 @@ FILTER_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"})
 class SearchItems(Strict):
     namespace_prefix: list[Label] = Field(default_factory=list, max_length=20)
     filter: dict[str, Any] | None = Field(
-        default=None, description="Field → value, or field → {operator: value} with $eq $ne $gt $gte $lt $lte."
+        default=None,
+        description="Field → value, or field → {operator: value} with $eq $ne $gt $gte $lt $lte.",
+        json_schema_extra={"propertyNames": {"pattern": FILTER_KEY}},
     )
-    limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
-    query: str | None = None
-    refresh_ttl: bool | None = None
+    limit: JsonInt = Field(default=10, ge=1, le=1000)
+    offset: JsonInt = Field(default=0, ge=0)
+    query: str | None = Field(
+        default=None,
+        json_schema_extra={"maxLength": 0},
+        description="Semantic search needs an embedding index, which is not configured: empty or null only.",
+    )
+    refresh_ttl: StrictBool | None = None
 
     @field_validator("filter")
     @classmethod
     def known_operators(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         """The stores raise on an unknown operator mid-query; name it here instead."""
         for field, condition in (value or {}).items():
+            if not re.match(FILTER_KEY, field):
+                raise ValueError(f"{field!r}: a filter key has only letters, digits, '_', '.' and '-'")
             if isinstance(condition, dict) and any(key.startswith("$") for key in condition):
                 unknown = sorted(set(condition) - FILTER_OPERATORS)
                 if unknown:
@@ -66,9 +80,9 @@ class SearchItems(Strict):
 class ListNamespaces(Strict):
     prefix: list[Label] | None = None
     suffix: list[Label] | None = None
-    max_depth: int | None = Field(default=None, ge=1, le=20)
-    limit: int = Field(default=100, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    max_depth: Annotated[int, Field(ge=1, le=20), BeforeValidator(json_integer)] | None = None
+    limit: JsonInt = Field(default=100, ge=1, le=1000)
+    offset: JsonInt = Field(default=0, ge=0)
 
 
 def owned(user: str, namespace: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -93,11 +107,11 @@ async def get_item(
     loom: Loom,
     user: CurrentUser,
     key: Annotated[str, Query(min_length=1)],
-    namespace: Annotated[str, Query(description="Labels joined by periods, e.g. memories.profile")] = "",
+    namespace: Annotated[
+        str, Query(pattern=NAMESPACE_QUERY, description="Labels joined by periods, e.g. memories.profile")
+    ],
 ) -> dict[str, Any]:
-    labels = [label for label in namespace.split(".") if label]
-    if not labels:
-        raise ApiError(422, "invalid_namespace", "namespace: give at least one label, e.g. ?namespace=memories")
+    labels = [label for label in namespace.split(".") if label]  # the pattern guarantees at least one
     item = await loom.store.aget(owned(user, labels), key)
     if item is None:
         raise not_found("item", f"{namespace}/{key}")

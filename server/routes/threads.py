@@ -115,7 +115,10 @@ async def history(thread_id: str, body: HistoryQuery, loom: Loom, user: CurrentU
     before_config = _config(thread_id, before_id) if before_id else None
     graph = _graph_of(loom, thread)
     states = graph.aget_state_history(_config(thread_id), filter=body.metadata, before=before_config, limit=body.limit)
-    return [snapshot_view(s) async for s in states]
+    try:
+        return [snapshot_view(s) async for s in states]
+    except ValueError as exc:  # the checkpointer refuses a metadata filter key it cannot query
+        raise ApiError(422, "invalid_filter", f"metadata: {exc}") from exc
 
 
 @router.get("/{thread_id}/history")
