@@ -1,5 +1,6 @@
-"""ASGI middleware at the edge: body size (413), body read time (408), strict JSON (no NaN, Infinity or float overflow),
-and JSON sent as text/plain (LangGraph Studio does that). It runs before any route parses a body."""
+"""ASGI middleware at the edge: body size (413), body read time (408), strict JSON (no NaN or Infinity,
+no float overflow, integers within 64 bits), and JSON sent as text/plain (LangGraph Studio does that).
+It runs before any route parses a body."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import math
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+INT64 = 2**63
+"""JSON integers must fit in signed 64 bits: the stores (orjson), the checkpointer (msgpack) and SQL refuse more."""
 
 
 class NonStandardJson(ValueError):
@@ -68,12 +72,12 @@ class BodyLimit:
 
 
 def check_strict_json(body: bytes) -> None:
-    """Raises :class:`NonStandardJson` for NaN/Infinity and for numbers that overflow a float.
+    """Raises :class:`NonStandardJson` for NaN/Infinity, floats that overflow, and integers beyond 64 bits.
 
     Malformed JSON passes through: the route answers it with its own 400 naming the problem.
     """
     try:
-        json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+        json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_int64)
     except NonStandardJson:
         raise
     except ValueError:  # not JSON at all (or not UTF-8): the route's parser reports it
@@ -89,6 +93,12 @@ def _finite_float(token: str) -> float:
     if not math.isfinite(value):
         raise NonStandardJson(422, "invalid_number", f"number {token[:40]} is out of range")
     return value
+
+
+def _int64(token: str) -> int:
+    if len(token) > 20 or not -INT64 <= int(token) < INT64:
+        raise NonStandardJson(422, "invalid_number", f"integer {token[:40]} does not fit in 64 bits")
+    return int(token)
 
 
 async def _error(send: Send, status: int, code: str, message: str, close: bool = False) -> None:

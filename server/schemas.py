@@ -9,6 +9,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints"]
 MultitaskStrategy = Literal["reject", "interrupt", "rollback", "enqueue"]
 Permission = Literal["read", "write", "destructive"]
+MAX_OFFSET = 1_000_000_000
+"""Offsets past this are refused: SQL engines overflow on larger integers."""
 
 
 def json_integer(value: Any) -> Any:
@@ -117,7 +119,7 @@ class ThreadSearch(Strict):
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     ids: list[str] | None = None
     limit: JsonInt = Field(default=10, ge=1, le=1000)
-    offset: JsonInt = Field(default=0, ge=0)
+    offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)
     sort_by: Literal["thread_id", "status", "created_at", "updated_at"] = "created_at"
     sort_order: Literal["asc", "desc"] = "desc"
     select: list[str] | None = None
@@ -146,7 +148,7 @@ class AssistantSearch(Strict):
     graph_id: str | None = None
     name: str | None = None
     limit: JsonInt = Field(default=10, ge=1, le=1000)
-    offset: JsonInt = Field(default=0, ge=0)
+    offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)
     sort_by: str | None = None
     sort_order: Literal["asc", "desc"] | None = None
     select: list[str] | None = None

@@ -16,7 +16,7 @@ from pydantic import BeforeValidator, Field, StrictBool, StringConstraints, fiel
 from server.auth import CurrentUser
 from server.deps import Loom
 from server.errors import ApiError, not_found
-from server.schemas import JsonInt, Strict, json_integer
+from server.schemas import MAX_OFFSET, JsonInt, Strict, json_integer
 
 router = APIRouter(prefix="/store", tags=["store"])
 
@@ -55,7 +55,7 @@ class SearchItems(Strict):
         json_schema_extra={"propertyNames": {"pattern": FILTER_KEY}},
     )
     limit: JsonInt = Field(default=10, ge=1, le=1000)
-    offset: JsonInt = Field(default=0, ge=0)
+    offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)
     query: str | None = Field(
         default=None,
         json_schema_extra={"maxLength": 0},
@@ -82,7 +82,7 @@ class ListNamespaces(Strict):
     suffix: list[Label] | None = None
     max_depth: Annotated[int, Field(ge=1, le=20), BeforeValidator(json_integer)] | None = None
     limit: JsonInt = Field(default=100, ge=1, le=1000)
-    offset: JsonInt = Field(default=0, ge=0)
+    offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 def owned(user: str, namespace: list[str] | tuple[str, ...]) -> tuple[str, ...]:

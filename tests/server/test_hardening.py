@@ -99,6 +99,7 @@ async def test_history_before_a_checkpoint_still_works(http: httpx.AsyncClient) 
         ('{"metadata": {"a": [-Infinity]}}', 400, "malformed_json"),
         ('{"metadata": {"a": 1e999}}', 422, "invalid_number"),
         ('{"metadata": {"a": -1e400}}', 422, "invalid_number"),
+        ('{"metadata": {"a": 99999999999999999999}}', 422, "invalid_number"),
     ],
 )
 async def test_json_is_strict(http: httpx.AsyncClient, raw: str, status: int, code: str) -> None:
