@@ -8,18 +8,25 @@ FastAPI documents only ``200`` and its own ``422`` shape; Loom answers errors as
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
+from pydantic.json_schema import models_json_schema
+
+from server.responses import DOCUMENTED, MANY
 
 ERROR_REF = "#/components/schemas/ErrorBody"
 EDGE = {400: "Malformed or non-standard JSON", 401: "Missing or wrong API key", 408: "Body not received in time",
         413: "Body too large", 422: "A field is invalid (named in detail)"}  # fmt: skip
-STREAM_TYPES = {
-    "text/event-stream": {"schema": {"type": "string"}},
-    "application/x-ndjson": {"schema": {"type": "string"}},
+NDJSON = "application/x-ndjson"
+SSE_EVENT = {
+    "type": "object",
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"}},
+    "required": ["event", "data"],
+    "description": "One event; data is JSON text. The last event is `end` with {status, interrupts, checkpoint}.",
 }
+STREAM_TYPES = {"text/event-stream": {"schema": SSE_EVENT}, NDJSON: {"schema": {"type": "string"}}}
 UNGUARDED = {"/ok", "/info"}
 
 
@@ -53,10 +60,15 @@ def statuses(path: str, method: str) -> dict[int, str]:
 
 
 def describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
-    """Adds ``ErrorBody`` and the error statuses to every operation; streams get their media types."""
+    """Adds ``ErrorBody`` and the error statuses to every operation, the main answers' shapes
+    (``server/responses.py``), and the media types of streams."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (FieldError, ErrorBody):
-        components[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    models: list[type[BaseModel]] = [ErrorBody, *(model for model, _ in DOCUMENTED.values())]
+    modes: list[tuple[type[BaseModel], Literal["serialization"]]] = [
+        (m, "serialization") for m in dict.fromkeys(models)
+    ]
+    _, definitions = models_json_schema(modes, ref_template="#/components/schemas/{model}")
+    components.update(definitions.get("$defs", {}))
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
     for path, operations in schema.get("paths", {}).items():
@@ -66,10 +78,25 @@ def describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
             for status, description in statuses(path, method).items():
                 content = {"application/json": {"schema": {"$ref": ERROR_REF}}}
                 responses[str(status)] = {"description": description, "content": content}
-            if path.endswith("/stream") or path == "/tasks/{task_id}/execute":
-                responses["200"] = {"description": "Server-sent events, or NDJSON with Accept: application/x-ndjson",
-                                    "content": STREAM_TYPES}  # fmt: skip
+            _describe_success(path, method, responses)
     return schema
+
+
+def _describe_success(path: str, method: str, responses: dict[str, Any]) -> None:
+    if path.endswith("/stream"):
+        responses["200"] = {"description": "Server-sent events, or NDJSON with Accept: application/x-ndjson",
+                            "content": STREAM_TYPES}  # fmt: skip
+    elif path == "/tasks/{task_id}/execute":
+        responses["200"] = {"description": "NDJSON events", "content": {NDJSON: STREAM_TYPES[NDJSON]}}
+    elif path.endswith("/cancel"):
+        responses.pop("200", None)
+        responses["202"] = {"description": "Cancellation requested"}
+        responses["204"] = {"description": "Cancelled (wait=true)"}
+    elif (method, path) in DOCUMENTED:
+        model, count = DOCUMENTED[(method, path)]
+        ref: dict[str, Any] = {"$ref": f"#/components/schemas/{model.__name__}"}
+        body = {"type": "array", "items": ref} if count == MANY else ref
+        responses["200"] = {"description": "Success", "content": {"application/json": {"schema": body}}}
 
 
 def install_openapi(app: FastAPI) -> None:

@@ -78,3 +78,41 @@ def test_the_server_still_answers_after_fuzzing(fuzzed_server: LoomServer) -> No
     assert httpx.get(f"{fuzzed_server.url}/openapi.json", timeout=10).json() == openapi_document()
     log = Path(fuzzed_server.log).read_text(errors="replace")
     assert "Traceback" not in log.split("Application startup complete", 1)[-1], "no route raised"
+
+
+def test_answers_on_a_real_thread_match_the_document(fuzzed_server: LoomServer) -> None:
+    """Random ids mostly meet 404s; this walks one thread with a finished run through the documented routes."""
+    message = {"messages": [{"role": "user", "content": "Create a chart from this data: Q1 120, Q2 150"}]}
+    with httpx.Client(base_url=fuzzed_server.url, timeout=60) as http:
+
+        def checked(method: str, template: str, path: str, **kwargs: Any) -> Any:
+            response = http.request(method, path, **kwargs)
+            assert response.status_code < 300, response.text
+            schema[template][method].validate_response(response)
+            return response.json() if response.headers.get("content-type") == "application/json" else None
+
+        tid = checked("POST", "/threads", "/threads", json={"metadata": {"walk": True}})["thread_id"]
+        run = checked(
+            "POST",
+            "/threads/{thread_id}/runs",
+            f"/threads/{tid}/runs",
+            json={"assistant_id": "assistant", "input": message},
+        )
+        checked("GET", "/threads/{thread_id}/runs/{run_id}/join", f"/threads/{tid}/runs/{run['run_id']}/join")
+        checked("GET", "/threads/{thread_id}/runs/{run_id}", f"/threads/{tid}/runs/{run['run_id']}")
+        checked("GET", "/threads/{thread_id}/runs", f"/threads/{tid}/runs")
+        checked("GET", "/threads/{thread_id}", f"/threads/{tid}")
+        state = checked("GET", "/threads/{thread_id}/state", f"/threads/{tid}/state")
+        checkpoint_id = state["checkpoint"]["checkpoint_id"]
+        checked("GET", "/threads/{thread_id}/state/{checkpoint_id}", f"/threads/{tid}/state/{checkpoint_id}")
+        checked("POST", "/threads/{thread_id}/history", f"/threads/{tid}/history", json={"limit": 3})
+        checked("POST", "/threads/{thread_id}/state", f"/threads/{tid}/state", json={"values": {"messages": []}})
+        checked("POST", "/threads/search", "/threads/search", json={"metadata": {"walk": True}})
+        name = state["values"]["artifacts"][0]["url"].rsplit("/", 1)[1]
+        checked("GET", "/threads/{thread_id}/artifacts/{name}", f"/threads/{tid}/artifacts/{name}")
+        checked("POST", "/assistants/search", "/assistants/search", json={})
+        checked("PUT", "/store/items", "/store/items", json={"namespace": ["walk"], "key": "k", "value": {"n": 1}})
+        checked("GET", "/store/items", "/store/items", params={"namespace": "walk", "key": "k"})
+        checked("POST", "/store/items/search", "/store/items/search", json={"namespace_prefix": ["walk"]})
+        checked("POST", "/store/namespaces", "/store/namespaces", json={})
+        checked("POST", "/runs/stream", "/runs/stream", json={"assistant_id": "assistant", "input": message})

@@ -76,7 +76,7 @@ async def test_an_unknown_store_filter_operator_is_422_naming_it(http: httpx.Asy
     answer = await http.post("/store/items/search", json={"filter": {"a": {"$bogus": 1}}})
     assert "$bogus" in assert_error(answer, 422, "invalid_request")["detail"]
     answer = await http.post("/store/items/search", json={"filter": {"a'; drop": 1}})
-    assert_error(answer, 422, "invalid_filter")
+    assert "filter key" in assert_error(answer, 422, "invalid_request")["detail"]
     fine = await http.post("/store/items/search", json={"filter": {"a": {"$gte": 1}}})
     assert fine.status_code == 200 and fine.json() == {"items": []}
 
