@@ -47,6 +47,7 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
         async with AsyncSqliteSaver.from_conn_string(sqlite_file(url)) as saver:
+            await saver.setup()  # its tables exist before any call (adelete_thread does not create them)
             yield saver
     else:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
