@@ -47,7 +47,7 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
         async with AsyncSqliteSaver.from_conn_string(sqlite_file(url)) as saver:
-            await saver.setup()  # WAL
+            await saver.setup()  # WAL; its tables exist before any call (adelete_thread does not create them)
             await saver.conn.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
             yield saver
     else:

@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_LOCAL_MODEL = "local:smollm2"
+Grant = Literal["read", "write", "destructive"]
 
 
 class Settings(BaseSettings):
@@ -160,6 +161,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='User id → API key, e.g. LOOM_API_KEYS=\'{"alice": "sk-…"}\'; empty: one local user.',
     )
+    user_permissions: dict[str, list[Grant]] = Field(
+        default_factory=dict,
+        description='User id → tool permissions the server grants, e.g. LOOM_USER_PERMISSIONS=\'{"alice": ["read", '
+        '"write"]}\'; a user not listed gets ["read"]. A run\'s context.permissions can only narrow this.',
+    )
     server_concurrency: int = Field(default=4, ge=1, le=256, description="Runs executing at once.")
     server_queue_size: int = Field(default=64, ge=1, le=100_000, description="Accepted runs waiting; then 429.")
     run_retry_budget: int = Field(
@@ -167,6 +173,9 @@ class Settings(BaseSettings):
     )
     run_timeout_s: float = Field(default=600.0, gt=0, le=86_400, description="Wall-clock limit of one run.")
     max_body_bytes: int = Field(default=1_000_000, ge=1_024, description="Larger request bodies get 413.")
+    body_read_timeout_s: float = Field(
+        default=10.0, gt=0, le=600, description="Time to receive a whole request body; a slower one gets 408."
+    )
     stream_buffer_events: int = Field(
         default=20_000, ge=100, description="Events kept per run so a client can rejoin with Last-Event-ID."
     )
@@ -208,6 +217,10 @@ class Settings(BaseSettings):
         if self.quote_tool_results is not None:
             return self.quote_tool_results
         return self.model_for(role).startswith("local:")
+
+    def granted(self, user_id: str) -> tuple[Grant, ...]:
+        """What the server lets ``user_id``'s runs do; never taken from a request."""
+        return tuple(self.user_permissions.get(user_id, ["read"]))
 
     def resolved_checkpoint_url(self) -> str:
         return self.checkpoint_url or f"sqlite:///{self.data_dir / 'checkpoints.sqlite'}"

@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
 
     app = FastAPI(title="Loom", version="0.1.0", lifespan=lifespan, description=__doc__)
     app.state.settings = settings
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, read_timeout_s=settings.body_read_timeout_s)
     app.add_middleware(CORSMiddleware, **(http_config().get("cors") or LOCAL_CORS))
     install_error_handlers(app)
     modules = (system, assistants, threads, crons, runs, store, tasks, artifacts, support_routes) if api else (system,)

@@ -1,9 +1,10 @@
-"""``runtime.context`` for graphs that bring their own context schema.
+"""A run's ``context``, validated against the schema of the graph it is for.
 
-Loom's graphs take ``RunContext``, whose user comes from authentication (``server.runs.run_context``).
+Loom's graphs take ``RunContext``, whose user and grants come from the server (``server.runs.run_context``);
+the request's context is checked as ``RunContextBody`` (a name, permissions that may only narrow).
 Any other graph (a project served from its own ``langgraph.json``) gets the request's ``context``
-validated against its ``context_schema``: a mismatch is a 422 naming the field when the run is created,
-never a run that fails inside a node.
+validated against its own ``context_schema``. A mismatch is a 422 naming the field when the run is
+created, never a run that fails inside a node.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from server.errors import ApiError
+from server.schemas import RunContextBody
 from state.common import RunContext
 
 
@@ -23,10 +25,15 @@ def own_context_schema(graph: Any) -> Any:
 
 
 def validate_context(graph: Any, requested: dict[str, Any] | None) -> Any:
-    """The request's context as the graph's own schema; 422 naming the field when it does not fit."""
+    """The request's context as the graph's own schema (None for Loom's graphs); 422 naming the field."""
     schema = own_context_schema(graph)
     if schema is None:
+        _checked(RunContextBody, requested)
         return None
+    return _checked(schema, requested)
+
+
+def _checked(schema: Any, requested: dict[str, Any] | None) -> Any:
     try:
         return TypeAdapter(schema).validate_python(requested or {})
     except ValidationError as exc:

@@ -1,17 +1,33 @@
-"""ASGI middleware: body-size limit (413) and JSON sent as text/plain (LangGraph Studio does that)."""
+"""ASGI middleware at the edge: body size (413), body read time (408), strict JSON (no NaN or Infinity,
+no float overflow, integers within 64 bits), and JSON sent as text/plain (LangGraph Studio does that).
+It runs before any route parses a body."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+INT64 = 2**63
+"""JSON integers must fit in signed 64 bits: the stores (orjson), the checkpointer (msgpack) and SQL refuse more."""
+
+
+class NonStandardJson(ValueError):
+    """A token Python's json module accepts but JSON (RFC 8259) or Loom's storage does not."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
 
 class BodyLimit:
-    """Refuses bodies over ``max_bytes`` by header or by counting, before any route parses them."""
+    """Reads each request body whole, bounded in size and time, and checks JSON bodies are strict JSON."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float = 10.0) -> None:
+        self.app, self.max_bytes, self.read_timeout_s = app, max_bytes, read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -19,16 +35,26 @@ class BodyLimit:
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._too_large(send)
-        if headers.get(b"content-type", b"").startswith(b"text/plain"):
+            return await _error(send, 413, "body_too_large", f"request body exceeds {self.max_bytes} bytes")
+        content_type = headers.get(b"content-type", b"")
+        if content_type.startswith(b"text/plain"):
             scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"content-type"]}
             scope["headers"].append((b"content-type", b"application/json"))
-        if declared is None:  # chunked: the server does not bound it, so count here (a route would answer 400)
-            body = await self._read_limited(receive)
-            if body is None:
-                return await self._too_large(send)
-            receive = _replay(body, receive)
-        await self.app(scope, receive, send)
+            content_type = b"application/json"
+        try:
+            async with asyncio.timeout(self.read_timeout_s):  # a half-sent body must not hold a connection
+                body = await self._read_limited(receive)
+        except TimeoutError:
+            message = f"request body not received within {self.read_timeout_s:g} s"
+            return await _error(send, 408, "body_timeout", message, close=True)
+        if body is None:
+            return await _error(send, 413, "body_too_large", f"request body exceeds {self.max_bytes} bytes")
+        if body and b"json" in content_type:
+            try:
+                check_strict_json(body)
+            except NonStandardJson as exc:
+                return await _error(send, exc.status, exc.code, str(exc))
+        await self.app(scope, _replay(body, receive), send)
 
     async def _read_limited(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []
@@ -44,10 +70,41 @@ class BodyLimit:
             more = message.get("more_body", False)
         return b"".join(chunks)
 
-    async def _too_large(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body exceeds {self.max_bytes} bytes", "code": "body_too_large"}).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": body})
+
+def check_strict_json(body: bytes) -> None:
+    """Raises :class:`NonStandardJson` for NaN/Infinity, floats that overflow, and integers beyond 64 bits.
+
+    Malformed JSON passes through: the route answers it with its own 400 naming the problem.
+    """
+    try:
+        json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_int64)
+    except NonStandardJson:
+        raise
+    except ValueError:  # not JSON at all (or not UTF-8): the route's parser reports it
+        return
+
+
+def _refuse_constant(token: str) -> Any:
+    raise NonStandardJson(400, "malformed_json", f"request body is not valid JSON: {token} is not a JSON value")
+
+
+def _finite_float(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):
+        raise NonStandardJson(422, "invalid_number", f"number {token[:40]} is out of range")
+    return value
+
+
+def _int64(token: str) -> int:
+    if len(token) > 20 or not -INT64 <= int(token) < INT64:
+        raise NonStandardJson(422, "invalid_number", f"integer {token[:40]} does not fit in 64 bits")
+    return int(token)
+
+
+async def _error(send: Send, status: int, code: str, message: str, close: bool = False) -> None:
+    headers = [(b"content-type", b"application/json")] + ([(b"connection", b"close")] if close else [])
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": json.dumps({"detail": message, "code": code}).encode()})
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

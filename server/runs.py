@@ -41,7 +41,7 @@ from server.context import validate_context
 from server.db import TERMINAL, RunRow, now
 from server.errors import ApiError
 from server.streams import Event, dumps
-from state.common import RunContext
+from state.common import Permission, RunContext
 
 log = logging.getLogger("loom.server")
 
@@ -390,7 +390,8 @@ class RunManager:
         async for ns, mode, chunk in graph.astream(  # type: ignore[call-overload]
             payload,
             config,
-            context=validate_context(graph, kwargs.get("context")) or run_context(run["owner"], kwargs.get("context")),
+            context=validate_context(graph, kwargs.get("context"))
+            or run_context(run["owner"], kwargs.get("context"), self.settings.granted(run["owner"])),
             stream_mode=modes,
             output_keys=graph.output_channels,  # as langgraph-api: values/updates show the output schema only
             subgraphs=True,
@@ -506,10 +507,11 @@ def run_config(run_id: str, run: dict[str, Any], kwargs: dict[str, Any]) -> dict
     return {**config, "configurable": configurable, "metadata": metadata, "run_id": run_id}
 
 
-def run_context(owner: str, requested: dict[str, Any] | None) -> RunContext:
-    """The caller may choose name and permissions; the user id always comes from authentication."""
+def run_context(owner: str, requested: dict[str, Any] | None, granted: tuple[Permission, ...]) -> RunContext:
+    """User id and grants come from the server (API key, settings); the request may only narrow the grants."""
     requested = dict(requested or {})
-    permissions = tuple(requested.get("permissions") or ("read",))
+    asked = requested.get("permissions")
+    permissions = granted if asked is None else tuple(p for p in granted if p in asked)
     return RunContext(user_id=owner, user_name=str(requested.get("user_name") or owner), permissions=permissions)
 
 

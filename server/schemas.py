@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
 StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints"]
 MultitaskStrategy = Literal["reject", "interrupt", "rollback", "enqueue"]
+Permission = Literal["read", "write", "destructive"]
+MAX_OFFSET = 1_000_000_000
+"""Offsets past this are refused: SQL engines overflow on larger integers."""
+
+
+def json_integer(value: Any) -> Any:
+    """As JSON Schema's ``integer``: 5 and 5.0, not true or "5" (pydantic's lax mode would take both)."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be an integer")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(json_integer)]
+
+
+# bounds before the validator, so the OpenAPI document shows them
+RecursionLimit = Annotated[int, Field(ge=1, le=10_000), BeforeValidator(json_integer)]
+MaxConcurrency = Annotated[int, Field(ge=1, le=1_000), BeforeValidator(json_integer)]
 
 
 class Strict(BaseModel):
@@ -27,18 +45,42 @@ class CheckpointRef(Strict):
     checkpoint_map: dict[str, Any] | None = None
 
 
+class RunConfig(BaseModel):
+    """A run's ``config``: the keys LangGraph reads are typed, so a bad value is a 422 before the run starts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    recursion_limit: RecursionLimit | None = None
+    max_concurrency: MaxConcurrency | None = None
+    configurable: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    run_name: str | None = None
+
+
+class RunContextBody(BaseModel):
+    """The ``context`` of a run of Loom's own graphs: ``permissions`` may only narrow what the server grants.
+
+    Graphs with their own context schema validate ``context`` against it instead (``server.context``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    user_name: str | None = Field(default=None, max_length=200)
+    permissions: list[Permission] | None = None
+
+
 class RunCreate(Strict):
     assistant_id: str
     input: dict[str, Any] | None = None
     command: CommandBody | None = None
-    config: dict[str, Any] | None = None
+    config: RunConfig | None = None
     context: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     checkpoint_id: str | None = None
     checkpoint: CheckpointRef | None = None
     stream_mode: StreamMode | list[StreamMode] = "values"
-    stream_subgraphs: bool = False
-    stream_resumable: bool = Field(default=False, description="Accepted; every Loom stream is resumable.")
+    stream_subgraphs: StrictBool = False
+    stream_resumable: StrictBool = Field(default=False, description="Accepted; every Loom stream is resumable.")
     interrupt_before: Literal["*"] | list[str] | None = None
     interrupt_after: Literal["*"] | list[str] | None = None
     multitask_strategy: MultitaskStrategy = "enqueue"
@@ -46,7 +88,7 @@ class RunCreate(Strict):
     on_disconnect: Literal["cancel", "continue"] = "continue"
     on_completion: Literal["delete", "keep"] | None = None
     durability: Literal["sync", "async", "exit"] | None = None
-    checkpoint_during: bool | None = None
+    checkpoint_during: StrictBool | None = None
 
     @model_validator(mode="after")
     def input_or_command(self) -> RunCreate:
@@ -78,8 +120,8 @@ class ThreadSearch(Strict):
     values: dict[str, Any] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     ids: list[str] | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    limit: JsonInt = Field(default=10, ge=1, le=1000)
+    offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)
     sort_by: Literal["thread_id", "status", "created_at", "updated_at"] = "created_at"
     sort_order: Literal["asc", "desc"] = "desc"
     select: list[str] | None = None
@@ -94,18 +136,21 @@ class StateUpdate(Strict):
 
 
 class HistoryQuery(Strict):
-    limit: int = Field(default=10, ge=1, le=1000)
-    before: str | dict[str, Any] | None = None
+    limit: JsonInt = Field(default=10, ge=1, le=1000)
+    before: str | CheckpointRef | None = None
     metadata: dict[str, Any] | None = None
-    checkpoint: dict[str, Any] | None = None
+    checkpoint: CheckpointRef | None = None
+
+    def before_id(self) -> str | None:
+        return self.before if isinstance(self.before, str) or self.before is None else self.before.checkpoint_id
 
 
 class AssistantSearch(Strict):
     metadata: dict[str, Any] | None = None
     graph_id: str | None = None
     name: str | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    limit: JsonInt = Field(default=10, ge=1, le=1000)
+    offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)
     sort_by: str | None = None
     sort_order: Literal["asc", "desc"] | None = None
     select: list[str] | None = None

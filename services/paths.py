@@ -6,7 +6,10 @@ argument like ``../../etc/passwd`` or a symlink can reach another user's files.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import shutil
 from pathlib import Path
 
 from langchain_core.runnables import RunnableConfig
@@ -24,6 +27,8 @@ def safe_id(value: str) -> str:
 
 def inside(root: Path, name: str) -> Path:
     """``root/name`` if it stays within ``root`` after resolving links; else ``PermissionError``."""
+    if "\0" in name:  # the OS cannot name it; refusing here keeps it a PermissionError, not a ValueError
+        raise PermissionError("a path may not contain NUL")
     root = root.resolve()
     candidate = (root / name).resolve()
     if not candidate.is_relative_to(root):
@@ -47,13 +52,42 @@ def user_workspace_file(user_id: str, name: str) -> Path:
     raise FileNotFoundError(f"no file {name!r} in your workspace" if not matches else f"{name!r} is ambiguous")
 
 
+def _thread_id(config: RunnableConfig | None) -> str:
+    return str(((config or {}).get("configurable") or {}).get("thread_id") or "unthreaded")
+
+
 def artifact_url(config: RunnableConfig | None, path: Path) -> str:
-    thread_id = str(((config or {}).get("configurable") or {}).get("thread_id") or "unthreaded")
-    return f"/threads/{thread_id}/artifacts/{path.name}"
+    return f"/threads/{_thread_id(config)}/artifacts/{path.name}"
 
 
-def thread_artifacts_dir(settings: Settings, config: RunnableConfig | None) -> Path:
-    thread_id = str(((config or {}).get("configurable") or {}).get("thread_id") or "unthreaded")
-    path = settings.artifacts_dir / safe_id(thread_id)
+def artifacts_folder(settings: Settings, user_id: str, thread_id: str) -> Path:
+    """One folder per (owner, thread), named by a hash of both: no two ids share one, whatever characters
+    they use (``proj:1`` and ``proj_1`` did under a cleaned-up name), and a thread id re-created by
+    another user after a delete does not reach the first owner's files."""
+    digest = hashlib.sha256(json.dumps([user_id, thread_id]).encode()).hexdigest()[:32]
+    return settings.artifacts_dir / digest
+
+
+def thread_artifacts_dir(settings: Settings, config: RunnableConfig | None, user_id: str) -> Path:
+    """Where a tool run on behalf of ``user_id`` writes this thread's artifacts (created if needed)."""
+    path = artifacts_folder(settings, user_id, _thread_id(config))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def artifact_file(settings: Settings, user_id: str, thread_id: str, name: str) -> Path:
+    """An existing artifact by bare file name; anything else (separators, NUL, dot names) is FileNotFoundError."""
+    if not name or name.startswith(".") or any(char in name for char in "/\\\0"):
+        raise FileNotFoundError(name)
+    try:
+        path = inside(artifacts_folder(settings, user_id, thread_id), name)
+    except PermissionError:
+        raise FileNotFoundError(name) from None
+    if not path.is_file():
+        raise FileNotFoundError(name)
+    return path
+
+
+def remove_thread_artifacts(settings: Settings, user_id: str, thread_id: str) -> None:
+    """Blocking (a directory walk): call it through ``asyncio.to_thread``."""
+    shutil.rmtree(artifacts_folder(settings, user_id, thread_id), ignore_errors=True)

@@ -21,7 +21,7 @@ import os
 import queue
 import secrets
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -347,12 +347,12 @@ class InProcessTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
             return self._event_stream(_AsyncEvents(self._labelled(first), rest, self._labelled))
         return self._answer([first, *[chunk async for chunk in rest]], parsed, choosing_tool)
 
-    async def _astart(self, request: dict[str, Any]) -> tuple[Any, AsyncGenerator[Any]]:
+    async def _astart(self, request: dict[str, Any]) -> tuple[Any, _AsyncChunks]:
         chunks: asyncio.Queue[Any] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         generation = _Generation(self.models, request, lambda item: loop.call_soon_threadsafe(chunks.put_nowait, item))
         loop.run_in_executor(self.models.pool, generation.run)
-        rest = _async_rest(chunks, generation.stop)
+        rest = _AsyncChunks(chunks, generation.stop)
         try:
             return await chunks.get(), rest
         except BaseException:
@@ -375,11 +375,11 @@ class InProcessTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
             return self._event_stream(_SyncEvents(self._labelled(first), rest, self._labelled))
         return self._answer([first, *rest], parsed, choosing_tool)
 
-    def _start(self, request: dict[str, Any]) -> tuple[Any, Generator[Any]]:
+    def _start(self, request: dict[str, Any]) -> tuple[Any, _SyncChunks]:
         chunks: queue.Queue[Any] = queue.Queue()
         generation = _Generation(self.models, request, chunks.put)
         self.models.pool.submit(generation.run)
-        return chunks.get(), _sync_rest(chunks, generation.stop)
+        return chunks.get(), _SyncChunks(chunks, generation.stop)
 
     @staticmethod
     def _parse(request: httpx.Request, body: bytes) -> dict[str, Any] | httpx.Response:
@@ -422,24 +422,50 @@ def _sse(chunk: Any) -> bytes:
     return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
 
-async def _async_rest(chunks: asyncio.Queue[Any], stop: threading.Event) -> AsyncGenerator[Any]:
-    try:
-        while (item := await chunks.get()) is not _END:
-            yield item
-    finally:
-        stop.set()
+class _AsyncChunks:
+    """The rest of a generation's chunks. Closing it, even before the first read, or the reader being
+    cancelled, stops the generation: that is what frees the slot of a cancelled run."""
+
+    def __init__(self, chunks: asyncio.Queue[Any], stop: threading.Event) -> None:
+        self.chunks, self.stop = chunks, stop
+
+    def __aiter__(self) -> _AsyncChunks:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            item = await self.chunks.get()
+        except BaseException:
+            self.stop.set()
+            raise
+        if item is _END:
+            raise StopAsyncIteration
+        return item
+
+    async def aclose(self) -> None:
+        self.stop.set()
 
 
-def _sync_rest(chunks: queue.Queue[Any], stop: threading.Event) -> Generator[Any]:
-    try:
-        while (item := chunks.get()) is not _END:
-            yield item
-    finally:
-        stop.set()
+class _SyncChunks:
+    """As :class:`_AsyncChunks`, for the sync client."""
+
+    def __init__(self, chunks: queue.Queue[Any], stop: threading.Event) -> None:
+        self.chunks, self.stop = chunks, stop
+
+    def __iter__(self) -> _SyncChunks:
+        return self
+
+    def __next__(self) -> Any:
+        if (item := self.chunks.get()) is _END:
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        self.stop.set()
 
 
 class _AsyncEvents(httpx.AsyncByteStream):
-    def __init__(self, first: Any, rest: AsyncGenerator[Any], label: Callable[[Any], Any]) -> None:
+    def __init__(self, first: Any, rest: _AsyncChunks, label: Callable[[Any], Any]) -> None:
         self.first, self.rest, self.label = first, rest, label
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -453,7 +479,7 @@ class _AsyncEvents(httpx.AsyncByteStream):
 
 
 class _SyncEvents(httpx.SyncByteStream):
-    def __init__(self, first: Any, rest: Generator[Any], label: Callable[[Any], Any]) -> None:
+    def __init__(self, first: Any, rest: _SyncChunks, label: Callable[[Any], Any]) -> None:
         self.first, self.rest, self.label = first, rest, label
 
     def __iter__(self) -> Iterator[bytes]:

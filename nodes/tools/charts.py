@@ -121,7 +121,7 @@ def create_chart(
     if not values:
         return "No label/value pairs found; give data like 'Q1 120, Q2 150' or a CSV file name.", None
     settings = get_settings()
-    path = render_chart(labels, values, title, kind, thread_artifacts_dir(settings, runtime.config))
+    path = render_chart(labels, values, title, kind, thread_artifacts_dir(settings, runtime.config, context.user_id))
     stats = describe(labels, values)
     summary = ", ".join(f"{key}: {value}" for key, value in stats.items())
     url = artifact_url(runtime.config, path)

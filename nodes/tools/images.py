@@ -59,7 +59,7 @@ def generate_image(
 ) -> tuple[str, Artifact]:
     """Create an image from a text description and save it as a PNG."""
     settings = get_settings()
-    out_dir = thread_artifacts_dir(settings, runtime.config)
+    out_dir = thread_artifacts_dir(settings, runtime.config, (runtime.context or RunContext()).user_id)
     if settings.openai_api_key:
         path = generate_with_openai(prompt, size, out_dir, settings)
         url = artifact_url(runtime.config, path)

@@ -20,7 +20,7 @@ from server.db import RunRow, ThreadRow, new_id, now
 from server.deps import Loom, Services, owned_run, owned_thread
 from server.errors import ApiError, not_found
 from server.runs import output_values
-from server.schemas import RunCreate
+from server.schemas import MAX_OFFSET, RunCreate
 
 router = APIRouter(tags=["runs"])
 NDJSON = "application/x-ndjson"
@@ -174,7 +174,7 @@ def validate_input(loom: Services, graph_id: str, payload: dict[str, Any] | None
         for index, message in enumerate(messages):
             try:
                 convert_to_messages([message])
-            except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
+            except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError) as exc:
                 raise ApiError(422, "invalid_input", f"input.messages.{index}: {exc}") from exc
 
 
@@ -231,8 +231,8 @@ async def wait_stateless(body: RunCreate, loom: Loom, user: CurrentUser) -> Any:
 
 @router.get("/threads/{thread_id}/runs")
 async def list_runs(
-    thread_id: str, loom: Loom, user: CurrentUser, limit: int = Query(10, ge=1, le=1000), offset: int = Query(0, ge=0),
-    status: str | None = None,
+    thread_id: str, loom: Loom, user: CurrentUser, limit: int = Query(10, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET), status: str | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     async with loom.sessions() as session:
         await owned_thread(session, thread_id, user)

@@ -6,21 +6,27 @@ and sees their namespaces without that prefix, exactly as they wrote them.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from langgraph.store.base import Item
-from pydantic import Field, StringConstraints
+from pydantic import BeforeValidator, Field, StrictBool, StringConstraints, field_validator
 
 from server.auth import CurrentUser
 from server.deps import Loom
 from server.errors import ApiError, not_found
-from server.schemas import Strict
+from server.schemas import MAX_OFFSET, JsonInt, Strict, json_integer
 
 router = APIRouter(prefix="/store", tags=["store"])
 
-Label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^.]+$")]
-"""One namespace label; periods separate labels in ``GET /store/items?namespace=a.b``, so none inside."""
+Label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^.\x00]+$")]
+"""One namespace label; periods separate labels in ``GET /store/items?namespace=a.b``, so none inside (nor NUL,
+which the stores refuse)."""
+FILTER_KEY = r"^[A-Za-z0-9_.-]+$"
+"""What LangGraph's SQL stores accept as a filter key (they build JSON paths from it)."""
+NAMESPACE_QUERY = r"^[^\x00]*[^.\x00][^\x00]*$"
+"""At least one label, and no NUL."""
 
 
 class PutItem(Strict):
@@ -38,21 +44,45 @@ class DeleteItem(Strict):
     key: str = Field(min_length=1, max_length=1000)
 
 
+FILTER_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"})
+
+
 class SearchItems(Strict):
     namespace_prefix: list[Label] = Field(default_factory=list, max_length=20)
-    filter: dict[str, Any] | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
-    query: str | None = None
-    refresh_ttl: bool | None = None
+    filter: dict[str, Any] | None = Field(
+        default=None,
+        description="Field → value, or field → {operator: value} with $eq $ne $gt $gte $lt $lte.",
+        json_schema_extra={"propertyNames": {"pattern": FILTER_KEY}},
+    )
+    limit: JsonInt = Field(default=10, ge=1, le=1000)
+    offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)
+    query: str | None = Field(
+        default=None,
+        json_schema_extra={"maxLength": 0},
+        description="Semantic search needs an embedding index, which is not configured: empty or null only.",
+    )
+    refresh_ttl: StrictBool | None = None
+
+    @field_validator("filter")
+    @classmethod
+    def known_operators(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The stores raise on an unknown operator mid-query; name it here instead."""
+        for field, condition in (value or {}).items():
+            if not re.match(FILTER_KEY, field):
+                raise ValueError(f"{field!r}: a filter key has only letters, digits, '_', '.' and '-'")
+            if isinstance(condition, dict) and any(key.startswith("$") for key in condition):
+                unknown = sorted(set(condition) - FILTER_OPERATORS)
+                if unknown:
+                    raise ValueError(f"{field}: unknown operator {unknown[0]!r}; use one of {sorted(FILTER_OPERATORS)}")
+        return value
 
 
 class ListNamespaces(Strict):
     prefix: list[Label] | None = None
     suffix: list[Label] | None = None
-    max_depth: int | None = Field(default=None, ge=1, le=20)
-    limit: int = Field(default=100, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    max_depth: Annotated[int, Field(ge=1, le=20), BeforeValidator(json_integer)] | None = None
+    limit: JsonInt = Field(default=100, ge=1, le=1000)
+    offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 def owned(user: str, namespace: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -77,11 +107,11 @@ async def get_item(
     loom: Loom,
     user: CurrentUser,
     key: Annotated[str, Query(min_length=1)],
-    namespace: Annotated[str, Query(description="Labels joined by periods, e.g. memories.profile")] = "",
+    namespace: Annotated[
+        str, Query(pattern=NAMESPACE_QUERY, description="Labels joined by periods, e.g. memories.profile")
+    ],
 ) -> dict[str, Any]:
-    labels = [label for label in namespace.split(".") if label]
-    if not labels:
-        raise ApiError(422, "invalid_namespace", "namespace: give at least one label, e.g. ?namespace=memories")
+    labels = [label for label in namespace.split(".") if label]  # the pattern guarantees at least one
     item = await loom.store.aget(owned(user, labels), key)
     if item is None:
         raise not_found("item", f"{namespace}/{key}")
@@ -98,13 +128,16 @@ async def delete_item(body: DeleteItem, loom: Loom, user: CurrentUser) -> Respon
 async def search_items(body: SearchItems, loom: Loom, user: CurrentUser) -> dict[str, Any]:
     if body.query:  # the store would ignore it and return everything: refuse rather than mislead
         raise ApiError(422, "semantic_search_unavailable", "query: no embedding index is configured; use filter")
-    items = await loom.store.asearch(
-        owned(user, body.namespace_prefix),
-        filter=body.filter,
-        limit=body.limit,
-        offset=body.offset,
-        refresh_ttl=body.refresh_ttl,
-    )
+    try:
+        items = await loom.store.asearch(
+            owned(user, body.namespace_prefix),
+            filter=body.filter,
+            limit=body.limit,
+            offset=body.offset,
+            refresh_ttl=body.refresh_ttl,
+        )
+    except ValueError as exc:  # e.g. a filter key the store cannot address
+        raise ApiError(422, "invalid_filter", f"filter: {exc}") from exc
     return {"items": [item_view(item) for item in items]}
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from langchain_core.runnables import RunnableConfig
+from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 from sqlalchemy import asc, desc, select
 
@@ -14,6 +16,7 @@ from server.db import ThreadRow, new_id, now
 from server.deps import Loom, Services, owned_thread
 from server.errors import ApiError, not_found
 from server.schemas import HistoryQuery, StateUpdate, ThreadCreate, ThreadPatch, ThreadSearch
+from services.paths import remove_thread_artifacts
 
 router = APIRouter(prefix="/threads", tags=["threads"])
 
@@ -72,6 +75,7 @@ async def delete(thread_id: str, loom: Loom, user: CurrentUser) -> Response:
     async with loom.sessions.begin() as session:
         await session.delete(await owned_thread(session, thread_id, user))
     await loom.checkpointer.adelete_thread(thread_id)
+    await asyncio.to_thread(remove_thread_artifacts, loom.settings, user, thread_id)
     return Response(status_code=204)
 
 
@@ -95,7 +99,7 @@ async def update_state(thread_id: str, body: StateUpdate, loom: Loom, user: Curr
             await _snapshot_or_404(graph, config)
         try:
             new_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)
-        except (ValueError, KeyError) as exc:
+        except (ValueError, KeyError, InvalidUpdateError) as exc:  # unknown as_node, values of the wrong shape
             raise ApiError(422, "invalid_state_update", str(exc)) from exc
         thread.updated_at = now()
     return {"checkpoint": new_config["configurable"]}
@@ -107,15 +111,20 @@ async def history(thread_id: str, body: HistoryQuery, loom: Loom, user: CurrentU
         thread = await owned_thread(session, thread_id, user)
     if thread.graph_id is None:
         return []
-    before = body.before if isinstance(body.before, dict) or body.before is None else {"checkpoint_id": body.before}
-    before_config = {"configurable": {"thread_id": thread_id, **before}} if before else None
+    before_id = body.before_id()
+    before_config = _config(thread_id, before_id) if before_id else None
     graph = _graph_of(loom, thread)
     states = graph.aget_state_history(_config(thread_id), filter=body.metadata, before=before_config, limit=body.limit)
-    return [snapshot_view(s) async for s in states]
+    try:
+        return [snapshot_view(s) async for s in states]
+    except ValueError as exc:  # the checkpointer refuses a metadata filter key it cannot query
+        raise ApiError(422, "invalid_filter", f"metadata: {exc}") from exc
 
 
 @router.get("/{thread_id}/history")
-async def history_get(thread_id: str, loom: Loom, user: CurrentUser, limit: int = 10) -> list[dict[str, Any]]:
+async def history_get(
+    thread_id: str, loom: Loom, user: CurrentUser, limit: Annotated[int, Query(ge=1, le=1000)] = 10
+) -> list[dict[str, Any]]:
     return await history(thread_id, HistoryQuery(limit=limit), loom, user)
 
 

@@ -13,6 +13,7 @@ from PIL import Image
 from graphs.assistant import build_graph
 from loom.settings import Settings, get_settings
 from nodes.models.fake import tool_call, tool_calls
+from services.paths import artifacts_folder
 from state.common import RunContext
 from tests.conftest import ScriptedModels
 
@@ -67,7 +68,8 @@ async def test_image_request_saves_a_labelled_stand_in_png(
     assert artifact["kind"] == "image" and "[stand-in]" in artifact["title"]
     with Image.open(artifact["path"]) as image:
         assert image.format == "PNG"
-    assert "/t1/" in artifact["path"]  # stored per thread
+    # stored per owner and thread
+    assert Path(artifact["path"]).parent == artifacts_folder(get_settings(), "demo", "t1")
 
 
 async def test_chart_request_renders_png_and_reports_real_statistics(

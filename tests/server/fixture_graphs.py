@@ -15,11 +15,13 @@ from typing import Annotated, Any, NotRequired
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 from langgraph.types import Checkpointer, RetryPolicy, interrupt
 from typing_extensions import TypedDict
 
 from loom.settings import get_settings
 from nodes.models import is_transient_error
+from state.common import RunContext
 
 
 class GatedState(TypedDict):
@@ -112,3 +114,21 @@ def build_flaky(checkpointer: Checkpointer = None) -> Any:
     builder.add_node("call_flaky_provider", call_flaky_provider, retry_policy=policy)
     builder.add_edge(START, "call_flaky_provider")
     return builder.compile(checkpointer=checkpointer, name="flaky")
+
+
+class WhoamiState(TypedDict):
+    request: str
+    user_id: NotRequired[str]
+    permissions: NotRequired[list[str]]
+
+
+def whoami(state: WhoamiState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Reports the run context the server built, so a test sees exactly what tools would be granted."""
+    return {"user_id": runtime.context.user_id, "permissions": list(runtime.context.permissions)}
+
+
+def build_whoami(checkpointer: Checkpointer = None) -> Any:
+    builder = StateGraph(WhoamiState, context_schema=RunContext)
+    builder.add_node("whoami", whoami)
+    builder.add_edge(START, "whoami")
+    return builder.compile(checkpointer=checkpointer, name="whoami")

@@ -65,7 +65,8 @@ async def test_bad_store_requests_name_the_field(server: LoomServer) -> None:
         not_a_dict = await http.put("/store/items", json={"namespace": ["a"], "key": "k", "value": [1, 2]})
         assert_error(not_a_dict, 422)
         assert "value" in not_a_dict.json()["detail"]
-        assert_error(await http.get("/store/items", params={"key": "k"}), 422, "invalid_namespace")
+        assert_error(await http.get("/store/items", params={"key": "k"}), 422, "invalid_request")
+        assert_error(await http.get("/store/items", params={"key": "k", "namespace": ".."}), 422, "invalid_request")
         assert_error(await http.post("/store/items/search", json={"limit": 0}), 422)
         assert_error(await http.post("/store/items/search", json={"query": "x"}), 422, "semantic_search_unavailable")
         indexed = await http.put("/store/items", json={"namespace": ["a"], "key": "k", "value": {}, "index": ["x"]})

@@ -1,0 +1,133 @@
+"""The shapes of Loom's main answers, for the OpenAPI document (``server/openapi.py`` attaches them).
+
+Routes build plain dicts in langgraph-api's shapes; these models only describe them, so the fuzzing
+test can check every answer against the document. Timestamps are strings: SQLite returns thread and
+run times without a UTC offset, so they are not RFC 3339 ``date-time`` values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+
+class Interrupt(BaseModel):
+    id: str | None
+    value: Any
+
+
+class Checkpoint(BaseModel):
+    thread_id: str | None = None
+    checkpoint_ns: str | None = None
+    checkpoint_id: str | None = None
+    checkpoint_map: dict[str, Any] | None = None
+
+
+class Task(BaseModel):
+    id: str
+    name: str
+    path: list[Any]
+    error: str | None
+    interrupts: list[Interrupt]
+    checkpoint: Checkpoint | None
+    state: ThreadState | None
+    result: Any
+
+
+class ThreadState(BaseModel):
+    values: Any
+    next: list[str]
+    tasks: list[Task]
+    checkpoint: Checkpoint | None
+    parent_checkpoint: Checkpoint | None
+    metadata: dict[str, Any]
+    created_at: str | None
+    interrupts: list[Interrupt]
+
+
+class Thread(BaseModel):
+    thread_id: str
+    created_at: str
+    updated_at: str
+    metadata: dict[str, Any]
+    status: Literal["idle", "busy", "interrupted", "error"]
+    values: Any
+    interrupts: dict[str, list[Interrupt]]
+
+
+class Run(BaseModel):
+    run_id: str
+    thread_id: str | None
+    assistant_id: str
+    status: Literal["pending", "running", "success", "error", "timeout", "interrupted", "cancelled"]
+    metadata: dict[str, Any]
+    kwargs: dict[str, Any]
+    multitask_strategy: Literal["reject", "interrupt", "rollback", "enqueue"]
+    attempt: int
+    error: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+
+
+class Assistant(BaseModel):
+    assistant_id: str
+    graph_id: str
+    name: str
+    description: str | None
+    config: dict[str, Any]
+    context: dict[str, Any]
+    metadata: dict[str, Any]
+    version: int
+    created_at: str
+    updated_at: str
+
+
+class Item(BaseModel):
+    namespace: list[str]
+    key: str
+    value: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+class ItemList(BaseModel):
+    items: list[Item]
+
+
+class Namespaces(BaseModel):
+    namespaces: list[list[str]]
+
+
+class StateUpdated(BaseModel):
+    checkpoint: Checkpoint
+
+
+class Ok(BaseModel):
+    ok: bool
+
+
+ONE = "one"
+MANY = "many"
+DOCUMENTED: dict[tuple[str, str], tuple[type[BaseModel], str]] = {
+    ("get", "/ok"): (Ok, ONE),
+    ("post", "/assistants/search"): (Assistant, MANY),
+    ("get", "/assistants/{assistant_id}"): (Assistant, ONE),
+    ("post", "/threads"): (Thread, ONE),
+    ("post", "/threads/search"): (Thread, MANY),
+    ("get", "/threads/{thread_id}"): (Thread, ONE),
+    ("patch", "/threads/{thread_id}"): (Thread, ONE),
+    ("get", "/threads/{thread_id}/state"): (ThreadState, ONE),
+    ("get", "/threads/{thread_id}/state/{checkpoint_id}"): (ThreadState, ONE),
+    ("post", "/threads/{thread_id}/state"): (StateUpdated, ONE),
+    ("post", "/threads/{thread_id}/history"): (ThreadState, MANY),
+    ("get", "/threads/{thread_id}/history"): (ThreadState, MANY),
+    ("post", "/threads/{thread_id}/runs"): (Run, ONE),
+    ("post", "/runs"): (Run, ONE),
+    ("get", "/threads/{thread_id}/runs"): (Run, MANY),
+    ("get", "/threads/{thread_id}/runs/{run_id}"): (Run, ONE),
+    ("get", "/store/items"): (Item, ONE),
+    ("post", "/store/items/search"): (ItemList, ONE),
+    ("post", "/store/namespaces"): (Namespaces, ONE),
+}
+"""(method, path) → the model of its 200 answer, one object or a list of them."""
