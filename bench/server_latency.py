@@ -1,7 +1,7 @@
 """What serving costs: Loom's request-to-last-event latency against in-process ``graph.astream``, and
 runs per second under concurrent clients, Loom against ``langgraph dev`` on the same graph.
 
-    .venv/bin/python -m bench.server_latency [--runs 20] [--clients 50] [--rounds 4] [--concurrency 50]
+    .venv/bin/python -m bench.server_latency [--runs 20] [--clients 50] [--rounds 4] [--concurrency 25]
 
 Everything runs on the fake model (``LOOM_MODEL=fake:echo``) in a temporary directory that is
 removed afterwards; the script writes nothing else and prints two tables.
@@ -14,8 +14,10 @@ removed afterwards; the script writes nothing else and prints two tables.
   ``langgraph dev`` is timed the same way, with its own default durability (``async``); its in-memory
   queue looks for new runs every half second or so when idle, so a lone run there waits about 1 s.
 * Throughput: ``--clients`` concurrent clients, each doing ``--rounds`` times create-thread +
-  ``runs.wait`` of ``--graph``; Loom with ``LOOM_SERVER_CONCURRENCY=--concurrency`` and ``langgraph dev
-  --n-jobs-per-worker --concurrency``. Both servers run one after the other, never side by side.
+  ``runs.wait`` of ``--graph``, against three servers one after the other, never side by side: Loom
+  embedded with default settings (SQLite, in-process bus, 4 runs at once); Loom in scale mode (one
+  ``loom serve --no-workers`` and two ``loom worker --concurrency N`` on a scratch PostgreSQL database
+  and Redis, after one warm-up round); ``langgraph dev --n-jobs-per-worker 2N``.
 """
 
 from __future__ import annotations
@@ -29,15 +31,18 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import make_url
 
 from bench import one_node, ten_nodes
 from loom.persistence import open_checkpointer
@@ -185,26 +190,67 @@ def configure(workdir: Path) -> None:
     get_settings.cache_clear()
 
 
+@contextmanager
+def scratch_database(admin_url: str) -> Iterator[str]:
+    """A PostgreSQL database for one measurement, dropped afterwards."""
+    name = f"loom_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def scale_throughput(args: argparse.Namespace, workdir: Path) -> Throughput:
+    """One ``loom serve --no-workers`` and two ``loom worker --concurrency N`` on PostgreSQL + Redis."""
+    with scratch_database(args.postgres) as database:
+        env = {"LOOM_DATABASE_URL": database, "LOOM_CHECKPOINT_URL": database, "LOOM_REDIS_URL": args.redis}
+        env["LOOM_SERVER_QUEUE_SIZE"] = str(4 * args.clients)
+        api = LoomServer(workdir / "scale", env, role="api")
+        workers = [
+            LoomServer(workdir / "scale", env, ["--concurrency", str(args.concurrency)], role="worker")
+            for _ in range(2)
+        ]
+        started: list[LoomServer] = []
+        try:
+            for process in (api, *workers):
+                started.append(process.start())
+            async with asyncio.timeout(PHASE_TIMEOUT_S):
+                await throughput(api.url, args.graph, args.clients, 1)  # warm-up: connections, first runs
+                return await throughput(api.url, args.graph, args.clients, args.rounds)
+        finally:
+            for process in started:
+                process.stop()
+
+
 async def run(args: argparse.Namespace, workdir: Path) -> None:
     configure(workdir)
-    loom_env = {"LOOM_SERVER_CONCURRENCY": str(args.concurrency), "LOOM_SERVER_QUEUE_SIZE": str(4 * args.clients)}
-    loom = LoomServer(workdir / "loom", loom_env)
-    with console.status("Loom, alternating with in-process graph.astream"):
+    loom = LoomServer(workdir / "loom")  # embedded, default settings
+    with console.status("Loom embedded, alternating with in-process graph.astream"):
         loom.start()
         try:
             loom_latency, loom_throughput = await measure_server(loom.url, args, baseline=True)
         finally:
             loom.stop()
+    results = {"Loom embedded (defaults)": loom_throughput}
+    if not args.no_scale:
+        with console.status("Loom scale mode: API + 2 workers on PostgreSQL + Redis"):
+            label = f"Loom API + 2 workers × {args.concurrency}, PostgreSQL + Redis"
+            results[label] = await scale_throughput(args, workdir)
     dev_env = {"LOOM_DATA_DIR": str(workdir / "dev" / "data")}
-    dev = LanggraphDev(workdir / "dev", BENCH_CONFIG, dev_env, n_jobs_per_worker=args.concurrency)
+    jobs = 2 * args.concurrency
+    dev = LanggraphDev(workdir / "dev", BENCH_CONFIG, dev_env, n_jobs_per_worker=jobs)
     with console.status("langgraph dev"):
         dev.start()
         try:
             dev_latency, dev_throughput = await measure_server(dev.url, args, baseline=False)
         finally:
             dev.stop()
+    results[f"langgraph dev --n-jobs-per-worker {jobs}"] = dev_throughput
     console.print(latency_table(args, loom_latency, dev_latency))
-    console.print(throughput_table(args, {"Loom": loom_throughput, "langgraph dev": dev_throughput}))
+    console.print(throughput_table(args, results))
 
 
 def ms(latency: Latency) -> str:
@@ -225,8 +271,7 @@ def latency_table(args: argparse.Namespace, loom: dict[str, list[Latency]], dev:
 def throughput_table(args: argparse.Namespace, results: dict[str, Throughput]) -> Table:
     size = GRAPHS[args.graph][0]
     table = Table(
-        title=f"{args.clients} concurrent clients × {args.rounds} create-thread + runs.wait, "
-        f"{size}-node graph, concurrency {args.concurrency}"
+        title=f"{args.clients} concurrent clients × {args.rounds} create-thread + runs.wait, {size}-node graph"
     )
     for column in ("server", "runs ok", "failed", "seconds", "runs/s"):
         table.add_column(column, justify="left" if column == "server" else "right")
@@ -242,7 +287,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="timed runs per graph and target")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients in the throughput test")
     parser.add_argument("--rounds", type=int, default=4, help="runs each client makes")
-    parser.add_argument("--concurrency", type=int, default=50, help="Loom workers = langgraph dev jobs per worker")
+    parser.add_argument(
+        "--concurrency", type=int, default=25, help="runs per Loom worker process; langgraph dev gets twice this"
+    )
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres", help="admin URL")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL for the scale mode")
+    parser.add_argument("--no-scale", action="store_true", help="skip the PostgreSQL + Redis measurement")
     parser.add_argument("--graph", choices=sorted(GRAPHS), default="one_node", help="graph of the throughput test")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="loom-bench-") as workdir:

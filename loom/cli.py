@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.config is not None:  # the server reads it from settings, in this process or a worker's
         os.environ["LOOM_GRAPHS_CONFIG"] = str(args.config.expanduser().resolve())
         get_settings.cache_clear()
-    if args.handler is None:  # serve: uvicorn owns the event loop
+    if args.handler is None:  # serve and worker: uvicorn owns the event loop
         return _serve(args)
     try:
         return int(asyncio.run(args.handler(args)) or 0)
@@ -79,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
     serve = command("serve", None, "start the HTTP API (LangGraph Agent Server shapes)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8123)
+    serve.add_argument("--no-workers", action="store_true", help="serve the API only; `loom worker`s run the runs")
+    serve.add_argument("--concurrency", type=int, default=None, help="runs this process executes at once")
+    worker = command("worker", None, "execute queued runs (scale mode: PostgreSQL + Redis); /ok answers health checks")
+    worker.add_argument("--host", default="127.0.0.1")
+    worker.add_argument("--port", type=int, default=8124)
+    worker.add_argument("--concurrency", type=int, default=None, help="runs this process executes at once")
+    database = command("db", _db, "manage the server's tables (threads, runs, crons)")
+    database.add_argument("action", choices=["upgrade"], help="upgrade: apply Alembic migrations up to head")
     evaluate = command("eval-routing", _eval_routing, "measure the assistant router on the labelled set")
     evaluate.add_argument("--data", default="tests/data/routing.jsonl")
     evaluate.add_argument("--limit", type=int, default=0)
@@ -183,15 +191,31 @@ async def _history(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    """``serve`` (API, and workers unless ``--no-workers``) or ``worker`` (runs only, plus /ok and /info)."""
     import uvicorn
 
     from server.app import create_app
 
-    settings = get_settings()
-    console.print(f"[bold]Loom[/bold] on http://{args.host}:{args.port} · model {settings.model_for('router')}")
+    worker = not hasattr(args, "no_workers")
+    updates: dict[str, Any] = {"run_workers": worker or not args.no_workers}
+    if args.concurrency:
+        updates["server_concurrency"] = args.concurrency
+    settings = get_settings().model_copy(update=updates)
+    role = "worker" if worker else "API" + ("" if settings.run_workers else " (no workers)")
+    console.print(f"[bold]Loom[/bold] {role} on http://{args.host}:{args.port} · model {settings.model_for('router')}")
     console.print(f"[dim]data in {settings.data_dir.resolve()} · API docs at /docs[/dim]")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(settings, api=not worker), host=args.host, port=args.port, log_level="info")
     return 0
+
+
+async def _db(args: argparse.Namespace) -> None:
+    """``loom db upgrade``: the same migrations every server applies when it starts."""
+    from server.db import open_database
+
+    url = get_settings().resolved_database_url()
+    engine, _ = await open_database(url)
+    await engine.dispose()
+    console.print(f"[green]database at head[/green] {url.split('@')[-1]}")
 
 
 async def _eval_routing(args: argparse.Namespace) -> None:

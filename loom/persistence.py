@@ -47,7 +47,8 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
         async with AsyncSqliteSaver.from_conn_string(sqlite_file(url)) as saver:
-            await saver.setup()  # its tables exist before any call (adelete_thread does not create them)
+            await saver.setup()  # WAL; its tables exist before any call (adelete_thread does not create them)
+            await saver.conn.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
             yield saver
     else:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -72,6 +73,7 @@ async def open_store(settings: Settings) -> AsyncIterator[BaseStore]:
 
         async with AsyncSqliteStore.from_conn_string(sqlite_file(url, "store.sqlite")) as store:
             await store.setup()
+            await store.conn.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
             yield store
     else:
         from langgraph.store.postgres.aio import AsyncPostgresStore

@@ -81,17 +81,29 @@ class ServerProcess:
 
 
 class LoomServer(ServerProcess):
-    """``python -m loom serve`` in its own process on a free port: real uvicorn, real sockets."""
+    """``python -m loom serve`` in its own process on a free port: real uvicorn, real sockets.
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
-        super().__init__(data_dir, "server", {**os.environ, "LOOM_DATA_DIR": str(data_dir), **(env or {})})
+    ``role="api"`` adds ``--no-workers`` (an API replica); ``role="worker"`` is ``loom worker``, which
+    executes runs and answers only ``/ok`` and ``/info``.
+    """
+
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None, role: str = "serve"
+    ) -> None:
+        name = "server" if role == "serve" else role
+        super().__init__(data_dir, name, {**os.environ, "LOOM_DATA_DIR": str(data_dir), **(env or {})})
         self.data_dir = data_dir
         self.args = args or []
-        """Further ``loom serve`` arguments, e.g. ``["--config", path]``."""
+        """Further ``loom serve``/``loom worker`` arguments, e.g. ``["--config", path]``."""
+        self.role = role
+
+    def command(self) -> list[str]:
+        verb = "worker" if self.role == "worker" else "serve"
+        command = [sys.executable, "-m", "loom", verb, "--port", str(self.port), *self.args]
+        return [*command, "--no-workers"] if self.role == "api" else command
 
     def start(self) -> LoomServer:
-        command = [sys.executable, "-m", "loom", "serve", "--port", str(self.port), *self.args]
-        self.spawn(command, PROJECT_ROOT, timeout_s=60)
+        self.spawn(self.command(), PROJECT_ROOT, timeout_s=60)
         return self
 
 

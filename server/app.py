@@ -14,12 +14,13 @@ from starlette.middleware.cors import CORSMiddleware
 from loom.persistence import open_checkpointer, open_store
 from loom.settings import Settings, get_settings
 from server import support_routes
+from server.bus import open_bus
 from server.db import open_database
 from server.deps import Services
 from server.errors import install_error_handlers
 from server.middleware import BodyLimit
 from server.registry import graph_specs, http_config
-from server.routes import artifacts, assistants, runs, store, system, tasks, threads
+from server.routes import artifacts, assistants, crons, runs, store, system, tasks, threads
 from server.runs import RunManager
 
 log = logging.getLogger("loom.server")
@@ -33,7 +34,8 @@ LOCAL_CORS: dict[str, Any] = {
 """As ``langgraph dev``: browser clients on any origin may call a local server; ``http.cors`` replaces it."""
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
+    """The HTTP API; ``api=False`` is a worker process, answering only health and info."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -44,11 +46,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             open_store(settings) as store,
             contextlib.AsyncExitStack() as factories,
         ):
-            engine, sessions = await open_database(settings.resolved_database_url())
+            engine, sessions = await open_database(settings.resolved_database_url(), settings.sqlite_synchronous)
             graphs: dict[str, Any] = {
                 graph_id: await spec.build(checkpointer, store, factories) for graph_id, spec in graph_specs().items()
             }
-            manager = RunManager(settings, sessions, graphs, checkpointer)
+            manager = RunManager(settings, sessions, graphs, checkpointer, open_bus(settings))
             app.state.services = Services(settings, sessions, graphs, checkpointer, manager, store)
             await manager.start()
             if not settings.api_keys:
@@ -64,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, read_timeout_s=settings.body_read_timeout_s)
     app.add_middleware(CORSMiddleware, **(http_config().get("cors") or LOCAL_CORS))
     install_error_handlers(app)
-    for module in (system, assistants, threads, runs, store, tasks, artifacts, support_routes):
+    modules = (system, assistants, threads, crons, runs, store, tasks, artifacts, support_routes) if api else (system,)
+    for module in modules:
         app.include_router(module.router)
     return app

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, event, update
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.stores.db import Base, create_tables
+from server import migrations
+from services.stores.db import Base
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 RunStatus = Literal["pending", "running", "success", "error", "interrupted", "cancelled", "timeout"]
@@ -39,6 +42,7 @@ class ThreadRow(Base):
 
 class RunRow(Base):
     __tablename__ = "loom_runs"
+    __table_args__ = (Index("ix_loom_runs_claim", "status", "created_at"),)
 
     run_id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
     thread_id: Mapped[str | None] = mapped_column(ForeignKey("loom_threads.thread_id", ondelete="CASCADE"), index=True)
@@ -53,6 +57,36 @@ class RunRow(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(256), unique=True, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """The worker executing the run; its lease ends at ``lease_expires_at`` unless renewed."""
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    cancel_requested: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """Why some process asked the run to stop (cancelled, interrupt, rollback); the worker reads it."""
+    start_checkpoint_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The thread's latest checkpoint when the run first started: what a rollback restores."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
+
+
+class CronRow(Base):
+    """A scheduled run: fired by whichever worker claims it when ``next_run_date`` has passed."""
+
+    __tablename__ = "loom_crons"
+
+    cron_id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    assistant_id: Mapped[str] = mapped_column(String(64))
+    graph_id: Mapped[str] = mapped_column(String(128))
+    thread_id: Mapped[str | None] = mapped_column(ForeignKey("loom_threads.thread_id", ondelete="CASCADE"), index=True)
+    schedule: Mapped[str] = mapped_column(String(128))
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The run body (kwargs, as a run stores them) and its multitask strategy."""
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    on_run_completed: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    next_run_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
 
@@ -66,28 +100,32 @@ def async_url(url: str) -> str:
     return url
 
 
-async def open_database(url: str) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
-    engine = create_async_engine(async_url(url))
-    if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+async def open_database(url: str, synchronous: str = "NORMAL") -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    """Loom's tables on SQLite (one connection: one writer path, no lock errors) or PostgreSQL."""
+    url = async_url(url)
+    if url.startswith("sqlite"):
+        Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        # One pooled connection serialises this process's transactions in FIFO order, and BEGIN IMMEDIATE
+        # takes the write lock up front, so another process waits on busy_timeout instead of failing.
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+        event.listen(engine.sync_engine, "connect", functools.partial(_sqlite_pragmas, synchronous=synchronous))
+        event.listen(engine.sync_engine, "begin", _begin_immediate)
+    else:
+        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
     async with engine.begin() as connection:
-        await connection.run_sync(create_tables, ThreadRow, RunRow)
+        await connection.run_sync(migrations.upgrade)
     return engine, async_sessionmaker(engine, expire_on_commit=False)
 
 
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(connection: Any, _record: Any, synchronous: str) -> None:
+    connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (``_begin_immediate``)
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
-async def claim_thread(session: AsyncSession, thread_id: str) -> bool:
-    """Compare-and-set a thread to busy; False when another run already holds it."""
-    result = await session.execute(
-        update(ThreadRow)
-        .where(ThreadRow.thread_id == thread_id, ThreadRow.status != "busy")
-        .values(status="busy", updated_at=now())
-    )
-    return bool(getattr(result, "rowcount", 0))
+def _begin_immediate(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

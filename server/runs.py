@@ -1,19 +1,27 @@
-"""The run manager: a bounded queue, a worker pool, one active run per thread, crash recovery.
+"""The run manager: workers that claim runs from the database, execute them, and announce them on the bus.
 
-A run is a row first (so an accepted run survives a crash), then a queue entry. Workers execute
-it with ``graph.astream`` on the shared checkpointer with ``durability="sync"``: every finished
-step is on disk before the next starts, so a run recovered after ``kill -9`` resumes from its last
-checkpoint and finished nodes do not run again.
+A run is a row (see ``server.queue``): accepted in one transaction with its admission check, claimed
+by a worker in another, kept under a renewed lease while it runs, finished in a third. Workers execute
+with ``graph.astream`` on the shared checkpointer with ``durability="sync"``: every finished step is on
+disk before the next starts, so a run taken over after its worker died resumes from its last
+checkpoint and finished nodes do not run again. Events and cancel signals travel on the bus
+(``server.bus``): in process when embedded, Redis in scale mode; the code path is the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
+import socket
+import time
+import uuid
 import weakref
-from collections import OrderedDict, defaultdict, deque
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 from langchain_core.messages import BaseMessage
@@ -22,25 +30,41 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
-from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.settings import Settings
 from nodes.models import retry_budget
+from server import crons, queue
+from server.bus import EventBus
 from server.context import validate_context
-from server.db import RunRow, ThreadRow, claim_thread, now
+from server.db import TERMINAL, RunRow, now
 from server.errors import ApiError
-from server.streams import RunStream
+from server.streams import Event, dumps
 from state.common import Permission, RunContext
 
 log = logging.getLogger("loom.server")
 
 RESULTS_KEPT = 256
 GRAPH_MODES = {"values", "updates", "custom", "debug", "tasks", "checkpoints", "messages"}
+REPLACED_WAIT_S = 60.0
+"""How long an interrupt/rollback request waits for the run it replaces to stop before answering."""
 
 
 class ThreadInterrupted(Exception):
     """Raised before a queued run starts on a thread that now waits for a human."""
+
+
+class SlotGuard:
+    def __init__(self, manager: RunManager) -> None:
+        self.manager = manager
+        self.taken = 0
+
+    def take(self) -> bool:
+        if self.taken or not self.manager._take_slot():
+            return False
+        self.taken = 1
+        return True
 
 
 class RunManager:
@@ -50,91 +74,108 @@ class RunManager:
         sessions: async_sessionmaker[AsyncSession],
         graphs: dict[str, CompiledStateGraph[Any, Any, Any, Any]],
         checkpointer: BaseCheckpointSaver[str],
+        bus: EventBus,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.graphs = graphs
         self.checkpointer = checkpointer
-        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=settings.server_queue_size)
-        self.streams: dict[str, RunStream] = {}
+        self.bus = bus
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.results: OrderedDict[str, Any] = OrderedDict()
         """Final values of recent runs, so /wait answers even after a stateless thread is deleted."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._cancel_reason: dict[str, str] = {}
-        self._active: dict[str, str] = {}
-        self._waiting: defaultdict[str, deque[str]] = defaultdict(deque)
-        self._rollback_to: dict[str, str | None] = {}
-        self._start_checkpoint: dict[str, str | None] = {}
-        self._workers: list[asyncio.Task[None]] = []
+        self._stoppable: set[str] = set()
+        """Runs in their graph phase: a cancel signal stops them; in ``_finish`` they are past stopping."""
+        self._reasons: dict[str, str] = {}
+        self._lost: set[str] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[bool]] = set()
+        self._reserved = 0
+        self._checked: set[str] = set()
+        """Slots promised to runs being inserted as claimed (``take_slot``), not yet started."""
         self._stopping = False
         self._creating: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
-        await self._recover()
-        count = self.settings.server_concurrency
-        self._workers = [asyncio.create_task(self._worker(), name=f"loom-worker-{i}") for i in range(count)]
+        await self.bus.start(self._on_signal)
+        if self.settings.run_workers:
+            self._loops = [
+                asyncio.create_task(self._dispatch(), name="loom-dispatch"),
+                asyncio.create_task(self._heartbeat(), name="loom-heartbeat"),
+            ]
 
     async def stop(self) -> None:
-        """Runs in flight stay ``running`` in the database, so the next start resumes them as after a crash."""
+        """Runs in flight go back to pending (attempt + 1) for the next worker, as after a crash but at once."""
         self._stopping = True
-        for worker in self._workers:
-            worker.cancel()
-        for task in list(self._tasks.values()):
+        for task in (*self._loops, *self._tasks.values()):
             task.cancel()
-        await asyncio.gather(*self._workers, *self._tasks.values(), return_exceptions=True)
-
-    async def _recover(self) -> None:
-        """Runs left running or pending by a crash go back on the queue, marked as a new attempt."""
-        async with self.sessions.begin() as session:
-            query = select(RunRow).where(RunRow.status.in_(("pending", "running"))).order_by(RunRow.created_at)
-            rows = (await session.scalars(query)).all()
-            for run in rows:
-                if run.status == "running":
-                    run.attempt += 1
-                run.status = "pending"
-                if run.thread_id and (thread := await session.get(ThreadRow, run.thread_id)) is not None:
-                    thread.status = "idle"
-        for run in rows:
-            log.warning("recovering run %s (attempt %s)", run.run_id, run.attempt)
-            self.streams[run.run_id] = RunStream(self.settings.stream_buffer_events)
-            self._enqueue(run.run_id, run.thread_id)
+        await asyncio.gather(*self._loops, *self._tasks.values(), return_exceptions=True)
+        if self.settings.run_workers:
+            with contextlib.suppress(Exception):
+                await queue.reap(self.sessions, self.settings.run_max_attempts, worker=self.worker_id)
+        await self.bus.stop()
 
     # submission ------------------------------------------------------------------------------
-    def check_capacity(self) -> None:
-        if self.queue.full():
-            raise ApiError(429, "queue_full", "the run queue is full; retry later", headers={"Retry-After": "2"})
+    def capacity(self) -> int:
+        """Accepted-but-unfinished runs allowed: the queue plus what one process runs at once."""
+        return self.settings.server_queue_size + self.settings.server_concurrency
 
-    async def submit(self, run: RunRow) -> None:
-        """Queue a stored run; behind a thread's active run it waits, or replaces it (interrupt/rollback)."""
-        self.streams[run.run_id] = RunStream(self.settings.stream_buffer_events)
-        active = self.active_run(run.thread_id) if run.thread_id else None
-        self._enqueue(run.run_id, run.thread_id)
-        if active and run.multitask_strategy in ("interrupt", "rollback"):
-            if run.multitask_strategy == "rollback":
-                self._rollback_to[run.run_id] = active
-            await self.cancel(active, reason=run.multitask_strategy)
+    @contextlib.contextmanager
+    def slot_guard(self) -> Iterator[SlotGuard]:
+        """A worker slot reserved by ``take`` for a run inserted as already claimed, released however it ends."""
+        guard = SlotGuard(self)
+        try:
+            yield guard
+        finally:
+            self._reserved -= guard.taken
 
-    def _enqueue(self, run_id: str, thread_id: str | None) -> None:
-        """A thread has at most one run reserved (queued or running); the rest wait in order."""
-        if thread_id and thread_id in self._active:
-            self._waiting[thread_id].append(run_id)
+    def _take_slot(self) -> bool:
+        if not self.settings.run_workers or self._stopping:
+            return False
+        if len(self._tasks) + self._reserved >= self.settings.server_concurrency:
+            return False
+        self._reserved += 1
+        return True
+
+    def lease(self, run: RunRow) -> None:
+        """Mark a run being inserted as claimed by this worker (the thread row is marked busy by the caller)."""
+        run.status, run.lease_owner = "running", self.worker_id
+        run.lease_expires_at = now() + timedelta(seconds=self.settings.run_lease_s)
+
+    def _start(self, run: RunRow, checked: bool = False) -> None:
+        """``checked``: created on an idle thread and started at once, so its creation checks still hold."""
+        if checked:
+            self._checked.add(run.run_id)
+        self._stoppable.add(run.run_id)
+        self._tasks[run.run_id] = asyncio.create_task(self._execute(run), name=f"loom-run-{run.run_id}")
+
+    async def submitted(self, run: RunRow, replaced: queue.Replaced | None, direct: bool = False) -> None:
+        """After the run's row is committed: start it here (``direct``) or wake workers; stop what it replaces.
+
+        Never raises: the client has a committed run and gets its answer whatever the bus does.
+        """
+        if direct:
+            self._start(run, checked=True)
             return
-        if thread_id:
-            self._active[thread_id] = run_id
-        self.queue.put_nowait(run_id)
-
-    def _release(self, thread_id: str) -> None:
-        self._active.pop(thread_id, None)
-        waiting = self._waiting.pop(thread_id, deque())
-        if waiting:
-            self._enqueue(waiting.popleft(), thread_id)
-            if waiting:
-                self._waiting[thread_id] = waiting
+        try:
+            if replaced is not None:
+                for run_id in replaced.cancelled:
+                    await self._announce_end(run_id, "cancelled")
+                for run_id in replaced.stopping:
+                    await self.bus.signal(run_id, run.multitask_strategy)
+            await self.bus.wake()
+            if replaced is not None:
+                async with asyncio.timeout(REPLACED_WAIT_S):
+                    for run_id in replaced.stopping:
+                        await self.wait(run_id)
+        except Exception:
+            log.exception("announcing run %s failed; workers will still find it", run.run_id)
 
     @contextlib.asynccontextmanager
     async def creating(self, thread_id: str | None) -> AsyncIterator[None]:
-        """Run creation on one thread is serialised: two resumes of one interrupt cannot both pass the check."""
+        """Run creation on one thread is serialised in this process (the database decides across processes)."""
         if thread_id is None:
             yield
             return
@@ -146,100 +187,202 @@ class RunManager:
     async def idle_thread(self, thread_id: str) -> AsyncIterator[None]:
         """Holds run creation on ``thread_id`` while its state changes outside a run; 409 if a run has it."""
         async with self.creating(thread_id):
-            if self.active_run(thread_id):
+            if await self.active_run(thread_id):
                 raise ApiError(409, "thread_busy", "the thread has an active run; cancel or wait for it first")
             yield
 
-    def active_run(self, thread_id: str) -> str | None:
-        """The run queued or running on ``thread_id``, if any."""
-        return self._active.get(thread_id)
+    async def active_run(self, thread_id: str) -> str | None:
+        """The oldest run queued or running on ``thread_id``, if any."""
+        async with self.sessions() as session:
+            runs = await queue.inflight(session, thread_id)
+        return runs[0].run_id if runs else None
 
     async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
         """Stop a run where it is; finished steps stay checkpointed. False if it was not active."""
-        self._cancel_reason[run_id] = reason
-        if (task := self._tasks.get(run_id)) is not None:
+        outcome = await queue.request_cancel(self.sessions, run_id, reason)
+        if outcome == "cancelled":
+            await self._announce_end(run_id, "cancelled")
+            await self.bus.wake()
+        elif outcome == "stopping":
+            await self.bus.signal(run_id, reason)
+        return outcome is not None
+
+    def cancel_soon(self, run_id: str) -> None:
+        """Cancel from code that is itself being cancelled (a dropped client): in a task of its own."""
+        task = asyncio.create_task(self.cancel(run_id), name=f"loom-cancel-{run_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def cancel_thread(self, thread_id: str) -> None:
+        """Cancel every run queued or running on a thread and wait for them to stop (thread deletion)."""
+        async with self.sessions() as session:
+            runs = await queue.inflight(session, thread_id)
+        for run in runs:
+            await self.cancel(run.run_id)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REPLACED_WAIT_S):
+                for run in runs:
+                    await self.wait(run.run_id)
+
+    async def _announce_end(self, run_id: str, status: str) -> None:
+        await self.bus.publish(run_id, "end", {"status": status, "interrupts": [], "checkpoint": None})
+        await self.bus.close(run_id)
+
+    def _on_signal(self, run_id: str, reason: str) -> None:
+        if run_id in self._stoppable and (task := self._tasks.get(run_id)) is not None:
+            self._reasons[run_id] = reason
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.shield(asyncio.wait({task}))
-            return True
-        async with self.sessions.begin() as session:
+
+    # events ----------------------------------------------------------------------------------
+    async def events(self, run_id: str, after: int = 0, known_status: str | None = None) -> AsyncIterator[Event]:
+        """The run's events after ``after`` until its ``end``; a run that ended where no stream is left gets one."""
+        idle_s = max(self.settings.run_poll_s * 5, 1.0)
+        if known_status in TERMINAL and not await self.bus.has(run_id):
+            yield await self._synthetic_end(run_id, after)
+            return
+        async for event in self.bus.follow(run_id, after, idle_s):
+            if event is None:  # quiet: the writer may be gone for good; the database knows
+                status = await self._status(run_id)
+                if status is None or status in TERMINAL:
+                    yield await self._synthetic_end(run_id, after, status)
+                    return
+                continue
+            after = event.seq
+            yield event
+            if event.name == "end":
+                return
+
+    async def _status(self, run_id: str) -> str | None:
+        async with self.sessions() as session:
             run = await session.get(RunRow, run_id)
-            if run is None or run.status != "pending":
-                return False
-            run.status = "cancelled"
-        thread_id = run.thread_id
-        if thread_id and run_id in self._waiting.get(thread_id, ()):
-            self._waiting[thread_id].remove(run_id)
-        # a queued run is skipped by the worker when it sees the status; its slot frees then
-        if stream := self.streams.get(run_id):
-            await stream.publish("end", {"status": "cancelled", "interrupts": [], "checkpoint": None})
-            await stream.close()
-        return True
+        return run.status if run is not None else None
+
+    async def _synthetic_end(self, run_id: str, after: int, status: str | None = None) -> Event:
+        status = status or await self._status(run_id) or "cancelled"
+        return Event(after + 1, "end", dumps({"status": status, "interrupts": [], "checkpoint": None}))
+
+    async def wait(self, run_id: str, known_status: str | None = None) -> str | None:
+        """Until the run has ended; its final status (``known_status``, when the caller has it, saves a query)."""
+        last: Event | None = None
+        async for last in self.events(run_id, known_status=known_status or await self._status(run_id)):  # noqa: B007
+            pass
+        if last is None or last.name != "end":
+            return None
+        status: str | None = json.loads(last.data).get("status")
+        return status
+
+    # workers ---------------------------------------------------------------------------------
+    async def _dispatch(self) -> None:
+        """Claim runs while slots are free; sleep until woken (new run, finished run) or ``run_poll_s``."""
+        next_reap = next_cron = 0.0
+        while not self._stopping:
+            claimed: list[RunRow] = []
+            try:
+                if time.monotonic() >= next_reap:
+                    await self._reap()
+                    next_reap = time.monotonic() + self.settings.run_lease_s / 2
+                if time.monotonic() >= next_cron:
+                    await crons.fire_due(self.sessions)
+                    next_cron = time.monotonic() + self.settings.run_poll_s
+                free = self.settings.server_concurrency - len(self._tasks) - self._reserved
+                if free > 0:
+                    claimed = await queue.claim(self.sessions, self.worker_id, free, self.settings.run_lease_s)
+                for run in claimed:
+                    self._start(run)
+            except Exception:
+                log.exception("claiming runs failed; retrying")
+            if not claimed or len(self._tasks) >= self.settings.server_concurrency:
+                await self.bus.wait_for_work(self.settings.run_poll_s)
+
+    async def _reap(self) -> None:
+        """Runs whose worker died: back to pending, or ended (cancel asked, attempts used up)."""
+        reaped = await queue.reap(self.sessions, self.settings.run_max_attempts)
+        for run_id in reaped.requeued:
+            log.warning("run %s lost its worker; queued again", run_id)
+        for run_id, status in reaped.ended:
+            await self._announce_end(run_id, status)
+
+    async def _heartbeat(self) -> None:
+        """Renew this worker's leases; a cancel asked through the database reaches the run here too."""
+        while not self._stopping:
+            await asyncio.sleep(self.settings.run_lease_s / 3)  # a timer, not synchronisation
+            running = [run_id for run_id in self._tasks if run_id in self._stoppable]
+            try:
+                held = await queue.renew(self.sessions, self.worker_id, running, self.settings.run_lease_s)
+            except Exception:
+                log.exception("renewing leases failed")
+                continue
+            for run_id in running:
+                if run_id not in held and run_id in self._stoppable:
+                    log.warning("lost the lease on run %s; another worker takes it over", run_id)
+                    self._lost.add(run_id)
+                    self._on_signal(run_id, "lost")
+                elif reason := held.get(run_id):
+                    self._on_signal(run_id, reason)
 
     # execution -------------------------------------------------------------------------------
-    async def _worker(self) -> None:
-        while not self._stopping:  # awaiting a cancelled run swallows the worker's own cancellation
-            run_id = await self.queue.get()
-            try:
-                task = asyncio.create_task(self._execute(run_id), name=f"loom-run-{run_id}")
-                self._tasks[run_id] = task
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            except Exception:
-                log.exception("run %s crashed its worker", run_id)
-            finally:
-                self._tasks.pop(run_id, None)
-                self.queue.task_done()
-
-    async def _execute(self, run_id: str) -> None:
-        async with self.sessions.begin() as session:
-            run = await session.get(RunRow, run_id)
-            if run is None or run.status != "pending":
-                if run is not None and run.thread_id and self._active.get(run.thread_id) == run_id:
-                    self._release(run.thread_id)
-                return
-            if run.thread_id:
-                await claim_thread(session, run.thread_id)
-            run.status = "running"
-            snapshot: dict[str, Any] = {
-                "thread_id": run.thread_id,
-                "graph_id": run.graph_id,
-                "owner": run.owner,
-                "kwargs": dict(run.kwargs),
-                "attempt": run.attempt,
-            }
-        stream = self.streams.setdefault(run_id, RunStream(self.settings.stream_buffer_events))
+    async def _execute(self, run: RunRow) -> None:
+        run_id = run.run_id
+        snapshot: dict[str, Any] = {
+            "thread_id": run.thread_id,
+            "graph_id": run.graph_id,
+            "owner": run.owner,
+            "kwargs": dict(run.kwargs),
+            "attempt": run.attempt,
+            "start_checkpoint_id": run.start_checkpoint_id,
+        }
         status, error = "success", None
         try:
-            await stream.publish("metadata", {"run_id": run_id, "attempt": snapshot["attempt"]})
-            if snapshot["attempt"] > 1:
-                await stream.publish("recovered", {"run_id": run_id, "attempt": snapshot["attempt"]})
-            async with asyncio.timeout(self.settings.run_timeout_s):
-                with retry_budget(self.settings.run_retry_budget):
-                    await self._stream_graph(run_id, snapshot, stream)
-        except asyncio.CancelledError:
-            if self._stopping:
-                raise
-            status = "interrupted" if self._cancel_reason.get(run_id) == "interrupt" else "cancelled"
-        except TimeoutError:
-            message = f"run exceeded {self.settings.run_timeout_s}s"
-            status, error = "timeout", {"error": "TimeoutError", "message": message}
-        except GraphRecursionError as exc:
-            status, error = "error", {"error": "GraphRecursionError", "message": str(exc)}
-        except Exception as exc:  # a graph failure ends the run, never the server
-            log.exception("run %s failed", run_id)
-            status, error = "error", {"error": type(exc).__name__, "message": str(exc)}
-        await self._finish(run_id, snapshot, stream, status, error)
+            try:
+                if run.cancel_requested:  # asked to stop between attempts
+                    raise asyncio.CancelledError
+                await self.bus.publish(run_id, "metadata", {"run_id": run_id, "attempt": run.attempt})
+                if run.attempt > 1:
+                    await self.bus.publish(run_id, "recovered", {"run_id": run_id, "attempt": run.attempt})
+                async with asyncio.timeout(self.settings.run_timeout_s):
+                    with retry_budget(self.settings.run_retry_budget):
+                        await self._stream_graph(run_id, snapshot)
+            except asyncio.CancelledError:
+                if self._stopping or run_id in self._lost:
+                    raise
+                self._uncancel()
+                reason = self._reasons.get(run_id) or run.cancel_requested
+                status = "interrupted" if reason == "interrupt" else "cancelled"
+                snapshot["reason"] = reason
+            except TimeoutError:
+                message = f"run exceeded {self.settings.run_timeout_s}s"
+                status, error = "timeout", {"error": "TimeoutError", "message": message}
+            except GraphRecursionError as exc:
+                status, error = "error", {"error": "GraphRecursionError", "message": str(exc)}
+            except Exception as exc:  # a graph failure ends the run, never the server
+                log.exception("run %s failed", run_id)
+                status, error = "error", {"error": type(exc).__name__, "message": str(exc)}
+            self._stoppable.discard(run_id)
+            await self._finish(run_id, snapshot, status, error)
+        finally:
+            self._stoppable.discard(run_id)
+            self._checked.discard(run_id)
+            self._reasons.pop(run_id, None)
+            self._lost.discard(run_id)
+            self._tasks.pop(run_id, None)
+            if not self._stopping:
+                await self.bus.wake()
 
-    async def _stream_graph(self, run_id: str, run: dict[str, Any], stream: RunStream) -> None:
+    @staticmethod
+    def _uncancel() -> None:
+        """The run was stopped on request: clear the cancellation so recording its outcome can proceed."""
+        if (task := asyncio.current_task()) is not None:
+            while task.cancelling():
+                task.uncancel()
+
+    async def _stream_graph(self, run_id: str, run: dict[str, Any]) -> None:
         kwargs = run["kwargs"]
         graph = self.graphs[run["graph_id"]]
-        if replaced := self._rollback_to.pop(run_id, None):
-            await self._roll_back(replaced, run["thread_id"], kwargs)
         if run["attempt"] == 1:
-            await self._refuse_input_over_interrupt(graph, run["thread_id"], kwargs)
+            if run_id not in self._checked:  # it waited: an interrupt may have appeared meanwhile
+                await self._refuse_input_over_interrupt(graph, run["thread_id"], kwargs)
+            run["start_checkpoint_id"] = await self._record_start(run_id, run["thread_id"])
         config = run_config(run_id, run, kwargs)
-        self._start_checkpoint[run_id] = await self._latest_checkpoint_id(run["thread_id"])
         payload = await self._payload(run_id, run["thread_id"], kwargs, run["attempt"])
         requested = kwargs.get("stream_mode") or ["values"]
         modes = sorted({"messages" if mode.startswith("messages") else mode for mode in requested} & GRAPH_MODES)
@@ -261,22 +404,21 @@ class RunManager:
             suffix = "|" + "|".join(ns) if ns else ""
             if mode == "messages":
                 for name, data in messages_events(chunk, requested, legacy_messages):
-                    await stream.publish(name + suffix, data)
+                    await self.bus.publish(run_id, name + suffix, data)
             else:
-                await stream.publish(mode + suffix, chunk)
+                await self.bus.publish(run_id, mode + suffix, chunk)
 
-    async def _roll_back(self, replaced: str, thread_id: str, kwargs: dict[str, Any]) -> None:
-        """Start where the replaced run started; if that was an empty thread, every checkpoint is its work."""
-        if replaced not in self._start_checkpoint:  # it never ran: nothing to undo
-            return
-        start = self._start_checkpoint.pop(replaced)
-        if start is None and not kwargs.get("checkpoint_id"):
-            await self.checkpointer.adelete_thread(thread_id)
-        kwargs["checkpoint_id"] = kwargs.get("checkpoint_id") or start
+    async def _record_start(self, run_id: str, thread_id: str | None) -> str | None:
+        """Where the run started, in its row: a rollback (from any process) restores it."""
+        start = await self._latest_checkpoint_id(thread_id)
+        if start is not None:
+            async with self.sessions.begin() as session:
+                await session.execute(update(RunRow).where(RunRow.run_id == run_id).values(start_checkpoint_id=start))
+        return start
 
-    async def _restore_start(self, run_id: str, run: dict[str, Any]) -> None:
-        """Cancel with ``action=rollback``: the thread's latest state becomes what it was before this run."""
-        start = self._start_checkpoint.get(run_id)
+    async def _restore_start(self, run: dict[str, Any]) -> None:
+        """Rollback: the thread's latest state becomes what it was before this run."""
+        start = run.get("start_checkpoint_id")
         if start is None:  # the run started on an empty thread: all its checkpoints are its own work
             await self.checkpointer.adelete_thread(run["thread_id"])
             return
@@ -309,16 +451,14 @@ class RunManager:
             return Command(resume=command.get("resume"), update=command.get("update"), goto=command.get("goto") or ())
         return kwargs.get("input")
 
-    async def _finish(
-        self, run_id: str, run: dict[str, Any], stream: RunStream, status: str, error: dict[str, Any] | None
-    ) -> None:
+    async def _finish(self, run_id: str, run: dict[str, Any], status: str, error: dict[str, Any] | None) -> None:
         """Record the outcome and free the thread before telling clients, so their next call finds it idle."""
         thread_id = run["thread_id"]
         interrupts: list[dict[str, Any]] = []
         checkpoint = None
         thread_status = "error" if status in ("error", "timeout") else "idle"
-        if thread_id and self._cancel_reason.get(run_id) == "rollback":
-            await self._restore_start(run_id, run)
+        if thread_id and run.get("reason") == "rollback":
+            await self._restore_start(run)
         if thread_id:
             snapshot = await self.graphs[run["graph_id"]].aget_state({"configurable": {"thread_id": thread_id}})
             interrupts = [{"id": i.id, "value": i.value} for i in snapshot.interrupts]
@@ -331,27 +471,15 @@ class RunManager:
             # a pending question outlives any later failure on the thread
             if interrupts or (snapshot.next and status in ("interrupted", "success")):
                 thread_status = "interrupted"
-        async with self.sessions.begin() as session:
-            if (row := await session.get(RunRow, run_id)) is not None:
-                row.status, row.error = status, error
-            if thread_id and (thread := await session.get(ThreadRow, thread_id)) is not None:
-                thread.status, thread.updated_at = thread_status, now()
-        self._cancel_reason.pop(run_id, None)
-        if run_id not in self._rollback_to.values():  # a rollback run still needs our start point
-            self._start_checkpoint.pop(run_id, None)
-        if thread_id:
-            if run["kwargs"].get("ephemeral"):
-                await self.checkpointer.adelete_thread(thread_id)
-            self._release(thread_id)
+        if not await queue.finish(self.sessions, self.worker_id, run_id, status, error, thread_status):
+            log.warning("run %s finished after its lease was lost; its new worker records it", run_id)
+            return
+        if thread_id and run["kwargs"].get("ephemeral"):
+            await self.checkpointer.adelete_thread(thread_id)
         if error:
-            await stream.publish("error", error)
-        await stream.publish("end", {"status": status, "interrupts": interrupts, "checkpoint": checkpoint})
-        await stream.close()
-
-    async def wait(self, run_id: str) -> None:
-        if stream := self.streams.get(run_id):
-            async for _ in stream.follow():
-                pass
+            await self.bus.publish(run_id, "error", error)
+        await self.bus.publish(run_id, "end", {"status": status, "interrupts": interrupts, "checkpoint": checkpoint})
+        await self.bus.close(run_id)
 
 
 def output_values(graph: CompiledStateGraph[Any, Any, Any, Any], values: Any) -> Any:

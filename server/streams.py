@@ -80,13 +80,29 @@ class RunStream:
             self._closed = True
             self._changed.notify_all()
 
-    async def follow(self, after: int = 0) -> AsyncIterator[Event]:
-        """Events with ``seq > after``, then live ones until the run closes."""
+    def reopen(self) -> None:
+        """A new attempt of the run writes on after the old ``end``; numbering continues."""
+        self._closed = False
+
+    async def follow(self, after: int = 0, idle_s: float | None = None) -> AsyncIterator[Event | None]:
+        """Events with ``seq > after``, then live ones until the run closes; ``None`` after ``idle_s`` of quiet.
+
+        The ``None`` lets a reader check the database while nothing happens, so a stream whose writer
+        died never holds a reader for ever.
+        """
         while True:
             async with self._changed:  # the predicate runs inside wait_for, with this iteration's ``after``
-                await self._changed.wait_for(lambda: self._closed or self._last_seq() > after)  # noqa: B023
-                pending = [event for event in self._events if event.seq > after]
-                closed = self._closed
+                try:
+                    async with asyncio.timeout(idle_s):
+                        await self._changed.wait_for(lambda: self._closed or self._last_seq() > after)  # noqa: B023
+                except TimeoutError:
+                    pending, closed, idle = [], False, True
+                else:
+                    pending = [event for event in self._events if event.seq > after]
+                    closed, idle = self._closed, False
+            if idle:
+                yield None
+                continue
             for event in pending:
                 yield event
                 after = event.seq

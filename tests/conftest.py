@@ -23,6 +23,7 @@ from nodes.models import ModelProvider
 from nodes.models.fake import FakeChatModel
 
 POSTGRES_URL = os.environ.get("LOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("LOOM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 _NETWORK_ENV = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "LOOM_OPENAI_API_KEY", "LOOM_MODEL")
 _NETWORK_ENV += ("TAVILY_API_KEY", "LOOM_TAVILY_API_KEY", "LOOM_KNOWLEDGE_DIR")
 
@@ -65,24 +66,43 @@ async def checkpointer(loom_env: Settings) -> AsyncIterator[BaseCheckpointSaver[
         yield saver
 
 
-def postgres_available(url: str = POSTGRES_URL) -> bool:
-    host_port = url.split("@", 1)[-1].split("/", 1)[0]
+def postgres_available(url: str = POSTGRES_URL, default_port: int = 5432) -> bool:
+    host_port = url.split("://", 1)[-1].split("@", 1)[-1].split("/", 1)[0]
     host, _, port = host_port.partition(":")
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port or 5432)), timeout=2):
+        with socket.create_connection((host or "127.0.0.1", int(port or default_port)), timeout=2):
             return True
     except OSError:
         return False
 
 
+def require(name: str, url: str, default_port: int) -> str:
+    """``url`` if the server answers; else skip, except under CI where a missing server fails the test."""
+    if not postgres_available(url, default_port):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} at {url} is required under CI=true")
+        pytest.skip(f"{name} not reachable at {url}")
+    return url
+
+
+def require_postgres() -> str:
+    return require("PostgreSQL", POSTGRES_URL, 5432)
+
+
+def require_redis() -> str:
+    return require("Redis", REDIS_URL, 6379)
+
+
 @pytest.fixture
 def postgres_url() -> str:
     """The test PostgreSQL URL; skipped when unreachable, except under CI where that fails."""
-    if not postgres_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required under CI=true")
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}")
-    return POSTGRES_URL
+    return require_postgres()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis URL (``LOOM_TEST_REDIS_URL``); skipped when unreachable, except under CI."""
+    return require_redis()
 
 
 @pytest.fixture

@@ -13,14 +13,14 @@ from langchain_core.runnables import RunnableConfig
 from sqlalchemy import select
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from server import queue
 from server.auth import CurrentUser
 from server.context import validate_context
-from server.db import RunRow, ThreadRow, new_id
+from server.db import RunRow, ThreadRow, new_id, now
 from server.deps import Loom, Services, owned_run, owned_thread
 from server.errors import ApiError, not_found
 from server.runs import output_values
 from server.schemas import MAX_OFFSET, RunCreate
-from server.streams import Event, dumps
 
 router = APIRouter(tags=["runs"])
 NDJSON = "application/x-ndjson"
@@ -30,43 +30,70 @@ NDJSON = "application/x-ndjson"
 async def start_run(
     loom: Services, user: str, thread_id: str | None, body: RunCreate, idempotency_key: str | None
 ) -> RunRow:
-    """Validate, store and queue a run; the row is committed before the caller gets an answer."""
+    """Validate, admit and store a run in one transaction; the row is committed before the caller gets an answer.
+
+    Capacity, the thread's one-active-run rule and the multitask strategy are decided in that same
+    transaction (``server.queue``), so a request gets a committed run or a 4xx, never both.
+    """
     graph_id = loom.graph_id_for(body.assistant_id)
     validate_input(loom, graph_id, body.input)
     validate_context(loom.graphs[graph_id], body.context)
-    loom.manager.check_capacity()
-    async with loom.manager.creating(thread_id):  # check-then-queue is a compare-and-set per thread
-        async with loom.sessions.begin() as session:
-            if idempotency_key and (existing := await _by_key(session, user, idempotency_key)):
-                return existing
-            ephemeral = thread_id is None
-            thread = await _thread_for_run(loom, session, user, thread_id, body, graph_id)
-            busy = loom.manager.active_run(thread.thread_id) is not None
-            if busy and body.multitask_strategy == "reject":
-                raise ApiError(409, "thread_busy", "the thread has an active run (multitask_strategy=reject)")
-            if busy and body.command is not None and body.command.resume is not None:
-                message = "a run is active on this thread; resume once it has ended with an interrupt"
-                raise ApiError(409, "thread_busy", message)
-            if not busy:
-                await _check_resumable(loom, thread, body, graph_id)
-            kwargs = body.model_dump(exclude_none=True, exclude={"assistant_id", "multitask_strategy"})
-            kwargs["stream_mode"] = body.stream_modes()
-            kwargs["checkpoint_id"] = body.resolved_checkpoint_id()
-            kwargs["ephemeral"] = ephemeral and body.on_completion != "keep"
-            run = RunRow(
-                run_id=new_id(),
-                thread_id=thread.thread_id,
-                owner=user,
-                assistant_id=loom.assistant_id(graph_id),
-                graph_id=graph_id,
-                multitask_strategy=body.multitask_strategy,
-                kwargs=kwargs,
-                metadata_=body.metadata or {},
-                idempotency_key=f"{user}:{idempotency_key}" if idempotency_key else None,
-            )
-            session.add(run)
-        await loom.manager.submit(run)
+    replaced: queue.Replaced | None = None
+    # Read the thread's checkpoint before the transaction, so the database is not held during it; the
+    # verdict counts only once the transaction has shown the thread is the caller's and idle.
+    verdict = await _resumable(loom, thread_id, body, graph_id) if thread_id else None
+    direct = False
+    with loom.manager.slot_guard() as slot:
+        async with loom.manager.creating(thread_id):
+            async with loom.sessions.begin() as session:
+                if idempotency_key and (existing := await _by_key(session, user, idempotency_key)):
+                    return existing
+                ephemeral = thread_id is None
+                thread = await _thread_for_run(loom, session, user, thread_id, body, graph_id)
+                active = await queue.inflight(session, thread.thread_id)
+                if active and body.multitask_strategy == "reject":
+                    raise ApiError(409, "thread_busy", "the thread has an active run (multitask_strategy=reject)")
+                if active and body.command is not None and body.command.resume is not None:
+                    message = "a run is active on this thread; resume once it has ended with an interrupt"
+                    raise ApiError(409, "thread_busy", message)
+                if not active and verdict is not None:
+                    raise verdict
+                if not active and thread_id is None and (body.command or body.resolved_checkpoint_id()):
+                    await _check_resumable(loom, thread.thread_id, body, graph_id)
+                await queue.admit(session, loom.manager.capacity())
+                if active and body.multitask_strategy in ("interrupt", "rollback"):
+                    replaced = queue.replace_inflight(active, body.multitask_strategy)
+                kwargs = run_kwargs(body, ephemeral)
+                run = RunRow(
+                    run_id=new_id(),
+                    thread_id=thread.thread_id,
+                    owner=user,
+                    assistant_id=loom.assistant_id(graph_id),
+                    graph_id=graph_id,
+                    multitask_strategy=body.multitask_strategy,
+                    kwargs=kwargs,
+                    metadata_=body.metadata or {},
+                    idempotency_key=f"{user}:{idempotency_key}" if idempotency_key else None,
+                    status="pending",
+                    attempt=1,
+                    created_at=now(),
+                )
+                direct = not active and slot.take()
+                if direct:  # a free worker here and an idle thread: claimed in this transaction, no queue hop
+                    thread.status = "busy"
+                    loom.manager.lease(run)
+                session.add(run)
+            await loom.manager.submitted(run, replaced, direct)
     return run
+
+
+def run_kwargs(body: RunCreate, ephemeral: bool, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The run body as a run row stores it (and replays it on recovery)."""
+    kwargs = body.model_dump(exclude_none=True, exclude={"assistant_id", "multitask_strategy", *exclude})
+    kwargs["stream_mode"] = body.stream_modes()
+    kwargs["checkpoint_id"] = body.resolved_checkpoint_id()
+    kwargs["ephemeral"] = ephemeral and body.on_completion != "keep"
+    return kwargs
 
 
 async def _by_key(session: Any, user: str, key: str) -> RunRow | None:
@@ -82,7 +109,7 @@ async def _thread_for_run(
         session.add(thread)
         await session.flush()
         return thread
-    thread = await session.get(ThreadRow, thread_id)
+    thread = await session.get(ThreadRow, thread_id, with_for_update=True)  # PostgreSQL: one creation at a time
     if thread is None and body.if_not_exists == "create":
         thread = ThreadRow(thread_id=thread_id, owner=user, graph_id=graph_id, metadata_={})
         session.add(thread)
@@ -97,9 +124,17 @@ async def _thread_for_run(
     return thread
 
 
-async def _check_resumable(loom: Services, thread: ThreadRow, body: RunCreate, graph_id: str) -> None:
+async def _resumable(loom: Services, thread_id: str, body: RunCreate, graph_id: str) -> ApiError | None:
+    try:
+        await _check_resumable(loom, thread_id, body, graph_id)
+    except ApiError as refused:
+        return refused
+    return None
+
+
+async def _check_resumable(loom: Services, thread_id: str, body: RunCreate, graph_id: str) -> None:
     """A resume needs a pending interrupt; new input must not silently drop one; checkpoints must exist."""
-    config: RunnableConfig = {"configurable": {"thread_id": thread.thread_id}}
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
     resuming = body.command is not None and body.command.resume is not None
     if checkpoint_id := body.resolved_checkpoint_id():
         at_config: RunnableConfig = {"configurable": {**config["configurable"], "checkpoint_id": checkpoint_id}}
@@ -185,13 +220,13 @@ async def wait(
     thread_id: str, body: RunCreate, loom: Loom, user: CurrentUser, idempotency_key: str | None = Header(default=None)
 ) -> Any:
     run = await start_run(loom, user, thread_id, body, idempotency_key)
-    return await outcome(loom, run.run_id)
+    return await outcome(loom, run.run_id, run.status)
 
 
 @router.post("/runs/wait")
 async def wait_stateless(body: RunCreate, loom: Loom, user: CurrentUser) -> Any:
     run = await start_run(loom, user, None, body, None)
-    return await outcome(loom, run.run_id)
+    return await outcome(loom, run.run_id, run.status)
 
 
 @router.get("/threads/{thread_id}/runs")
@@ -275,7 +310,6 @@ def run_view(run: RunRow) -> dict[str, Any]:
 
 
 def event_response(loom: Services, run: RunRow, request: Request, after: int, cancel_on_disconnect: bool) -> Response:
-    stream = loom.manager.streams.get(run.run_id)
     run_path = f"/threads/{run.thread_id}/runs/{run.run_id}"
     # the JS SDK reads the run id from Content-Location, so it names the run, not its stream
     headers = {"Location": f"{run_path}/stream", "Content-Location": run_path}
@@ -283,15 +317,12 @@ def event_response(loom: Services, run: RunRow, request: Request, after: int, ca
     async def events() -> AsyncIterator[Any]:
         finished = False
         try:
-            if stream is None:  # finished before this process started: report its end state
-                yield Event(after + 1, "end", dumps({"status": run.status, "interrupts": [], "checkpoint": None}))
-            else:
-                async for event in stream.follow(after):
-                    yield event
+            async for event in loom.manager.events(run.run_id, after, run.status):
+                yield event
             finished = True
         finally:
-            if not finished and cancel_on_disconnect:
-                await loom.manager.cancel(run.run_id, reason="cancelled")
+            if not finished and cancel_on_disconnect:  # the response is being cancelled: no await here
+                loom.manager.cancel_soon(run.run_id)
 
     if NDJSON in request.headers.get("accept", ""):
         return StreamingResponse((e.ndjson() async for e in events()), media_type=NDJSON, headers=headers)
@@ -299,9 +330,11 @@ def event_response(loom: Services, run: RunRow, request: Request, after: int, ca
     return EventSourceResponse(sse, ping=15, headers=headers)
 
 
-async def outcome(loom: Services, run_id: str) -> Any:
+async def outcome(loom: Services, run_id: str, status: str | None = None) -> Any:
     """The final state values of a finished run, or ``{"__error__": …}`` as langgraph-api answers."""
-    await loom.manager.wait(run_id)
+    final = await loom.manager.wait(run_id, status)
+    if final not in (None, "error", "timeout") and run_id in loom.manager.results:  # this process ran it
+        return loom.manager.results[run_id]
     async with loom.sessions() as session:
         run = await session.get(RunRow, run_id)
         if run is None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from server import queue
 from server.deps import Loom
 
 router = APIRouter(tags=["system"])
@@ -20,8 +21,8 @@ async def ok() -> dict[str, bool]:
 async def info(loom: Loom) -> dict[str, Any]:
     return {
         "version": "0.1.0",
-        "flags": {"assistants": True, "crons": False, "langsmith": False},
+        "flags": {"assistants": True, "crons": True, "langsmith": False},
         "graphs": sorted(loom.graphs),
         "concurrency": loom.settings.server_concurrency,
-        "queue": {"size": loom.manager.queue.qsize(), "capacity": loom.settings.server_queue_size},
+        "queue": {**await queue.unfinished_counts(loom.sessions), "capacity": loom.manager.capacity()},
     }

@@ -93,7 +93,7 @@ async def _latest_run(session: Any, task_id: str) -> RunRow | None:
 
 async def _task_events(loom: Services, run_id: str) -> AsyncIterator[str]:
     """Translate run events to seed 004's event types, one JSON object per line."""
-    async for event in loom.manager.streams[run_id].follow():
+    async for event in loom.manager.events(run_id):
         data = json.loads(event.data)
         for event_type, payload in _translate(event.name, data):
             if event_type == "task_completed":

@@ -69,11 +69,11 @@ async def patch(thread_id: str, body: ThreadPatch, loom: Loom, user: CurrentUser
 
 @router.delete("/{thread_id}", status_code=204)
 async def delete(thread_id: str, loom: Loom, user: CurrentUser) -> Response:
+    async with loom.sessions() as session:
+        await owned_thread(session, thread_id, user)
+    await loom.manager.cancel_thread(thread_id)
     async with loom.sessions.begin() as session:
-        thread = await owned_thread(session, thread_id, user)
-        if active := loom.manager.active_run(thread_id):
-            await loom.manager.cancel(active)
-        await session.delete(thread)
+        await session.delete(await owned_thread(session, thread_id, user))
     await loom.checkpointer.adelete_thread(thread_id)
     await asyncio.to_thread(remove_thread_artifacts, loom.settings, user, thread_id)
     return Response(status_code=204)

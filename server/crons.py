@@ -1,0 +1,96 @@
+"""Scheduled runs: each due firing becomes one run row, exactly once however many workers look.
+
+A worker's dispatcher calls :func:`fire_due` every ``run_poll_s``. In one transaction it takes the
+crons whose ``next_run_date`` has passed (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the
+transaction runs alone), inserts one pending run per cron and moves ``next_run_date`` past now. A
+second worker finds the date moved (or the row locked) and fires nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.db import CronRow, RunRow, ThreadRow, new_id, now
+from server.errors import ApiError
+
+FIRINGS_PER_PASS = 100
+"""Crons fired per transaction; the rest wait for the next pass."""
+
+
+def zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ApiError(422, "invalid_timezone", f"timezone: unknown IANA zone {name!r}") from exc
+
+
+def next_fire(schedule: str, timezone: str | None, after: datetime) -> datetime:
+    """The first time after ``after`` that ``schedule`` names (5 fields, or 6 with seconds last)."""
+    if not croniter.is_valid(schedule):
+        raise ApiError(422, "invalid_schedule", f"schedule: {schedule!r} is not a cron expression")
+    local = after.astimezone(zone(timezone))
+    fire: datetime = croniter(schedule, local).get_next(datetime)
+    return fire
+
+
+async def fire_due(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
+    """Insert one run for every cron due now; answers the new run ids."""
+    async with sessions.begin() as session:
+        moment = now()
+        query = (
+            select(CronRow)
+            .where(CronRow.enabled.is_(True), CronRow.next_run_date <= moment)
+            .order_by(CronRow.next_run_date)
+            .limit(FIRINGS_PER_PASS)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        fired: list[str] = []
+        for cron in (await session.scalars(query)).all():
+            if cron.end_time is not None and _utc(cron.end_time) <= moment:
+                cron.enabled, cron.next_run_date = False, None
+                continue
+            scheduled = cron.next_run_date
+            fired.append(await _insert_run(session, cron, scheduled))
+            cron.next_run_date = next_fire(cron.schedule, cron.timezone, moment)
+        return fired
+
+
+def _utc(moment: datetime | None) -> datetime:
+    """SQLite hands datetimes back without their zone; Loom stores UTC."""
+    moment = moment or now()
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def _insert_run(session: AsyncSession, cron: CronRow, scheduled: datetime | None) -> str:
+    thread_id = cron.thread_id
+    kwargs = dict(cron.payload.get("kwargs") or {})
+    if thread_id is None:  # a stateless cron: a new thread per firing
+        thread_id = new_id()
+        session.add(ThreadRow(thread_id=thread_id, owner=cron.owner, graph_id=cron.graph_id, metadata_={}))
+        kwargs["ephemeral"] = cron.on_run_completed != "keep"
+    run = RunRow(
+        run_id=new_id(),
+        thread_id=thread_id,
+        owner=cron.owner,
+        assistant_id=cron.assistant_id,
+        graph_id=cron.graph_id,
+        status="pending",
+        attempt=1,
+        multitask_strategy=cron.payload.get("multitask_strategy") or "enqueue",
+        kwargs=kwargs,
+        metadata_={
+            **cron.metadata_,
+            "cron_id": cron.cron_id,
+            "scheduled_at": scheduled.isoformat() if scheduled else None,
+        },
+        created_at=now(),
+    )
+    await session.flush()
+    session.add(run)
+    return run.run_id

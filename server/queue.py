@@ -1,0 +1,239 @@
+"""The run queue is the runs table: admission, claims, leases and cancellation are database transactions.
+
+No process holds the truth about a run in memory. A run is admitted in the transaction that inserts
+it (capacity and the thread's multitask rule are checked there); a worker claims the oldest pending
+run of each idle thread and marks thread and run in one transaction; while it runs, the worker renews
+a lease; a run whose lease lapsed (its worker died) goes back to pending with ``attempt + 1``.
+
+PostgreSQL: admission is serialised by a transaction-scoped advisory lock, claims lock thread rows
+``FOR UPDATE SKIP LOCKED`` so concurrent workers never wait on each other nor take one thread twice.
+SQLite: every transaction is ``BEGIN IMMEDIATE`` on one connection (see ``server.db``), so each of
+these transactions runs alone.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, func, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from server.db import RunRow, ThreadRow, now
+from server.errors import ApiError
+
+UNFINISHED = ("pending", "running")
+ADMISSION_LOCK = 0x4C4F4F4D  # "LOOM": the advisory lock that serialises run admission on PostgreSQL
+
+
+def _postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+# admission ----------------------------------------------------------------------------------------
+async def inflight(session: AsyncSession, thread_id: str) -> list[RunRow]:
+    """Runs accepted on the thread and not finished, oldest first (the running one, then the queue)."""
+    query = (
+        select(RunRow)
+        .where(RunRow.thread_id == thread_id, RunRow.status.in_(UNFINISHED))
+        .order_by(RunRow.created_at, RunRow.run_id)
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def admit(session: AsyncSession, capacity: int) -> None:
+    """429 unless fewer than ``capacity`` runs are accepted and unfinished (running, queued, or waiting on a thread).
+
+    Called inside the transaction that inserts the run, so the count and the insert are one step.
+    """
+    if _postgres(session):
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK})
+    unfinished = await session.scalar(select(func.count()).select_from(RunRow).where(RunRow.status.in_(UNFINISHED)))
+    if (unfinished or 0) >= capacity:
+        raise ApiError(429, "queue_full", "the run queue is full; retry later", headers={"Retry-After": "2"})
+
+
+@dataclass
+class Replaced:
+    """What an interrupt/rollback run did to the runs before it, for the caller to announce after commit."""
+
+    cancelled: list[str]
+    """Queued runs that never started: now ``cancelled``."""
+    stopping: list[str]
+    """The running run, asked to stop; the new run waits until its worker has stopped it."""
+
+
+def replace_inflight(runs: list[RunRow], reason: str) -> Replaced:
+    """Interrupt/rollback: queued runs are dropped, the running one is asked to stop (in the caller's transaction)."""
+    replaced = Replaced([], [])
+    for run in runs:
+        if run.status == "pending" and run.attempt == 1:
+            run.status, run.updated_at = "cancelled", now()
+            replaced.cancelled.append(run.run_id)
+        else:
+            run.cancel_requested = reason
+            replaced.stopping.append(run.run_id)
+    return replaced
+
+
+# claims and leases --------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=64)
+def _claim_query(postgres: bool, limit: int) -> Select[str, str | None]:
+    """Built once per shape: composing it costs more CPU than running it on SQLite."""
+    earlier = aliased(RunRow)
+    queued_before = exists().where(
+        earlier.thread_id == RunRow.thread_id,
+        earlier.status == "pending",
+        or_(
+            earlier.created_at < RunRow.created_at,
+            and_(earlier.created_at == RunRow.created_at, earlier.run_id < RunRow.run_id),
+        ),
+    )
+    query = (
+        select(RunRow.run_id, RunRow.thread_id)
+        .join(ThreadRow, ThreadRow.thread_id == RunRow.thread_id)
+        .where(RunRow.status == "pending", ThreadRow.status != "busy", ~queued_before)
+        .order_by(RunRow.created_at)
+        .limit(limit)
+    )
+    return query.with_for_update(of=ThreadRow, skip_locked=True) if postgres else query
+
+
+async def claim(sessions: async_sessionmaker[AsyncSession], worker: str, limit: int, lease_s: float) -> list[RunRow]:
+    """Up to ``limit`` runs for ``worker``: the oldest pending run of each thread that has none running."""
+    async with sessions.begin() as session:
+        query = _claim_query(_postgres(session), limit)
+        candidates = (await session.execute(query)).all()
+        claimed: list[str] = []
+        expires = now() + timedelta(seconds=lease_s)
+        for run_id, thread_id in candidates:
+            taken = await session.execute(
+                update(ThreadRow)
+                .where(ThreadRow.thread_id == thread_id, ThreadRow.status != "busy")
+                .values(status="busy", updated_at=now())
+            )
+            if not _rowcount(taken):
+                continue
+            await session.execute(
+                update(RunRow)
+                .where(RunRow.run_id == run_id, RunRow.status == "pending")
+                .values(status="running", lease_owner=worker, lease_expires_at=expires, updated_at=now())
+            )
+            claimed.append(run_id)
+        if not claimed:
+            return []
+        rows = (await session.scalars(select(RunRow).where(RunRow.run_id.in_(claimed)))).all()
+        return sorted(rows, key=lambda row: row.created_at)
+
+
+async def renew(
+    sessions: async_sessionmaker[AsyncSession], worker: str, run_ids: list[str], lease_s: float
+) -> dict[str, str | None]:
+    """Extend the leases ``worker`` still holds; answers run id → cancel request for each run still held."""
+    if not run_ids:
+        return {}
+    async with sessions.begin() as session:
+        await session.execute(
+            update(RunRow)
+            .where(RunRow.run_id.in_(run_ids), RunRow.lease_owner == worker, RunRow.status == "running")
+            .values(lease_expires_at=now() + timedelta(seconds=lease_s))
+        )
+        held = select(RunRow.run_id, RunRow.cancel_requested).where(
+            RunRow.run_id.in_(run_ids), RunRow.lease_owner == worker, RunRow.status == "running"
+        )
+        return {run_id: reason for run_id, reason in (await session.execute(held)).all()}
+
+
+@dataclass
+class Reaped:
+    requeued: list[str]
+    ended: list[tuple[str, str]]
+    """(run id, final status) of runs that will not be tried again."""
+
+
+async def reap(sessions: async_sessionmaker[AsyncSession], max_attempts: int, worker: str | None = None) -> Reaped:
+    """Runs whose lease lapsed (or all of ``worker``'s, on a clean stop) go back to pending, attempt + 1.
+
+    A run asked to stop ends ``cancelled``; one that has used ``max_attempts`` ends ``error`` with the reason.
+    """
+    async with sessions.begin() as session:
+        condition = RunRow.lease_owner == worker if worker else RunRow.lease_expires_at < now()
+        query = select(RunRow).where(RunRow.status == "running", condition)
+        if _postgres(session):
+            query = query.with_for_update(skip_locked=True)
+        reaped = Reaped([], [])
+        for run in (await session.scalars(query)).all():
+            _release_lease(run, max_attempts, reaped, clean_stop=worker is not None)
+            if run.thread_id and (thread := await session.get(ThreadRow, run.thread_id)) is not None:
+                thread.status = "error" if run.status == "error" else "idle"
+                thread.updated_at = now()
+        return reaped
+
+
+def _release_lease(run: RunRow, max_attempts: int, reaped: Reaped, clean_stop: bool) -> None:
+    run.lease_owner, run.lease_expires_at, run.updated_at = None, None, now()
+    if run.cancel_requested:
+        run.status = "interrupted" if run.cancel_requested == "interrupt" else "cancelled"
+        reaped.ended.append((run.run_id, run.status))
+    elif run.attempt >= max_attempts and not clean_stop:
+        run.status = "error"
+        message = f"the worker running it was lost {run.attempt} times (run_max_attempts={max_attempts})"
+        run.error = {"error": "WorkerLost", "message": message}
+        reaped.ended.append((run.run_id, run.status))
+    else:
+        run.status, run.attempt = "pending", run.attempt + 1
+        reaped.requeued.append(run.run_id)
+
+
+# ending ---------------------------------------------------------------------------------------------
+async def finish(
+    sessions: async_sessionmaker[AsyncSession],
+    worker: str,
+    run_id: str,
+    status: str,
+    error: dict[str, Any] | None,
+    thread_status: str,
+) -> bool:
+    """Record the outcome and free the thread in one transaction; False if the lease was lost meanwhile."""
+    async with sessions.begin() as session:
+        run = await session.get(RunRow, run_id, with_for_update=True)
+        if run is None or run.status != "running" or run.lease_owner != worker:
+            return False
+        run.status, run.error, run.updated_at = status, error, now()
+        run.lease_owner, run.lease_expires_at = None, None
+        if run.thread_id and (thread := await session.get(ThreadRow, run.thread_id)) is not None:
+            thread.status, thread.updated_at = thread_status, now()
+        return True
+
+
+async def request_cancel(sessions: async_sessionmaker[AsyncSession], run_id: str, reason: str) -> str | None:
+    """Cancel a queued run at once, or ask the worker of a running one to stop.
+
+    Answers ``"cancelled"`` (it never started), ``"stopping"`` (its worker will stop it) or None (already over).
+    """
+    async with sessions.begin() as session:
+        run = await session.get(RunRow, run_id, with_for_update=True)
+        if run is None or run.status not in UNFINISHED:
+            return None
+        if run.status == "pending" and run.attempt == 1:
+            run.status, run.updated_at = "cancelled", now()
+            return "cancelled"
+        run.cancel_requested = reason
+        if run.status == "pending":  # between attempts: nothing to stop, end it here
+            run.status, run.updated_at = "cancelled", now()
+            return "cancelled"
+        return "stopping"
+
+
+async def unfinished_counts(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    async with sessions() as session:
+        query = select(RunRow.status, func.count()).where(RunRow.status.in_(UNFINISHED)).group_by(RunRow.status)
+        counts = {status: int(count) for status, count in (await session.execute(query)).all()}
+    return {status: counts.get(status, 0) for status in UNFINISHED}
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)

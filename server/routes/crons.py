@@ -1,0 +1,155 @@
+"""Scheduled runs, as the Agent Server's cron endpoints: create (on a thread or stateless), search, count, delete."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Response
+from pydantic import Field
+from sqlalchemy import asc, desc, func, select
+
+from server.auth import CurrentUser
+from server.crons import next_fire
+from server.db import CronRow, now
+from server.deps import Loom, Services, owned_thread
+from server.errors import ApiError, not_found
+from server.routes.runs import run_kwargs, validate_input
+from server.schemas import RunCreate, Strict
+
+router = APIRouter(tags=["crons"])
+CRON_ONLY = frozenset({"schedule", "end_time", "enabled", "timezone", "on_run_completed", "webhook"})
+
+
+class CronCreate(RunCreate):
+    schedule: str = Field(max_length=128)
+    end_time: datetime | None = None
+    enabled: bool = True
+    timezone: str | None = None
+    on_run_completed: Literal["delete", "keep"] | None = None
+    webhook: str | None = None
+
+
+class CronSearch(Strict):
+    assistant_id: str | None = None
+    thread_id: str | None = None
+    enabled: bool | None = None
+    metadata: dict[str, Any] | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+    sort_by: Literal["cron_id", "assistant_id", "thread_id", "next_run_date", "created_at", "updated_at"] = "created_at"
+    sort_order: Literal["asc", "desc"] = "desc"
+    select: list[str] | None = None
+
+
+class CronCount(Strict):
+    assistant_id: str | None = None
+    thread_id: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+async def _create(loom: Services, user: str, thread_id: str | None, body: CronCreate) -> dict[str, Any]:
+    graph_id = loom.graph_id_for(body.assistant_id)
+    validate_input(loom, graph_id, body.input)
+    if body.command is not None:
+        raise ApiError(422, "invalid_cron", "command: a cron starts new runs; send input")
+    first = next_fire(body.schedule, body.timezone, now())
+    kwargs = run_kwargs(body, ephemeral=False, exclude=CRON_ONLY)
+    async with loom.sessions.begin() as session:
+        if thread_id is not None:
+            await owned_thread(session, thread_id, user)
+        cron = CronRow(
+            owner=user,
+            assistant_id=loom.assistant_id(graph_id),
+            graph_id=graph_id,
+            thread_id=thread_id,
+            schedule=body.schedule,
+            timezone=body.timezone,
+            payload={"kwargs": kwargs, "multitask_strategy": body.multitask_strategy},
+            metadata_=body.metadata or {},
+            enabled=body.enabled,
+            on_run_completed=body.on_run_completed,
+            end_time=body.end_time,
+            next_run_date=first if body.enabled else None,
+        )
+        session.add(cron)
+    return cron_view(cron)
+
+
+@router.post("/threads/{thread_id}/runs/crons")
+async def create_for_thread(thread_id: str, body: CronCreate, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    return await _create(loom, user, thread_id, body)
+
+
+@router.post("/runs/crons")
+async def create(body: CronCreate, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    return await _create(loom, user, None, body)
+
+
+@router.delete("/runs/crons/{cron_id}", status_code=204)
+async def delete(cron_id: str, loom: Loom, user: CurrentUser) -> Response:
+    async with loom.sessions.begin() as session:
+        cron = await session.get(CronRow, cron_id)
+        if cron is None or cron.owner != user:
+            raise not_found("cron", cron_id)
+        await session.delete(cron)
+    return Response(status_code=204)
+
+
+@router.post("/runs/crons/search")
+async def search(body: CronSearch, loom: Loom, user: CurrentUser) -> list[dict[str, Any]]:
+    query = _filtered(loom, user, body.assistant_id, body.thread_id)
+    if body.enabled is not None:
+        query = query.where(CronRow.enabled.is_(body.enabled))
+    order = desc if body.sort_order == "desc" else asc
+    query = query.order_by(order(getattr(CronRow, body.sort_by)))
+    async with loom.sessions() as session:
+        rows = list((await session.scalars(query)).all())
+    rows = _metadata_match(rows, body.metadata)[body.offset : body.offset + body.limit]
+    views = [cron_view(row) for row in rows]
+    return [{k: v for k, v in view.items() if k in body.select} for view in views] if body.select else views
+
+
+@router.post("/runs/crons/count")
+async def count(body: CronCount, loom: Loom, user: CurrentUser) -> int:
+    query = _filtered(loom, user, body.assistant_id, body.thread_id)
+    async with loom.sessions() as session:
+        if body.metadata:
+            return len(_metadata_match(list((await session.scalars(query)).all()), body.metadata))
+        total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    return int(total or 0)
+
+
+def _filtered(loom: Services, user: str, assistant_id: str | None, thread_id: str | None) -> Any:
+    query = select(CronRow).where(CronRow.owner == user)
+    if assistant_id:
+        query = query.where(CronRow.assistant_id == loom.assistant_id(loom.graph_id_for(assistant_id)))
+    if thread_id:
+        query = query.where(CronRow.thread_id == thread_id)
+    return query
+
+
+def _metadata_match(rows: list[CronRow], metadata: dict[str, Any] | None) -> list[CronRow]:
+    """JSON filtering in Python keeps SQLite and PostgreSQL identical (as thread search does)."""
+    if not metadata:
+        return rows
+    return [row for row in rows if all(row.metadata_.get(k) == v for k, v in metadata.items())]
+
+
+def cron_view(cron: CronRow) -> dict[str, Any]:
+    return {
+        "cron_id": cron.cron_id,
+        "assistant_id": cron.assistant_id,
+        "thread_id": cron.thread_id,
+        "on_run_completed": cron.on_run_completed,
+        "end_time": cron.end_time,
+        "schedule": cron.schedule,
+        "timezone": cron.timezone,
+        "created_at": cron.created_at,
+        "updated_at": cron.updated_at,
+        "payload": {**cron.payload.get("kwargs", {}), "assistant_id": cron.assistant_id},
+        "user_id": cron.owner,
+        "next_run_date": cron.next_run_date,
+        "metadata": cron.metadata_,
+        "enabled": cron.enabled,
+    }
