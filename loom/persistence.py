@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -46,7 +47,7 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
     elif backend == "sqlite":
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-        async with AsyncSqliteSaver.from_conn_string(sqlite_file(url)) as saver:
+        async with AsyncSqliteSaver.from_conn_string(await asyncio.to_thread(sqlite_file, url)) as saver:
             yield saver
     else:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -69,7 +70,8 @@ async def open_store(settings: Settings) -> AsyncIterator[BaseStore]:
     elif backend == "sqlite":
         from langgraph.store.sqlite.aio import AsyncSqliteStore
 
-        async with AsyncSqliteStore.from_conn_string(sqlite_file(url, "store.sqlite")) as store:
+        path = await asyncio.to_thread(sqlite_file, url, "store.sqlite")
+        async with AsyncSqliteStore.from_conn_string(path) as store:
             await store.setup()
             yield store
     else:

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from loom.persistence import open_checkpointer, open_store
 from loom.settings import Settings, get_settings
 from server import support_routes
+from server.blocking import blocking_detection
 from server.db import open_database
 from server.deps import Services
 from server.errors import install_error_handlers
@@ -40,7 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if not settings.api_keys:
                 log.warning("no API keys configured: serving as the single local user 'demo'")
             try:
-                yield
+                with blocking_detection(settings.detect_blocking):
+                    yield
             finally:
                 await manager.stop()
                 await engine.dispose()
