@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -98,6 +99,33 @@ def structured(data: Any, when: str | Callable[[Body], bool] | None = None, repe
     return Reply(content=json.dumps(data), when=when, repeat=repeat)
 
 
+def as_messages(messages: list[dict[str, Any]]) -> list[BaseMessage]:
+    """The user and tool turns of a request, as the fake-model tests' scripted helpers read them."""
+    out: list[BaseMessage] = []
+    for message in messages:
+        if message["role"] == "user":
+            out.append(HumanMessage(message["content"]))
+        elif message["role"] == "tool":
+            out.append(ToolMessage(message["content"], tool_call_id=message["tool_call_id"]))
+    return out
+
+
+def replying(make: Callable[[list[BaseMessage]], AIMessage]) -> Callable[[list[dict[str, Any]]], str]:
+    """A reply computed by a fake-model script function from this request's messages."""
+    return lambda messages: make(as_messages(messages)).text
+
+
+def last_is_tool(body: Body) -> bool:
+    """``when=``: the request answers a tool call (the model's turn after its tools ran)."""
+    return bool(body["messages"][-1]["role"] == "tool")
+
+
+def writing(body: Body) -> bool:
+    """``when=``: a writer's request: no structured output, no search tool (it may look passages up)."""
+    bound = {tool["function"]["name"] for tool in body.get("tools") or []}
+    return bound <= {"get_passage"} and not body.get("response_format") and not last_is_tool(body)
+
+
 def schema_named(name: str) -> Callable[[Body], bool]:
     """``when=``: the request asks for structured output with this schema name."""
     return lambda body: ((body.get("response_format") or {}).get("json_schema") or {}).get("name") == name
@@ -133,6 +161,13 @@ class ScriptedOpenAI:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._socket.getsockname()[1]}/v1"
+
+    def reset(self) -> None:
+        """Forget the script and what was received (a server shared by several tests)."""
+        with self._lock:
+            self.script.clear()
+            self.requests.clear()
+            self.rejected.clear()
 
     def add(self, *replies: Reply | str) -> None:
         with self._lock:

@@ -15,8 +15,19 @@ import pytest
 from langgraph_sdk import get_client
 
 from loom.processes import LanggraphDev
-from tests.graphs.team_scripts import GOAL
-from tests.openai_server import Body, Reply, ScriptedOpenAI, call, schema_named, structured, text, tools_offered
+from tests.graphs.team_scripts import GOAL, article_citing_brief, notes_from_results
+from tests.openai_server import (
+    Reply,
+    ScriptedOpenAI,
+    call,
+    last_is_tool,
+    replying,
+    schema_named,
+    structured,
+    text,
+    tools_offered,
+    writing,
+)
 
 pytestmark = pytest.mark.live
 
@@ -48,25 +59,8 @@ def langgraph_dev(tmp_path_factory: pytest.TempPathFactory, model_server: Script
         server.stop()
 
 
-def last_is_tool(body: Body) -> bool:
-    return bool(body["messages"][-1]["role"] == "tool")
-
-
 def system_says(words: str) -> Any:
     return lambda body: words in str(body["messages"][0].get("content"))
-
-
-def writing(body: Body) -> bool:
-    """The writer's request: no structured output, no search tool (it may look passages up)."""
-    bound = {tool["function"]["name"] for tool in body.get("tools") or []}
-    return bound <= {"get_passage"} and not body.get("response_format") and not last_is_tool(body)
-
-
-def article(messages: list[dict[str, Any]]) -> str:
-    """A writer that cites the first passage marker its brief offers."""
-    brief = next(m["content"] for m in messages if m["role"] == "user")
-    marker = next((part.split(" ")[0] for part in brief.split("\n") if part.startswith("[")), "")
-    return f"# Async programming\n\nAsync lets services wait without blocking {marker}.\n\nIn short: use it for I/O."
 
 
 SEEDS: dict[str, tuple[str, list[Reply]]] = {
@@ -84,17 +78,25 @@ SEEDS: dict[str, tuple[str, list[Reply]]] = {
             structured({"next": "researcher", "task": "Find passages", "pass_through": None}, schema_named("Decision")),
             structured({"next": "writer", "task": "Write it", "pass_through": None}, schema_named("Decision")),
             structured({"next": "finish", "task": None, "pass_through": "writer"}, schema_named("Decision")),
-            call("search_knowledge_base", {"query": "async programming"}, when=tools_offered("search_knowledge_base")),
-            text("Research notes: async helps I/O-bound services.", when=last_is_tool),
-            text(article, when=writing),
+            call(
+                "search_knowledge_base",
+                {"query": "impact of async programming"},
+                when=tools_offered("search_knowledge_base"),
+            ),
+            text(replying(notes_from_results), when=last_is_tool),
+            text(replying(article_citing_brief), when=writing),
         ],
     ),
     "pipeline": (
         GOAL,
         [
-            call("search_knowledge_base", {"query": "async programming"}, when=tools_offered("search_knowledge_base")),
-            text("Research notes: async helps I/O-bound services.", when=last_is_tool),
-            text(article, when=writing),
+            call(
+                "search_knowledge_base",
+                {"query": "impact of async programming"},
+                when=tools_offered("search_knowledge_base"),
+            ),
+            text(replying(notes_from_results), when=last_is_tool),
+            text(replying(article_citing_brief), when=writing),
             structured(
                 {"answers_goal": True, "claims_supported": True, "clear_structure": True, "specific": True},
                 schema_named("ArticleJudgement"),
@@ -120,6 +122,7 @@ async def test_every_graph_runs_its_seed_request_under_langgraph_dev(
     langgraph_dev: str, model_server: ScriptedOpenAI, graph_id: str
 ) -> None:
     request, script = SEEDS[graph_id]
+    model_server.reset()
     model_server.add(*script)
     client = get_client(url=langgraph_dev)
     thread = await client.threads.create()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import HumanMessage, ToolMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from graphs import assistant, code_reflection, pipeline, plan_execute, supervisor, support
@@ -25,10 +25,13 @@ from tests.openai_server import (
     ScriptedOpenAI,
     call,
     check_response_format,
+    last_is_tool,
+    replying,
     schema_named,
     structured,
     text,
     tools_offered,
+    writing,
 )
 
 JUDGE_PASS = {
@@ -54,21 +57,6 @@ def ask(text_: str) -> dict[str, Any]:
     return {"messages": [HumanMessage(text_)]}
 
 
-def as_messages(messages: list[dict[str, Any]]) -> list[BaseMessage]:
-    """The user and tool turns of an OpenAI request, as the scripted helpers of the fake-model tests read them."""
-    out: list[BaseMessage] = []
-    for message in messages:
-        if message["role"] == "user":
-            out.append(HumanMessage(message["content"]))
-        elif message["role"] == "tool":
-            out.append(ToolMessage(message["content"], tool_call_id=message["tool_call_id"]))
-    return out
-
-
-def replying(make: Callable[[list[BaseMessage]], AIMessage]) -> Callable[[list[dict[str, Any]]], str]:
-    return lambda messages: make(as_messages(messages)).text
-
-
 def system_says(words: str) -> Callable[[Body], bool]:
     return lambda body: words in str(body["messages"][0].get("content"))
 
@@ -87,16 +75,6 @@ def strict_formats(server: ScriptedOpenAI) -> list[str]:
 
 def strict_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
-
-
-def last_is_tool(body: Body) -> bool:
-    return bool(body["messages"][-1]["role"] == "tool")
-
-
-def writing(body: Body) -> bool:
-    """The writer's request: no structured output, no search tool (it may look passages up)."""
-    bound = {tool["function"]["name"] for tool in body.get("tools") or []}
-    return bound <= {"get_passage"} and not body.get("response_format") and not last_is_tool(body)
 
 
 def research() -> list[Any]:
