@@ -54,7 +54,8 @@ def make_planner(models: ModelProvider, tools: Mapping[str, BaseTool]) -> Any:
         settings = get_settings()
         attempt = state.get("plan_attempts", 0) + 1
         first_try = attempt == 1 and not state.get("replan")
-        if first_try and settings.direct_tool_dispatch and (steps := await asyncio.to_thread(rule_plan, state.get("request", ""))):
+        by_rules = first_try and settings.direct_tool_dispatch
+        if by_rules and (steps := await asyncio.to_thread(rule_plan, state.get("request", ""))):
             return _planned(state, steps, "rules", attempt, [])
         schema = plan_json_schema(tools, settings.plan_max_steps)
         messages = planner_messages(state, tools, settings.plan_max_steps)
