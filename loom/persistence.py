@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
@@ -37,6 +38,11 @@ def sqlite_file(url: str, name: str | None = None) -> str:
     return str(path)
 
 
+async def _import(module: str) -> Any:
+    """An optional backend's module, imported off the event loop (psycopg reads files as it loads)."""
+    return await asyncio.to_thread(importlib.import_module, module)
+
+
 @asynccontextmanager
 async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointSaver[str]]:
     """Open the configured checkpointer for the lifetime of the block (CLI command or server)."""
@@ -50,9 +56,8 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         async with AsyncSqliteSaver.from_conn_string(await asyncio.to_thread(sqlite_file, url)) as saver:
             yield saver
     else:
-        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-
-        async with AsyncPostgresSaver.from_conn_string(url) as saver:
+        postgres = await _import("langgraph.checkpoint.postgres.aio")
+        async with postgres.AsyncPostgresSaver.from_conn_string(url) as saver:
             await saver.setup()
             yield saver
 
@@ -75,8 +80,7 @@ async def open_store(settings: Settings) -> AsyncIterator[BaseStore]:
             await store.setup()
             yield store
     else:
-        from langgraph.store.postgres.aio import AsyncPostgresStore
-
-        async with AsyncPostgresStore.from_conn_string(url) as pg_store:
+        postgres = await _import("langgraph.store.postgres.aio")
+        async with postgres.AsyncPostgresStore.from_conn_string(url) as pg_store:
             await pg_store.setup()
             yield pg_store
