@@ -112,7 +112,9 @@ def create_chart(
             labels, values = read_csv_series(user_workspace_file(context.user_id, csv_file))
         else:
             labels, values = parse_series(data)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:  # its message holds the server's path: name the file as the user did instead
+        return f"Could not read {csv_file!r} in your workspace: {exc.strerror or exc}.", None
+    except ValueError as exc:
         return f"Could not read the data: {exc}", None
     if not values:
         return "No label/value pairs found; give data like 'Q1 120, Q2 150' or a CSV file name.", None

@@ -100,6 +100,15 @@ async def test_chart_from_a_workspace_csv(
     assert result.name == "create_chart" and "Statistics: count: 3" in result.text
 
 
+async def test_a_missing_csv_is_named_as_the_user_named_it_never_by_server_path(
+    checkpointer: BaseCheckpointSaver[str], scripted: type[ScriptedModels]
+) -> None:
+    state = await ask(build_graph(scripted(), checkpointer), "Visualize the monthly revenue in nope.csv")
+    result = tool_results(state)[-1]
+    assert result.name == "create_chart" and "'nope.csv'" in result.text
+    assert str(get_settings().data_dir) not in result.text
+
+
 async def test_calendar_search_returns_the_users_events(
     checkpointer: BaseCheckpointSaver[str], scripted: type[ScriptedModels]
 ) -> None:
