@@ -73,4 +73,3 @@ def test_charts_never_touch_pyplot(tmp_path: Path) -> None:
 
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
-
