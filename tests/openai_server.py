@@ -196,8 +196,12 @@ class ScriptedOpenAI:
         raise InvalidRequest("the test script has no reply for this request: " + json.dumps(body)[-1500:])
 
     async def _completions(self, request: Request) -> Response:
+        body: Any = None
         try:
-            body = json.loads(await request.body())
+            try:
+                body = json.loads(await request.body())
+            except ValueError as exc:
+                raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}") from None
             check_request(body)
             reply = self._next_reply(body)
         except InvalidRequest as exc:
