@@ -113,11 +113,13 @@ def structured_model(model: BaseChatModel, schema: type[BaseModel] | dict[str, A
 
 
 def _is_openai(model: BaseChatModel) -> bool:
+    """A provider reached through langchain-openai; not the embedded ``local:`` model, whose grammar takes
+    the full schema (its length bounds keep a small model from rambling inside a string)."""
     try:
         from langchain_openai.chat_models.base import BaseChatOpenAI
     except ImportError:  # pragma: no cover - langchain-openai is a dependency
         return False
-    return isinstance(model, BaseChatOpenAI)
+    return isinstance(model, BaseChatOpenAI) and not str(model.model_name).startswith("local:")
 
 
 def openai_strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
