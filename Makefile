@@ -1,15 +1,13 @@
 # Two entry points for newcomers: `make run` and `make test`. Each creates .venv when needed.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# llama-cpp-python compiles llama.cpp from source; the multimodal tools are not needed.
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DMTMD_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 
 .PHONY: run test lint format eval-routing clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml uv-overrides.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip uv
-	$(VENV)/bin/uv pip install -p $(PY) -e '.[dev]'
+	$(VENV)/bin/uv pip install -p $(PY) --override uv-overrides.txt -e '.[dev]'  # see uv-overrides.txt
 	touch $@
 
 run: $(VENV)/.installed

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
@@ -25,6 +27,9 @@ console = Console()
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.config is not None:  # the server reads it from settings, in this process or a worker's
+        os.environ["LOOM_GRAPHS_CONFIG"] = str(args.config.expanduser().resolve())
+        get_settings.cache_clear()
     if args.handler is None:  # serve: uvicorn owns the event loop
         return _serve(args)
     try:
@@ -43,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, handler: Any, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         sub.set_defaults(handler=handler)
+        sub.add_argument(
+            "--config",
+            type=Path,
+            help="the project's langgraph.json (default: ./langgraph.json if present, else Loom's own)",
+        )
         return sub
 
     command("graphs", _graphs, "list the graphs in langgraph.json")
@@ -81,9 +91,9 @@ def _thread_options(parser: argparse.ArgumentParser, required: bool) -> None:
 
 
 async def _graphs(args: argparse.Namespace) -> None:
-    table = Table("graph", "module")
+    table = Table("graph", "target")
     for spec in graph_specs().values():
-        table.add_row(spec.graph_id, f"{spec.module}:{spec.attribute}")
+        table.add_row(spec.graph_id, spec.target)
     console.print(table)
 
 
@@ -115,7 +125,7 @@ async def _stream_turn(graph_id: str, thread: str, user: str, payload: Any) -> N
     """Stream one turn: tokens as they come, routing and tool activity, then artifacts."""
     settings = get_settings()
     async with open_checkpointer(settings) as saver, open_store(settings) as store:
-        graph = get_spec(graph_id).build(checkpointer=saver, store=store)
+        graph = await get_spec(graph_id).build(saver, store)
         config: RunnableConfig = {"configurable": {"thread_id": thread}}
         async for mode, data in graph.astream(
             payload, config, context=RunContext(user_id=user), stream_mode=["messages", "custom", "updates"]
@@ -145,7 +155,7 @@ def _print_event(mode: str, data: Any) -> None:
 
 async def _state(args: argparse.Namespace) -> None:
     async with open_checkpointer(get_settings()) as saver:
-        graph = get_spec(args.graph).build(checkpointer=saver)
+        graph = await get_spec(args.graph).build(saver)
         snapshot = await graph.aget_state({"configurable": {"thread_id": args.thread}})
     if not snapshot.values:
         raise KeyError(f"thread {args.thread!r} has no state for graph {args.graph!r}")
@@ -159,7 +169,7 @@ async def _state(args: argparse.Namespace) -> None:
 async def _history(args: argparse.Namespace) -> None:
     table = Table("checkpoint", "step", "source", "next", "writes")
     async with open_checkpointer(get_settings()) as saver:
-        graph = get_spec(args.graph).build(checkpointer=saver)
+        graph = await get_spec(args.graph).build(saver)
         async for snapshot in graph.aget_state_history({"configurable": {"thread_id": args.thread}}):
             metadata: dict[str, Any] = dict(snapshot.metadata or {})
             table.add_row(

@@ -83,12 +83,15 @@ class ServerProcess:
 class LoomServer(ServerProcess):
     """``python -m loom serve`` in its own process on a free port: real uvicorn, real sockets."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
         super().__init__(data_dir, "server", {**os.environ, "LOOM_DATA_DIR": str(data_dir), **(env or {})})
         self.data_dir = data_dir
+        self.args = args or []
+        """Further ``loom serve`` arguments, e.g. ``["--config", path]``."""
 
     def start(self) -> LoomServer:
-        self.spawn([sys.executable, "-m", "loom", "serve", "--port", str(self.port)], PROJECT_ROOT, timeout_s=60)
+        command = [sys.executable, "-m", "loom", "serve", "--port", str(self.port), *self.args]
+        self.spawn(command, PROJECT_ROOT, timeout_s=60)
         return self
 
 

@@ -7,6 +7,7 @@ Loom at another data directory without reloading modules.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,7 +40,13 @@ class Settings(BaseSettings):
     )
     model_temperature: float = 0.2
     model_max_tokens: int = Field(default=512, ge=16, le=32_768)
-    local_context_tokens: int = Field(default=4096, ge=512)
+    local_context_tokens: int = Field(default=4096, ge=512, description="Context window of each embedded-model slot.")
+    local_parallel: int = Field(
+        default=4, ge=1, le=64, description="Embedded-model slots: requests generated together (continuous batching)."
+    )
+    local_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 2, ge=1, le=256, description="CPU threads of the embedded model."
+    )
 
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("LOOM_OPENAI_API_KEY", "OPENAI_API_KEY")
@@ -140,7 +147,9 @@ class Settings(BaseSettings):
     plan_max_replans: int = Field(default=2, ge=0, le=10, description="Replans of a failed plan part per task.")
 
     graphs_config: Path | None = Field(
-        default=None, description="A langgraph.json naming the graphs to serve; default: the project's."
+        default=None,
+        description="A langgraph.json naming the graphs to serve (loom --config); default: ./langgraph.json in the "
+        "working directory if present, else Loom's own.",
     )
     api_keys: dict[str, SecretStr] = Field(
         default_factory=dict,

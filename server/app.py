@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from loom.persistence import open_checkpointer, open_store
 from loom.settings import Settings, get_settings
@@ -17,11 +19,19 @@ from server.db import open_database
 from server.deps import Services
 from server.errors import install_error_handlers
 from server.middleware import BodyLimit
-from server.registry import graph_specs
+from server.registry import graph_specs, http_config
 from server.routes import artifacts, assistants, runs, store, system, tasks, threads
 from server.runs import RunManager
 
 log = logging.getLogger("loom.server")
+LOCAL_CORS: dict[str, Any] = {
+    "allow_origins": ["*"],
+    "allow_methods": ["*"],
+    "allow_headers": ["*"],
+    "allow_private_network": True,  # a hosted UI calling a server on localhost
+    "expose_headers": ["content-location", "location", "x-pagination-total", "x-pagination-next"],
+}
+"""As ``langgraph dev``: browser clients on any origin may call a local server; ``http.cors`` replaces it."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -30,10 +40,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        async with open_checkpointer(settings) as checkpointer, open_store(settings) as store:
+        async with (
+            open_checkpointer(settings) as checkpointer,
+            open_store(settings) as store,
+            contextlib.AsyncExitStack() as factories,
+        ):
             engine, sessions = await open_database(settings.resolved_database_url())
             graphs: dict[str, Any] = {
-                graph_id: spec.build(checkpointer=checkpointer, store=store) for graph_id, spec in graph_specs().items()
+                graph_id: await spec.build(checkpointer, store, factories) for graph_id, spec in graph_specs().items()
             }
             manager = RunManager(settings, sessions, graphs, checkpointer)
             app.state.services = Services(settings, sessions, graphs, checkpointer, manager, store)
@@ -50,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Loom", version="0.1.0", lifespan=lifespan, description=__doc__)
     app.state.settings = settings
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CORSMiddleware, **(http_config().get("cors") or LOCAL_CORS))
     install_error_handlers(app)
     for module in (system, assistants, threads, runs, store, tasks, artifacts, support_routes):
         app.include_router(module.router)

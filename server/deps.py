@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from loom.settings import Settings
 from server.db import RunRow, ThreadRow
 from server.errors import not_found
-from server.registry import graph_specs
+from server.registry import graph_specs, load_module
 from server.runs import RunManager
 
 ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")  # as langgraph-api, so ids match
@@ -62,7 +61,7 @@ class Services:
 
 def graph_description(graph_id: str) -> str | None:
     """The first line of the graph module's docstring."""
-    module = importlib.import_module(graph_specs()[graph_id].module)
+    module = load_module(graph_specs()[graph_id])
     return (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else None
 
 

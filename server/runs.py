@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.settings import Settings
 from nodes.models import retry_budget
+from server.context import validate_context
 from server.db import RunRow, ThreadRow, claim_thread, now
 from server.errors import ApiError
 from server.streams import RunStream
@@ -246,7 +247,7 @@ class RunManager:
         async for ns, mode, chunk in graph.astream(  # type: ignore[call-overload]
             payload,
             config,
-            context=run_context(run["owner"], kwargs.get("context")),
+            context=validate_context(graph, kwargs.get("context")) or run_context(run["owner"], kwargs.get("context")),
             stream_mode=modes,
             output_keys=graph.output_channels,  # as langgraph-api: values/updates show the output schema only
             subgraphs=True,
@@ -363,6 +364,9 @@ def output_values(graph: CompiledStateGraph[Any, Any, Any, Any], values: Any) ->
 def run_config(run_id: str, run: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
     config = dict(kwargs.get("config") or {})
     configurable = {**(config.get("configurable") or {}), "thread_id": run["thread_id"]}
+    # the caller's identity, where langgraph-api puts it; never taken from the request
+    configurable["langgraph_auth_user_id"] = run["owner"]
+    configurable["langgraph_auth_user"] = {"identity": run["owner"], "is_authenticated": True}
     if kwargs.get("checkpoint_id"):
         configurable["checkpoint_id"] = kwargs["checkpoint_id"]
     metadata = {

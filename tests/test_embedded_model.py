@@ -22,7 +22,7 @@ pytestmark = pytest.mark.embedded_model
 @pytest.fixture(autouse=True)
 def embedded_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOOM_MODEL", "local:smollm2")
-    monkeypatch.setenv("LOOM_MODEL_MAX_TOKENS", "48")
+    monkeypatch.setenv("LOOM_MODEL_MAX_TOKENS", "192")  # the route JSON, reason ≤ 120 chars, always fits
     get_settings.cache_clear()
 
 

@@ -72,7 +72,7 @@ def choice_schema(labels: Sequence[str]) -> type[BaseModel]:
     return create_model(
         "RouteChoice",
         label=(Literal[tuple(labels)], Field(description="Where to send the request")),  # type: ignore[arg-type]
-        reason=(str, Field(description="One short sentence", max_length=300)),
+        reason=(str, Field(description="One short sentence", max_length=120)),  # bounds the JSON for small models
     )
 
 

@@ -36,15 +36,9 @@ def load_chat_model(spec: str, settings: Settings | None = None) -> BaseChatMode
     if provider == "openai":
         return _openai_model(name, settings)
     if provider == "local":
-        from nodes.models.llamacpp import ChatLlamaCpp, resolve_model_path
+        from nodes.models.local import local_chat_model, resolve_model_path
 
-        return ChatLlamaCpp(
-            model_path=str(resolve_model_path(name or "smollm2")),
-            model_label=spec,
-            n_ctx=settings.local_context_tokens,
-            max_tokens=settings.model_max_tokens,
-            temperature=settings.model_temperature,
-        )
+        return local_chat_model(spec, resolve_model_path(name or "smollm2"), settings)
     if provider == "fake":  # one instance per script, so its cursor survives across calls
         return _fake_models.setdefault(spec, FakeChatModel.from_spec(name))
     raise ValueError(f"unknown model provider {provider!r} in {spec!r}: use openai:, local: or fake:")
