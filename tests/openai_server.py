@@ -77,6 +77,8 @@ class Reply:
     when: str | Callable[[Body], bool] | None = None
     repeat: bool = False
     """A repeated reply is never used up (a default for calls the test does not care about)."""
+    cut_off: bool = False
+    """Ends with ``finish_reason: "length"``, as when the model runs out of ``max_tokens``."""
 
     def matches(self, body: Body) -> bool:
         if self.when is None:
@@ -214,7 +216,10 @@ class ScriptedOpenAI:
         if body.get("stream"):
             chunks = stream_chunks(body, content, calls)
             return StreamingResponse(chunks, media_type="text/event-stream")
-        return JSONResponse(completion(body, content, calls))
+        answer = completion(body, content, calls)
+        if reply.cut_off:
+            answer["choices"][0]["finish_reason"] = "length"
+        return JSONResponse(answer)
 
 
 def completion(body: Body, content: str, calls: list[tuple[str, str, str]]) -> Body:

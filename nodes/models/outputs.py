@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar, overload
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
+from openai import ContentFilterFinishReasonError, LengthFinishReasonError
 from pydantic import BaseModel, ValidationError
 
 from nodes.models import call_model, usage_of
@@ -87,12 +88,30 @@ async def ask_structured(
         result, usage = await call_model(structured_model(model, schema), list(messages), node=node, config=config)
     except ValueError as exc:  # the model produced nothing parseable at all
         return _failed(node, str(exc), usage_of(None, node, (time.perf_counter() - started) * 1000))
+    except (LengthFinishReasonError, ContentFilterFinishReasonError) as exc:  # cut off before the JSON closed
+        usage = _cut_off_usage(exc, node, (time.perf_counter() - started) * 1000)
+        return _failed(node, f"{type(exc).__name__}: the answer was cut off before it was complete", usage)
     if result.get("parsed") is None:
         return _failed(node, str(result.get("parsing_error") or "no structured output"), usage)
     try:
         return StructuredReply(value=_validated(result["parsed"], schema), usage=usage)
     except ValidationError as exc:
         return _failed(node, str(exc), usage)
+
+
+def _cut_off_usage(
+    exc: LengthFinishReasonError | ContentFilterFinishReasonError, node: str, latency_ms: float
+) -> UsageRecord:
+    """The tokens a cut-off answer still cost, from the completion the provider returned."""
+    completion = exc.completion
+    usage = completion.usage if completion is not None else None
+    return UsageRecord(
+        node=node,
+        model=str(completion.model if completion is not None else "unknown"),
+        input_tokens=int(usage.prompt_tokens if usage else 0),
+        output_tokens=int(usage.completion_tokens if usage else 0),
+        latency_ms=round(latency_ms, 1),
+    )
 
 
 def _failed(node: str, error: str, usage: UsageRecord) -> StructuredReply[Any]:

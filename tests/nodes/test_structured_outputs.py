@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from langchain_core.messages import HumanMessage
@@ -45,3 +46,17 @@ def test_strict_schema_closes_objects_requires_everything_and_drops_what_openai_
     strict = openai_strict_schema(Verdict.model_json_schema())
     assert strict["additionalProperties"] is False and strict["required"] == ["label", "reason"]
     assert strict["properties"]["reason"] == {"anyOf": [{"type": "string", "title": "Reason"}, {"type": "null"}]}
+
+
+async def test_an_answer_cut_off_by_max_tokens_is_a_counted_failure_with_its_usage(openai_server: Any) -> None:
+    """OpenAI's SDK raises on ``finish_reason: length``; the node still gets a reply it can fall back from."""
+    from nodes.models import model_for, settings_models
+    from tests.openai_server import Reply
+
+    openai_server.add(Reply(content='{"label": "ok", "reason": "and then it went on and', cut_off=True))
+    before = parse_failures().get("unit_cut", 0)
+    model = await model_for(settings_models, "judge")
+    reply = await ask_structured(model, Verdict, [HumanMessage("judge")], node="unit_cut", config={})
+    assert reply.value is None and "cut off" in reply.error
+    assert reply.usage["output_tokens"] > 0 and reply.usage["model"] == "gpt-4o-mini"
+    assert parse_failures()["unit_cut"] == before + 1
