@@ -28,12 +28,12 @@ from state.common import RunContext
 WRITER = "You are a professional content writer. Write clear, structured, engaging prose in Markdown."
 CODER = "You are a senior software engineer. Answer with correct, idiomatic code and a short explanation."
 IMAGE = (
-    "You create images with the generate_image tool. Pass a vivid prompt, then show the saved file's path. "
+    "You create images with the generate_image tool. Pass a vivid prompt, then give the image's link. "
     "If the tool says the image is a stand-in, say so."
 )
 ANALYST = (
     "You analyse data. Call create_chart with the user's label/value pairs as `data`, or a workspace CSV as "
-    "`csv_file`, then report the statistics it returns and the chart's path. Never invent numbers."
+    "`csv_file`, then report the statistics it returns and the chart's link. Never invent numbers."
 )
 WORKSPACE = (
     "You search the user's own files, emails, calendar and messages with the search tools; use several when "

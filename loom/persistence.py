@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
@@ -36,6 +38,11 @@ def sqlite_file(url: str, name: str | None = None) -> str:
     return str(path)
 
 
+async def _import(module: str) -> Any:
+    """An optional backend's module, imported off the event loop (psycopg reads files as it loads)."""
+    return await asyncio.to_thread(importlib.import_module, module)
+
+
 @asynccontextmanager
 async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointSaver[str]]:
     """Open the configured checkpointer for the lifetime of the block (CLI command or server)."""
@@ -46,14 +53,13 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
     elif backend == "sqlite":
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-        async with AsyncSqliteSaver.from_conn_string(sqlite_file(url)) as saver:
+        async with AsyncSqliteSaver.from_conn_string(await asyncio.to_thread(sqlite_file, url)) as saver:
             await saver.setup()  # WAL; its tables exist before any call (adelete_thread does not create them)
             await saver.conn.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
             yield saver
     else:
-        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-
-        async with AsyncPostgresSaver.from_conn_string(url) as saver:
+        postgres = await _import("langgraph.checkpoint.postgres.aio")
+        async with postgres.AsyncPostgresSaver.from_conn_string(url) as saver:
             await saver.setup()
             yield saver
 
@@ -71,13 +77,13 @@ async def open_store(settings: Settings) -> AsyncIterator[BaseStore]:
     elif backend == "sqlite":
         from langgraph.store.sqlite.aio import AsyncSqliteStore
 
-        async with AsyncSqliteStore.from_conn_string(sqlite_file(url, "store.sqlite")) as store:
+        path = await asyncio.to_thread(sqlite_file, url, "store.sqlite")
+        async with AsyncSqliteStore.from_conn_string(path) as store:
             await store.setup()
             await store.conn.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
             yield store
     else:
-        from langgraph.store.postgres.aio import AsyncPostgresStore
-
-        async with AsyncPostgresStore.from_conn_string(url) as pg_store:
+        postgres = await _import("langgraph.store.postgres.aio")
+        async with postgres.AsyncPostgresStore.from_conn_string(url) as pg_store:
             await pg_store.setup()
             yield pg_store

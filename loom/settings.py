@@ -90,8 +90,9 @@ class Settings(BaseSettings):
     )
     quote_tool_results: bool | None = Field(
         default=None,
-        description="After a tool round, the assistant's specialists answer with the tools' results instead of "
-        "a model summary; unset: only for local: models, whose summaries of tool output are unreliable.",
+        description="After a tool round, the assistant's specialists (and plan_execute's synthesizer, after a "
+        "plan) answer with the tools' results instead of a model summary; unset: only for local: models, whose "
+        "summaries of tool output are unreliable.",
     )
     router_confidence: float = Field(
         default=0.6, ge=0.0, le=1.0, description="First-stage confidence that skips the LLM."
@@ -175,6 +176,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_000_000, ge=1_024, description="Larger request bodies get 413.")
     body_read_timeout_s: float = Field(
         default=10.0, gt=0, le=600, description="Time to receive a whole request body; a slower one gets 408."
+    )
+    detect_blocking: bool = Field(
+        default=False,
+        description="Fail a run that makes a blocking call on the event loop (blockbuster, as langgraph dev "
+        "does); the test suite turns it on.",
     )
     stream_buffer_events: int = Field(
         default=20_000, ge=100, description="Events kept per run so a client can rejoin with Last-Event-ID."

@@ -14,9 +14,10 @@ from starlette.middleware.cors import CORSMiddleware
 from loom.persistence import open_checkpointer, open_store
 from loom.settings import Settings, get_settings
 from server import support_routes
+from server.blocking import blocking_detection
 from server.bus import open_bus
 from server.db import open_database
-from server.deps import Services
+from server.deps import Services, graph_description
 from server.errors import install_error_handlers
 from server.middleware import BodyLimit
 from server.registry import graph_specs, http_config
@@ -52,11 +53,14 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
             }
             manager = RunManager(settings, sessions, graphs, checkpointer, open_bus(settings))
             app.state.services = Services(settings, sessions, graphs, checkpointer, manager, store)
+            for graph_id in graphs:  # reads the config and modules once, before requests arrive
+                graph_description(graph_id)
             await manager.start()
             if not settings.api_keys:
                 log.warning("no API keys configured: serving as the single local user 'demo'")
             try:
-                yield
+                with blocking_detection(settings.detect_blocking):
+                    yield
             finally:
                 await manager.stop()
                 await engine.dispose()

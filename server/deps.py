@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -59,8 +60,9 @@ class Services:
         }
 
 
+@lru_cache(maxsize=256)
 def graph_description(graph_id: str) -> str | None:
-    """The first line of the graph module's docstring."""
+    """The first line of the graph module's docstring; read once (the lifespan primes it off the request path)."""
     module = load_module(graph_specs()[graph_id])
     return (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else None
 

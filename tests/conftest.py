@@ -21,6 +21,8 @@ from loom.processes import PROJECT_ROOT, LoomServer
 from loom.settings import Settings, get_settings
 from nodes.models import ModelProvider
 from nodes.models.fake import FakeChatModel
+from server.blocking import loom_blockbuster
+from tests.openai_server import ScriptedOpenAI
 
 POSTGRES_URL = os.environ.get("LOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("LOOM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -35,10 +37,22 @@ def loom_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     monkeypatch.setenv("LOOM_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LOOM_MODEL", "fake:echo")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("LOOM_DETECT_BLOCKING", "true")  # servers started by tests fail runs that block
     monkeypatch.chdir(tmp_path)  # no stray .env from the developer's checkout
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_calls() -> Iterator[None]:
+    """A blocking call made from Loom's code on a running event loop fails the test (``BlockingError``)."""
+    detector = loom_blockbuster()
+    detector.activate()
+    try:
+        yield
+    finally:
+        detector.deactivate()
 
 
 class ScriptedModels:
@@ -125,3 +139,21 @@ def test_server(tmp_path: Path) -> Iterator[LoomServer]:
     server = LoomServer(tmp_path / "server", {"LOOM_GRAPHS_CONFIG": str(TEST_GRAPHS)}).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def openai_server(loom_env: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAI]:
+    """A scripted OpenAI-compatible server, and settings that send every role to it through langchain-openai.
+
+    ``openai_server.add(...)`` scripts the replies; requests OpenAI would refuse get OpenAI's 400.
+    """
+    server = ScriptedOpenAI().start()
+    monkeypatch.setenv("LOOM_MODEL", "openai:gpt-4o-mini")
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-scripted-test-key")
+    get_settings.cache_clear()
+    try:
+        yield server
+    finally:
+        server.stop()
+        get_settings.cache_clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -28,7 +29,7 @@ def embedded_model(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_constrained_router_output_is_always_a_valid_label() -> None:
     choice, error, usage = await choose_label(
-        settings_models("router"),
+        await asyncio.to_thread(settings_models, "router"),
         ROUTER_INSTRUCTIONS,
         [HumanMessage("Help me understand last week's numbers")],
         SPECIALISTS,

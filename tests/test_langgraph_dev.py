@@ -1,40 +1,144 @@
-"""LangGraph Studio's path: `langgraph dev` reads langgraph.json and serves every graph."""
+"""LangGraph Studio's path: `langgraph dev` reads langgraph.json and serves every graph.
+
+Every bundled graph runs one seed request end to end under `langgraph dev`, on ``openai:`` models
+answered by the scripted OpenAI-compatible server. `langgraph dev` fails a run that makes a blocking
+call on its event loop (blockbuster), so these runs also prove the graphs' async nodes never block.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 from langgraph_sdk import get_client
 
 from loom.processes import LanggraphDev
+from tests.graphs.team_scripts import GOAL, article_citing_brief, notes_from_results
+from tests.openai_server import (
+    Reply,
+    ScriptedOpenAI,
+    call,
+    last_is_tool,
+    replying,
+    schema_named,
+    structured,
+    text,
+    tools_offered,
+    writing,
+)
 
 pytestmark = pytest.mark.live
 
+CODE = "def compound(principal, rate, years):\n    return principal * (1 + rate) ** years\n"
+TESTS = "def test_compound():\n    assert round(compound(100, 0.1, 2), 2) == 121.0\n"
 
-@pytest.fixture
-def langgraph_dev(tmp_path: Path) -> Iterator[str]:
+
+@pytest.fixture(scope="module")
+def model_server() -> Iterator[ScriptedOpenAI]:
+    server = ScriptedOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def langgraph_dev(tmp_path_factory: pytest.TempPathFactory, model_server: ScriptedOpenAI) -> Iterator[str]:
     """``langgraph dev`` on the project's own ``langgraph.json``, as Studio users start it."""
-    server = LanggraphDev(tmp_path / "langgraph-dev").start()
+    workdir = tmp_path_factory.mktemp("langgraph-dev")
+    env = {
+        "LOOM_MODEL": "openai:gpt-4o-mini",
+        "OPENAI_BASE_URL": model_server.url,
+        "OPENAI_API_KEY": "sk-scripted-test-key",
+        "LOOM_DATA_DIR": str(workdir / "data"),
+    }
+    server = LanggraphDev(workdir, env=env).start()
     try:
         yield server.url
     finally:
         server.stop()
 
 
-async def test_langgraph_dev_serves_the_assistant(langgraph_dev: str) -> None:
+def system_says(words: str) -> Any:
+    return lambda body: words in str(body["messages"][0].get("content"))
+
+
+SEEDS: dict[str, tuple[str, list[Reply]]] = {
+    "assistant": (
+        "What meetings do I have this week?",
+        [text("Here are your meetings this week.", when=last_is_tool)],
+    ),
+    "plan_execute": (
+        "Find round sunglasses that are in stock",
+        [text("Lennon Round Classic is in stock.", when=system_says("You answer the user's request"))],
+    ),
+    "supervisor": (
+        GOAL,
+        [
+            structured({"next": "researcher", "task": "Find passages", "pass_through": None}, schema_named("Decision")),
+            structured({"next": "writer", "task": "Write it", "pass_through": None}, schema_named("Decision")),
+            structured({"next": "finish", "task": None, "pass_through": "writer"}, schema_named("Decision")),
+            call(
+                "search_knowledge_base",
+                {"query": "impact of async programming"},
+                when=tools_offered("search_knowledge_base"),
+            ),
+            text(replying(notes_from_results), when=last_is_tool),
+            text(replying(article_citing_brief), when=writing),
+        ],
+    ),
+    "pipeline": (
+        GOAL,
+        [
+            call(
+                "search_knowledge_base",
+                {"query": "impact of async programming"},
+                when=tools_offered("search_knowledge_base"),
+            ),
+            text(replying(notes_from_results), when=last_is_tool),
+            text(replying(article_citing_brief), when=writing),
+            structured(
+                {"answers_goal": True, "claims_supported": True, "clear_structure": True, "specific": True},
+                schema_named("ArticleJudgement"),
+            ),
+        ],
+    ),
+    "code_reflection": (
+        "Write compound(principal, rate, years), compound interest",
+        [structured({"code": CODE, "tests": TESTS}, schema_named("CodeDraft"))],
+    ),
+    "support": (
+        "I was charged twice for my subscription this month",
+        [
+            call("list_invoices", {}, when=tools_offered("list_invoices")),
+            text("Your invoices are listed above; one looks duplicated.", when=last_is_tool),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("graph_id", list(SEEDS))
+async def test_every_graph_runs_its_seed_request_under_langgraph_dev(
+    langgraph_dev: str, model_server: ScriptedOpenAI, graph_id: str
+) -> None:
+    request, script = SEEDS[graph_id]
+    model_server.reset()
+    model_server.add(*script)
     client = get_client(url=langgraph_dev)
-    assistants = await client.assistants.search(metadata={"created_by": "system"})
-    assert "assistant" in {a["graph_id"] for a in assistants}
     thread = await client.threads.create()
-    result = await client.runs.wait(
+    await client.runs.wait(
         thread["thread_id"],
-        "assistant",
-        input={"messages": [{"role": "user", "content": "Search my calendar for AI events"}]},
+        graph_id,
+        input={"messages": [{"role": "user", "content": request}]},
         context={"user_id": "demo"},
+        raise_error=False,
     )
-    assert isinstance(result, dict) and result["route"]["specialist"] == "workspace_agent"
+    [run] = await client.runs.list(thread["thread_id"])
     state = await client.threads.get_state(thread["thread_id"])
-    tool_messages = [m for m in state["values"]["messages"] if m["type"] == "tool"]
-    assert tool_messages and "AI Workshop" in tool_messages[0]["content"]
+    assert run["status"] == "success", json.dumps(state["values"], default=str)[-3000:]
+    assert not model_server.unused and not model_server.rejected
+    messages = state["values"]["messages"]
+    assert messages[-1]["type"] == "ai" and messages[-1]["content"]
+    if graph_id == "assistant":
+        tool_messages = [m for m in messages if m["type"] == "tool"]
+        assert tool_messages and tool_messages[0]["name"] == "search_calendar"

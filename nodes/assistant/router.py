@@ -14,7 +14,7 @@ from langgraph.types import Command
 
 from loom.settings import get_settings
 from nodes.common.routing import KeywordRouter, choose_label, last_human_text
-from nodes.models import ModelProvider
+from nodes.models import ModelProvider, model_for
 from state.assistant import SPECIALISTS, AssistantState, Route, Specialist
 from state.common import RunContext
 
@@ -140,7 +140,12 @@ async def _route_request(
             specialist=previous["specialist"], stage="follow_up", confidence=0.5, reason="refers to the last answer"
         )
     choice, error, usage = await choose_label(
-        models("router"), ROUTER_INSTRUCTIONS, _recent(state["messages"]), SPECIALISTS, node="router", config=config
+        await model_for(models, "router"),
+        ROUTER_INSTRUCTIONS,
+        _recent(state["messages"]),
+        SPECIALISTS,
+        node="router",
+        config=config,
     )
     update["usage"] = [usage]
     if choice is None:

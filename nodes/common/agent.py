@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 
 from loom.settings import get_settings
 from nodes.common.dispatch import Dispatcher
-from nodes.models import ModelProvider, call_model
+from nodes.models import ModelProvider, call_model, model_for
 from state.common import Artifact, RunContext
 
 HISTORY_MESSAGES = 24
@@ -47,7 +47,7 @@ def make_agent(
         if answers_user and isinstance(history[-1], ToolMessage) and settings.quotes_tool_results(role):
             reply = AIMessage(content=quoted_results(history))
             return {"messages": [reply], "artifacts": artifacts_this_turn(state["messages"])}
-        model: Any = models(role)
+        model: Any = await model_for(models, role)
         if tools and tool_rounds_this_turn(history) < settings.max_tool_rounds:
             model = model.bind_tools(list(tools))
         context = runtime.context or RunContext()
@@ -97,6 +97,23 @@ def quoted_results(history: list[AnyMessage]) -> str:
     """This turn's tool results, readable: a search's hits one per line, any other result as it came."""
     results = [m for m in messages_this_turn(history) if isinstance(m, ToolMessage)]
     return "\n\n".join(_readable(result) for result in results)
+
+
+def readable_value(value: Any) -> str:
+    """A tool's or a plan step's output for a person: each list of records one per line, else as it came."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        lines = []
+        for key, item in value.items():
+            if isinstance(item, list) and item and all(isinstance(row, dict) for row in item):
+                lines += [f"{key}:", *(f"- {_one_line(row)}" for row in item)]
+            elif item not in (None, "", [], {}):
+                lines.append(f"{key}: {item if not isinstance(item, list) else ', '.join(map(str, item))}")
+        return "\n".join(lines)
+    if isinstance(value, list):
+        return "\n".join(f"- {_one_line(item)}" for item in value)
+    return json.dumps(value, default=str, ensure_ascii=False)
 
 
 def _readable(result: ToolMessage) -> str:

@@ -17,7 +17,7 @@ from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, Syste
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field, create_model
 
-from nodes.models import call_model
+from nodes.models.outputs import ask_structured
 from state.common import UsageRecord
 
 M = TypeVar("M", bound=BaseModel)
@@ -86,17 +86,12 @@ async def choose_label(
     config: RunnableConfig,
 ) -> tuple[LabelChoice | None, str, UsageRecord]:
     """Ask the model for one label; returns (choice or None, error text if unusable, usage)."""
-    structured = model.with_structured_output(choice_schema(labels), include_raw=True)
-    try:
-        result, usage = await call_model(
-            structured, [SystemMessage(content=instructions), *messages], node=node, config=config
-        )
-    except ValueError as exc:  # the model produced nothing parseable at all
-        return None, str(exc), UsageRecord(node=node, model="unknown", input_tokens=0, output_tokens=0, latency_ms=0)
-    parsed: Any = result.get("parsed")
-    if parsed is None:
-        return None, str(result.get("parsing_error") or "no structured output"), usage
-    return LabelChoice(label=parsed.label, reason=parsed.reason), "", usage
+    reply = await ask_structured(
+        model, choice_schema(labels), [SystemMessage(content=instructions), *messages], node=node, config=config
+    )
+    parsed: Any = reply.value
+    choice = None if parsed is None else LabelChoice(label=parsed.label, reason=parsed.reason)
+    return choice, reply.error, reply.usage
 
 
 async def choose_structured(
@@ -112,17 +107,10 @@ async def choose_structured(
 
     Returns (parsed object or None, error text if unusable, usage), so callers record why they fell back.
     """
-    structured = model.with_structured_output(schema, include_raw=True)
-    try:
-        result, usage = await call_model(
-            structured, [SystemMessage(content=instructions), *messages], node=node, config=config
-        )
-    except ValueError as exc:
-        return None, str(exc), UsageRecord(node=node, model="unknown", input_tokens=0, output_tokens=0, latency_ms=0)
-    parsed: Any = result.get("parsed")
-    if not isinstance(parsed, schema):
-        return None, str(result.get("parsing_error") or "no structured output"), usage
-    return parsed, "", usage
+    reply = await ask_structured(
+        model, schema, [SystemMessage(content=instructions), *messages], node=node, config=config
+    )
+    return reply.value, reply.error, reply.usage
 
 
 def last_human_text(messages: Sequence[AnyMessage]) -> str:

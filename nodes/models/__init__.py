@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -61,6 +62,11 @@ def _openai_model(name: str, settings: Settings) -> BaseChatModel:
             **common,
         )
     return ChatOpenAI(model=name, api_key=settings.openai_api_key, base_url=settings.openai_base_url, **common)
+
+
+async def model_for(models: ModelProvider, role: str) -> BaseChatModel:
+    """``models(role)`` off the event loop: building a provider client imports modules and loads certificates."""
+    return await asyncio.to_thread(models, role)
 
 
 def settings_models(role: str) -> BaseChatModel:

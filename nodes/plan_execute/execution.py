@@ -16,7 +16,8 @@ from langgraph.config import get_stream_writer
 from langgraph.types import Command, Send
 
 from loom.settings import get_settings
-from nodes.models import ModelProvider, call_model
+from nodes.common.agent import readable_value
+from nodes.models import ModelProvider, call_model, model_for
 from nodes.plan_execute.plans import blocked_by, dependencies, preview, ready_steps, step_key
 from state.plan_execute import (
     FailureReport,
@@ -86,8 +87,21 @@ def _task(
     )
 
 
+def quoted_steps(state: PlanExecuteState) -> str:
+    """The answer on models that garble what they summarise: each completed step's result, readable."""
+    done = state.get("results") or {}
+    parts = [
+        f"{step['description']} ({step['tool'] or 'reasoning'}):\n{readable_value(done[step['id']]['output'])}"
+        for step in state.get("plan", [])
+        if step["id"] in done
+    ]
+    return "\n\n".join(parts) or "The plan produced no results."
+
+
 def make_synthesizer(models: ModelProvider) -> Any:
     async def synthesize(state: PlanExecuteState, config: RunnableConfig) -> dict[str, Any]:
+        if get_settings().quotes_tool_results("synthesizer"):
+            return {"messages": [AIMessage(content=quoted_steps(state))]}
         done = state.get("results") or {}
         results = [
             {"step": step["id"], "description": step["description"], "output": done[step["id"]]["output"]}
@@ -99,7 +113,9 @@ def make_synthesizer(models: ModelProvider) -> Any:
             SystemMessage(content=SYNTHESIZER),
             HumanMessage(content=f"Request: {state.get('request', '')}\n\nResults of the plan (JSON):\n{data}"),
         ]
-        reply, usage = await call_model(models("synthesizer"), prompt, node="synthesizer", config=config)
+        reply, usage = await call_model(
+            await model_for(models, "synthesizer"), prompt, node="synthesizer", config=config
+        )
         return {"messages": [reply], "usage": [usage]}
 
     return synthesize

@@ -8,6 +8,7 @@ times. A plan that writes or destroys pauses for a human with ``interrupt()`` be
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -22,7 +23,8 @@ from pydantic import ValidationError
 
 from loom.settings import get_settings
 from nodes.common.permissions import is_granted, permission_of
-from nodes.models import ModelProvider, call_model
+from nodes.models import ModelProvider, model_for
+from nodes.models.outputs import ask_structured
 from nodes.plan_execute.execution import failure_report
 from nodes.plan_execute.plans import plan_json_schema, preview, signature, step_key, to_specs, validate_plan
 from nodes.plan_execute.rules import shop_plan
@@ -41,6 +43,7 @@ PERMISSION_HINT = "If the request cannot be done without it, keep the step: a hu
 
 
 def rule_plan(request: str) -> list[StepSpec] | None:
+    """A plan for plain shop requests, from the catalogue's categories and styles (a database read: call off-loop)."""
     shop = get_shop()
     steps = shop_plan(request, shop.categories(), shop.styles())
     return to_specs(steps) if steps else None
@@ -51,22 +54,21 @@ def make_planner(models: ModelProvider, tools: Mapping[str, BaseTool]) -> Any:
         settings = get_settings()
         attempt = state.get("plan_attempts", 0) + 1
         first_try = attempt == 1 and not state.get("replan")
-        if first_try and settings.direct_tool_dispatch and (steps := rule_plan(state.get("request", ""))):
+        by_rules = first_try and settings.direct_tool_dispatch
+        if by_rules and (steps := await asyncio.to_thread(rule_plan, state.get("request", ""))):
             return _planned(state, steps, "rules", attempt, [])
         schema = plan_json_schema(tools, settings.plan_max_steps)
-        structured = models("planner").with_structured_output(schema, include_raw=True)
         messages = planner_messages(state, tools, settings.plan_max_steps)
+        reply = await ask_structured(
+            await model_for(models, "planner"), schema, messages, node="planner", config=config
+        )
         try:
-            result, usage = await call_model(structured, messages, node="planner", config=config)
-        except ValueError as exc:  # the model produced nothing parseable at all
-            return {"plan_attempts": attempt, "plan_error": not_a_plan(exc)}
-        try:
-            if result["parsed"] is None:
-                raise ValueError(str(result["parsing_error"] or "no JSON"))
-            plan = Plan.model_validate(result["parsed"])
-        except (ValueError, ValidationError) as exc:  # JSON of the wrong shape
-            return {"plan_attempts": attempt, "plan_error": not_a_plan(exc), "usage": [usage]}
-        return _planned(state, _merge(state, to_specs(plan.steps)), "llm", attempt, [usage])
+            if reply.value is None:
+                raise ValueError(reply.error or "no JSON")
+            plan = Plan.model_validate(reply.value)
+        except (ValueError, ValidationError) as exc:  # no JSON, or JSON of the wrong shape
+            return {"plan_attempts": attempt, "plan_error": not_a_plan(exc), "usage": reply.usages}
+        return _planned(state, _merge(state, to_specs(plan.steps)), "llm", attempt, reply.usages)
 
     return planner
 

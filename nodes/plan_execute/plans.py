@@ -252,16 +252,23 @@ def plan_json_schema(tools: Mapping[str, BaseTool], max_steps: int) -> dict[str,
         _step_schema(ids, {"type": "null"}, {"type": "object", "properties": {}, "additionalProperties": False})
     )
     steps = {"type": "array", "items": {"anyOf": shapes}, "minItems": 1, "maxItems": max_steps}
-    return {"type": "object", "properties": {"steps": steps}, "required": ["steps"], "additionalProperties": False}
+    return {
+        "title": "Plan",
+        "description": "The steps that answer the request, in dependency order.",
+        "type": "object",
+        "properties": {"steps": steps},
+        "required": ["steps"],
+        "additionalProperties": False,
+    }
 
 
 def _step_schema(ids: list[str], tool: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
     properties = {
-        "id": {"enum": ids},
+        "id": {"type": "string", "enum": ids},
         "description": {"type": "string", "maxLength": 100},
         "tool": tool,
         "arguments": arguments,
-        "depends_on": {"type": "array", "items": {"enum": ids}, "maxItems": len(ids) - 1},
+        "depends_on": {"type": "array", "items": {"type": "string", "enum": ids}, "maxItems": len(ids) - 1},
     }
     return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 

@@ -24,7 +24,7 @@ from loom.settings import get_settings
 from nodes.common.agent import this_conversation, tool_rounds_this_turn
 from nodes.common.approval import call_id, invalid_calls_this_turn, pending_approvals
 from nodes.common.routing import last_human_text
-from nodes.models import ModelProvider, call_model
+from nodes.models import ModelProvider, call_model, model_for
 from nodes.support.triage import (
     escalated_priority,
     escalation_reason,
@@ -131,7 +131,7 @@ def make_specialist(
         if calls := (dispatch(history[-1].text) if dispatch and plain else []):
             get_stream_writer()({"event": "tool_dispatch", "agent": agent, "calls": calls})
             return {"messages": [AIMessage(content="", tool_calls=calls)]}
-        model: Any = models(agent)
+        model: Any = await model_for(models, agent)
         rounds_left = tool_rounds_this_turn(history) < settings.max_tool_rounds
         if tools and rounds_left and invalid_calls_this_turn(history) < settings.support_retry_budget:
             model = model.bind_tools(list(tools))

@@ -18,7 +18,7 @@ from langchain_core.tools import tool
 from loom.settings import get_settings
 from nodes.common.approval import invalid_calls_this_turn
 from nodes.common.routing import KeywordRouter, choose_structured
-from nodes.models import ModelProvider
+from nodes.models import ModelProvider, model_for
 from state.common import UsageRecord
 from state.support import PRIORITIES, Agent, Category, Priority, SupportState, Triage, TriageDecision
 
@@ -137,7 +137,12 @@ async def triage_request(
         )
         return decision, None
     choice, error, usage = await choose_structured(
-        models("triage"), TRIAGE_INSTRUCTIONS, [HumanMessage(text)], TriageDecision, node="triage", config=config
+        await model_for(models, "triage"),
+        TRIAGE_INSTRUCTIONS,
+        [HumanMessage(text)],
+        TriageDecision,
+        node="triage",
+        config=config,
     )
     if choice is None:
         reason = f"triage output unusable, fell back to general/medium: {error}"

@@ -16,7 +16,8 @@ from langgraph.types import Command
 from pydantic import BaseModel
 
 from loom.settings import get_settings
-from nodes.models import ModelProvider, call_model
+from nodes.models import ModelProvider, model_for
+from nodes.models.outputs import ask_structured
 from services.sandbox.runner import SandboxResult, arun_python
 from state.code_reflection import CodeAttempt, CodeDraft, CodeFix, CodeState
 
@@ -52,14 +53,9 @@ FIX_INSTRUCTIONS = (
 async def structured_call(
     models: ModelProvider, schema: type[BaseModel], system: str, prompt: str, node: str, config: RunnableConfig
 ) -> tuple[Any, list[Any]]:
-    model = models("coder").with_structured_output(schema, include_raw=True)
     messages = [SystemMessage(content=system), HumanMessage(content=prompt)]
-    try:
-        result, usage = await call_model(model, messages, node=node, config=config)
-    except ValueError:
-        return None, []
-    parsed = result.get("parsed") if isinstance(result, dict) else result
-    return (parsed if isinstance(parsed, schema) else None), [usage]
+    reply = await ask_structured(await model_for(models, "coder"), schema, messages, node=node, config=config)
+    return reply.value, reply.usages
 
 
 def make_generate(models: ModelProvider) -> Any:

@@ -8,6 +8,7 @@ at most ``max_revisions`` times; publishing at the limit keeps the best-scoring 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
@@ -16,7 +17,8 @@ from langgraph.config import get_stream_writer
 from langgraph.types import Command
 
 from loom.settings import get_settings
-from nodes.models import ModelProvider, call_model
+from nodes.models import ModelProvider, model_for
+from nodes.models.outputs import ask_structured
 from nodes.team.workers import cited_sources, format_sources, gathered_sources, latest
 from state.pipeline import ArticleJudgement, PipelineState, Review
 from state.team import WorkerReport
@@ -64,14 +66,11 @@ async def judge(
         f"Goal: {goal}\n\nCriteria:\n{criteria}\n\nCited passages:\n{format_sources(gathered_sources(reports))}"
         f"\n\nDraft:\n{draft}"
     )
-    structured = models("judge").with_structured_output(ArticleJudgement, include_raw=True)
     messages = [SystemMessage(content=JUDGE_INSTRUCTIONS), HumanMessage(content=prompt)]
-    try:
-        result, usage = await call_model(structured, messages, node="review", config=config)
-    except ValueError:
-        return None, []
-    parsed = result.get("parsed") if isinstance(result, dict) else result
-    return (parsed if isinstance(parsed, ArticleJudgement) else None), [usage]
+    reply = await ask_structured(
+        await model_for(models, "judge"), ArticleJudgement, messages, node="review", config=config
+    )
+    return reply.value, reply.usages
 
 
 def feedback_text(criteria: dict[str, bool], judgement: ArticleJudgement | None, missing: list[str]) -> str:
@@ -91,7 +90,7 @@ def make_review(models: ModelProvider) -> Any:
         reports = state.get("reports", [])
         draft = latest(reports, "writer")
         assert draft is not None, "review runs only after the writer"
-        checks, missing = code_criteria(draft["output"], reports)
+        checks, missing = await asyncio.to_thread(code_criteria, draft["output"], reports)  # scans the index folder
         judgement, usage = await judge(models, state["goal"], draft["output"], reports, config)
         verdict = judgement.model_dump() if judgement else {}
         criteria = {**checks, **{name: bool(verdict.get(name, False)) for name in JUDGE_CRITERIA}}

@@ -18,7 +18,8 @@ from langgraph.config import get_stream_writer
 from langgraph.types import Command
 
 from loom.settings import get_settings
-from nodes.models import ModelProvider, call_model
+from nodes.models import ModelProvider, model_for
+from nodes.models.outputs import ask_structured
 from nodes.team.workers import cited_sources, latest
 from state.supervisor import Decision, Delegation, FinishReason, SupervisorState
 from state.team import Worker, WorkerReport
@@ -87,14 +88,11 @@ def status_prompt(goal: str, reports: list[WorkerReport], rounds: int, max_round
 
 async def decide(models: ModelProvider, prompt: str, config: RunnableConfig) -> tuple[Decision | None, list[Any]]:
     """The model's decision, or None when it produced nothing valid (the caller falls back)."""
-    structured = models("supervisor").with_structured_output(Decision, include_raw=True)
     messages = [SystemMessage(content=SUPERVISOR_INSTRUCTIONS), HumanMessage(content=prompt)]
-    try:
-        result, usage = await call_model(structured, messages, node="supervisor", config=config)
-    except ValueError:
-        return None, []
-    parsed = result.get("parsed") if isinstance(result, dict) else result
-    return (parsed if isinstance(parsed, Decision) else None), [usage]
+    reply = await ask_structured(
+        await model_for(models, "supervisor"), Decision, messages, node="supervisor", config=config
+    )
+    return reply.value, reply.usages
 
 
 @dataclass

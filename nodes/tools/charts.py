@@ -73,27 +73,23 @@ def describe(labels: list[str], values: list[float]) -> dict[str, float | str]:
 
 
 def render_chart(labels: list[str], values: list[float], title: str, kind: ChartKind, out_dir: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    """Draws on a ``Figure`` of its own, never pyplot's global state: tools run in a thread pool."""
+    from matplotlib.figure import Figure
 
     digest = hashlib.sha256(repr((labels, values, title, kind)).encode()).hexdigest()[:12]
     path = out_dir / f"chart-{digest}.png"
-    figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    try:
-        if kind == "pie":
-            axes.pie(values, labels=labels, autopct="%1.0f%%")
-        elif kind == "line":
-            axes.plot(labels, values, marker="o")
-        else:
-            axes.bar(labels, values, color="#4C72B0")
-        axes.set_title(title or "Chart")
-        figure.tight_layout()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, format="png")
-    finally:
-        plt.close(figure)
+    figure = Figure(figsize=(6.4, 4.0), dpi=100)
+    axes = figure.subplots()
+    if kind == "pie":
+        axes.pie(values, labels=labels, autopct="%1.0f%%")
+    elif kind == "line":
+        axes.plot(labels, values, marker="o")
+    else:
+        axes.bar(labels, values, color="#4C72B0")
+    axes.set_title(title or "Chart")
+    figure.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")  # the Agg canvas, whatever backend pyplot would pick
     return path
 
 
@@ -116,7 +112,9 @@ def create_chart(
             labels, values = read_csv_series(user_workspace_file(context.user_id, csv_file))
         else:
             labels, values = parse_series(data)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:  # its message holds the server's path: name the file as the user did instead
+        return f"Could not read {csv_file!r} in your workspace: {exc.strerror or exc}.", None
+    except ValueError as exc:
         return f"Could not read the data: {exc}", None
     if not values:
         return "No label/value pairs found; give data like 'Q1 120, Q2 150' or a CSV file name.", None
@@ -126,4 +124,4 @@ def create_chart(
     summary = ", ".join(f"{key}: {value}" for key, value in stats.items())
     url = artifact_url(runtime.config, path)
     artifact = Artifact(kind="chart", path=str(path), url=url, title=title or "Chart", media_type="image/png")
-    return f"Chart saved to {path} (served at {url}). Statistics: {summary}", artifact
+    return f"Chart: {url}. Statistics: {summary}", artifact

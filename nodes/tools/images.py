@@ -20,7 +20,10 @@ from services.paths import artifact_url, thread_artifacts_dir
 from state.common import Artifact, RunContext
 
 ImageSize = Literal["1024x1024", "1792x1024", "1024x1792"]
-STAND_IN_NOTE = "offline stand-in, not a generated image: set OPENAI_API_KEY to generate real images"
+STAND_IN_SENTENCE = (
+    "This picture is an offline stand-in that shows your description, not a generated image; "
+    "real image generation needs an OpenAI API key (OPENAI_API_KEY)."
+)
 
 
 def render_stand_in(prompt: str, size: ImageSize, out_dir: Path) -> Path:
@@ -64,9 +67,9 @@ def generate_image(
         path = generate_with_openai(prompt, size, out_dir, settings)
         url = artifact_url(runtime.config, path)
         artifact = Artifact(kind="image", path=str(path), url=url, title=prompt[:80], media_type="image/png")
-        return f"Image generated with {settings.image_model}, saved to {path} (served at {url}).", artifact
+        return f"Image generated with {settings.image_model}: {url}", artifact
     path = render_stand_in(prompt, size, out_dir)
     url = artifact_url(runtime.config, path)
     title = f"[stand-in] {prompt[:70]}"
     artifact = Artifact(kind="image", path=str(path), url=url, title=title, media_type="image/png")
-    return f"Saved an {STAND_IN_NOTE} to {path} (served at {url}). Tell the user it is a stand-in.", artifact
+    return f"Image: {url}. {STAND_IN_SENTENCE}", artifact

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import mimetypes
+from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
+from loom.settings import Settings
 from server.auth import CurrentUser
 from server.deps import Loom, owned_thread
 from server.errors import not_found
@@ -25,7 +28,14 @@ async def artifact(thread_id: str, name: str, loom: Loom, user: CurrentUser) -> 
     async with loom.sessions() as session:
         await owned_thread(session, thread_id, user)
     try:
-        path = await asyncio.to_thread(artifact_file, loom.settings, user, thread_id, name)
+        path, media_type = await asyncio.to_thread(_file_and_type, loom.settings, user, thread_id, name)
     except FileNotFoundError:
         raise not_found("artifact", name) from None
-    return FileResponse(path)
+    return FileResponse(path, media_type=media_type)
+
+
+def _file_and_type(settings: Settings, user: str, thread_id: str, name: str) -> tuple[Path, str]:
+    """The artifact and its media type. Resolving, stat-ing and the first media-type lookup (which reads the
+    system's mime tables) touch the disk, so this runs off the event loop."""
+    path = artifact_file(settings, user, thread_id, name)
+    return path, mimetypes.guess_type(path.name)[0] or "application/octet-stream"

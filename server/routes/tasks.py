@@ -108,7 +108,7 @@ def _translate(name: str, data: Any) -> list[tuple[str, Any]]:
     if name == "messages":
         chunk, metadata = data
         if (
-            chunk.get("type") == "AIMessageChunk"
+            chunk.get("type") in ("AIMessageChunk", "ai")  # "ai": a whole message, when results are quoted
             and chunk.get("content")
             and metadata.get("langgraph_node") == "synthesize"
         ):

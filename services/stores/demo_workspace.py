@@ -2,12 +2,29 @@
 
 Two users on purpose: ``alice`` holds rows that mention the same topics as ``demo`` (AI Strategy,
 AI events), so tests can prove that one user's search never returns another user's rows.
-Dates are naive ISO strings in late 2026; file paths are relative to the user's workspace folder.
+Dates are written as naive ISO strings around ``DEMO_TODAY`` (Tuesday 6 October 2026), and
+:func:`dated_for` moves them by whole days so that ``DEMO_TODAY`` becomes the day the data is
+created: "this week", "tomorrow" and "last month" then find entries whatever the date.
+There are entries yesterday, today, tomorrow, later this week, 8, 20 and 35 days back (so "last
+month" is never empty) and weeks ahead. File paths are relative to the user's workspace folder.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from typing import Any
+
 from typing_extensions import TypedDict
+
+DEMO_TODAY = date(2026, 10, 6)
+"""The day the demo data is written around; seeding moves it to the real day."""
+
+
+def dated_for(row: Mapping[str, Any], today: date) -> dict[str, Any]:
+    """``row`` with every ``*_at`` timestamp moved by ``today - DEMO_TODAY`` days, parsed to ``datetime``."""
+    shift = timedelta(days=(today - DEMO_TODAY).days)
+    return {k: datetime.fromisoformat(str(v)) + shift if k.endswith("_at") else v for k, v in row.items()}
 
 
 class DemoEmail(TypedDict):
@@ -180,6 +197,20 @@ DEMO_USERS: dict[str, DemoUser] = {
                 "body": "The VPN and email gateway will be unavailable on Saturday 10 October from 22:00 to 02:00.",
                 "sent_at": "2026-10-07T14:20:00",
             },
+            {
+                "sender": "finance@company.com",
+                "recipient": "demo@company.com",
+                "subject": "Expense report approved",
+                "body": "Your August expense report (travel to the data platform summit) has been approved.",
+                "sent_at": "2026-09-16T09:10:00",
+            },
+            {
+                "sender": "jane.park@company.com",
+                "recipient": "demo@company.com",
+                "subject": "Atlas kickoff notes",
+                "body": "Notes from the Project Atlas kickoff: scope, owners and the three sprints.",
+                "sent_at": "2026-09-01T17:45:00",
+            },
         ],
         "events": [
             {
@@ -197,11 +228,25 @@ DEMO_USERS: dict[str, DemoUser] = {
                 "ends_at": "2026-10-06T09:45:00",
             },
             {
+                "title": "Atlas design review",
+                "description": "Review of the Atlas dashboards and the backfill tool design.",
+                "location": "Room 2A",
+                "starts_at": "2026-10-07T11:00:00",
+                "ends_at": "2026-10-07T12:00:00",
+            },
+            {
                 "title": "1:1 with Jane",
                 "description": "Project Atlas progress and career goals.",
                 "location": "Room 3B",
                 "starts_at": "2026-10-08T15:00:00",
                 "ends_at": "2026-10-08T15:30:00",
+            },
+            {
+                "title": "Quarterly business review",
+                "description": "Q3 numbers with Finance before the quarter closes.",
+                "location": "Boardroom",
+                "starts_at": "2026-09-16T10:00:00",
+                "ends_at": "2026-09-16T11:30:00",
             },
             {
                 "title": "AI Strategy review",

@@ -35,7 +35,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Mapped, Session, mapped_column
 from loom.settings import Settings, get_settings
 from services.paths import safe_id
 from services.stores.db import Base, create_tables, make_engine
-from services.stores.demo_workspace import DEMO_USERS
+from services.stores.demo_workspace import DEMO_USERS, dated_for
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".csv"})
 MAX_FILE_CHARS = 1_000_000
@@ -203,10 +203,6 @@ def _iso(value: datetime) -> str:
     return value.isoformat()
 
 
-def _parse_dates(row: Mapping[str, object]) -> dict[str, object]:
-    return {k: datetime.fromisoformat(str(v)) if k.endswith("_at") else v for k, v in row.items()}
-
-
 class WorkspaceStore:
     """Search over one database; thread-safe, since LangGraph runs sync tools in a thread pool."""
 
@@ -219,8 +215,9 @@ class WorkspaceStore:
             create_tables(connection, WorkspaceFile, WorkspaceEmail, WorkspaceEvent, WorkspaceMessage)
             _create_search_indexes(connection)
 
-    def seed_demo(self, workspaces_dir: Path) -> None:
-        """Give each demo user their data once; a user who already has rows is left alone."""
+    def seed_demo(self, workspaces_dir: Path, today: date | None = None) -> None:
+        """Give each demo user their data once, dated around ``today``; a user who has rows is left alone."""
+        today = today or date.today()
         with Session(self.engine) as session, session.begin():
             for user_id, data in DEMO_USERS.items():
                 if not self._has_rows(session, WorkspaceFile, user_id):
@@ -237,7 +234,7 @@ class WorkspaceStore:
                 ]
                 for model, rows in tables:
                     if not self._has_rows(session, model, user_id):
-                        session.add_all(model(user_id=user_id, **_parse_dates(row)) for row in rows)
+                        session.add_all(model(user_id=user_id, **dated_for(row, today)) for row in rows)
         for user_id in DEMO_USERS:
             self.index_user_files(user_id, workspaces_dir)
 

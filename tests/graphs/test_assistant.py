@@ -64,7 +64,10 @@ async def test_image_request_saves_a_labelled_stand_in_png(
     state = await ask(build_graph(models, checkpointer), "Generate an image of a futuristic factory")
     (result,) = tool_results(state)
     assert result.name == "generate_image" and "stand-in" in result.text
+    assert result.text.endswith("real image generation needs an OpenAI API key (OPENAI_API_KEY).")
+    assert "Tell the user" not in result.text and str(get_settings().data_dir) not in result.text
     (artifact,) = state["artifacts"]
+    assert result.text.startswith(f"Image: {artifact['url']}. ")
     assert artifact["kind"] == "image" and "[stand-in]" in artifact["title"]
     with Image.open(artifact["path"]) as image:
         assert image.format == "PNG"
@@ -83,6 +86,7 @@ async def test_chart_request_renders_png_and_reports_real_statistics(
     with Image.open(artifact["path"]) as image:
         assert image.format == "PNG"
     assert artifact["url"] == f"/threads/t1/artifacts/{Path(artifact['path']).name}"
+    assert result.text.startswith(f"Chart: {artifact['url']}. ") and str(get_settings().data_dir) not in result.text
     # the analyst's model saw the tool's statistics before answering
     prompt = models.models["document_analyst"].calls[-1]
     assert any(isinstance(m, ToolMessage) and "total: 360.0" in m.text for m in prompt)
@@ -96,6 +100,15 @@ async def test_chart_from_a_workspace_csv(
     state = await ask(graph, "Visualize the monthly revenue in sales_q3.csv")
     result = tool_results(state)[-1]
     assert result.name == "create_chart" and "Statistics: count: 3" in result.text
+
+
+async def test_a_missing_csv_is_named_as_the_user_named_it_never_by_server_path(
+    checkpointer: BaseCheckpointSaver[str], scripted: type[ScriptedModels]
+) -> None:
+    state = await ask(build_graph(scripted(), checkpointer), "Visualize the monthly revenue in nope.csv")
+    result = tool_results(state)[-1]
+    assert result.name == "create_chart" and "'nope.csv'" in result.text
+    assert str(get_settings().data_dir) not in result.text
 
 
 async def test_calendar_search_returns_the_users_events(

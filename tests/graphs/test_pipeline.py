@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,9 @@ async def test_approved_article_is_published_with_real_sources(scripted: type[Sc
     assert (result["finish_reason"], review["score"]) == ("approved", 1.0)
     assert result["article"].startswith("# The impact of async programming (v1)")
     assert len(result["sources"]) == 3
+    index = await asyncio.to_thread(get_index)  # scans the documents folder: off the event loop
     for source in result["sources"]:
-        passage = get_index().passage(source["cite"])
+        passage = index.passage(source["cite"])
         assert passage is not None and passage.text == source["text"] and source["cite"] in result["article"]
     message = result["messages"][-1].content
     assert message.startswith(result["article"]) and "## Sources" in message

@@ -298,10 +298,10 @@ async def test_an_ungranted_write_is_fed_back_once_then_a_rejection_reports(
     assert "step_1 uses process_return, which needs the 'write' permission; this run has: read." in feedback
     [interrupt] = (await graph.aget_state({"configurable": {"thread_id": "t"}})).interrupts
     assert interrupt.value["steps_to_approve"][0]["granted"] is False
-    stock_before = get_shop().stock(["SG-103"])[0][0]["quantity"]
+    stock_before = await asyncio.to_thread(lambda: get_shop().stock(["SG-103"])[0][0]["quantity"])
     state, events = await run(graph, Command(resume={"decision": "reject", "reason": "ask the store first"}))
     assert state["report"]["status"] == "rejected" and "ask the store first" in state["report"]["reason"]
-    assert get_shop().stock(["SG-103"])[0][0]["quantity"] == stock_before  # nothing was written
+    assert await asyncio.to_thread(lambda: get_shop().stock(["SG-103"])[0][0]["quantity"]) == stock_before
     assert kinds(events) == ["plan_failed"]
 
 
@@ -358,3 +358,17 @@ async def test_a_second_request_in_the_thread_starts_a_fresh_plan(
     assert [p["item_id"] for p in state["results"]["step_1"]["output"]["prices"]] == ["HT-201", "HT-202"]
     assert [m.type for m in state["messages"]] == ["human", "ai", "human", "ai"]
     assert kinds(events)[0] == "plan_created"
+
+
+async def test_on_local_models_the_answer_quotes_the_steps_results(
+    scripted: type[ScriptedModels], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 135M model garbles a summary of rows; on ``local:`` the answer is the rows, as the assistant does."""
+    monkeypatch.setenv("LOOM_MODELS__SYNTHESIZER", "local:smollm2")
+    get_settings.cache_clear()
+    models = scripted(synthesizer=["Sure, I can help with that. Here's a JSON response: ```json {"])
+    state, _ = await run(build_graph(models), SUNGLASSES)
+    answer = state["messages"][-1].text
+    assert "Lennon Round Classic · 89.0" in answer and "Round Titanium Polarised · 219.0" in answer
+    assert "in_stock_ids: SG-101, SG-105" in answer and "JSON response" not in answer
+    assert not models.models["synthesizer"].calls

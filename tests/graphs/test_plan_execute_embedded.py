@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from graphs.plan_execute import plan_tools
@@ -21,7 +23,8 @@ async def test_the_135m_model_yields_a_schema_valid_plan(monkeypatch: pytest.Mon
     get_settings.cache_clear()
     tools = {tool.name: tool for tool in plan_tools()}
     schema = plan_json_schema(tools, get_settings().plan_max_steps)
-    structured = settings_models("planner").with_structured_output(schema, include_raw=True)
+    model = await asyncio.to_thread(settings_models, "planner")  # starts the model server: off the loop
+    structured = model.with_structured_output(schema, include_raw=True)
     state: PlanExecuteState = {
         "messages": [],
         "request": "Find round sunglasses that are in stock and tell me their prices",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ async def test_team_writes_a_cited_article_and_passes_it_through_verbatim(
     assert (result["finish_reason"], result["final_from"]) == ("completed", "writer")
     assert result["final_output"] == article == result["messages"][-1].content
     assert len(result["sources"]) == 3
-    index = get_index()
+    index = await asyncio.to_thread(get_index)  # scans the documents folder: off the event loop
     for source in result["sources"]:
         passage = index.passage(source["cite"])
         assert passage is not None and passage.text == source["text"] and source["cite"] in article

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -57,6 +58,11 @@ def refunds(invoice_id: str = "INV-2003") -> list[Payment]:
         return list(session.scalars(query))
 
 
+async def stored_request(user: str, thread: str) -> Any:
+    """The support table's row, read off the event loop (Loom's stores are synchronous)."""
+    return await asyncio.to_thread(lambda: get_support_store().get_request(user, thread))
+
+
 def prompt_text(models: ScriptedModels, role: str, call: int = -1) -> str:
     return "\n".join(m.text for m in models.models[role].calls[call])
 
@@ -91,7 +97,7 @@ async def test_payment_failure_is_billing_high_and_answered_from_account_data(
     assert "card_declined" in prompt_text(models, "billing")  # the answer was written from the real data
     request = state["request"]
     assert (request["status"], request["current_agent"], request["priority"]) == ("in_progress", "billing", "high")
-    stored = get_support_store().get_request("demo", "t1")
+    stored = await stored_request("demo", "t1")
     assert stored is not None and stored["status"] == "in_progress" and stored["category"] == "billing"
     assert [t["agent"] for t in stored["turns"]] == ["billing"]
     assert stored["first_response_at"] is not None
@@ -125,7 +131,7 @@ async def test_urgent_follow_up_escalates_with_reason_priority_and_webhook(
     assert "My payment failed" in prompt_text(models, "escalation")  # the senior agent sees the whole case
     assert webhook.events() == ["support.request.escalated"]
     assert webhook.calls[0]["body"]["request"]["request_id"] == "t1"
-    stored = get_support_store().get_request("demo", "t1")
+    stored = await stored_request("demo", "t1")
     assert stored is not None and stored["status"] == "escalated" and stored["escalated_at"]
 
 
@@ -175,7 +181,7 @@ async def test_refund_pauses_for_approval_and_refunds_once_even_when_resumed_twi
     (pending,) = snapshot.interrupts
     assert pending.value["action"] == "issue_refund" and pending.value["args"] == REFUND.tool_calls[0]["args"]
     assert pending.value["permission"] == "destructive" and refunds() == []
-    assert get_support_store().get_request("alice", "t1")["approvals"][0]["decision"] == "pending"  # type: ignore[index]
+    assert (await stored_request("alice", "t1"))["approvals"][0]["decision"] == "pending"  # type: ignore[index]
 
     state = await resume(graph, APPROVE)
     assert json.loads(tool_results(state, "issue_refund")[0].text)["amount"] == "99.00 USD"
@@ -187,7 +193,7 @@ async def test_refund_pauses_for_approval_and_refunds_once_even_when_resumed_twi
     with Session(get_accounts_db().engine) as session:
         assert session.get(Invoice, "INV-2003").status == "refunded"  # type: ignore[union-attr]
         assert len(session.scalars(select(SideEffect)).all()) == 1
-    assert get_support_store().get_request("alice", "t1")["approvals"][0]["decision"] == "approve"  # type: ignore[index]
+    assert (await stored_request("alice", "t1"))["approvals"][0]["decision"] == "approve"  # type: ignore[index]
 
 
 async def test_approver_can_edit_the_arguments(
@@ -283,8 +289,8 @@ async def test_customer_writing_after_resolution_reopens_the_request(
     models = scripted(billing=["Your card was declined.", "Let's look again."])
     graph = build_graph(models, checkpointer)
     await ask(graph, "My payment failed and I can't access my account")
-    get_support_store().resolve("demo", "t1", "Card updated.", datetime(2026, 10, 7))
+    await asyncio.to_thread(lambda: get_support_store().resolve("demo", "t1", "Card updated.", datetime(2026, 10, 7)))
     state = await ask(graph, "Thanks, one more thing about it")
     assert state["request"]["status"] == "in_progress" and state["request"]["current_agent"] == "billing"
-    stored = get_support_store().get_request("demo", "t1")
+    stored = await stored_request("demo", "t1")
     assert stored is not None and stored["status"] == "in_progress" and stored["resolved_at"] is None

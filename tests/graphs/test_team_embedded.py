@@ -6,6 +6,8 @@ valid (constrained decoding), the researcher retrieves real passages, and both g
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from langchain_core.messages import HumanMessage
 
@@ -32,7 +34,7 @@ async def test_supervisor_ends_with_a_reason_on_the_embedded_model() -> None:
     assert result["messages"][-1].type == "ai" and result["messages"][-1].content == result["final_output"]
     assert len(result["reports"]) <= 2
     for source in [s for r in result["reports"] for s in r["sources"]] + result["sources"]:
-        assert get_index().passage(source["cite"]) is not None
+        assert (await asyncio.to_thread(get_index)).passage(source["cite"]) is not None
 
 
 async def test_pipeline_reviews_by_rubric_on_the_embedded_model() -> None:

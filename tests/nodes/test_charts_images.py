@@ -57,3 +57,19 @@ def test_paths_never_leave_their_root(tmp_path: Path) -> None:
     assert safe_id("../../alice") == "_.._alice"
     with pytest.raises(PermissionError):
         user_workspace_file("demo", "../alice/data/sales_q3.csv")
+
+
+def test_charts_never_touch_pyplot(tmp_path: Path) -> None:
+    """Tools run in a thread pool: a chart draws on its own ``Figure``, and pyplot is never even imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from nodes.tools.charts import render_chart; "
+        f"render_chart(['a', 'b'], [1, 2], 'T', 'bar', Path({str(tmp_path)!r})); "
+        "print('matplotlib.pyplot' in sys.modules)"
+    )
+    from loom.processes import PROJECT_ROOT
+
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -57,7 +57,7 @@ def bundled_tools() -> list[BaseTool]:
 
 
 async def test_every_bundled_tool_schema_and_a_hard_schema_decode_without_error() -> None:
-    model = load_chat_model("local:smollm2")
+    model = await asyncio.to_thread(load_chat_model, "local:smollm2")  # starts the model server: off the loop
     hard = StructuredTool.from_function(_update_contact, name="update_contact", args_schema=Contact)
     tools = [*bundled_tools(), hard]
     assert len(tools) >= 20
@@ -94,8 +94,8 @@ async def test_cancelling_a_generation_frees_its_slot(monkeypatch: pytest.Monkey
     monkeypatch.setenv("LOOM_MODEL_MAX_TOKENS", "4000")  # minutes of generation if nothing stopped it
     get_settings.cache_clear()
     settings = get_settings()
-    server = model_server(resolve_model_path("smollm2"), settings)
-    model = load_chat_model("local:smollm2", settings)
+    server = await asyncio.to_thread(model_server, resolve_model_path("smollm2"), settings)
+    model = await asyncio.to_thread(load_chat_model, "local:smollm2", settings)
     first_token = asyncio.Event()
 
     async def write_forever() -> None:
@@ -112,7 +112,8 @@ async def test_cancelling_a_generation_frees_its_slot(monkeypatch: pytest.Monkey
     await asyncio.wait_for(_until_idle(server), 30)  # the 4000 tokens left would take minutes
     monkeypatch.setenv("LOOM_MODEL_MAX_TOKENS", "16")
     get_settings.cache_clear()
-    reply = await asyncio.wait_for(load_chat_model("local:smollm2").ainvoke("Say hi."), DEADLINE_S)
+    small = await asyncio.to_thread(load_chat_model, "local:smollm2")
+    reply = await asyncio.wait_for(small.ainvoke("Say hi."), DEADLINE_S)
     assert reply.usage_metadata and reply.usage_metadata["output_tokens"] > 0
 
 
@@ -122,7 +123,7 @@ async def _until_idle(server: object) -> None:
 
 
 async def test_concurrent_callers_share_the_slots() -> None:
-    model = load_chat_model("local:smollm2")
+    model = await asyncio.to_thread(load_chat_model, "local:smollm2")
     replies = await asyncio.gather(*(model.ainvoke(f"Name a colour number {i}.") for i in range(8)))
     assert all(reply.usage_metadata and reply.usage_metadata["output_tokens"] > 0 for reply in replies)
     assert {reply.response_metadata["model_name"] for reply in replies} == {"local:smollm2"}

@@ -139,7 +139,7 @@ def test_decoding_schema_allows_only_registered_tools_and_step_ids() -> None:
     shapes = schema["properties"]["steps"]["items"]["anyOf"]
     assert schema["properties"]["steps"]["maxItems"] == 3
     assert {s["properties"]["tool"].get("const") for s in shapes} == {*TOOLS, None}
-    assert all(s["properties"]["id"] == {"enum": ["step_1", "step_2", "step_3"]} for s in shapes)
+    assert all(s["properties"]["id"] == {"type": "string", "enum": ["step_1", "step_2", "step_3"]} for s in shapes)
     price = next(s for s in shapes if s["properties"]["tool"].get("const") == "get_item_price")
     assert price["properties"]["arguments"]["required"] == ["item_ids"]
 

@@ -21,6 +21,7 @@ from typing_extensions import TypedDict
 
 from loom.settings import get_settings
 from nodes.models import is_transient_error
+from nodes.tools.charts import render_chart
 from state.common import RunContext
 
 
@@ -38,16 +39,20 @@ def _thread(config: RunnableConfig) -> str:
     return str(config["configurable"]["thread_id"])
 
 
-async def step_one(state: GatedState, config: RunnableConfig) -> dict[str, Any]:
-    counter = gate_dir() / f"{_thread(config)}.step_one"
+def _count(counter: Path) -> None:
     counter.write_text(str(int(counter.read_text() or 0) + 1 if counter.exists() else 1))
+
+
+async def step_one(state: GatedState, config: RunnableConfig) -> dict[str, Any]:
+    counter = await asyncio.to_thread(gate_dir) / f"{_thread(config)}.step_one"
+    await asyncio.to_thread(_count, counter)  # file work off the loop: the server detects blocking calls
     get_stream_writer()({"event": "step_one_done"})
     return {"log": ["step_one"]}
 
 
 async def wait_for_gate(state: GatedState, config: RunnableConfig) -> dict[str, Any]:
-    gate = gate_dir() / f"{_thread(config)}.open"
-    while not gate.exists():  # the graph waits on the test; the test never sleeps
+    gate = await asyncio.to_thread(gate_dir) / f"{_thread(config)}.open"
+    while not await asyncio.to_thread(gate.exists):  # the graph waits on the test; the test never sleeps
         await asyncio.sleep(0.02)
     return {"log": ["gate_passed"]}
 
@@ -93,6 +98,20 @@ def build_failing(checkpointer: Checkpointer = None) -> Any:
     builder.add_node("explode", explode)
     builder.add_edge(START, "explode")
     return builder.compile(checkpointer=checkpointer, name="failing")
+
+
+async def chart_on_the_loop(state: GatedState, config: RunnableConfig) -> dict[str, Any]:
+    """An async node that calls Loom's synchronous chart renderer (file writes) on the event loop."""
+    folder = await asyncio.to_thread(gate_dir)
+    render_chart(["a", "b"], [1.0, 2.0], "blocking", "bar", folder)
+    return {"log": ["charted"]}
+
+
+def build_blocking(checkpointer: Checkpointer = None) -> Any:
+    builder = StateGraph(GatedState)
+    builder.add_node("chart_on_the_loop", chart_on_the_loop)
+    builder.add_edge(START, "chart_on_the_loop")
+    return builder.compile(checkpointer=checkpointer, name="blocking")
 
 
 class ProviderDown(Exception):

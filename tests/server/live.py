@@ -32,7 +32,12 @@ MAX_BODY_BYTES = 4096
 
 def new_server(data_dir: Path, fixtures: bool = True, **env: str) -> LoomServer:
     """A server on the fake model, with no network model reachable; ``fixtures`` adds gated/approval/failing."""
-    settings = {"LOOM_MODEL": "fake:echo", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", **env}
+    settings = {
+        "LOOM_MODEL": "fake:echo",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "LOOM_DETECT_BLOCKING": "true",  # a blocking call on the server's event loop fails the run
+        **env,
+    }
     if fixtures:
         settings["LOOM_GRAPHS_CONFIG"] = str(FIXTURE_GRAPHS)
     server = LoomServer(data_dir, settings)

@@ -143,3 +143,13 @@ async def test_failing_graph_reports_a_structured_error_and_frees_the_thread(ser
     assert (await client.threads.get(tid))["status"] != "busy"
     stateless = await collect(client.runs.stream(None, "failing", input=FIXTURE_INPUT))
     assert [p.event for p in stateless][-2:] == ["error", "end"] and stateless[-1].data["status"] == "error"
+
+
+async def test_a_blocking_call_on_the_event_loop_fails_the_run(server: LoomServer) -> None:
+    """With LOOM_DETECT_BLOCKING (on in tests), a node that blocks the loop errors instead of stalling every run."""
+    client = get_client(url=server.url)
+    tid = (await client.threads.create())["thread_id"]
+    waited: Any = await client.runs.wait(tid, "blocking", input=FIXTURE_INPUT, raise_error=False)
+    assert waited["__error__"]["error"] == "BlockingError"
+    assert "Blocking call to" in waited["__error__"]["message"]
+    assert (await client.threads.get(tid))["status"] == "error"

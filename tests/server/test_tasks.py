@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 
@@ -44,3 +45,18 @@ async def test_bad_task_input_is_rejected_with_the_field(live_server: LoomServer
     assert extra.status_code == 422 and "priority" in extra.json()["detail"]
     assert broken.status_code == 400 and broken.json()["code"] == "malformed_json"
     assert unknown_graph.status_code == 404
+
+
+async def test_on_local_models_partial_output_quotes_the_steps_results(tmp_path: Path) -> None:
+    """Seed 004's stream on the embedded model: the answer is the steps' rows, not the 135M model's summary."""
+    server = LoomServer(tmp_path / "server", {"LOOM_MODEL": "local:smollm2"}).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+            task_id = (await http.post("/tasks", json={"task_description": REQUEST})).json()["task_id"]
+            async with http.stream("POST", f"/tasks/{task_id}/execute") as response:
+                events = [json.loads(line) async for line in response.aiter_lines() if line]
+    finally:
+        server.stop()
+    partial = "".join(e["data"]["content"] for e in events if e["event_type"] == "partial_output")
+    assert "Lennon Round Classic · 89.0" in partial and "Round Titanium Polarised · 219.0" in partial
+    assert events[-1]["event_type"] == "task_completed" and events[-1]["data"]["final_output"] == partial

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from loom.settings import Settings, get_settings
 from nodes.tools.workspace import WORKSPACE_TOOLS
+from services.stores.demo_workspace import DEMO_TODAY
 from services.stores.workspace import (
     WorkspaceEmail,
     WorkspaceEvent,
@@ -36,7 +37,7 @@ POSTGRES_URL = os.environ.get("LOOM_TEST_POSTGRES_URL", "postgresql+psycopg://po
 def store(tmp_path: Path) -> WorkspaceStore:
     store = WorkspaceStore(f"sqlite:///{tmp_path}/w.sqlite")
     store.create()
-    store.seed_demo(Settings(data_dir=tmp_path).workspaces_dir)
+    store.seed_demo(Settings(data_dir=tmp_path).workspaces_dir, today=DEMO_TODAY)
     return store
 
 
@@ -62,7 +63,7 @@ def test_a_date_window_keeps_only_its_rows_in_date_order(store: WorkspaceStore) 
     window, words = date_window("meetings this week", date(2026, 10, 7))  # a Wednesday
     assert window is not None and window.view() == {"label": "this week", "from": "2026-10-05", "to": "2026-10-11"}
     rows = store.search_calendar("demo", words, window=window)
-    assert titles(rows, "title") == ["AI Workshop", "Team Standup", "1:1 with Jane"]
+    assert titles(rows, "title") == ["AI Workshop", "Team Standup", "Atlas design review", "1:1 with Jane"]
     next_week, topic = date_window("AI events next week", date(2026, 10, 7))
     assert titles(store.search_calendar("demo", topic, window=next_week), "title") == ["AI Strategy review"]
 
@@ -206,6 +207,32 @@ def test_the_seeds_meetings_this_week_searches_this_weeks_dates(data_dir: Path) 
     assert all(monday.isoformat() <= event["starts_at"][:10] <= sunday.isoformat() for event in events)
 
 
+@pytest.mark.parametrize(
+    "today",
+    [date(2027, 3, 1), date(2027, 2, 28), date(2026, 12, 31), date(2027, 6, 15), date(2027, 8, 22), date(2028, 1, 9)],
+)
+def test_demo_data_is_dated_around_the_day_it_is_created(tmp_path: Path, today: date) -> None:
+    """Seed 000's relative questions find entries on any day: the demo dates move with the seeding day."""
+    store = WorkspaceStore(f"sqlite:///{tmp_path}/w.sqlite")
+    store.create()
+    store.seed_demo(Settings(data_dir=tmp_path).workspaces_dir, today=today)
+
+    def found(search: Any, question: str, key: str) -> list[str]:
+        window, words = date_window(question, today)
+        return [row[key][:10] for row in search("demo", words, 10, window)]
+
+    tomorrow = (today + timedelta(days=1)).isoformat()
+    assert tomorrow in found(store.search_calendar, "What is on tomorrow?", "starts_at")
+    monday = today - timedelta(days=today.weekday())
+    this_week = found(store.search_calendar, "What meetings do I have this week?", "starts_at")
+    assert this_week and all(monday.isoformat() <= day <= (monday + timedelta(days=6)).isoformat() for day in this_week)
+    last_month = (today.replace(day=1) - timedelta(days=1)).isoformat()[:7]
+    emails = found(store.search_emails, "emails from last month", "sent_at")
+    assert emails and all(day.startswith(last_month) for day in emails)
+    standup = next(e for e in store.search_calendar("demo", "standup") if e["title"] == "Team Standup")
+    assert standup["starts_at"] == f"{today.isoformat()}T09:30:00"
+
+
 def test_search_files_tool_indexes_new_files_first(data_dir: Path) -> None:
     assert call_tool("search_emails", {"query": "Policy Updates"}, "demo")["results"]
     (data_dir / "workspaces" / "demo" / "kiwi.txt").write_text("Kiwi harvest forecast", encoding="utf-8")
@@ -245,7 +272,7 @@ def test_postgres_search(postgres_url: str, tmp_path: Path) -> None:
         assert store.index_user_files("demo", workspaces) == 0  # mtimes round-trip through timestamp columns
         with store.engine.connect() as connection:
             assert connection.scalar(text("SELECT current_schema()")).startswith("loom_test_")
-            assert connection.scalar(text("SELECT count(*) FROM workspace_events WHERE user_id = 'demo'")) == 7
+            assert connection.scalar(text("SELECT count(*) FROM workspace_events WHERE user_id = 'demo'")) == 9
         assert "AI Workshop" in titles(store.search_calendar("demo", "AI events"), "title")
         assert "strategy/AI_Strategy.md" in titles(store.search_files("demo", "AI Strategy"), "path")
         assert "Q3 Results" in titles(store.search_emails("demo", "AI Strategy"), "subject")
