@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, event
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -102,9 +103,13 @@ def async_url(url: str) -> str:
 
 async def open_database(url: str, synchronous: str = "NORMAL") -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
     """Loom's tables on SQLite (one connection: one writer path, no lock errors) or PostgreSQL."""
-    url = async_url(url)
+    await asyncio.to_thread(migrate, url)  # Alembic reads its scripts from disk: off the event loop
+    engine = await asyncio.to_thread(_engine, async_url(url), synchronous)  # resolves a SQLite file's path
+    return engine, async_sessionmaker(engine, expire_on_commit=False)
+
+
+def _engine(url: str, synchronous: str) -> AsyncEngine:
     if url.startswith("sqlite"):
-        Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
         # One pooled connection serialises this process's transactions in FIFO order, and BEGIN IMMEDIATE
         # takes the write lock up front, so another process waits on busy_timeout instead of failing.
         engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
@@ -112,9 +117,19 @@ async def open_database(url: str, synchronous: str = "NORMAL") -> tuple[AsyncEng
         event.listen(engine.sync_engine, "begin", _begin_immediate)
     else:
         engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-    async with engine.begin() as connection:
-        await connection.run_sync(migrations.upgrade)
-    return engine, async_sessionmaker(engine, expire_on_commit=False)
+    return engine
+
+
+def migrate(url: str) -> None:
+    """Bring Loom's tables to the newest migration, on a sync connection of the same database."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(async_url(url).replace("sqlite+aiosqlite", "sqlite"))
+    try:
+        with engine.begin() as connection:
+            migrations.upgrade(connection)
+    finally:
+        engine.dispose()
 
 
 def _sqlite_pragmas(connection: Any, _record: Any, synchronous: str) -> None:

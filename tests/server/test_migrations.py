@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,15 +25,19 @@ def _columns(url: str) -> set[str]:
     return names | {f"version:{version}"}
 
 
-async def _upgrade_a_pre_migrations_database(url: str) -> None:
+def _pre_migrations_database(url: str) -> None:
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as connection:  # the tables as create_all made them before Alembic
         migrations.upgrade(connection, migrations.BASELINE)
         connection.execute(text("DROP TABLE alembic_version"))
     engine.dispose()
+
+
+async def _upgrade_a_pre_migrations_database(url: str) -> None:
+    await asyncio.to_thread(_pre_migrations_database, url)  # sync set-up, off the event loop
     server_engine, _ = await open_database(url)
     await server_engine.dispose()
-    columns = _columns(url)
+    columns = await asyncio.to_thread(_columns, url)
     assert {column.name for column in RunRow.__table__.columns} <= columns
     assert "version:0003" in columns
 
