@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as redis
+from redis.driver_info import DriverInfo
 from redis.exceptions import ResponseError
 
 from loom.settings import Settings
@@ -36,7 +37,11 @@ def events_key(run_id: str) -> str:
 class RedisBus:
     def __init__(self, settings: Settings) -> None:
         assert settings.redis_url is not None
-        self.redis: redis.Redis = redis.Redis.from_url(settings.redis_url, max_connections=1024)
+        # redis-py reads its package metadata from disk for every new connection unless given its driver info,
+        # which is read here once, before the event loop serves anything
+        self.redis: redis.Redis = redis.Redis.from_url(
+            settings.redis_url, max_connections=1024, driver_info=DriverInfo()
+        )
         self.maxlen = settings.stream_buffer_events
         self.ttl_s = int(settings.stream_ttl_s)
         self.live_ttl_s = int(settings.run_timeout_s + settings.stream_ttl_s)
