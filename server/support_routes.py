@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from langchain_core.runnables import RunnableConfig
@@ -29,6 +30,7 @@ from state.common import RunContext
 from state.support import Category, Priority, Resolution, Status
 
 router = APIRouter(prefix="/support", tags=["support"])
+T = TypeVar("T")
 
 
 class ResolveBody(BaseModel):
@@ -40,8 +42,10 @@ def _settings(request: Request) -> Settings:
     return settings if isinstance(settings, Settings) else get_settings()
 
 
-def _store(request: Request) -> SupportStore:
-    return get_support_store(_settings(request))
+async def _in_store(request: Request, action: Callable[[SupportStore], T]) -> T:
+    """``action`` on the support store, in a thread: its calls are sync, and the first opens the database."""
+    settings = _settings(request)
+    return await asyncio.to_thread(lambda: action(get_support_store(settings)))
 
 
 @router.get("/requests")
@@ -54,13 +58,13 @@ async def list_requests(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     filters = {"status": status, "category": category, "priority": priority}
-    rows = await asyncio.to_thread(_store(request).list_requests, user, filters, limit)
+    rows = await _in_store(request, lambda store: store.list_requests(user, filters, limit))
     return {"requests": rows, "count": len(rows)}
 
 
 @router.get("/requests/{request_id}")
 async def get_request(request: Request, user: CurrentUser, request_id: str) -> dict[str, Any]:
-    found = await asyncio.to_thread(_store(request).get_request, user, request_id)
+    found = await _in_store(request, lambda store: store.get_request(user, request_id))
     if found is None:
         raise not_found("support_request", request_id)
     return found
@@ -79,7 +83,7 @@ async def resolve_request(request: Request, user: CurrentUser, request_id: str, 
         thread = await _served_thread(services, user, request_id)
         at = datetime.now(UTC).replace(tzinfo=None)
         try:
-            resolved = await asyncio.to_thread(_store(request).resolve, user, request_id, body.summary, at)
+            resolved = await _in_store(request, lambda store: store.resolve(user, request_id, body.summary, at))
         except RequestConflict as exc:
             raise ApiError(409, "already_resolved", str(exc)) from exc
         if resolved is None:
@@ -116,4 +120,4 @@ async def _resolve_in_graph(services: Services, thread: ThreadRow, resolved: dic
 
 @router.get("/analytics")
 async def analytics(request: Request, user: CurrentUser) -> dict[str, Any]:
-    return await asyncio.to_thread(_store(request).analytics, user)
+    return await _in_store(request, lambda store: store.analytics(user))
