@@ -8,6 +8,7 @@ second worker finds the date moved (or the row locked) and fires nothing.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -57,7 +58,8 @@ async def fire_due(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
                 continue
             scheduled = cron.next_run_date
             fired.append(await _insert_run(session, cron, scheduled))
-            cron.next_run_date = next_fire(cron.schedule, cron.timezone, moment)
+            # a time zone's first use reads its file from disk: off the event loop
+            cron.next_run_date = await asyncio.to_thread(next_fire, cron.schedule, cron.timezone, moment)
         return fired
 
 

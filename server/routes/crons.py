@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any, Literal
 
@@ -53,7 +54,7 @@ async def _create(loom: Services, user: str, thread_id: str | None, body: CronCr
     validate_input(loom, graph_id, body.input)
     if body.command is not None:
         raise ApiError(422, "invalid_cron", "command: a cron starts new runs; send input")
-    first = next_fire(body.schedule, body.timezone, now())
+    first = await asyncio.to_thread(next_fire, body.schedule, body.timezone, now())  # may read a zone file
     kwargs = run_kwargs(body, ephemeral=False, exclude=CRON_ONLY)
     async with loom.sessions.begin() as session:
         if thread_id is not None:
