@@ -274,6 +274,7 @@ def _step_schema(ids: list[str], tool: dict[str, Any], arguments: dict[str, Any]
 
 
 MAX_LIST_ARGUMENT = 8
+MAX_STRING_ARGUMENT = 64
 """A list argument's length in a constrained plan: enough for a step, short enough that a rambling
 small model still closes the JSON within its token budget."""
 
@@ -296,11 +297,12 @@ def _arguments_schema(tool: BaseTool) -> dict[str, Any]:
 def _capped(spec: dict[str, Any]) -> dict[str, Any]:
     """A tool parameter's schema, simplified for grammars; untyped parameters become strings or numbers.
 
-    Lists are capped; strings are not, since llama.cpp expands ``maxLength`` into nested rules.
+    Lists and strings are capped, so a small model that repeats a digit cannot run a plan past its token
+    budget (llama.cpp's grammar bounds a repetition as ``{0,N}``).
     """
     kind = spec.get("type")
     if kind == "string" and "enum" not in spec:
-        return {"type": "string"}
+        return {"type": "string", "maxLength": MAX_STRING_ARGUMENT}
     if kind == "array":
         return {"type": "array", "items": _capped(spec.get("items", {})), "maxItems": MAX_LIST_ARGUMENT}
     if kind in ("integer", "number", "boolean") or "enum" in spec:
