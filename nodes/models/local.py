@@ -14,6 +14,7 @@ turn, then it answers in prose; tool turns are shown as plain turns; constrained
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import json
 import logging
@@ -120,7 +121,7 @@ def local_chat_model(spec: str, path: Path, settings: Settings) -> BaseChatModel
     """``ChatOpenAI`` over the in-process server; ``spec`` (``local:smollm2``) is the model name it reports."""
     from langchain_openai import ChatOpenAI
 
-    transport = InProcessTransport(model_server(path, settings), spec)
+    transport = InProcessTransport(functools.partial(model_server, path, settings), spec)
     return ChatOpenAI(
         model=spec,
         base_url=BASE_URL,
@@ -327,10 +328,20 @@ class InProcessTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
     A schema llama.cpp's grammar cannot express falls back to JSON mode, validated by the caller.
     """
 
-    def __init__(self, models: ModelServer, label: str) -> None:
-        self.models, self.label = models, label
+    def __init__(self, start: Callable[[], ModelServer], label: str) -> None:
+        self.start, self.label = start, label
+        self._models: ModelServer | None = None
+
+    @property
+    def models(self) -> ModelServer:
+        """The model server, started on first use: loading a model file reads it from disk."""
+        if self._models is None:
+            self._models = self.start()
+        return self._models
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._models is None:
+            await asyncio.to_thread(lambda: self.models)  # the first request loads the model, off the event loop
         parsed = self._parse(request, await request.aread())
         if isinstance(parsed, httpx.Response):
             return parsed
