@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
+import openai
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.tools import BaseTool, StructuredTool
@@ -132,3 +133,15 @@ async def test_concurrent_callers_share_the_slots() -> None:
 def test_the_sync_path_reports_the_prompt_tokens_the_server_counted() -> None:
     reply = load_chat_model("local:smollm2").invoke("Say hi.")
     assert reply.usage_metadata and reply.usage_metadata["input_tokens"] > 3
+
+
+async def test_a_prompt_longer_than_the_context_fails_with_an_error_naming_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LOOM_LOCAL_CONTEXT_TOKENS", "512")
+    get_settings.cache_clear()
+    model = load_chat_model("local:smollm2")
+    with pytest.raises(openai.BadRequestError) as raised:
+        await model.ainvoke("lorem ipsum " * 600)
+    assert "context" in str(raised.value) and "512" in str(raised.value)
+    assert (await model.ainvoke("Say OK.")).text  # the server is still up
