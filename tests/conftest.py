@@ -21,7 +21,7 @@ from loom.processes import PROJECT_ROOT, LoomServer
 from loom.settings import Settings, get_settings
 from nodes.models import ModelProvider
 from nodes.models.fake import FakeChatModel
-from server.blocking import loom_blockbuster
+from server.blocking import blocking_detection
 from tests.openai_server import ScriptedOpenAI
 
 POSTGRES_URL = os.environ.get("LOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -47,12 +47,8 @@ def loom_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
 @pytest.fixture(autouse=True)
 def no_blocking_calls() -> Iterator[None]:
     """A blocking call made from Loom's code on a running event loop fails the test (``BlockingError``)."""
-    detector = loom_blockbuster()
-    detector.activate()
-    try:
+    with blocking_detection(enabled=True):
         yield
-    finally:
-        detector.deactivate()
 
 
 class ScriptedModels:
