@@ -31,22 +31,19 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.engine import make_url
 
 from bench import one_node, ten_nodes
 from loom.persistence import open_checkpointer
-from loom.processes import LanggraphDev, LoomServer
+from loom.processes import LanggraphDev, LoomServer, scratch_postgres_database
 from loom.settings import get_settings
 
 BENCH_CONFIG = Path(__file__).with_name("langgraph.bench.json")
@@ -190,22 +187,9 @@ def configure(workdir: Path) -> None:
     get_settings.cache_clear()
 
 
-@contextmanager
-def scratch_database(admin_url: str) -> Iterator[str]:
-    """A PostgreSQL database for one measurement, dropped afterwards."""
-    name = f"loom_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 async def scale_throughput(args: argparse.Namespace, workdir: Path) -> Throughput:
     """One ``loom serve --no-workers`` and two ``loom worker --concurrency N`` on PostgreSQL + Redis."""
-    with scratch_database(args.postgres) as database:
+    with scratch_postgres_database(args.postgres, "loom_bench") as database:
         env = {"LOOM_DATABASE_URL": database, "LOOM_CHECKPOINT_URL": database, "LOOM_REDIS_URL": args.redis}
         env["LOOM_SERVER_QUEUE_SIZE"] = str(4 * args.clients)
         api = LoomServer(workdir / "scale", env, role="api")

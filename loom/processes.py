@@ -15,6 +15,9 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -146,3 +149,19 @@ class LanggraphDev(ServerProcess):
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.spawn(self.command(), self.workdir, timeout_s)
         return self
+
+
+@contextmanager
+def scratch_postgres_database(admin_url: str, prefix: str = "loom_scratch") -> Iterator[str]:
+    """A PostgreSQL database of its own for one test module or measurement, dropped (forcibly) afterwards."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

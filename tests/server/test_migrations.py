@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
 
+from loom.processes import scratch_postgres_database
 from server import migrations
 from server.db import RunRow, open_database
 
@@ -48,12 +46,8 @@ async def test_sqlite_database_is_migrated_to_head(tmp_path: Path) -> None:
 
 @pytest.fixture
 def scratch_database(postgres_url: str) -> Iterator[str]:
-    name = f"loom_migrate_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database(postgres_url, "loom_migrate") as url:
+        yield url
 
 
 @pytest.mark.postgres

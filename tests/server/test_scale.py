@@ -7,19 +7,16 @@ through the other API; a worker SIGKILLed mid-run loses nothing and repeats noth
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
-from sqlalchemy.engine import make_url
 
-from loom.processes import LoomServer
+from loom.processes import LoomServer, scratch_postgres_database
 from tests.conftest import require_postgres, require_redis
 from tests.server.live import (
     FIXTURE_INPUT,
@@ -50,15 +47,8 @@ class Cluster:
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
     """A PostgreSQL database of this module's own, dropped afterwards."""
-    admin_url = require_postgres()
-    name = f"loom_scale_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database(require_postgres(), "loom_scale") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
