@@ -1,5 +1,6 @@
 """ASGI middleware at the edge: body size (413), body read time (408), strict JSON (no NaN or Infinity,
-no float overflow, integers within 64 bits), and JSON sent as text/plain (LangGraph Studio does that).
+no float overflow, integers within 64 bits, no unpaired surrogates), and JSON sent as text/plain (LangGraph
+Studio does that).
 It runs before any route parses a body."""
 
 from __future__ import annotations
@@ -7,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+"""A ``\\uD800``–``\\uDFFF`` escape: the only way JSON text can carry a surrogate, paired or not."""
 INT64 = 2**63
 """JSON integers must fit in signed 64 bits: the stores (orjson), the checkpointer (msgpack) and SQL refuse more."""
 
@@ -77,11 +81,21 @@ def check_strict_json(body: bytes) -> None:
     Malformed JSON passes through: the route answers it with its own 400 naming the problem.
     """
     try:
-        json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_int64)
+        parsed = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_int64)
     except NonStandardJson:
         raise
     except ValueError:  # not JSON at all (or not UTF-8): the route's parser reports it
         return
+    if SURROGATE_ESCAPE.search(body):  # rare: pay for the full check only then
+        _refuse_unpaired_surrogates(parsed)
+
+
+def _refuse_unpaired_surrogates(parsed: Any) -> None:
+    """An unpaired surrogate decodes to a str that no store, checkpointer or UTF-8 encoder accepts."""
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        raise NonStandardJson(400, "malformed_json", "request body is not valid JSON text: unpaired surrogate") from exc
 
 
 def _refuse_constant(token: str) -> Any:

@@ -23,8 +23,9 @@ router = APIRouter(prefix="/store", tags=["store"])
 Label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^.\x00]+$")]
 """One namespace label; periods separate labels in ``GET /store/items?namespace=a.b``, so none inside (nor NUL,
 which the stores refuse)."""
-FILTER_KEY = r"^[A-Za-z0-9_.-]+$"
-"""What LangGraph's SQL stores accept as a filter key (they build JSON paths from it)."""
+FILTER_KEY = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+"""What LangGraph's SQL stores accept as a filter key: a dotted path of plain names (they build JSON paths
+from it, and an empty segment is a SQL error)."""
 NAMESPACE_QUERY = r"^[^\x00]*[^.\x00][^\x00]*$"
 """At least one label, and no NUL."""
 
@@ -69,7 +70,7 @@ class SearchItems(Strict):
         """The stores raise on an unknown operator mid-query; name it here instead."""
         for field, condition in (value or {}).items():
             if not re.match(FILTER_KEY, field):
-                raise ValueError(f"{field!r}: a filter key has only letters, digits, '_', '.' and '-'")
+                raise ValueError(f"{field!r}: a filter key is names of letters, digits, '_' and '-' joined by '.'")
             if isinstance(condition, dict) and any(key.startswith("$") for key in condition):
                 unknown = sorted(set(condition) - FILTER_OPERATORS)
                 if unknown:

@@ -77,6 +77,9 @@ async def test_an_unknown_store_filter_operator_is_422_naming_it(http: httpx.Asy
     assert "$bogus" in assert_error(answer, 422, "invalid_request")["detail"]
     answer = await http.post("/store/items/search", json={"filter": {"a'; drop": 1}})
     assert "filter key" in assert_error(answer, 422, "invalid_request")["detail"]
+    for path in (".", "a.", ".a", "a..b", ""):  # found by the fuzzer: an empty path segment was a SQL error
+        answer = await http.post("/store/items/search", json={"filter": {path: 1}})
+        assert "filter key" in assert_error(answer, 422, "invalid_request")["detail"]
     fine = await http.post("/store/items/search", json={"filter": {"a": {"$gte": 1}}})
     assert fine.status_code == 200 and fine.json() == {"items": []}
 
@@ -91,6 +94,13 @@ async def test_history_before_a_checkpoint_still_works(http: httpx.AsyncClient) 
 
 
 # limits at the edge ----------------------------------------------------------------------------------
+async def test_a_surrogate_pair_is_a_character(http: httpx.AsyncClient) -> None:
+    body = '{"metadata": {"emoji": "\\ud83e\\uddf5"}}'
+    answer = await http.post("/threads", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["metadata"]["emoji"] == "\N{SPOOL OF THREAD}"
+
+
 @pytest.mark.parametrize(
     ("raw", "status", "code"),
     [
@@ -100,6 +110,8 @@ async def test_history_before_a_checkpoint_still_works(http: httpx.AsyncClient) 
         ('{"metadata": {"a": 1e999}}', 422, "invalid_number"),
         ('{"metadata": {"a": -1e400}}', 422, "invalid_number"),
         ('{"metadata": {"a": 99999999999999999999}}', 422, "invalid_number"),
+        ('{"metadata": {"a": "\\udbeb"}}', 400, "malformed_json"),  # unpaired surrogate (found by the fuzzer)
+        ('{"metadata": {"a": "\\udd45\\udbeb"}}', 400, "malformed_json"),  # both halves, wrong order
     ],
 )
 async def test_json_is_strict(http: httpx.AsyncClient, raw: str, status: int, code: str) -> None:
