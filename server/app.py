@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from loom.persistence import open_checkpointer, open_store
 from loom.settings import Settings, get_settings
 from server import support_routes
+from server.assistants import default_name, ensure_defaults
 from server.blocking import blocking_detection
 from server.bus import open_bus
 from server.db import open_database
@@ -53,8 +54,8 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
             }
             manager = RunManager(settings, sessions, graphs, checkpointer, open_bus(settings))
             app.state.services = Services(settings, sessions, graphs, checkpointer, manager, store)
-            for graph_id in graphs:  # reads the config and modules once, before requests arrive
-                graph_description(graph_id)
+            names = {gid: (default_name(gid, graph), graph_description(gid)) for gid, graph in graphs.items()}
+            await ensure_defaults(sessions, names)
             await manager.start()
             if not settings.api_keys:
                 log.warning("no API keys configured: serving as the single local user 'demo'")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -15,13 +13,12 @@ from langgraph.store.base import BaseStore
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.settings import Settings
+from server import assistants
+from server.assistants import AssistantRow
 from server.db import RunRow, ThreadRow
 from server.errors import not_found
 from server.registry import graph_specs, load_module
 from server.runs import RunManager
-
-ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")  # as langgraph-api, so ids match
-STARTED = datetime.now(UTC)
 
 
 @dataclass
@@ -33,31 +30,9 @@ class Services:
     manager: RunManager
     store: BaseStore
 
-    def assistant_id(self, graph_id: str) -> str:
-        return str(uuid.uuid5(ASSISTANT_NAMESPACE, graph_id))
-
-    def graph_id_for(self, assistant_id: str) -> str:
-        """A graph name is accepted wherever an assistant id is."""
-        if assistant_id in self.graphs:
-            return assistant_id
-        for graph_id in self.graphs:
-            if self.assistant_id(graph_id) == assistant_id:
-                return graph_id
-        raise not_found("assistant", assistant_id)
-
-    def assistant(self, graph_id: str) -> dict[str, Any]:
-        return {
-            "assistant_id": self.assistant_id(graph_id),
-            "graph_id": graph_id,
-            "name": graph_id,
-            "description": graph_description(graph_id),
-            "config": {},
-            "context": {},
-            "metadata": {"created_by": "system"},
-            "version": 1,
-            "created_at": STARTED.isoformat(),
-            "updated_at": STARTED.isoformat(),
-        }
+    async def assistant(self, assistant_id: str, user: str) -> AssistantRow:
+        """The assistant a run or cron names (an assistant id or a graph id); 404 if the caller cannot see it."""
+        return await assistants.resolve(self.sessions, assistant_id, user, self.graphs)
 
 
 @lru_cache(maxsize=256)

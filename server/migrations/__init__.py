@@ -1,4 +1,5 @@
-"""Alembic migrations of the server's tables (threads, runs, crons); applied at start and by ``loom db upgrade``."""
+"""Alembic migrations of the server's tables (threads, runs, crons, assistants); applied at start and by
+``loom db upgrade``."""
 
 from __future__ import annotations
 

@@ -1,51 +1,227 @@
-"""Assistants: one per graph in langgraph.json, with the ids langgraph-api would give them."""
+"""Assistants: create, read, patch (a new version each time), delete, search, count, versions, set latest.
+
+The rows and the rules (default assistants, visibility, config/context kept in step) are in
+``server.assistants``; these routes only parse, check and answer.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+import uuid
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
+from pydantic import Field, field_validator
+from sqlalchemy import asc, delete, desc, func, select
 
+from server import assistants
+from server.assistants import AssistantRow, AssistantVersionRow, FieldName, find, view, visible_to
 from server.auth import CurrentUser
-from server.deps import Loom
-from server.schemas import AssistantSearch
+from server.db import CronRow, now
+from server.deps import Loom, Services
+from server.errors import ApiError, not_found
+from server.schemas import MAX_OFFSET, JsonInt, Strict
 
 router = APIRouter(prefix="/assistants", tags=["assistants"])
+Name = Field(default=None, min_length=1, max_length=256)
+Description = Field(default=None, max_length=4096)
+
+
+class AssistantCreate(Strict):
+    graph_id: str
+    assistant_id: str | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    name: str | None = Name
+    description: str | None = Description
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+
+    @field_validator("assistant_id")
+    @classmethod
+    def uuid_only(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                return str(uuid.UUID(value))
+            except ValueError as exc:
+                raise ValueError("must be a UUID") from exc
+        return value
+
+
+class AssistantPatch(Strict):
+    graph_id: str | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    name: str | None = Name
+    description: str | None = Description
+
+
+class AssistantCount(Strict):
+    metadata: dict[str, Any] | None = None
+    graph_id: str | None = None
+    name: str | None = Field(default=None, max_length=256)
+
+
+class AssistantSearch(AssistantCount):
+    limit: JsonInt = Field(default=10, ge=1, le=1000)
+    offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)
+    sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] = "created_at"
+    sort_order: Literal["asc", "desc"] = "desc"
+    select: list[FieldName] | None = None
+
+
+class VersionSearch(Strict):
+    metadata: dict[str, Any] | None = None
+    limit: JsonInt = Field(default=10, ge=1, le=1000)
+    offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)
+
+
+class LatestVersion(Strict):
+    version: JsonInt = Field(ge=1, le=2**31 - 1)
+
+
+@router.post("")
+async def create(body: AssistantCreate, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    _graph_served(loom, body.graph_id)
+    config, context = assistants.synced(dict(body.config or {}), body.context)
+    assistant_id = body.assistant_id or str(uuid.uuid4())
+    async with loom.sessions.begin() as session:
+        if (existing := await session.get(AssistantRow, assistant_id)) is not None:
+            if body.if_exists == "raise" or not assistants.visible(existing.owner, user):
+                raise ApiError(409, "assistant_exists", f"assistant {assistant_id!r} already exists")
+            return view(existing)
+        row = AssistantRow(assistant_id=assistant_id, owner=user, graph_id=body.graph_id,
+                           name=body.name or "Untitled", description=body.description, config=config,
+                           context=context or {}, metadata_=body.metadata or {}, version=1,
+                           created_at=now(), updated_at=now())  # fmt: skip
+        session.add(row)
+        await session.flush()
+        session.add(assistants.snapshot(row))
+    return view(row)
 
 
 @router.post("/search")
-async def search(body: AssistantSearch, loom: Loom, _user: CurrentUser) -> list[dict[str, Any]]:
-    found = [loom.assistant(graph_id) for graph_id in sorted(loom.graphs)]
-    if body.graph_id:
-        found = [a for a in found if a["graph_id"] == body.graph_id]
-    if body.name:
-        found = [a for a in found if body.name in a["name"]]
-    if body.metadata:
-        found = [a for a in found if all(a["metadata"].get(k) == v for k, v in body.metadata.items())]
-    return found[body.offset : body.offset + body.limit]
+async def search(body: AssistantSearch, loom: Loom, user: CurrentUser, response: Response) -> list[dict[str, Any]]:
+    query = _matching(loom, user, body)
+    order = desc if body.sort_order == "desc" else asc
+    column = getattr(AssistantRow, body.sort_by)
+    key = func.lower(column) if body.sort_by in ("name", "graph_id") else column
+    async with loom.sessions() as session:
+        rows = list((await session.scalars(query.order_by(order(key), order(AssistantRow.assistant_id)))).all())
+    rows = _metadata_match(rows, body.metadata)
+    page = rows[body.offset : body.offset + body.limit]
+    response.headers["X-Pagination-Total"] = str(len(rows))
+    if body.offset + body.limit < len(rows):
+        response.headers["X-Pagination-Next"] = str(body.offset + body.limit)
+    return [view(row, body.select) for row in page]
+
+
+@router.post("/count")
+async def count(body: AssistantCount, loom: Loom, user: CurrentUser) -> int:
+    async with loom.sessions() as session:
+        rows = list((await session.scalars(_matching(loom, user, body))).all())
+    return len(_metadata_match(rows, body.metadata))
 
 
 @router.get("/{assistant_id}")
-async def get(assistant_id: str, loom: Loom, _user: CurrentUser) -> dict[str, Any]:
-    return loom.assistant(loom.graph_id_for(assistant_id))
+async def get(assistant_id: str, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    return view(await loom.assistant(assistant_id, user))
+
+
+@router.patch("/{assistant_id}")
+async def patch(assistant_id: str, body: AssistantPatch, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    if body.graph_id is not None:
+        _graph_served(loom, body.graph_id)
+    config, context = assistants.synced(dict(body.config or {}), body.context)
+    async with loom.sessions.begin() as session:
+        row = await find(session, assistant_id, user, loom.graphs, lock=True)
+        row.version = await assistants.latest_version(session, row.assistant_id) + 1
+        row.graph_id = body.graph_id or row.graph_id
+        row.config = config or row.config
+        row.context = row.context if context is None else context
+        row.metadata_ = {**row.metadata_, **(body.metadata or {})}
+        row.name = body.name if body.name is not None else row.name
+        row.description = body.description if body.description is not None else row.description
+        row.updated_at = now()
+        session.add(assistants.snapshot(row))
+    return view(row)
+
+
+@router.delete("/{assistant_id}", status_code=204)
+async def remove(assistant_id: str, loom: Loom, user: CurrentUser) -> Response:
+    """Its versions and its crons go with it; threads and runs that used it stay."""
+    async with loom.sessions.begin() as session:
+        row = await find(session, assistant_id, user, loom.graphs, lock=True)
+        await session.execute(delete(CronRow).where(CronRow.assistant_id == row.assistant_id))
+        await session.execute(delete(AssistantVersionRow).where(AssistantVersionRow.assistant_id == row.assistant_id))
+        await session.delete(row)
+    return Response(status_code=204)
+
+
+@router.post("/{assistant_id}/versions")
+async def versions(assistant_id: str, body: VersionSearch, loom: Loom, user: CurrentUser) -> list[dict[str, Any]]:
+    async with loom.sessions() as session:
+        row = await find(session, assistant_id, user, loom.graphs)
+        query = select(AssistantVersionRow).where(AssistantVersionRow.assistant_id == row.assistant_id)
+        found = list((await session.scalars(query.order_by(AssistantVersionRow.version.desc()))).all())
+    found = _metadata_match(found, body.metadata)
+    return [view(version) for version in found[body.offset : body.offset + body.limit]]
+
+
+@router.post("/{assistant_id}/latest")
+async def set_latest(assistant_id: str, body: LatestVersion, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    async with loom.sessions.begin() as session:
+        row = await find(session, assistant_id, user, loom.graphs, lock=True)
+        chosen = await session.get(AssistantVersionRow, (row.assistant_id, body.version))
+        if chosen is None:
+            raise not_found("assistant_version", f"{assistant_id} v{body.version}")
+        for field in assistants.VERSIONED:
+            setattr(row, field, getattr(chosen, field))
+        row.version, row.updated_at = chosen.version, now()
+    return view(row)
 
 
 @router.get("/{assistant_id}/graph")
-async def graph(assistant_id: str, loom: Loom, _user: CurrentUser, xray: int | bool = Query(False)) -> dict[str, Any]:
-    compiled = loom.graphs[loom.graph_id_for(assistant_id)]
+async def graph(assistant_id: str, loom: Loom, user: CurrentUser, xray: int | bool = Query(False)) -> dict[str, Any]:
+    compiled = loom.graphs[(await loom.assistant(assistant_id, user)).graph_id]
     return compiled.get_graph(xray=xray).to_json()
 
 
 @router.get("/{assistant_id}/subgraphs")
-async def subgraphs(assistant_id: str, loom: Loom, _user: CurrentUser, recurse: bool = False) -> dict[str, Any]:
-    compiled = loom.graphs[loom.graph_id_for(assistant_id)]
+async def subgraphs(assistant_id: str, loom: Loom, user: CurrentUser, recurse: bool = False) -> dict[str, Any]:
+    compiled = loom.graphs[(await loom.assistant(assistant_id, user)).graph_id]
     return {ns: schemas_of(sub) for ns, sub in compiled.get_subgraphs(recurse=recurse)}
 
 
 @router.get("/{assistant_id}/schemas")
-async def schemas(assistant_id: str, loom: Loom, _user: CurrentUser) -> dict[str, Any]:
-    graph_id = loom.graph_id_for(assistant_id)
+async def schemas(assistant_id: str, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    graph_id = (await loom.assistant(assistant_id, user)).graph_id
     return {"graph_id": graph_id, **schemas_of(loom.graphs[graph_id])}
+
+
+def _graph_served(loom: Services, graph_id: str) -> None:
+    if graph_id not in loom.graphs:
+        raise not_found("graph", graph_id)
+
+
+def _matching(loom: Services, user: str, body: AssistantCount) -> Any:
+    """The caller's and the default assistants of served graphs, by graph and name (metadata is matched after)."""
+    if body.graph_id is not None:
+        _graph_served(loom, body.graph_id)
+    query = select(AssistantRow).where(visible_to(user), AssistantRow.graph_id.in_(list(loom.graphs)))
+    if body.graph_id is not None:
+        query = query.where(AssistantRow.graph_id == body.graph_id)
+    if body.name:
+        query = query.where(func.lower(AssistantRow.name).contains(body.name.lower(), autoescape=True))
+    return query
+
+
+def _metadata_match(rows: list[Any], metadata: dict[str, Any] | None) -> list[Any]:
+    """JSON filtering in Python keeps SQLite and PostgreSQL identical (as thread search does)."""
+    if not metadata:
+        return rows
+    return [row for row in rows if all(row.metadata_.get(k) == v for k, v in metadata.items())]
 
 
 def schemas_of(compiled: Any) -> dict[str, Any]:
@@ -53,9 +229,23 @@ def schemas_of(compiled: Any) -> dict[str, Any]:
         "input_schema": compiled.get_input_jsonschema(),
         "output_schema": compiled.get_output_jsonschema(),
         "state_schema": _state_schema(compiled),
-        "config_schema": {"title": "Config", "type": "object", "properties": {}},
+        "config_schema": _config_schema(compiled),
         "context_schema": compiled.get_context_jsonschema(),
     }
+
+
+CONFIG_INTERNALS = ("__pregel_checkpointer", "__pregel_store", "checkpoint_id", "checkpoint_ns", "thread_id")
+
+
+def _config_schema(compiled: Any) -> dict[str, Any]:
+    """``configurable`` as LangGraph types it (the context schema), as langgraph-api answers; {} without one."""
+    context: dict[str, Any] | None = compiled.get_context_jsonschema()
+    if not context:
+        return {}
+    schema = copy.deepcopy(context)
+    for key in CONFIG_INTERNALS:
+        schema.get("properties", {}).pop(key, None)
+    return schema
 
 
 def _state_schema(compiled: Any) -> dict[str, Any]:

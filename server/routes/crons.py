@@ -10,6 +10,7 @@ from fastapi import APIRouter, Response
 from pydantic import Field
 from sqlalchemy import asc, desc, func, select
 
+from server.assistants import canonical_id, merged_run
 from server.auth import CurrentUser
 from server.crons import next_fire
 from server.db import CronRow, now
@@ -50,7 +51,8 @@ class CronCount(Strict):
 
 
 async def _create(loom: Services, user: str, thread_id: str | None, body: CronCreate) -> dict[str, Any]:
-    graph_id = loom.graph_id_for(body.assistant_id)
+    assistant = await loom.assistant(body.assistant_id, user)
+    body, graph_id = merged_run(body, assistant), assistant.graph_id
     validate_input(loom, graph_id, body.input)
     if body.command is not None:
         raise ApiError(422, "invalid_cron", "command: a cron starts new runs; send input")
@@ -61,7 +63,7 @@ async def _create(loom: Services, user: str, thread_id: str | None, body: CronCr
             await owned_thread(session, thread_id, user)
         cron = CronRow(
             owner=user,
-            assistant_id=loom.assistant_id(graph_id),
+            assistant_id=assistant.assistant_id,
             graph_id=graph_id,
             thread_id=thread_id,
             schedule=body.schedule,
@@ -124,7 +126,7 @@ async def count(body: CronCount, loom: Loom, user: CurrentUser) -> int:
 def _filtered(loom: Services, user: str, assistant_id: str | None, thread_id: str | None) -> Any:
     query = select(CronRow).where(CronRow.owner == user)
     if assistant_id:
-        query = query.where(CronRow.assistant_id == loom.assistant_id(loom.graph_id_for(assistant_id)))
+        query = query.where(CronRow.assistant_id == canonical_id(assistant_id, loom.graphs))
     if thread_id:
         query = query.where(CronRow.thread_id == thread_id)
     return query

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from langchain_core.messages import convert_to_messages
 from langchain_core.runnables import RunnableConfig
+from pydantic import Field
 from sqlalchemy import select
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from server import queue
+from server.assistants import AssistantRow, merged_run
 from server.auth import CurrentUser
 from server.context import validate_context
 from server.db import RunRow, ThreadRow, new_id, now
@@ -24,6 +26,7 @@ from server.schemas import MAX_OFFSET, RunCreate
 
 router = APIRouter(tags=["runs"])
 NDJSON = "application/x-ndjson"
+RunBatch = Annotated[list[RunCreate], Field(min_length=1, max_length=100)]
 
 
 # creation ------------------------------------------------------------------------------------------
@@ -35,7 +38,8 @@ async def start_run(
     Capacity, the thread's one-active-run rule and the multitask strategy are decided in that same
     transaction (``server.queue``), so a request gets a committed run or a 4xx, never both.
     """
-    graph_id = loom.graph_id_for(body.assistant_id)
+    assistant = await loom.assistant(body.assistant_id, user)
+    body, graph_id = merged_run(body, assistant), assistant.graph_id
     validate_input(loom, graph_id, body.input)
     validate_context(loom.graphs[graph_id], body.context)
     replaced: queue.Replaced | None = None
@@ -49,7 +53,7 @@ async def start_run(
                 if idempotency_key and (existing := await _by_key(session, user, idempotency_key)):
                     return existing
                 ephemeral = thread_id is None
-                thread = await _thread_for_run(loom, session, user, thread_id, body, graph_id)
+                thread = await _thread_for_run(session, user, thread_id, body, assistant)
                 active = await queue.inflight(session, thread.thread_id)
                 if active and body.multitask_strategy == "reject":
                     raise ApiError(409, "thread_busy", "the thread has an active run (multitask_strategy=reject)")
@@ -68,7 +72,7 @@ async def start_run(
                     run_id=new_id(),
                     thread_id=thread.thread_id,
                     owner=user,
-                    assistant_id=loom.assistant_id(graph_id),
+                    assistant_id=assistant.assistant_id,
                     graph_id=graph_id,
                     multitask_strategy=body.multitask_strategy,
                     kwargs=kwargs,
@@ -102,8 +106,9 @@ async def _by_key(session: Any, user: str, key: str) -> RunRow | None:
 
 
 async def _thread_for_run(
-    loom: Services, session: Any, user: str, thread_id: str | None, body: RunCreate, graph_id: str
+    session: Any, user: str, thread_id: str | None, body: RunCreate, assistant: AssistantRow
 ) -> ThreadRow:
+    graph_id = assistant.graph_id
     if thread_id is None:
         thread = ThreadRow(thread_id=new_id(), owner=user, graph_id=graph_id, metadata_={"ephemeral": True})
         session.add(thread)
@@ -120,7 +125,7 @@ async def _thread_for_run(
         raise ApiError(409, "graph_mismatch", f"thread {thread_id!r} belongs to graph {thread.graph_id!r}")
     thread.graph_id = graph_id
     # as langgraph-api: UIs list a graph's threads by searching on these
-    thread.metadata_ = {**thread.metadata_, "graph_id": graph_id, "assistant_id": loom.assistant_id(graph_id)}
+    thread.metadata_ = {**thread.metadata_, "graph_id": graph_id, "assistant_id": assistant.assistant_id}
     return thread
 
 
@@ -217,16 +222,31 @@ async def stream_stateless(body: RunCreate, request: Request, loom: Loom, user: 
 
 @router.post("/threads/{thread_id}/runs/wait")
 async def wait(
-    thread_id: str, body: RunCreate, loom: Loom, user: CurrentUser, idempotency_key: str | None = Header(default=None)
-) -> Any:
+    thread_id: str, body: RunCreate, loom: Loom, user: CurrentUser, response: Response,
+    idempotency_key: str | None = Header(default=None),
+) -> Any:  # fmt: skip
     run = await start_run(loom, user, thread_id, body, idempotency_key)
+    response.headers.update(wait_headers(run))
     return await outcome(loom, run.run_id, run.status)
 
 
 @router.post("/runs/wait")
-async def wait_stateless(body: RunCreate, loom: Loom, user: CurrentUser) -> Any:
+async def wait_stateless(body: RunCreate, loom: Loom, user: CurrentUser, response: Response) -> Any:
     run = await start_run(loom, user, None, body, None)
+    response.headers.update(wait_headers(run))
     return await outcome(loom, run.run_id, run.status)
+
+
+@router.post("/runs/batch")
+async def create_batch(body: RunBatch, loom: Loom, user: CurrentUser) -> list[dict[str, Any]]:
+    """Stateless background runs, one per body, created in order; each is admitted like a single run."""
+    return [run_view(await start_run(loom, user, None, item, None)) for item in body]
+
+
+def wait_headers(run: RunRow) -> dict[str, str]:
+    """As langgraph-api: where to join the run, and the run itself."""
+    run_path = f"/threads/{run.thread_id}/runs/{run.run_id}"
+    return {"Location": f"{run_path}/join", "Content-Location": run_path}
 
 
 @router.get("/threads/{thread_id}/runs")

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from server.auth import CurrentUser
 from server.db import RunRow, ThreadRow, new_id
 from server.deps import Loom, Services, owned_thread
-from server.errors import ApiError
+from server.errors import ApiError, not_found
 from server.routes.runs import start_run
 from server.schemas import RunCreate, TaskCreate
 
@@ -30,7 +30,8 @@ STATUS = {"pending": "running", "running": "running", "success": "completed", "i
 
 @router.post("", status_code=201)
 async def create(body: TaskCreate, loom: Loom, user: CurrentUser) -> dict[str, Any]:
-    loom.graph_id_for(body.graph_id)
+    if body.graph_id not in loom.graphs:
+        raise not_found("assistant", body.graph_id)
     async with loom.sessions.begin() as session:
         thread = ThreadRow(
             thread_id=new_id(),

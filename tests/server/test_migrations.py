@@ -11,13 +11,14 @@ from sqlalchemy import create_engine, inspect, text
 
 from loom.processes import scratch_postgres_database
 from server import migrations
+from server.assistants import AssistantRow
 from server.db import RunRow, open_database
 
 
-def _columns(url: str) -> set[str]:
+def _columns(url: str, table: str = "loom_runs") -> set[str]:
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as connection:
-        names = {column["name"] for column in inspect(connection).get_columns("loom_runs")}
+        names = {column["name"] for column in inspect(connection).get_columns(table)}
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     engine.dispose()
     return names | {f"version:{version}"}
@@ -37,7 +38,9 @@ async def _upgrade_a_pre_migrations_database(url: str) -> None:
     await server_engine.dispose()
     columns = await asyncio.to_thread(_columns, url)
     assert {column.name for column in RunRow.__table__.columns} <= columns
-    assert "version:0003" in columns
+    assert "version:0004" in columns
+    assistants = await asyncio.to_thread(_columns, url, "loom_assistants")
+    assert {column.name for column in AssistantRow.__table__.columns} <= assistants
 
 
 async def test_sqlite_database_is_migrated_to_head(tmp_path: Path) -> None:

@@ -1,0 +1,185 @@
+"""Assistants as rows: a graph plus saved config, context and metadata, versioned on every patch.
+
+Each served graph gets a default assistant at start, with langgraph-api's id (uuid5 of the graph id
+in the namespace langgraph-api uses), so ids agree between Loom and ``langgraph dev``. Wherever an
+``assistant_id`` is accepted, a graph id means that default assistant. Default assistants belong to
+no one and every caller sees them; an assistant a caller creates is visible to that caller only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import DateTime, ForeignKey, Integer, String, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.db import now
+from server.errors import ApiError, not_found
+from server.schemas import RunConfig
+from services.stores.db import Base
+
+NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+"""langgraph-api's namespace for default assistant ids (``langgraph_api.graph.NAMESPACE_GRAPH``)."""
+SYSTEM_METADATA = {"created_by": "system"}
+FieldName = Literal[
+    "assistant_id",
+    "graph_id",
+    "name",
+    "description",
+    "config",
+    "context",
+    "metadata",
+    "version",
+    "created_at",
+    "updated_at",
+]
+
+
+class AssistantRow(Base):
+    __tablename__ = "loom_assistants"
+
+    assistant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+    """None for a graph's default assistant (visible to every caller)."""
+    graph_id: Mapped[str] = mapped_column(String(128), index=True)
+    name: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str | None] = mapped_column(String(4096), nullable=True)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class AssistantVersionRow(Base):
+    """Every version an assistant has had; ``set latest`` copies one back onto the assistant."""
+
+    __tablename__ = "loom_assistant_versions"
+
+    assistant_id: Mapped[str] = mapped_column(
+        ForeignKey("loom_assistants.assistant_id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    graph_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str | None] = mapped_column(String(4096), nullable=True)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+VERSIONED = ("graph_id", "name", "description", "config", "context", "metadata_")
+
+
+def system_id(graph_id: str) -> str:
+    return str(uuid.uuid5(NAMESPACE_GRAPH, graph_id))
+
+
+def default_name(graph_id: str, graph: Any) -> str:
+    """As langgraph-api: the compiled graph's name, unless it is LangGraph's placeholder."""
+    name = getattr(graph, "name", None)
+    return name if isinstance(name, str) and name and name != "LangGraph" else graph_id
+
+
+def canonical_id(assistant_id: str, graphs: Any) -> str:
+    """A graph id names its default assistant, as in langgraph-api."""
+    return system_id(assistant_id) if assistant_id in graphs else assistant_id
+
+
+def snapshot(row: AssistantRow) -> AssistantVersionRow:
+    values = {field: getattr(row, field) for field in VERSIONED}
+    return AssistantVersionRow(assistant_id=row.assistant_id, version=row.version, created_at=now(), **values)
+
+
+def visible(owner: str | None, user: str) -> bool:
+    return owner is None or owner == user
+
+
+def visible_to(user: str) -> Any:
+    return or_(AssistantRow.owner.is_(None), AssistantRow.owner == user)
+
+
+async def find(session: AsyncSession, assistant_id: str, user: str, graphs: Any, lock: bool = False) -> AssistantRow:
+    """The caller's (or a default) assistant by id or graph id, for a graph this server serves; else 404."""
+    row = await session.get(AssistantRow, canonical_id(assistant_id, graphs), with_for_update=lock)
+    if row is None or not visible(row.owner, user) or row.graph_id not in graphs:
+        raise not_found("assistant", assistant_id)
+    return row
+
+
+async def resolve(
+    sessions: async_sessionmaker[AsyncSession], assistant_id: str, user: str, graphs: Any
+) -> AssistantRow:
+    async with sessions() as session:
+        return await find(session, assistant_id, user, graphs)
+
+
+def synced(config: dict[str, Any], context: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """As langgraph-api: an assistant's ``context`` and ``config.configurable`` are kept equal; not both."""
+    configurable = config.get("configurable")
+    if configurable and context:
+        raise ApiError(422, "invalid_request", "context: send context or config.configurable, not both")
+    if configurable:
+        return config, dict(configurable)
+    if context:
+        return {**config, "configurable": dict(context)}, context
+    return config, context
+
+
+def merged_run(body: Any, assistant: AssistantRow) -> Any:
+    """A run body with the assistant's config and context underneath the run's own (the run wins)."""
+    if not assistant.config and not assistant.context:
+        return body
+    run_config = body.config.model_dump(exclude_none=True) if body.config else {}
+    configurable = {**(assistant.config.get("configurable") or {}), **(run_config.get("configurable") or {})}
+    config = {**assistant.config, **run_config, "configurable": configurable}
+    context = {**assistant.context, **(body.context or {})}
+    return body.model_copy(update={"config": RunConfig.model_validate(config), "context": context})
+
+
+def view(row: AssistantRow | AssistantVersionRow, select_fields: list[FieldName] | None = None) -> dict[str, Any]:
+    found = {
+        "assistant_id": row.assistant_id,
+        "graph_id": row.graph_id,
+        "name": row.name,
+        "description": row.description,
+        "config": row.config,
+        "context": row.context,
+        "metadata": row.metadata_,
+        "version": row.version,
+        "created_at": row.created_at,
+    }
+    if isinstance(row, AssistantRow):
+        found["updated_at"] = row.updated_at
+    return {k: v for k, v in found.items() if k in select_fields} if select_fields else found
+
+
+async def ensure_defaults(sessions: async_sessionmaker[AsyncSession], names: dict[str, tuple[str, str | None]]) -> None:
+    """One default assistant per graph (``names``: graph id → name, description); kept in step with the graph."""
+    for graph_id, (name, description) in names.items():
+        try:
+            async with sessions.begin() as session:
+                row = await session.get(AssistantRow, system_id(graph_id))
+                if row is None:
+                    row = AssistantRow(assistant_id=system_id(graph_id), owner=None, graph_id=graph_id, name=name,
+                                       description=description, config={}, context={},
+                                       metadata_=dict(SYSTEM_METADATA), version=1)  # fmt: skip
+                    session.add(row)
+                    await session.flush()
+                    session.add(snapshot(row))
+                elif (row.name, row.description) != (name, description):
+                    row.name, row.description = name, description
+        except IntegrityError:  # another process inserted it first: theirs is as good
+            continue
+
+
+async def latest_version(session: AsyncSession, assistant_id: str) -> int:
+    query = select(AssistantVersionRow.version).where(AssistantVersionRow.assistant_id == assistant_id)
+    versions = (await session.scalars(query)).all()
+    return max(versions, default=0)

@@ -1,0 +1,48 @@
+"""Assistants as rows, and every version each has had."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+
+
+def upgrade() -> None:
+    op.create_table(
+        "loom_assistants",
+        sa.Column("assistant_id", sa.String(64), primary_key=True),
+        sa.Column("owner", sa.String(128), index=True),
+        sa.Column("graph_id", sa.String(128), nullable=False, index=True),
+        sa.Column("name", sa.String(256), nullable=False),
+        sa.Column("description", sa.String(4096)),
+        sa.Column("config", sa.JSON, nullable=False),
+        sa.Column("context", sa.JSON, nullable=False),
+        sa.Column("metadata", sa.JSON, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
+        "loom_assistant_versions",
+        sa.Column(
+            "assistant_id",
+            sa.String(64),
+            sa.ForeignKey("loom_assistants.assistant_id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("version", sa.Integer, primary_key=True),
+        sa.Column("graph_id", sa.String(128), nullable=False),
+        sa.Column("name", sa.String(256), nullable=False),
+        sa.Column("description", sa.String(4096)),
+        sa.Column("config", sa.JSON, nullable=False),
+        sa.Column("context", sa.JSON, nullable=False),
+        sa.Column("metadata", sa.JSON, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("loom_assistant_versions")
+    op.drop_table("loom_assistants")
