@@ -115,10 +115,13 @@ class ThreadPatch(Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class ThreadSearch(Strict):
+class ThreadCount(Strict):
     metadata: dict[str, Any] | None = None
-    values: dict[str, Any] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
+
+
+class ThreadSearch(ThreadCount):
+    values: dict[str, Any] | None = None
     ids: list[str] | None = None
     limit: JsonInt = Field(default=10, ge=1, le=1000)
     offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)

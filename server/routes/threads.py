@@ -3,22 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
+from pydantic import StrictBool
 from sqlalchemy import asc, desc, select
 
 from server.auth import CurrentUser
-from server.db import ThreadRow, new_id, now
+from server.db import RunRow, ThreadRow, new_id, now
 from server.deps import Loom, Services, owned_thread
 from server.errors import ApiError, not_found
-from server.schemas import HistoryQuery, StateUpdate, ThreadCreate, ThreadPatch, ThreadSearch
+from server.schemas import (
+    CheckpointRef,
+    HistoryQuery,
+    StateUpdate,
+    Strict,
+    ThreadCount,
+    ThreadCreate,
+    ThreadPatch,
+    ThreadSearch,
+)
 from services.paths import remove_thread_artifacts
 
 router = APIRouter(prefix="/threads", tags=["threads"])
+
+
+class StateAtCheckpoint(Strict):
+    checkpoint: CheckpointRef
+    subgraphs: StrictBool = False
 
 
 @router.post("")
@@ -27,36 +43,56 @@ async def create(body: ThreadCreate, loom: Loom, user: CurrentUser) -> dict[str,
         if body.thread_id and (existing := await session.get(ThreadRow, body.thread_id)) is not None:
             if existing.owner != user or body.if_exists == "raise":
                 raise ApiError(409, "thread_exists", f"thread {body.thread_id!r} already exists")
-            return await thread_view(loom, existing)
-        if body.graph_id is not None and body.graph_id not in loom.graphs:
-            raise not_found("graph", body.graph_id)
-        thread_id = body.thread_id or new_id()
-        thread = ThreadRow(thread_id=thread_id, owner=user, graph_id=body.graph_id, metadata_=body.metadata)
-        session.add(thread)
+            thread = existing
+        else:
+            thread = _new_thread(loom, session, user, body)
     return await thread_view(loom, thread)
+
+
+def _new_thread(loom: Services, session: Any, user: str, body: ThreadCreate) -> ThreadRow:
+    if body.graph_id is not None and body.graph_id not in loom.graphs:
+        raise not_found("graph", body.graph_id)
+    thread_id = body.thread_id or new_id()
+    thread = ThreadRow(thread_id=thread_id, owner=user, graph_id=body.graph_id, metadata_=body.metadata)
+    session.add(thread)
+    return thread
 
 
 @router.post("/search")
 async def search(body: ThreadSearch, loom: Loom, user: CurrentUser) -> list[dict[str, Any]]:
+    order = desc if body.sort_order == "desc" else asc
+    query = _filtered(user, body).order_by(order(getattr(ThreadRow, body.sort_by)), order(ThreadRow.thread_id))
+    async with loom.sessions() as session:
+        rows = _metadata_match((await session.scalars(query)).all(), body.metadata)
+    page = rows[body.offset : body.offset + body.limit]
+    return [await thread_view(loom, row) for row in page]
+
+
+@router.post("/count")
+async def count(body: ThreadCount, loom: Loom, user: CurrentUser) -> int:
+    async with loom.sessions() as session:
+        return len(_metadata_match((await session.scalars(_filtered(user, body))).all(), body.metadata))
+
+
+def _filtered(user: str, body: ThreadCount) -> Any:
     query = select(ThreadRow).where(ThreadRow.owner == user)
     if body.status:
         query = query.where(ThreadRow.status == body.status)
-    if body.ids:
+    if isinstance(body, ThreadSearch) and body.ids:
         query = query.where(ThreadRow.thread_id.in_(body.ids))
-    order = desc if body.sort_order == "desc" else asc
-    query = query.order_by(order(getattr(ThreadRow, body.sort_by)))
-    async with loom.sessions() as session:
-        rows = (await session.scalars(query)).all()
-    if body.metadata:  # JSON filtering in Python keeps SQLite and PostgreSQL identical
-        rows = [r for r in rows if all(r.metadata_.get(k) == v for k, v in body.metadata.items())]
-    page = rows[body.offset : body.offset + body.limit]
-    return [await thread_view(loom, row) for row in page]
+    return query
+
+
+def _metadata_match(rows: Sequence[ThreadRow], metadata: dict[str, Any] | None) -> list[ThreadRow]:
+    """JSON filtering in Python keeps SQLite and PostgreSQL identical."""
+    return [r for r in rows if all(r.metadata_.get(k) == v for k, v in (metadata or {}).items())]
 
 
 @router.get("/{thread_id}")
 async def get(thread_id: str, loom: Loom, user: CurrentUser) -> dict[str, Any]:
     async with loom.sessions() as session:
-        return await thread_view(loom, await owned_thread(session, thread_id, user))
+        thread = await owned_thread(session, thread_id, user)
+    return await thread_view(loom, thread)
 
 
 @router.patch("/{thread_id}")
@@ -85,8 +121,18 @@ async def get_state(thread_id: str, loom: Loom, user: CurrentUser, subgraphs: bo
 
 
 @router.get("/{thread_id}/state/{checkpoint_id}")
-async def get_state_at(thread_id: str, checkpoint_id: str, loom: Loom, user: CurrentUser) -> dict[str, Any]:
-    return await _state(loom, thread_id, user, checkpoint_id, False)
+async def get_state_at(
+    thread_id: str, checkpoint_id: str, loom: Loom, user: CurrentUser, subgraphs: bool = False
+) -> dict[str, Any]:
+    return await _state(loom, thread_id, user, checkpoint_id, subgraphs)
+
+
+@router.post("/{thread_id}/state/checkpoint")
+async def get_state_at_checkpoint(
+    thread_id: str, body: StateAtCheckpoint, loom: Loom, user: CurrentUser
+) -> dict[str, Any]:
+    """What the SDK's ``get_state(checkpoint=…)`` calls."""
+    return await _state(loom, thread_id, user, body.checkpoint.checkpoint_id, body.subgraphs)
 
 
 @router.post("/{thread_id}/state")
@@ -163,7 +209,8 @@ def _config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
 def snapshot_view(snapshot: StateSnapshot | None, thread_id: str | None = None) -> dict[str, Any]:
     if snapshot is None:
         return {"values": {}, "next": [], "tasks": [], "checkpoint": None, "metadata": {}, "created_at": None,
-                "parent_checkpoint": None, "interrupts": []}  # fmt: skip
+                "parent_checkpoint": None, "interrupts": [], "checkpoint_id": None,
+                "parent_checkpoint_id": None}  # fmt: skip
     return {
         "values": snapshot.values,
         "next": list(snapshot.next),
@@ -182,6 +229,8 @@ def snapshot_view(snapshot: StateSnapshot | None, thread_id: str | None = None) 
         ],
         "checkpoint": _checkpoint(snapshot.config),
         "parent_checkpoint": _checkpoint(snapshot.parent_config),
+        "checkpoint_id": (snapshot.config or {}).get("configurable", {}).get("checkpoint_id"),
+        "parent_checkpoint_id": (snapshot.parent_config or {}).get("configurable", {}).get("checkpoint_id"),
         "metadata": snapshot.metadata or {},
         "created_at": snapshot.created_at,
         "interrupts": [{"id": i.id, "value": i.value} for i in snapshot.interrupts],
@@ -197,20 +246,31 @@ def _checkpoint(config: RunnableConfig | None) -> dict[str, Any] | None:
 
 
 async def thread_view(loom: Services, thread: ThreadRow) -> dict[str, Any]:
+    """The thread as langgraph-api shows it; ``config`` and ``error`` are those of its latest run.
+
+    Called with no session open: it reads the latest run in a session of its own."""
     values: Any = {}
     interrupts: dict[str, Any] = {}
+    state_updated_at: Any = thread.updated_at
     if thread.graph_id is not None:
         snapshot = await loom.graphs[thread.graph_id].aget_state(_config(thread.thread_id))
         values = snapshot.values
+        state_updated_at = snapshot.created_at or state_updated_at
         for task in snapshot.tasks:
             if task.interrupts:
                 interrupts[task.id] = [{"id": i.id, "value": i.value} for i in task.interrupts]
+    async with loom.sessions() as session:
+        query = select(RunRow).where(RunRow.thread_id == thread.thread_id).order_by(RunRow.created_at.desc())
+        latest = await session.scalar(query.limit(1))
     return {
         "thread_id": thread.thread_id,
         "created_at": thread.created_at,
         "updated_at": thread.updated_at,
+        "state_updated_at": state_updated_at,
         "metadata": thread.metadata_,
+        "config": (latest.kwargs.get("config") or {}) if latest else {},
         "status": thread.status,
         "values": values,
         "interrupts": interrupts,
+        "error": latest.error if latest is not None and thread.status == "error" else None,
     }
