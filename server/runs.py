@@ -387,19 +387,23 @@ class RunManager:
         requested = kwargs.get("stream_mode") or ["values"]
         modes = sorted({"messages" if mode.startswith("messages") else mode for mode in requested} & GRAPH_MODES)
         legacy_messages = LegacyMessages() if "messages" in requested else None
-        async for ns, mode, chunk in graph.astream(  # type: ignore[call-overload]
-            payload,
-            config,
-            context=validate_context(graph, kwargs.get("context"))
+        options: dict[str, Any] = {
+            "context": validate_context(graph, kwargs.get("context"))
             or run_context(run["owner"], kwargs.get("context"), self.settings.granted(run["owner"])),
-            stream_mode=modes,
-            output_keys=graph.output_channels,  # as langgraph-api: values/updates show the output schema only
-            subgraphs=True,
-            interrupt_before=kwargs.get("interrupt_before"),
-            interrupt_after=kwargs.get("interrupt_after"),
-            durability=kwargs.get("durability") or "sync",
-        ):
-            if ns and not kwargs.get("stream_subgraphs"):
+            "stream_mode": modes or ["values"],  # "events" alone: the graph still streams, its parts are dropped
+            "output_keys": graph.output_channels,  # as langgraph-api: values/updates show the output schema only
+            "subgraphs": True,
+            "interrupt_before": kwargs.get("interrupt_before"),
+            "interrupt_after": kwargs.get("interrupt_after"),
+            "durability": kwargs.get("durability") or "sync",
+        }
+        parts: AsyncIterator[Any]
+        if "events" in requested:
+            parts = with_events(graph, payload, config, options, run_id)
+        else:
+            parts = graph.astream(payload, config, **options)  # type: ignore[call-overload]
+        async for ns, mode, chunk in parts:
+            if (ns and not kwargs.get("stream_subgraphs")) or mode not in (*modes, "events"):
                 continue
             suffix = "|" + "|".join(ns) if ns else ""
             if mode == "messages":
@@ -488,6 +492,25 @@ def output_values(graph: CompiledStateGraph[Any, Any, Any, Any], values: Any) ->
     if not isinstance(values, dict) or isinstance(channels, str):
         return values
     return {key: value for key, value in values.items() if key in channels or key == "__interrupt__"}
+
+
+async def with_events(
+    graph: Any, payload: Any, config: dict[str, Any], options: dict[str, Any], run_id: str
+) -> AsyncIterator[tuple[tuple[str, ...], str, Any]]:
+    """``stream_mode="events"`` as langgraph-api serves it: LangChain's ``astream_events`` v2 of the run.
+
+    The graph's own stream parts arrive as the root run's ``on_chain_stream`` events and go out under
+    their modes; every other event goes out whole as ``events`` (hidden ones excepted).
+    """
+    async with contextlib.aclosing(graph.astream_events(payload, config, version="v2", **options)) as events:
+        async for event in events:
+            if "langsmith:hidden" in (event.get("tags") or ()):
+                continue
+            if event["event"] == "on_chain_stream" and event["run_id"] == run_id:
+                ns, mode, chunk = event["data"]["chunk"]
+                yield tuple(ns), mode, chunk
+            else:
+                yield (), "events", event
 
 
 def run_config(run_id: str, run: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:

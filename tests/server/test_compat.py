@@ -1,4 +1,7 @@
-"""One scripted ``langgraph_sdk`` session, run against Loom and against ``langgraph dev``: same answers.
+"""Scripted ``langgraph_sdk`` sessions, run against Loom and against ``langgraph dev``: same answers.
+
+The first runs a conversation (streams, state, history); the second the rest of the API: assistant
+CRUD with versions, thread search order, ``stream_mode="events"`` and state at a checkpoint.
 
 Both servers load the project's ``langgraph.json`` and inherit the fake model from the test
 environment, each with its own data dir. Ids, timestamps and model latencies are normalised away;
@@ -9,6 +12,7 @@ on purpose (:data:`LOOM_ONLY_EVENTS`).
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,3 +193,87 @@ def assert_loom_keeps_messages_as_written(loom: Session) -> None:
             assert not set(MOVED_BY_DEV_REPLAY) & set(message["additional_kwargs"]), message
     replies = [m for m in values_of(loom.state)["messages"] if m["type"] == "ai" and not m["tool_calls"]]
     assert replies and all(m["usage_metadata"]["input_tokens"] > 0 for m in replies)
+
+
+# assistants, state at a checkpoint, thread search order, stream_mode="events" ---------------------------
+ASSISTANT_ID = "00000000-0000-4000-8000-00000000c0de"
+NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+VOLATILE_API_KEYS = VOLATILE_KEYS | {"assistant_id", "thread_id", "checkpoint_id", "run_id", "parent_ids"}
+
+
+def normalise_api(value: Any, key: str | None = None) -> Any:
+    if key in VOLATILE_API_KEYS and value is not None:
+        return "<volatile>"
+    if isinstance(value, dict):
+        return {k: normalise_api(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalise_api(item) for item in value]
+    return value
+
+
+async def api_session(url: str) -> dict[str, Any]:
+    """The same calls against either server; what each answered, with ids and times normalised."""
+    client = get_client(url=url)
+    seen: dict[str, Any] = {}
+    default = await client.assistants.get(str(uuid.uuid5(NAMESPACE_GRAPH, "assistant")))  # dev: a UUID only
+    seen["default"] = (default["assistant_id"], default["name"], default["metadata"], default["version"])
+    created = await client.assistants.create(
+        "assistant", assistant_id=ASSISTANT_ID, name="Writer", metadata={"team": "docs"}, context={"user_name": "Ada"}
+    )
+    again = await client.assistants.create("assistant", assistant_id=ASSISTANT_ID, if_exists="do_nothing")
+    patched = await client.assistants.update(ASSISTANT_ID, name="Writer 2", metadata={"stage": "beta"})
+    versions = await client.assistants.get_versions(ASSISTANT_ID)
+    latest = await client.assistants.set_latest(ASSISTANT_ID, 1)
+    found = await client.assistants.search(metadata={"team": "docs"})
+    counted = await client.assistants.count(graph_id="assistant")
+    await client.assistants.delete(ASSISTANT_ID)
+    remaining = await client.assistants.search(metadata={"team": "docs"})
+    seen["assistants"] = normalise_api([created, again, patched, versions, latest, found, counted, remaining])
+
+    tag = {"compat": "sorting"}
+    threads = [(await client.threads.create(metadata={**tag, "n": n}))["thread_id"] for n in range(3)]
+    orders = []
+    for sort_by, sort_order in (("created_at", "asc"), ("created_at", "desc"), ("updated_at", "desc")):
+        page = await client.threads.search(metadata=tag, sort_by=sort_by, sort_order=sort_order)  # type: ignore[arg-type]
+        orders.append([threads.index(t["thread_id"]) for t in page])
+    seen["thread_orders"] = orders
+
+    thread_id = threads[0]
+    events = []
+    payload: dict[str, Any] = {"messages": [{"role": "user", "content": TURNS[1]}]}
+    async for part in client.runs.stream(
+        thread_id,
+        "assistant",
+        input=payload,
+        stream_mode="events",
+        context=CONTEXT,
+    ):
+        if part.event == "events":
+            events.append((part.data["event"], part.data["name"]))
+        elif part.event not in LOOM_ONLY_EVENTS:
+            events.append((part.event, None))
+    seen["events"] = events
+    history = await client.threads.get_history(thread_id, limit=50)
+    first_input: dict[str, Any] = dict(history[-2])  # both servers add checkpoint_id, the SDK's type does not
+    at = await client.threads.get_state(thread_id, checkpoint=first_input["checkpoint"])
+    same_checkpoint = at["checkpoint"]["checkpoint_id"] == first_input["checkpoint_id"]
+    seen["state_at_checkpoint"] = (checkpoint_view(at), same_checkpoint)
+    return seen
+
+
+async def test_api_shapes_match_langgraph_dev(tmp_path: Path) -> None:
+    loom = LoomServer(tmp_path / "loom").start()
+    try:
+        ours = await api_session(loom.url)
+    finally:
+        loom.stop()
+    reference = LanggraphDev(tmp_path / "dev", env={"LOOM_DATA_DIR": str(tmp_path / "dev" / "data")}).start()
+    try:
+        theirs = await api_session(reference.url)
+    finally:
+        reference.stop()
+    for key in theirs:
+        assert ours[key] == theirs[key], key
+    assert ours["events"][:2] == [("metadata", None), ("on_chain_start", "assistant")]
+    assert ("on_chat_model_stream", "FakeChatModel") in ours["events"]  # tokens, as LangChain's astream_events v2
+    assert ours["state_at_checkpoint"][1] and ours["thread_orders"][0] == [0, 1, 2]
