@@ -44,16 +44,21 @@ class ThreadState(BaseModel):
     metadata: dict[str, Any]
     created_at: str | None
     interrupts: list[Interrupt]
+    checkpoint_id: str | None
+    parent_checkpoint_id: str | None
 
 
 class Thread(BaseModel):
     thread_id: str
     created_at: str
     updated_at: str
+    state_updated_at: str
     metadata: dict[str, Any]
+    config: dict[str, Any]
     status: Literal["idle", "busy", "interrupted", "error"]
     values: Any
     interrupts: dict[str, list[Interrupt]]
+    error: dict[str, Any] | None
 
 
 class Run(BaseModel):
@@ -81,6 +86,33 @@ class Assistant(BaseModel):
     version: int
     created_at: str
     updated_at: str
+
+
+class AssistantVersion(BaseModel):
+    assistant_id: str
+    graph_id: str
+    name: str
+    description: str | None
+    config: dict[str, Any]
+    context: dict[str, Any]
+    metadata: dict[str, Any]
+    version: int
+    created_at: str
+
+
+class SelectedAssistant(BaseModel):
+    """A search answer: every field unless ``select`` named some."""
+
+    assistant_id: str | None = None
+    graph_id: str | None = None
+    name: str | None = None
+    description: str | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    version: int | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
 
 
 class Item(BaseModel):
@@ -111,19 +143,26 @@ ONE = "one"
 MANY = "many"
 DOCUMENTED: dict[tuple[str, str], tuple[type[BaseModel], str]] = {
     ("get", "/ok"): (Ok, ONE),
-    ("post", "/assistants/search"): (Assistant, MANY),
+    ("post", "/assistants"): (Assistant, ONE),
+    ("post", "/assistants/search"): (SelectedAssistant, MANY),
     ("get", "/assistants/{assistant_id}"): (Assistant, ONE),
+    ("patch", "/assistants/{assistant_id}"): (Assistant, ONE),
+    ("post", "/assistants/{assistant_id}/latest"): (Assistant, ONE),
+    ("post", "/assistants/{assistant_id}/versions"): (AssistantVersion, MANY),
     ("post", "/threads"): (Thread, ONE),
     ("post", "/threads/search"): (Thread, MANY),
     ("get", "/threads/{thread_id}"): (Thread, ONE),
     ("patch", "/threads/{thread_id}"): (Thread, ONE),
+    ("post", "/threads/{thread_id}/copy"): (Thread, ONE),
     ("get", "/threads/{thread_id}/state"): (ThreadState, ONE),
     ("get", "/threads/{thread_id}/state/{checkpoint_id}"): (ThreadState, ONE),
+    ("post", "/threads/{thread_id}/state/checkpoint"): (ThreadState, ONE),
     ("post", "/threads/{thread_id}/state"): (StateUpdated, ONE),
     ("post", "/threads/{thread_id}/history"): (ThreadState, MANY),
     ("get", "/threads/{thread_id}/history"): (ThreadState, MANY),
     ("post", "/threads/{thread_id}/runs"): (Run, ONE),
     ("post", "/runs"): (Run, ONE),
+    ("post", "/runs/batch"): (Run, MANY),
     ("get", "/threads/{thread_id}/runs"): (Run, MANY),
     ("get", "/threads/{thread_id}/runs/{run_id}"): (Run, ONE),
     ("get", "/store/items"): (Item, ONE),

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 from pydantic import StrictBool
@@ -101,6 +102,38 @@ async def patch(thread_id: str, body: ThreadPatch, loom: Loom, user: CurrentUser
         thread = await owned_thread(session, thread_id, user)
         thread.metadata_ = {**thread.metadata_, **body.metadata}
     return await thread_view(loom, thread)
+
+
+@router.post("/{thread_id}/copy")
+async def copy(thread_id: str, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    """A new thread of the caller's with the same metadata and every checkpoint, so it continues from there."""
+    async with loom.sessions() as session:
+        source = await owned_thread(session, thread_id, user)
+    status = "interrupted" if source.status == "interrupted" else "idle"
+    async with loom.sessions.begin() as session:
+        thread = ThreadRow(thread_id=new_id(), owner=user, graph_id=source.graph_id,
+                           metadata_=dict(source.metadata_), status=status)  # fmt: skip
+        session.add(thread)
+    await _copy_checkpoints(loom.checkpointer, thread_id, thread.thread_id)
+    return await thread_view(loom, thread)
+
+
+async def _copy_checkpoints(saver: BaseCheckpointSaver[str], source: str, target: str) -> None:
+    """Oldest first, under the same checkpoint ids, pending writes included: a delta channel needs the whole chain."""
+    found = [item async for item in saver.alist({"configurable": {"thread_id": source}})]
+    for item in reversed(found):
+        parent = (item.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+        configurable = {"thread_id": target, "checkpoint_ns": item.config["configurable"].get("checkpoint_ns", "")}
+        if parent:
+            configurable["checkpoint_id"] = parent
+        metadata = {**item.metadata, **({"thread_id": target} if "thread_id" in item.metadata else {})}
+        versions = item.checkpoint["channel_versions"]
+        saved = await saver.aput({"configurable": configurable}, item.checkpoint, metadata, versions)  # type: ignore[arg-type]
+        writes: dict[str, list[tuple[str, Any]]] = {}
+        for task_id, channel, value in item.pending_writes or []:
+            writes.setdefault(task_id, []).append((channel, value))
+        for task_id, task_writes in writes.items():
+            await saver.aput_writes(saved, task_writes, task_id)
 
 
 @router.delete("/{thread_id}", status_code=204)

@@ -147,6 +147,22 @@ async def test_thread_shapes_count_sorting_and_state_at_a_checkpoint(server: Loo
     assert state["values"]["request"] == "one" and state["checkpoint_id"] == earlier["checkpoint_id"]
 
 
+async def test_a_copied_thread_has_the_same_state_and_history_and_goes_its_own_way(server: LoomServer) -> None:
+    client = as_user(server)
+    tid = (await client.threads.create(metadata={"kind": "original"}))["thread_id"]
+    await client.runs.wait(tid, "approval", input={"request": "refund"})
+    copied = await client.threads.copy(tid)
+    assert copied["thread_id"] != tid and copied["metadata"]["kind"] == "original"
+    assert copied["status"] == "interrupted" and copied["values"] == (await client.threads.get(tid))["values"]
+    history = [[h["checkpoint_id"], h["next"]] for h in await client.threads.get_history(tid)]
+    assert [[h["checkpoint_id"], h["next"]] for h in await client.threads.get_history(copied["thread_id"])] == history
+    await client.runs.wait(copied["thread_id"], "approval", command={"resume": "yes"})
+    assert (await client.threads.get_state(copied["thread_id"]))["values"]["decision"] == "yes"
+    assert (await client.threads.get_state(tid))["next"] == ["ask_approval"]  # the original still waits
+    with pytest.raises(NotFoundError):
+        await as_user(server, "bob").threads.copy(tid)
+
+
 async def test_batch_runs_and_wait_location(server: LoomServer) -> None:
     async with http(server) as client:
         batch = await client.post(
