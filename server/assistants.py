@@ -113,6 +113,15 @@ async def find(session: AsyncSession, assistant_id: str, user: str, graphs: Any,
     return row
 
 
+async def find_own(session: AsyncSession, assistant_id: str, user: str, graphs: Any) -> AssistantRow:
+    """As ``find``, for changes: a default assistant is every caller's, so no caller may change or delete it."""
+    row = await find(session, assistant_id, user, graphs, lock=True)
+    if row.owner is None:
+        message = f"assistant {assistant_id!r} is a graph's default and belongs to the server; create your own"
+        raise ApiError(409, "assistant_is_default", message)
+    return row
+
+
 async def resolve(
     sessions: async_sessionmaker[AsyncSession], assistant_id: str, user: str, graphs: Any
 ) -> AssistantRow:

@@ -61,6 +61,21 @@ class Thread(BaseModel):
     error: dict[str, Any] | None
 
 
+class SelectedThread(BaseModel):
+    """A search answer: every field unless ``select`` named some."""
+
+    thread_id: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    state_updated_at: str | None = None
+    metadata: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+    values: Any = None
+    interrupts: dict[str, list[Interrupt]] | None = None
+    error: dict[str, Any] | None = None
+
+
 class Run(BaseModel):
     run_id: str
     thread_id: str | None
@@ -150,7 +165,7 @@ DOCUMENTED: dict[tuple[str, str], tuple[type[BaseModel], str]] = {
     ("post", "/assistants/{assistant_id}/latest"): (Assistant, ONE),
     ("post", "/assistants/{assistant_id}/versions"): (AssistantVersion, MANY),
     ("post", "/threads"): (Thread, ONE),
-    ("post", "/threads/search"): (Thread, MANY),
+    ("post", "/threads/search"): (SelectedThread, MANY),
     ("get", "/threads/{thread_id}"): (Thread, ONE),
     ("patch", "/threads/{thread_id}"): (Thread, ONE),
     ("post", "/threads/{thread_id}/copy"): (Thread, ONE),

@@ -117,6 +117,20 @@ class ThreadPatch(Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+ThreadField = Literal[
+    "thread_id",
+    "created_at",
+    "updated_at",
+    "state_updated_at",
+    "metadata",
+    "config",
+    "status",
+    "values",
+    "interrupts",
+    "error",
+]
+
+
 class ThreadCount(Strict):
     metadata: dict[str, Any] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
@@ -127,9 +141,9 @@ class ThreadSearch(ThreadCount):
     ids: list[str] | None = None
     limit: JsonInt = Field(default=10, ge=1, le=1000)
     offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)
-    sort_by: Literal["thread_id", "status", "created_at", "updated_at"] = "created_at"
+    sort_by: Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"] = "created_at"
     sort_order: Literal["asc", "desc"] = "desc"
-    select: list[str] | None = None
+    select: list[ThreadField] | None = None
     extract: dict[str, str] | None = None
 
 

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from sqlalchemy import asc, delete, desc, func, select
 
 from server import assistants
-from server.assistants import AssistantRow, AssistantVersionRow, FieldName, find, view, visible_to
+from server.assistants import AssistantRow, AssistantVersionRow, FieldName, find, find_own, view, visible_to
 from server.auth import CurrentUser
 from server.db import CronRow, now
 from server.deps import Loom, Services
@@ -135,7 +135,7 @@ async def patch(assistant_id: str, body: AssistantPatch, loom: Loom, user: Curre
         _graph_served(loom, body.graph_id)
     config, context = assistants.synced(dict(body.config or {}), body.context)
     async with loom.sessions.begin() as session:
-        row = await find(session, assistant_id, user, loom.graphs, lock=True)
+        row = await find_own(session, assistant_id, user, loom.graphs)
         row.version = await assistants.latest_version(session, row.assistant_id) + 1
         row.graph_id = body.graph_id or row.graph_id
         row.config = config or row.config
@@ -152,7 +152,7 @@ async def patch(assistant_id: str, body: AssistantPatch, loom: Loom, user: Curre
 async def remove(assistant_id: str, loom: Loom, user: CurrentUser) -> Response:
     """Its versions and its crons go with it; threads and runs that used it stay."""
     async with loom.sessions.begin() as session:
-        row = await find(session, assistant_id, user, loom.graphs, lock=True)
+        row = await find_own(session, assistant_id, user, loom.graphs)
         await session.execute(delete(CronRow).where(CronRow.assistant_id == row.assistant_id))
         await session.execute(delete(AssistantVersionRow).where(AssistantVersionRow.assistant_id == row.assistant_id))
         await session.delete(row)
@@ -172,7 +172,7 @@ async def versions(assistant_id: str, body: VersionSearch, loom: Loom, user: Cur
 @router.post("/{assistant_id}/latest")
 async def set_latest(assistant_id: str, body: LatestVersion, loom: Loom, user: CurrentUser) -> dict[str, Any]:
     async with loom.sessions.begin() as session:
-        row = await find(session, assistant_id, user, loom.graphs, lock=True)
+        row = await find_own(session, assistant_id, user, loom.graphs)
         chosen = await session.get(AssistantVersionRow, (row.assistant_id, body.version))
         if chosen is None:
             raise not_found("assistant_version", f"{assistant_id} v{body.version}")
@@ -190,8 +190,15 @@ async def graph(assistant_id: str, loom: Loom, user: CurrentUser, xray: int | bo
 
 @router.get("/{assistant_id}/subgraphs")
 async def subgraphs(assistant_id: str, loom: Loom, user: CurrentUser, recurse: bool = False) -> dict[str, Any]:
+    return await subgraphs_in(assistant_id, None, loom, user, recurse)
+
+
+@router.get("/{assistant_id}/subgraphs/{namespace}")
+async def subgraphs_in(
+    assistant_id: str, namespace: str | None, loom: Loom, user: CurrentUser, recurse: bool = False
+) -> dict[str, Any]:
     compiled = loom.graphs[(await loom.assistant(assistant_id, user)).graph_id]
-    return {ns: schemas_of(sub) for ns, sub in compiled.get_subgraphs(recurse=recurse)}
+    return {ns: schemas_of(sub) for ns, sub in compiled.get_subgraphs(namespace=namespace, recurse=recurse)}
 
 
 @router.get("/{assistant_id}/schemas")

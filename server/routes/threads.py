@@ -62,11 +62,21 @@ def _new_thread(loom: Services, session: Any, user: str, body: ThreadCreate) -> 
 @router.post("/search")
 async def search(body: ThreadSearch, loom: Loom, user: CurrentUser) -> list[dict[str, Any]]:
     order = desc if body.sort_order == "desc" else asc
-    query = _filtered(user, body).order_by(order(getattr(ThreadRow, body.sort_by)), order(ThreadRow.thread_id))
+    column = ThreadRow.updated_at if body.sort_by == "state_updated_at" else getattr(ThreadRow, body.sort_by)
+    query = _filtered(user, body).order_by(order(column), order(ThreadRow.thread_id))
     async with loom.sessions() as session:
         rows = _metadata_match((await session.scalars(query)).all(), body.metadata)
-    page = rows[body.offset : body.offset + body.limit]
-    return [await thread_view(loom, row) for row in page]
+    window = slice(body.offset, body.offset + body.limit)
+    if body.values:  # values live in checkpoints: every candidate's state is read (only when asked)
+        views = [await thread_view(loom, row) for row in rows]
+        page = [v for v in views if all(_value(v["values"], k) == want for k, want in body.values.items())][window]
+    else:
+        page = [await thread_view(loom, row) for row in rows[window]]
+    return [{k: v for k, v in view.items() if k in body.select} if body.select else view for view in page]
+
+
+def _value(values: Any, key: str) -> Any:
+    return values.get(key) if isinstance(values, dict) else None
 
 
 @router.post("/count")

@@ -122,7 +122,10 @@ async def test_bad_assistant_input_is_a_4xx_naming_the_field(server: LoomServer)
         assert "select" in assert_error(await client.post("/assistants/search", json={"select": ["x"]}), 422)["detail"]
         sort = await client.post("/assistants/search", json={"sort_by": "secret"})
         assert "sort_by" in assert_error(sort, 422)["detail"]
-        assert_error(await client.post("/assistants/whoami/latest", json={"version": 99}), 404)
+        assert_error(await client.post("/assistants/whoami/latest", json={"version": 1}), 409, "assistant_is_default")
+        assert_error(await client.delete("/assistants/whoami"), 409, "assistant_is_default")
+        mine = (await client.post("/assistants", json={"graph_id": "whoami"})).json()["assistant_id"]
+        assert_error(await client.post(f"/assistants/{mine}/latest", json={"version": 99}), 404)
         assert_error(await client.patch(f"/assistants/{uuid.uuid4()}", json={}), 404, "assistant_not_found")
 
 
@@ -138,6 +141,9 @@ async def test_thread_shapes_count_sorting_and_state_at_a_checkpoint(server: Loo
     assert await client.threads.count(metadata=tag) == 2
     ascending = await client.threads.search(metadata=tag, sort_by="created_at", sort_order="asc")
     assert [t["thread_id"] for t in ascending] == [tid, second["thread_id"]]
+    selected = await client.threads.search(metadata=tag, select=["thread_id", "status"], sort_by="state_updated_at")
+    assert selected[0] == {"thread_id": tid, "status": "idle"}  # its runs changed its state last
+    assert [t["thread_id"] for t in await client.threads.search(metadata=tag, values={"request": "two"})] == [tid]
 
     history = await client.threads.get_history(tid)
     assert all(h["checkpoint_id"] == h["checkpoint"]["checkpoint_id"] for h in history)

@@ -253,6 +253,15 @@ async def api_session(url: str) -> dict[str, Any]:
         elif part.event not in LOOM_ONLY_EVENTS:
             events.append((part.event, None))
     seen["events"] = events
+    legacy: list[str] = []
+    payload = {"messages": [{"role": "user", "content": TURNS[0]}]}
+    parts = client.runs.stream(thread_id, "assistant", input=payload, stream_mode="messages", context=CONTEXT)
+    async for part in parts:
+        if part.event.startswith("messages/"):
+            legacy.append(part.event)
+            if part.event != "messages/metadata":
+                legacy.append(normalise(part.data[-1]["type"]))
+    seen["legacy_messages"] = legacy
     history = await client.threads.get_history(thread_id, limit=50)
     first_input: dict[str, Any] = dict(history[-2])  # both servers add checkpoint_id, the SDK's type does not
     at = await client.threads.get_state(thread_id, checkpoint=first_input["checkpoint"])
