@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import BaseMessage, message_chunk_to_message
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import GraphRecursionError
@@ -555,7 +555,7 @@ class LegacyMessages:
         else:
             self.seen[key] = message
         kind = "messages/partial" if type(message).__name__.endswith("Chunk") else "messages/complete"
-        events.append((kind, [self.seen[key]]))
+        events.append((kind, [message_chunk_to_message(self.seen[key])]))  # as langgraph-api: "ai", not a chunk
         return events
 
 
