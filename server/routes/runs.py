@@ -38,10 +38,8 @@ async def start_run(
     Capacity, the thread's one-active-run rule and the multitask strategy are decided in that same
     transaction (``server.queue``), so a request gets a committed run or a 4xx, never both.
     """
-    assistant = await loom.assistant(body.assistant_id, user)
-    body, graph_id = merged_run(body, assistant), assistant.graph_id
-    validate_input(loom, graph_id, body.input)
-    validate_context(loom.graphs[graph_id], body.context)
+    body, assistant = await prepared(loom, user, body)
+    graph_id = assistant.graph_id
     replaced: queue.Replaced | None = None
     # Read the thread's checkpoint before the transaction, so the database is not held during it; the
     # verdict counts only once the transaction has shown the thread is the caller's and idle.
@@ -89,6 +87,15 @@ async def start_run(
                 session.add(run)
             await loom.manager.submitted(run, replaced, direct)
     return run
+
+
+async def prepared(loom: Services, user: str, body: RunCreate) -> tuple[RunCreate, AssistantRow]:
+    """The body with its assistant's config and context underneath, its input and context checked (422)."""
+    assistant = await loom.assistant(body.assistant_id, user)
+    body = merged_run(body, assistant)
+    validate_input(loom, assistant.graph_id, body.input)
+    validate_context(loom.graphs[assistant.graph_id], body.context)
+    return body, assistant
 
 
 def run_kwargs(body: RunCreate, ephemeral: bool, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -239,7 +246,14 @@ async def wait_stateless(body: RunCreate, loom: Loom, user: CurrentUser, respons
 
 @router.post("/runs/batch")
 async def create_batch(body: RunBatch, loom: Loom, user: CurrentUser) -> list[dict[str, Any]]:
-    """Stateless background runs, one per body, created in order; each is admitted like a single run."""
+    """Stateless background runs, one per body, in order. Every body is checked before any run is created
+    (a 4xx names the body's index); each is then admitted like a single run, so a full queue (429) keeps
+    the runs already created."""
+    for index, item in enumerate(body):
+        try:
+            await prepared(loom, user, item)
+        except ApiError as refused:
+            raise ApiError(refused.status, refused.code, f"{index}.{refused.message}") from refused
     return [run_view(await start_run(loom, user, None, item, None)) for item in body]
 
 

@@ -171,14 +171,17 @@ async def test_a_copied_thread_has_the_same_state_and_history_and_goes_its_own_w
 
 async def test_batch_runs_and_wait_location(server: LoomServer) -> None:
     async with http(server) as client:
-        batch = await client.post(
-            "/runs/batch", json=[{"assistant_id": "whoami", "input": {"request": r}} for r in "ab"]
-        )
+        bodies = [{"assistant_id": "whoami", "input": {"request": r}} for r in "ab"]
+        batch = await client.post("/runs/batch", json=bodies)
         assert batch.status_code == 200, batch.text
         assert [run["assistant_id"] for run in batch.json()] == [str(uuid.uuid5(NAMESPACE_GRAPH, "whoami"))] * 2
         waited = await client.post("/runs/wait", json={"assistant_id": "whoami", "input": {"request": "c"}})
         assert waited.headers["location"].endswith("/join") and waited.json()["user_id"] == "alice"
         assert "0" in assert_error(await client.post("/runs/batch", json=[{"input": {}}]), 422)["detail"]
+        before = (await client.post("/threads/count", json={"metadata": {"ephemeral": True}})).json()
+        bad_second = [bodies[0], {"assistant_id": "whoami", "input": {"nope": 1}}]
+        assert assert_error(await client.post("/runs/batch", json=bad_second), 422)["detail"].startswith("1.input.nope")
+        assert (await client.post("/threads/count", json={"metadata": {"ephemeral": True}})).json() == before
 
 
 @pytest.fixture
