@@ -74,6 +74,7 @@ class SelectedThread(BaseModel):
     values: Any = None
     interrupts: dict[str, list[Interrupt]] | None = None
     error: dict[str, Any] | None = None
+    extracted: dict[str, Any] | None = None
 
 
 class Run(BaseModel):

@@ -131,6 +131,11 @@ ThreadField = Literal[
 ]
 
 
+ExtractAlias = Annotated[str, Field(pattern=r"^[A-Za-z_]\w{0,63}$")]
+ExtractPath = Annotated[str, Field(max_length=256, pattern=r"^(values|metadata|config|interrupts)([.\[].*)?$")]
+"""``values.messages[-1].content``: a thread field, then keys, attributes and list indexes."""
+
+
 class ThreadCount(Strict):
     metadata: dict[str, Any] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
@@ -144,7 +149,7 @@ class ThreadSearch(ThreadCount):
     sort_by: Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"] = "created_at"
     sort_order: Literal["asc", "desc"] = "desc"
     select: list[ThreadField] | None = None
-    extract: dict[str, str] | None = None
+    extract: dict[ExtractAlias, ExtractPath] | None = Field(default=None, max_length=10)
 
 
 class StateUpdate(Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -72,7 +73,34 @@ async def search(body: ThreadSearch, loom: Loom, user: CurrentUser) -> list[dict
         page = [v for v in views if all(_value(v["values"], k) == want for k, want in body.values.items())][window]
     else:
         page = [await thread_view(loom, row) for row in rows[window]]
-    return [{k: v for k, v in view.items() if k in body.select} if body.select else view for view in page]
+    return [_shaped(view, body) for view in page]
+
+
+def _shaped(view: dict[str, Any], body: ThreadSearch) -> dict[str, Any]:
+    """``select`` keeps the named fields; ``extract`` adds ``extracted`` with the values its paths point at."""
+    shaped: dict[str, Any] = {k: v for k, v in view.items() if not body.select or k in body.select}
+    if body.extract:
+        shaped["extracted"] = {alias: _at(view, path) for alias, path in body.extract.items()}
+    return shaped
+
+
+PATH_STEP = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]")
+
+
+def _at(value: Any, path: str) -> Any:
+    """What a path points at, or None; private attributes are never read."""
+    for name, index in PATH_STEP.findall(path):
+        if index:
+            position = int(index)
+            fits = isinstance(value, list) and -len(value) <= position < len(value)
+            value = value[position] if fits else None
+        elif isinstance(value, dict):
+            value = value.get(name)
+        else:
+            value = None if name.startswith("_") else getattr(value, name, None)
+        if value is None:
+            return None
+    return value
 
 
 def _value(values: Any, key: str) -> Any:

@@ -127,6 +127,9 @@ async def test_bad_assistant_input_is_a_4xx_naming_the_field(server: LoomServer)
         mine = (await client.post("/assistants", json={"graph_id": "whoami"})).json()["assistant_id"]
         assert_error(await client.post(f"/assistants/{mine}/latest", json={"version": 99}), 404)
         assert_error(await client.patch(f"/assistants/{uuid.uuid4()}", json={}), 404, "assistant_not_found")
+        for extract in ({"a": "owner"}, {"1a": "values"}):
+            bad = await client.post("/threads/search", json={"extract": extract})
+            assert "extract" in assert_error(bad, 422)["detail"]
 
 
 async def test_thread_shapes_count_sorting_and_state_at_a_checkpoint(server: LoomServer) -> None:
@@ -144,6 +147,10 @@ async def test_thread_shapes_count_sorting_and_state_at_a_checkpoint(server: Loo
     selected = await client.threads.search(metadata=tag, select=["thread_id", "status"], sort_by="state_updated_at")
     assert selected[0] == {"thread_id": tid, "status": "idle"}  # its runs changed its state last
     assert [t["thread_id"] for t in await client.threads.search(metadata=tag, values={"request": "two"})] == [tid]
+    extracted = await client.threads.search(
+        metadata=tag, ids=[tid], select=["thread_id"], extract={"asked": "values.request", "gone": "values.x[3]"}
+    )
+    assert extracted == [{"thread_id": tid, "extracted": {"asked": "two", "gone": None}}]
 
     history = await client.threads.get_history(tid)
     assert all(h["checkpoint_id"] == h["checkpoint"]["checkpoint_id"] for h in history)
