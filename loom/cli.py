@@ -146,7 +146,10 @@ async def _stream_turn(graph_id: str, thread: str, user: str, payload: Any) -> N
     if state.interrupts:
         for pending in state.interrupts:
             console.print(f"[yellow]waiting for input[/yellow] {json.dumps(pending.value, default=str)}")
-        console.print(f"[dim]answer with: loom resume {thread} --graph {graph_id} --value '<json>'[/dim]")
+        example = '{"decisions": [{"type": "approve"}]}'  # reject: {"type": "reject", "message": "why"}
+        value = state.interrupts[0].value
+        answer = example if isinstance(value, dict) and "action_requests" in value else "<json>"
+        console.print(f"[dim]answer with: loom resume {thread} --graph {graph_id} --value '{answer}'[/dim]")
     console.print(f"[dim]thread {thread}[/dim]")
 
 

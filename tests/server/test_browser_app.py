@@ -97,6 +97,7 @@ def loom(openai_server: ScriptedOpenAI, tmp_path: Path) -> Iterator[LoomServer]:
         text("We answer around the clock, every day.", when=last_user_says("opening hours")),
         *refund_thread("double charge", "INV-1002", "Refunded INV-1002 in full."),
         *refund_thread("changed my mind", "INV-1001", "Understood, no refund was made."),
+        *refund_thread("wrong seat count", "INV-1001", "Refunded part of INV-1001."),
     )
     model = {"LOOM_MODEL": "openai:gpt-4o-mini", "OPENAI_BASE_URL": openai_server.url, "OPENAI_API_KEY": "sk-test"}
     with serving(tmp_path / "loom", fixtures=False, **model) as server:
@@ -150,4 +151,24 @@ async def test_a_use_stream_page_chats_lists_reopens_and_answers_approvals(
     (refusal,) = tool_results(rejected, "issue_refund")
     assert refusal["status"] == "error" and "outside the refund window" in refusal["content"]
     assert rejected["values"]["approvals"][refusal["tool_call_id"]]["decision"] == "reject"
+    await an_edit_through_the_python_sdk(client)
     assert not openai_server.unused and not openai_server.rejected
+
+
+async def an_edit_through_the_python_sdk(client: Any) -> None:
+    """The same request answered over HTTP: a wrong answer fails its run and leaves the interrupt open; an edit runs."""
+    thread_id = (await client.threads.create())["thread_id"]
+    ask = {"messages": [{"role": "user", "content": "Please refund part of INV-1001, wrong seat count"}]}
+    await client.runs.wait(thread_id, "support", input=ask)
+    (interrupt,) = (await client.threads.get_state(thread_id))["interrupts"]
+    assert [action["name"] for action in interrupt["value"]["action_requests"]] == ["issue_refund"]
+    two = {"decisions": [{"type": "approve"}, {"type": "approve"}]}
+    failed = await client.runs.create(thread_id, "support", command={"resume": two})
+    await client.runs.join(thread_id, failed["run_id"])
+    assert (await client.runs.get(thread_id, failed["run_id"]))["status"] == "error"
+    assert len((await client.threads.get_state(thread_id))["interrupts"]) == 1
+    edited = {"invoice_id": "INV-1001", "reason": "wrong seat count", "amount_cents": 1000}
+    edit = {"type": "edit", "edited_action": {"name": "issue_refund", "args": edited}}
+    state = await client.runs.wait(thread_id, "support", command={"resume": {"decisions": [edit]}})
+    (refund,) = [m for m in state["messages"] if m["type"] == "tool" and m["name"] == "issue_refund"]
+    assert "edited the arguments" in refund["content"] and "10.00 USD" in refund["content"]
