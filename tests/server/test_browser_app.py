@@ -55,10 +55,15 @@ def page() -> Path:
     require_browser_tools()
     lock = PAGE / "package-lock.json"
     if not newer(PAGE / "node_modules" / ".package-lock.json", lock):
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PAGE, check=True, capture_output=True)
+        npm("ci", "--no-audit", "--no-fund")
     if not newer(PAGE / "dist" / "app.js", lock, *(PAGE / "src").iterdir()):
-        subprocess.run(["npm", "run", "build"], cwd=PAGE, check=True, capture_output=True)
+        npm("run", "build")
     return PAGE
+
+
+def npm(*args: str) -> None:
+    done = subprocess.run(["npm", *args], cwd=PAGE, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"npm {' '.join(args)} failed:\n{done.stderr[-4000:]}"
 
 
 def last_user_says(words: str) -> Callable[[Body], bool]:
@@ -108,8 +113,13 @@ async def drive(page: Path, loom_url: str) -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
         "node", str(page / "drive.mjs"), loom_url, cwd=page, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    async with asyncio.timeout(DRIVE_TIMEOUT_S):
-        out, err = await process.communicate()
+    try:
+        async with asyncio.timeout(DRIVE_TIMEOUT_S):
+            out, err = await process.communicate()
+    finally:
+        if process.returncode is None:  # timed out: Chromium ends with its driver (its pipe closes)
+            process.kill()
+            await process.wait()
     assert process.returncode == 0, err.decode()[-4000:]
     seen: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     return seen
