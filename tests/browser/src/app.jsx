@@ -97,7 +97,9 @@ function App() {
     );
     setDraft("");
   };
-  const decide = (decisions) => stream.submit(undefined, { command: { resume: { decisions } } });
+  // Approve resumes as the SDK documents it, reject as Agent Chat UI does (an empty input beside the command).
+  const decide = (decisions) =>
+    stream.submit(decisions[0].type === "reject" ? {} : undefined, { command: { resume: { decisions } } });
   return (
     <>
       <aside>
