@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, IndexConfig, TTLConfig
 from langgraph.store.memory import InMemoryStore
 
 from loom.settings import Settings
@@ -65,25 +65,44 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
 
 
 @asynccontextmanager
-async def open_store(settings: Settings) -> AsyncIterator[BaseStore]:
+async def open_store(
+    settings: Settings, index: IndexConfig | None = None, ttl: TTLConfig | None = None
+) -> AsyncIterator[BaseStore]:
     """LangGraph's key-value store on the checkpointer's backend: memory that outlives a thread.
 
-    Graphs read it as ``runtime.store``; the server's ``/store`` routes expose it per user.
+    Graphs read it as ``runtime.store``; the server's ``/store`` routes expose it per user. ``index``
+    (embeddings, dims, fields) enables semantic search, ``ttl`` expiry, swept in the background when
+    ``sweep_interval_minutes`` is set (``langgraph.json``'s ``store`` section).
     """
     url = settings.resolved_checkpoint_url()
     backend = backend_of(url)
     if backend == "memory":
-        yield InMemoryStore()
+        yield InMemoryStore(index=index)
     elif backend == "sqlite":
         from langgraph.store.sqlite.aio import AsyncSqliteStore
 
         path = await asyncio.to_thread(sqlite_file, url, "store.sqlite")
-        async with AsyncSqliteStore.from_conn_string(path) as store:
+        async with AsyncSqliteStore.from_conn_string(path, index=index, ttl=ttl) as store:
             await store.setup()
             await store.conn.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
-            yield store
+            async with _swept(store, ttl):
+                yield store
     else:
         postgres = await _import("langgraph.store.postgres.aio")
-        async with postgres.AsyncPostgresStore.from_conn_string(url) as pg_store:
-            await pg_store.setup()
-            yield pg_store
+        async with postgres.AsyncPostgresStore.from_conn_string(url, index=index, ttl=ttl) as pg_store:
+            await pg_store.setup()  # with an index, PostgreSQL needs the pgvector extension
+            async with _swept(pg_store, ttl):
+                yield pg_store
+
+
+@asynccontextmanager
+async def _swept(store: Any, ttl: TTLConfig | None) -> AsyncIterator[None]:
+    """Expired items deleted every ``sweep_interval_minutes`` while the store is open."""
+    if not (ttl or {}).get("sweep_interval_minutes"):
+        yield
+        return
+    await store.start_ttl_sweeper()
+    try:
+        yield
+    finally:
+        await store.stop_ttl_sweeper(timeout=5)
