@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from langgraph.store.base import BaseStore, IndexConfig, TTLConfig
 from langgraph.store.memory import InMemoryStore
 
 from loom.settings import Settings
+from loom.vector_index import PythonVectorIndex
 
 Backend = Literal["memory", "sqlite", "postgres"]
 
@@ -82,17 +84,22 @@ async def open_store(
         from langgraph.store.sqlite.aio import AsyncSqliteStore
 
         path = await asyncio.to_thread(sqlite_file, url, "store.sqlite")
-        async with AsyncSqliteStore.from_conn_string(path, index=index, ttl=ttl) as store:
+        native = index if _sqlite_loads_extensions() else None  # sqlite-vec is an extension
+        async with AsyncSqliteStore.from_conn_string(path, index=native, ttl=ttl) as store:
             await store.setup()
             await store.conn.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
             async with _swept(store, ttl):
-                yield store
+                yield store if index is None or native else PythonVectorIndex(store, index)
     else:
         postgres = await _import("langgraph.store.postgres.aio")
         async with postgres.AsyncPostgresStore.from_conn_string(url, index=index, ttl=ttl) as pg_store:
             await pg_store.setup()  # with an index, PostgreSQL needs the pgvector extension
             async with _swept(pg_store, ttl):
                 yield pg_store
+
+
+def _sqlite_loads_extensions() -> bool:
+    return hasattr(sqlite3.Connection, "enable_load_extension")
 
 
 @asynccontextmanager
