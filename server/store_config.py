@@ -63,7 +63,7 @@ def embeddings(embed: str, settings: Settings) -> Embeddings:
 
     try:
         return init_embeddings(embed, **credentials(embed, settings))
-    except (ImportError, ValueError) as exc:
+    except Exception as exc:  # unknown provider, its package missing, no credentials: the server cannot start
         raise ConfigError(f"store.index.embed: {exc}") from exc
 
 

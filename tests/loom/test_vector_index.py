@@ -1,0 +1,66 @@
+"""Semantic search on the SQLite store, whether or not this Python's sqlite3 can load sqlite-vec."""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+
+from langgraph.store.base import BaseStore, IndexConfig
+from langgraph.store.memory import InMemoryStore
+
+from loom.persistence import open_store
+from loom.settings import Settings
+
+FACTS = {
+    "cat": "The user's cat is called Miso",
+    "coffee": "The user drinks coffee black without sugar",
+    "city": "The user lives in Lisbon near the river",
+}
+
+
+def words(texts: list[str]) -> list[list[float]]:
+    """Deterministic embeddings: words hashed into 32 buckets, normalised."""
+    vectors = []
+    for text in texts:
+        vector = [0.0] * 32
+        for word in re.findall(r"[a-z]{3,}", text.lower()):
+            vector[zlib.crc32(word.encode()) % 32] += 1.0
+        norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+        vectors.append([v / norm for v in vector])
+    return vectors
+
+
+INDEX = IndexConfig(dims=32, embed=words, fields=["text"])
+
+
+async def ranked(store: BaseStore, query: str) -> list[tuple[str, float | None]]:
+    items = await store.asearch(("users", "alice"), query=query, limit=10)
+    return [(item.key, None if item.score is None else round(item.score, 6)) for item in items]
+
+
+async def fill(store: BaseStore) -> None:
+    for key, fact in FACTS.items():
+        await store.aput(("users", "alice", "memories"), key, {"text": fact})
+    await store.aput(("users", "alice", "memories"), "secret", {"text": "coffee coffee coffee"}, index=False)
+    await store.aput(("users", "bob", "memories"), "other", {"text": "Bob drinks coffee"})
+
+
+async def test_sqlite_ranks_as_langgraphs_in_memory_store(loom_env: Settings) -> None:
+    reference = InMemoryStore(index=INDEX)
+    await fill(reference)
+    async with open_store(loom_env, index=INDEX) as store:
+        await fill(store)
+        for query in ("How does the user take their coffee?", "What is my cat called?", "a river city"):
+            assert await ranked(store, query) == await ranked(reference, query)
+        assert (await ranked(store, "coffee"))[0][0] == "coffee"
+        assert (await ranked(store, "coffee"))[-1] == ("secret", None)  # not indexed: listed, never ranked
+
+
+async def test_a_deleted_or_unindexed_item_loses_its_vectors(loom_env: Settings) -> None:
+    async with open_store(loom_env, index=INDEX) as store:
+        await fill(store)
+        await store.adelete(("users", "alice", "memories"), "coffee")
+        assert [key for key, _ in await ranked(store, "coffee")][:1] != ["coffee"]
+        await store.aput(("users", "alice", "memories"), "cat", {"text": FACTS["cat"]}, index=False)
+        assert ("cat", None) in await ranked(store, "cat called Miso")
