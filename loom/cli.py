@@ -137,7 +137,7 @@ async def _stream_turn(graph_id: str, thread: str, user: str, payload: Any) -> N
     options = await asyncio.to_thread(store_options, settings)
     async with open_checkpointer(settings) as saver, open_store(settings, **options) as store:
         graph = await get_spec(graph_id).build(saver, store)
-        config: RunnableConfig = with_caller_store({"configurable": {"thread_id": thread}}, store, user)  # type: ignore[assignment]
+        config = with_caller_store(RunnableConfig(configurable={"thread_id": thread}), store, user)
         async for mode, data in graph.astream(
             payload, config, context=RunContext(user_id=user), stream_mode=["messages", "custom", "updates"]
         ):

@@ -3,8 +3,9 @@ extensions (pyenv's and macOS's default builds), so LangGraph's SQLite store has
 
 Items stay in the wrapped store; each indexed item's vectors sit beside it under ``("loom_vectors",
 *namespace)`` with the same key and TTL. A query ranks the items under its prefix (those matching its
-filter, at most ``CANDIDATES``) by cosine similarity in Python, best field first, items without vectors
-after, as LangGraph's in-memory store ranks them. Meant for a development store, not millions of items.
+filter, at most ``CANDIDATES``) by cosine similarity in Python, as LangGraph's in-memory store scores them
+(an item's best field); items without vectors are left out, as LangGraph's SQL stores leave them out.
+Meant for a development store, not millions of items.
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ class PythonVectorIndex(BaseStore):
     async def _rank(self, op: SearchOp, found: Any) -> list[SearchItem]:
         query = await self.embeddings.aembed_query(op.query or "")
         stored = await self.store.abatch([GetOp((VECTORS, *item.namespace), item.key) for item in found])
-        scored = [(_best(query, vectors), item) for item, vectors in zip(found, stored, strict=True)]
-        scored.sort(key=lambda pair: -math.inf if pair[0] is None else pair[0], reverse=True)
+        scores = [_best(query, vectors) for vectors in stored]
+        scored = [(score, item) for score, item in zip(scores, found, strict=True) if score is not None]
+        scored.sort(key=lambda pair: pair[0], reverse=True)
         return [_with_score(item, score) for score, item in scored[op.offset : op.offset + op.limit]]
 
 

@@ -9,8 +9,9 @@ from the server (the API key), never from the request.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
+from langchain_core.runnables import RunnableConfig
 from langgraph._internal._constants import CONFIG_KEY_RUNTIME
 from langgraph.runtime import Runtime
 from langgraph.store.base import (
@@ -25,6 +26,8 @@ from langgraph.store.base import (
     SearchItem,
     SearchOp,
 )
+
+ConfigT = TypeVar("ConfigT", dict[str, Any], RunnableConfig)
 
 
 def store_scope(user: str) -> tuple[str, ...]:
@@ -102,7 +105,7 @@ class ScopedStore(BaseStore):
         return namespace[len(self.scope) :]
 
 
-def with_caller_store(config: dict[str, Any], store: BaseStore | None, user: str) -> dict[str, Any]:
+def with_caller_store(config: ConfigT, store: BaseStore | None, user: str) -> ConfigT:
     """``config`` for a run whose ``runtime.store`` is ``user``'s view of ``store`` (as langgraph-api passes it)."""
     if store is not None:
         config["configurable"][CONFIG_KEY_RUNTIME] = Runtime(store=ScopedStore(store, user))

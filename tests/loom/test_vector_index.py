@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 import re
 import zlib
+from pathlib import Path
 
 from langgraph.store.base import BaseStore, IndexConfig
 from langgraph.store.memory import InMemoryStore
+from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from loom.persistence import open_store
 from loom.settings import Settings
+from loom.vector_index import PythonVectorIndex
 
 FACTS = {
     "cat": "The user's cat is called Miso",
@@ -46,21 +49,28 @@ async def fill(store: BaseStore) -> None:
     await store.aput(("users", "bob", "memories"), "other", {"text": "Bob drinks coffee"})
 
 
-async def test_sqlite_ranks_as_langgraphs_in_memory_store(loom_env: Settings) -> None:
+async def test_python_ranking_scores_as_langgraphs_in_memory_store(tmp_path: Path) -> None:
+    """The fallback, whatever this Python's sqlite3 can do: the same scores, unindexed items left out."""
     reference = InMemoryStore(index=INDEX)
     await fill(reference)
-    async with open_store(loom_env, index=INDEX) as store:
+    async with AsyncSqliteStore.from_conn_string(str(tmp_path / "plain.sqlite")) as plain:
+        await plain.setup()
+        store = PythonVectorIndex(plain, INDEX)
         await fill(store)
         for query in ("How does the user take their coffee?", "What is my cat called?", "a river city"):
-            assert await ranked(store, query) == await ranked(reference, query)
-        assert (await ranked(store, "coffee"))[0][0] == "coffee"
-        assert (await ranked(store, "coffee"))[-1] == ("secret", None)  # not indexed: listed, never ranked
+            expected = [(key, score) for key, score in await ranked(reference, query) if score is not None]
+            assert await ranked(store, query) == expected
+        # rewritten with index=False: its old vectors go (LangGraph's SQLite store would keep ranking them)
+        await store.aput(("users", "alice", "memories"), "cat", {"text": FACTS["cat"]}, index=False)
+        assert "cat" not in [key for key, _ in await ranked(store, "What is my cat called?")]
+        assert (await store.aget(("users", "alice", "memories"), "cat")) is not None
 
 
-async def test_a_deleted_or_unindexed_item_loses_its_vectors(loom_env: Settings) -> None:
+async def test_semantic_search_on_the_default_store(loom_env: Settings) -> None:
+    """sqlite-vec where sqlite3 loads extensions, else the fallback: the same answers either way."""
     async with open_store(loom_env, index=INDEX) as store:
         await fill(store)
+        assert [key for key, _ in await ranked(store, "coffee")] == ["coffee", "cat", "city"]  # not "secret"
+        assert (await ranked(store, "What is my cat called?"))[0][0] == "cat"
         await store.adelete(("users", "alice", "memories"), "coffee")
-        assert [key for key, _ in await ranked(store, "coffee")][:1] != ["coffee"]
-        await store.aput(("users", "alice", "memories"), "cat", {"text": FACTS["cat"]}, index=False)
-        assert ("cat", None) in await ranked(store, "cat called Miso")
+        assert [key for key, _ in await ranked(store, "coffee")] == ["cat", "city"]
