@@ -11,6 +11,7 @@ Meant for a development store, not millions of items.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -45,7 +46,10 @@ class PythonVectorIndex(BaseStore):
         self.loop = asyncio.get_running_loop()
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
-        """From a sync node in a worker thread, as LangGraph's async stores allow."""
+        """From a sync node in a worker thread, as LangGraph's async stores allow; on the loop it would deadlock."""
+        with contextlib.suppress(RuntimeError):  # no running loop in this thread: the usual case
+            if asyncio.get_running_loop() is self.loop:
+                raise asyncio.InvalidStateError("on the event loop, use the store's async methods (aput, asearch…)")
         return asyncio.run_coroutine_threadsafe(self.abatch(ops), self.loop).result()
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
