@@ -92,14 +92,23 @@ async def open_store(
                 yield store if index is None or native else PythonVectorIndex(store, index)
     else:
         postgres = await _import("langgraph.store.postgres.aio")
-        async with postgres.AsyncPostgresStore.from_conn_string(url, index=index, ttl=ttl) as pg_store:
-            await pg_store.setup()  # with an index, PostgreSQL needs the pgvector extension
+        native = index if index is not None and await _pgvector_available(url) else None
+        async with postgres.AsyncPostgresStore.from_conn_string(url, index=native, ttl=ttl) as pg_store:
+            await pg_store.setup()
             async with _swept(pg_store, ttl):
-                yield pg_store
+                yield pg_store if index is None or native else PythonVectorIndex(pg_store, index)
 
 
 def _sqlite_loads_extensions() -> bool:
     return hasattr(sqlite3.Connection, "enable_load_extension")
+
+
+async def _pgvector_available(url: str) -> bool:
+    """Whether the server can create LangGraph's vector tables (the pgvector extension is installed)."""
+    psycopg = await _import("psycopg")
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        found = await (await conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).fetchone()
+    return found is not None
 
 
 @asynccontextmanager

@@ -1,5 +1,6 @@
 """Semantic search for a store that cannot do it itself: SQLite where Python's ``sqlite3`` cannot load
-extensions (pyenv's and macOS's default builds), so LangGraph's SQLite store has no ``sqlite-vec``.
+extensions (pyenv's and macOS's default builds), so LangGraph's SQLite store has no ``sqlite-vec``, and
+PostgreSQL without the pgvector extension.
 
 Items stay in the wrapped store; each indexed item's vectors sit beside it under ``("loom_vectors",
 *namespace)`` with the same key and TTL. A query ranks the items under its prefix (those matching its

@@ -7,6 +7,7 @@ import re
 import zlib
 from pathlib import Path
 
+import pytest
 from langgraph.store.base import BaseStore, IndexConfig
 from langgraph.store.memory import InMemoryStore
 from langgraph.store.sqlite.aio import AsyncSqliteStore
@@ -42,6 +43,13 @@ async def ranked(store: BaseStore, query: str) -> list[tuple[str, float | None]]
     return [(item.key, None if item.score is None else round(item.score, 6)) for item in items]
 
 
+async def clear(store: BaseStore) -> None:
+    """A PostgreSQL store outlives the test: start from no items."""
+    for user in ("alice", "bob"):
+        for item in await store.asearch(("users", user), limit=100):
+            await store.adelete(item.namespace, item.key)
+
+
 async def fill(store: BaseStore) -> None:
     for key, fact in FACTS.items():
         await store.aput(("users", "alice", "memories"), key, {"text": fact})
@@ -68,9 +76,21 @@ async def test_python_ranking_scores_as_langgraphs_in_memory_store(tmp_path: Pat
 
 async def test_semantic_search_on_the_default_store(loom_env: Settings) -> None:
     """sqlite-vec where sqlite3 loads extensions, else the fallback: the same answers either way."""
-    async with open_store(loom_env, index=INDEX) as store:
+    await semantic_search(loom_env)
+
+
+@pytest.mark.postgres
+async def test_semantic_search_on_postgres(loom_env: Settings, postgres_url: str) -> None:
+    """pgvector where the server has it, else the fallback."""
+    await semantic_search(loom_env.model_copy(update={"checkpoint_url": postgres_url}))
+
+
+async def semantic_search(settings: Settings) -> None:
+    async with open_store(settings, index=INDEX) as store:
+        await clear(store)
         await fill(store)
-        assert [key for key, _ in await ranked(store, "coffee")] == ["coffee", "cat", "city"]  # not "secret"
+        keys = [key for key, _ in await ranked(store, "coffee")]
+        assert keys[0] == "coffee" and sorted(keys[1:]) == ["cat", "city"]  # not "secret", never bob's
         assert (await ranked(store, "What is my cat called?"))[0][0] == "cat"
         await store.adelete(("users", "alice", "memories"), "coffee")
-        assert [key for key, _ in await ranked(store, "coffee")] == ["cat", "city"]
+        assert sorted(key for key, _ in await ranked(store, "coffee")) == ["cat", "city"]
