@@ -8,6 +8,7 @@ reports the same shared numbers for them. ``LOOM_METRICS=false`` turns all of it
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -69,7 +70,8 @@ async def metrics(request: Request) -> Response:
     async with sessions() as session:
         waiting = await session.scalar(select(func.count()).where(ThreadRow.status == "interrupted"))
     INTERRUPTED.set(waiting or 0)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    text = await asyncio.to_thread(generate_latest)  # the process collector reads /proc
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 
 def run_finished(graph: str, status: str, seconds: float) -> None:
