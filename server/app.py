@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
             app.state.services = Services(settings, sessions, graphs, checkpointer, manager, store)
             for graph_id in graphs:  # reads the config and modules once, before requests arrive
                 graph_description(graph_id)
+            await telemetry.warm_langsmith()
             await manager.start()
             if not settings.api_keys:
                 log.warning("no API keys configured: serving as the single local user 'demo'")

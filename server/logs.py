@@ -47,6 +47,14 @@ class Redactor:
         return SECRET_SHAPES.sub(lambda match: (match.group(1) or "") + REDACTED, text)
 
 
+def scrub(error: dict[str, Any] | None, settings: Settings) -> dict[str, Any] | None:
+    """A run's error as stored and shown to clients: a provider may quote the server's key in its message."""
+    if error is None:
+        return None
+    redact = Redactor(settings.secrets())
+    return {key: redact(value) if isinstance(value, str) else value for key, value in error.items()}
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self, redact: Redactor) -> None:
         super().__init__(TEXT_FORMAT)

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.settings import Settings
 from nodes.models import retry_budget
-from server import crons, observe, queue
+from server import crons, logs, observe, queue
 from server.bus import EventBus
 from server.context import validate_context
 from server.db import TERMINAL, RunRow, now
@@ -458,6 +458,7 @@ class RunManager:
 
     async def _finish(self, run_id: str, run: dict[str, Any], status: str, error: dict[str, Any] | None) -> None:
         """Record the outcome and free the thread before telling clients, so their next call finds it idle."""
+        error = logs.scrub(error, self.settings)
         thread_id = run["thread_id"]
         interrupts: list[dict[str, Any]] = []
         checkpoint = None

@@ -12,12 +12,16 @@ handler (``server.callbacks``) opens node, model and tool spans.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from langchain_core.tracers.langchain import LangChainTracer
+from langsmith import env
+from langsmith.utils import tracing_is_enabled
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -47,6 +51,20 @@ def flush_tracing() -> None:
     """Send what is buffered (at shutdown; blocking: call it off the event loop)."""
     if _provider is not None:
         _provider.force_flush()
+
+
+async def warm_langsmith() -> None:
+    """LangSmith (its own ``LANGSMITH_*`` variables) builds its client on first use, reading files: off the loop."""
+    if tracing_is_enabled():
+        await asyncio.to_thread(_build_langsmith_tracer)
+
+
+def _build_langsmith_tracer() -> None:
+    """The client and the run metadata LangSmith caches (platform, git shas) are built here, not in a run."""
+    LangChainTracer()
+    env.get_runtime_environment()
+    env.get_langchain_env_var_metadata()
+    env.get_release_shas()
 
 
 def tracer() -> Tracer | None:
