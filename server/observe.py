@@ -19,7 +19,8 @@ from server.db import RunRow, now
 def attempt(run: RunRow, worker_id: str, settings: Settings) -> Iterator[None]:
     """Around one attempt of a run: its queue wait, its trace span (current), its ids on every log line."""
     if settings.metrics and run.attempt == 1:
-        metrics.QUEUE_WAIT.labels(run.graph_id).observe(max((now() - run.created_at).total_seconds(), 0.0))
+        waited = (now() - telemetry.utc(run.created_at)).total_seconds()
+        metrics.QUEUE_WAIT.labels(run.graph_id).observe(max(waited, 0.0))
     ids = {"run_id": run.run_id, "thread_id": run.thread_id, "user_id": run.owner, "graph_id": run.graph_id}
     with telemetry.run_span(run, worker_id), logs.run_ids(**ids):
         yield

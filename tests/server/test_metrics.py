@@ -24,7 +24,8 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoomServer]:
     data_dir = tmp_path_factory.mktemp("metrics")
-    with serving(data_dir, False, LOOM_GRAPHS_CONFIG=str(OBS_GRAPHS), LOOM_RUN_RETRY_BUDGET="2") as live:
+    env = {"LOOM_GRAPHS_CONFIG": str(OBS_GRAPHS), "LOOM_RUN_RETRY_BUDGET": "2", "LOOM_SERVER_CONCURRENCY": "1"}
+    with serving(data_dir, False, **env) as live:
         yield live
 
 
@@ -87,18 +88,26 @@ async def test_runs_nodes_models_tools_retries_and_interrupts_are_counted(server
     assert value(samples, "loom_active_streams") == 0
 
 
-async def test_an_open_stream_is_counted_until_it_ends(server: LoomServer) -> None:
+async def test_an_open_stream_and_a_queued_run_are_counted(server: LoomServer) -> None:
     client = get_client(url=server.url)
-    thread = (await client.threads.create())["thread_id"]
+    thread, other = [(await client.threads.create())["thread_id"] for _ in range(2)]
     held = {"request": "a refund", "decision": "", "hold": True}
     parts = client.runs.stream(thread, "approval", input=held, stream_mode="updates")
     first = await anext(parts)
     assert first.event == "metadata"
-    assert value(scrape(server), "loom_active_streams") == 1
+    queued = await client.runs.create(other, "traced", input={"messages": [{"role": "user", "content": "hi"}]})
+    samples = scrape(server)
+    assert value(samples, "loom_active_streams") == 1
+    assert value(samples, "loom_queue_depth", status="pending") == 1, "the one slot is taken by the held run"
+    waits = value(samples, "loom_queue_wait_seconds_count", graph="traced")
     open_gate(server, thread)
     async for _ in parts:
         pass
-    assert value(scrape(server), "loom_active_streams") == 0
+    await client.runs.join(other, queued["run_id"])  # claimed from the table once the slot is free
+    assert (await client.runs.get(other, queued["run_id"]))["status"] == "success"
+    samples = scrape(server)
+    assert value(samples, "loom_active_streams") == 0
+    assert value(samples, "loom_queue_wait_seconds_count", graph="traced") == waits + 1
 
 
 def test_unknown_paths_are_one_label_and_metrics_is_not_in_the_schema(server: LoomServer) -> None:
