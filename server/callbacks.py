@@ -68,7 +68,7 @@ class RunObserver(BaseCallbackHandler):
             metrics.NODE_RETRIES.labels(self.graph, node).inc()
         attributes = {"loom.node": node, "loom.step": int(metadata.get("langgraph_step", 0)), "loom.retry": retry}
         self._open(run_id, parent_run_id, Step("node", node, node, time.perf_counter()), f"node {node}", attributes)
-        self.steps[run_id].labels["task"] = task
+        self.steps[run_id].labels.update(task=task, retry=str(retry))
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._close_node(run_id, "success", None)
@@ -95,7 +95,9 @@ class RunObserver(BaseCallbackHandler):
         params = kwargs.get("invocation_params") or {}
         model = str(params.get("model") or params.get("model_name") or metadata.get("ls_model_name") or "unknown")
         node = str(metadata.get("langgraph_node", ""))
-        attributes: dict[str, Any] = {"gen_ai.request.model": model, "loom.node": node}
+        owner = self._node_of(parent_run_id)
+        retry = owner is not None and owner.labels["retry"] == "True"
+        attributes: dict[str, Any] = {"gen_ai.request.model": model, "loom.node": node, "loom.retry": retry}
         if self.content:
             attributes["loom.input"] = _text([m.content for m in messages[0]] if messages else [])
         self.parents[run_id] = parent_run_id
@@ -185,12 +187,17 @@ class RunObserver(BaseCallbackHandler):
 
     def _inside_task(self, run_id: UUID | None, task: str) -> bool:
         """A chain inside a node's own task that happens to carry the node's name (not a new node)."""
+        owner = self._node_of(run_id)
+        return owner is not None and owner.labels["task"] == task
+
+    def _node_of(self, run_id: UUID | None) -> Step | None:
+        """The nearest enclosing node of a callback run."""
         while run_id is not None:
             step = self.steps.get(run_id)
             if step is not None and step.kind == "node":
-                return step.labels.get("task") == task
+                return step
             run_id = self.parents.get(run_id)
-        return False
+        return None
 
     def _pop(self, run_id: UUID) -> Step | None:
         self.parents.pop(run_id, None)
