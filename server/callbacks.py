@@ -22,7 +22,7 @@ from langgraph.errors import GraphBubbleUp
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
-from server import metrics, telemetry
+from server import metrics
 
 CONTENT_LIMIT = 4000
 
@@ -44,9 +44,11 @@ class RunObserver(BaseCallbackHandler):
 
     run_inline = True  # called on the loop (or the node's thread) in order, not in an executor
 
-    def __init__(self, graph: str, root: Span | None, attributes: dict[str, Any], content: bool, measure: bool) -> None:
-        self.graph, self.root, self.content, self.measure = graph, root, content, measure
-        self.tracer: Tracer | None = telemetry.tracer() if root is not None else None
+    def __init__(
+        self, graph: str, tracer: Tracer | None, root: Span | None, attributes: dict[str, Any], *, content: bool,
+        measure: bool,
+    ) -> None:  # fmt: skip
+        self.graph, self.tracer, self.root, self.content, self.measure = graph, tracer, root, content, measure
         self.attributes = attributes
         self.steps: dict[UUID, Step] = {}
         self.parents: dict[UUID, UUID | None] = {}

@@ -28,11 +28,12 @@ def attempt(run: RunRow, worker_id: str, settings: Settings) -> Iterator[None]:
 
 def callbacks(run_id: str, run: dict[str, Any], settings: Settings) -> list[RunObserver]:
     """The graph callback handler for this run's config, or none when neither tracing nor metrics is on."""
-    root = trace.get_current_span() if telemetry.tracer() is not None else None
-    if root is None and not settings.metrics:
+    tracer = telemetry.tracer()
+    if tracer is None and not settings.metrics:
         return []
+    root = trace.get_current_span() if tracer is not None else None
     ids = {"loom.run_id": run_id, "loom.thread_id": run["thread_id"] or "", "loom.user_id": run["owner"]}
-    return [RunObserver(run["graph_id"], root, ids, settings.trace_content, settings.metrics)]
+    return [RunObserver(run["graph_id"], tracer, root, ids, content=settings.trace_content, measure=settings.metrics)]
 
 
 def finished(run: dict[str, Any], status: str, error: dict[str, Any] | None, settings: Settings) -> None:
