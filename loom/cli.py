@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import uuid
 from collections.abc import Sequence
@@ -201,6 +202,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.logs import configure_logging
 
     worker = not hasattr(args, "no_workers")
     updates: dict[str, Any] = {"run_workers": worker or not args.no_workers}
@@ -208,9 +210,13 @@ def _serve(args: argparse.Namespace) -> int:
         updates["server_concurrency"] = args.concurrency
     settings = get_settings().model_copy(update=updates)
     role = "worker" if worker else "API" + ("" if settings.run_workers else " (no workers)")
-    console.print(f"[bold]Loom[/bold] {role} on http://{args.host}:{args.port} · model {settings.model_for('router')}")
-    console.print(f"[dim]data in {settings.data_dir.resolve()} · API docs at /docs[/dim]")
-    uvicorn.run(create_app(settings, api=not worker), host=args.host, port=args.port, log_level="info")
+    configure_logging(settings)  # uvicorn's loggers too (log_config=None): one format for the whole process
+    logging.getLogger("loom.server").info(
+        "Loom %s on http://%s:%s · model %s · data in %s · API docs at /docs",
+        role, args.host, args.port, settings.model_for("router"), settings.data_dir.resolve(),
+    )  # fmt: skip
+    app = create_app(settings, api=not worker)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), log_config=None)
     return 0
 
 

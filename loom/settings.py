@@ -206,6 +206,26 @@ class Settings(BaseSettings):
     run_poll_s: float = Field(
         default=1.0, gt=0, le=60, description="Longest a worker waits before looking for queued runs unprompted."
     )
+    # observability (server/telemetry, server/metrics, server/logs) ------------------------------------
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LOOM_OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="OpenTelemetry collector (OTLP/HTTP); set: traces are exported (the exporter reads the other "
+        "OTEL_* variables itself), unset: tracing is off.",
+    )
+    trace_content: bool = Field(
+        default=False, description="Put message content and tool arguments on spans; off: only ids, names, counts."
+    )
+    metrics: bool = Field(default=True, description="Prometheus metrics at /metrics (API and worker processes).")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per line with run, thread, user and trace ids."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def secrets(self) -> list[str]:
+        """Every configured key, so logs can blank them wherever they appear."""
+        keys = [self.openai_api_key, self.azure_openai_api_key, self.tavily_api_key, *self.api_keys.values()]
+        return [key.get_secret_value() for key in keys if key is not None and key.get_secret_value()]
 
     @property
     def default_model(self) -> str:

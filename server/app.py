@@ -14,12 +14,13 @@ from starlette.middleware.cors import CORSMiddleware
 
 from loom.persistence import open_checkpointer, open_store
 from loom.settings import Settings, get_settings
-from server import support_routes
+from server import metrics, support_routes, telemetry
 from server.blocking import blocking_detection
 from server.bus import open_bus
 from server.db import open_database
 from server.deps import Services, graph_description
 from server.errors import install_error_handlers
+from server.metrics import HttpObserver
 from server.middleware import BodyLimit
 from server.registry import graph_specs, http_config
 from server.routes import artifacts, assistants, crons, runs, store, system, tasks, threads
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
             app.state.services = Services(settings, sessions, graphs, checkpointer, manager, store)
             for graph_id in graphs:  # reads the config and modules once, before requests arrive
                 graph_description(graph_id)
+            await telemetry.warm_langsmith()
             await manager.start()
             if not settings.api_keys:
                 log.warning("no API keys configured: serving as the single local user 'demo'")
@@ -66,13 +68,19 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
             finally:
                 await manager.stop()
                 await engine.dispose()
+                await asyncio.to_thread(telemetry.flush_tracing)
 
     app = FastAPI(title="Loom", version="0.1.0", lifespan=lifespan, description=__doc__)
     app.state.settings = settings
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, read_timeout_s=settings.body_read_timeout_s)
     app.add_middleware(CORSMiddleware, **(http_config().get("cors") or LOCAL_CORS))
+    telemetry.setup_tracing(settings, "api" if api else "worker")
+    if settings.metrics or telemetry.tracer() is not None:
+        app.add_middleware(HttpObserver)  # outermost: sees every answer, the edge's 413/408 too
     install_error_handlers(app)
     modules = (system, assistants, threads, crons, runs, store, tasks, artifacts, support_routes) if api else (system,)
+    if settings.metrics:
+        app.include_router(metrics.router)
     for module in modules:
         app.include_router(module.router)
     return app

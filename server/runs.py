@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.settings import Settings
 from nodes.models import retry_budget
-from server import crons, queue
+from server import crons, logs, observe, queue
 from server.bus import EventBus
 from server.context import validate_context
 from server.db import TERMINAL, RunRow, now
@@ -323,6 +323,10 @@ class RunManager:
 
     # execution -------------------------------------------------------------------------------
     async def _execute(self, run: RunRow) -> None:
+        with observe.attempt(run, self.worker_id, self.settings):
+            await self._attempt(run)
+
+    async def _attempt(self, run: RunRow) -> None:
         run_id = run.run_id
         snapshot: dict[str, Any] = {
             "thread_id": run.thread_id,
@@ -331,6 +335,7 @@ class RunManager:
             "kwargs": dict(run.kwargs),
             "attempt": run.attempt,
             "start_checkpoint_id": run.start_checkpoint_id,
+            "started": time.monotonic(),
         }
         status, error = "success", None
         try:
@@ -384,6 +389,7 @@ class RunManager:
                 await self._refuse_input_over_interrupt(graph, run["thread_id"], kwargs)
             run["start_checkpoint_id"] = await self._record_start(run_id, run["thread_id"])
         config = with_caller_store(run_config(run_id, run, kwargs), graph.store, run["owner"])
+        config = {**config, "callbacks": observe.callbacks(run_id, run, self.settings)}
         payload = await self._payload(run_id, run["thread_id"], kwargs, run["attempt"])
         requested = kwargs.get("stream_mode") or ["values"]
         modes = sorted({"messages" if mode.startswith("messages") else mode for mode in requested} & GRAPH_MODES)
@@ -454,6 +460,7 @@ class RunManager:
 
     async def _finish(self, run_id: str, run: dict[str, Any], status: str, error: dict[str, Any] | None) -> None:
         """Record the outcome and free the thread before telling clients, so their next call finds it idle."""
+        error = logs.scrub(error, self.settings)
         thread_id = run["thread_id"]
         interrupts: list[dict[str, Any]] = []
         checkpoint = None
@@ -475,6 +482,7 @@ class RunManager:
         if not await queue.finish(self.sessions, self.worker_id, run_id, status, error, thread_status):
             log.warning("run %s finished after its lease was lost; its new worker records it", run_id)
             return
+        observe.finished(run, status, error, self.settings)
         if thread_id and run["kwargs"].get("ephemeral"):
             await self.checkpointer.adelete_thread(thread_id)
         if error:

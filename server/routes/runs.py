@@ -13,7 +13,7 @@ from langchain_core.runnables import RunnableConfig
 from sqlalchemy import select
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from server import queue
+from server import queue, telemetry
 from server.auth import CurrentUser
 from server.context import validate_context
 from server.db import RunRow, ThreadRow, new_id, now
@@ -63,7 +63,7 @@ async def start_run(
                 await queue.admit(session, loom.manager.capacity())
                 if active and body.multitask_strategy in ("interrupt", "rollback"):
                     replaced = queue.replace_inflight(active, body.multitask_strategy)
-                kwargs = run_kwargs(body, ephemeral)
+                kwargs = {**run_kwargs(body, ephemeral), **telemetry.traceparent()}  # the worker continues the trace
                 run = RunRow(
                     run_id=new_id(),
                     thread_id=thread.thread_id,
