@@ -21,7 +21,7 @@ from server.deps import Services, graph_description
 from server.errors import install_error_handlers
 from server.middleware import BodyLimit
 from server.registry import graph_specs, http_config
-from server.routes import artifacts, assistants, crons, runs, store, system, tasks, threads
+from server.routes import artifacts, assistants, crons, runs, store, system, tasks, threads, usage
 from server.runs import RunManager
 
 log = logging.getLogger("loom.server")
@@ -70,7 +70,8 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, read_timeout_s=settings.body_read_timeout_s)
     app.add_middleware(CORSMiddleware, **(http_config().get("cors") or LOCAL_CORS))
     install_error_handlers(app)
-    modules = (system, assistants, threads, crons, runs, store, tasks, artifacts, support_routes) if api else (system,)
+    routes = (system, assistants, threads, usage, crons, runs, store, tasks, artifacts, support_routes)
+    modules = routes if api else (system,)
     for module in modules:
         app.include_router(module.router)
     return app

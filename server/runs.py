@@ -41,6 +41,7 @@ from server.context import validate_context
 from server.db import TERMINAL, RunRow, now
 from server.errors import ApiError
 from server.streams import Event, dumps
+from server.usage import BudgetExceeded, UsageMeter, run_limits
 from state.common import Permission, RunContext
 
 log = logging.getLogger("loom.server")
@@ -354,6 +355,8 @@ class RunManager:
                 status, error = "timeout", {"error": "TimeoutError", "message": message}
             except GraphRecursionError as exc:
                 status, error = "error", {"error": "GraphRecursionError", "message": str(exc)}
+            except BudgetExceeded as exc:  # refused before a node started: the checkpoint before it stands
+                status, error = "error", exc.error
             except Exception as exc:  # a graph failure ends the run, never the server
                 log.exception("run %s failed", run_id)
                 status, error = "error", {"error": type(exc).__name__, "message": str(exc)}
@@ -383,6 +386,8 @@ class RunManager:
                 await self._refuse_input_over_interrupt(graph, run["thread_id"], kwargs)
             run["start_checkpoint_id"] = await self._record_start(run_id, run["thread_id"])
         config = run_config(run_id, run, kwargs)
+        run["meter"] = UsageMeter(self.settings, await run_limits(self.settings, self.sessions, run))
+        config["callbacks"] = [run["meter"]]  # counts every model call; refuses nodes past the budget
         payload = await self._payload(run_id, run["thread_id"], kwargs, run["attempt"])
         requested = kwargs.get("stream_mode") or ["values"]
         modes = sorted({"messages" if mode.startswith("messages") else mode for mode in requested} & GRAPH_MODES)
@@ -471,7 +476,8 @@ class RunManager:
             # a pending question outlives any later failure on the thread
             if interrupts or (snapshot.next and status in ("interrupted", "success")):
                 thread_status = "interrupted"
-        if not await queue.finish(self.sessions, self.worker_id, run_id, status, error, thread_status):
+        usage = run["meter"].summary() if "meter" in run else None
+        if not await queue.finish(self.sessions, self.worker_id, run_id, status, error, thread_status, usage):
             log.warning("run %s finished after its lease was lost; its new worker records it", run_id)
             return
         if thread_id and run["kwargs"].get("ephemeral"):
