@@ -35,7 +35,8 @@ class Limit:
     limit: LimitName
     allowed: float
     scope: str
-    before: float = 0.0
+    before: float | None = 0.0
+    """None when earlier runs used a model without a price: a USD limit then cannot be kept, so it stops the run."""
 
 
 class BudgetExceeded(RuntimeError):
@@ -52,7 +53,7 @@ class BudgetExceeded(RuntimeError):
         }
         if spent is None:
             self.error["unpriced_models"] = unpriced
-        what = f"spent {self.error['spent']}" if spent is not None else f"cost unknown ({', '.join(unpriced)} has no price)"
+        what = f"spent {self.error['spent']}" if spent is not None else f"cost unknown, no price: {', '.join(unpriced)}"
         self.error["message"] = f"{limit.scope} budget of {self.error['allowed']} {limit.limit} reached: {what}"
         super().__init__(self.error["message"])
 
@@ -119,8 +120,8 @@ class UsageMeter(BaseCallbackHandler):
         totals = summarize(self.records)
         for limit in self.limits:
             spent = spent_on(totals, limit.limit, self.calls)
-            if spent is None:
-                raise BudgetExceeded(limit, None, totals["unpriced_models"])
+            if spent is None or limit.before is None:
+                raise BudgetExceeded(limit, None, totals["unpriced_models"] or ["(an earlier run today)"])
             if limit.before + spent >= limit.allowed:
                 raise BudgetExceeded(limit, round(limit.before + spent, 10), [])
 
@@ -183,7 +184,7 @@ async def run_limits(
     if (budget := daily.get(run["owner"], daily.get("*"))) is not None:
         today = await spent_today(sessions, run["owner"])
         limits += [
-            Limit(limit.limit, limit.allowed, "user_day", spent_on(today, limit.limit) or 0.0)
+            Limit(limit.limit, limit.allowed, "user_day", spent_on(today, limit.limit))
             for limit in _limits(budget, "user_day")
         ]
     return limits

@@ -3,6 +3,7 @@ checkpoint intact, and a run with a larger budget finishes it without running an
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,58 @@ async def test_token_and_call_limits_and_bad_budgets(priced_server: LoomServer, 
             body = {"assistant_id": "priced", "input": {"topic": "x", "log": []}, "context": {"budget": budget}}
             answer = await http.post(f"/threads/{thread_id}/runs", json=body)
             assert answer.status_code == 422 and answer.json()["detail"].startswith(field), answer.text
+
+
+@pytest.fixture
+def ceiling_server(tmp_path: Path, openai_server: ScriptedOpenAI) -> Iterator[LoomServer]:
+    """Two users; carol may make two model calls a day; the review step runs on a model without a price."""
+    env = {
+        "LOOM_GRAPHS_CONFIG": str(BUDGET_GRAPHS),
+        "LOOM_API_KEYS": json.dumps({"dave": "key-dave", "carol": "key-carol"}),
+        "LOOM_USER_DAILY_BUDGETS": json.dumps({"carol": {"max_model_calls": 2}}),
+        "LOOM_MODELS__REVIEW": "openai:unpriced-model",
+    }
+    server = LoomServer(tmp_path / "server", env).start()
+    yield server
+    server.stop()
+
+
+async def test_a_model_without_a_price_has_unknown_cost_and_stops_a_usd_budget(
+    ceiling_server: LoomServer, openai_server: ScriptedOpenAI
+) -> None:
+    openai_server.add(text("one two three", repeat=True))
+    client = get_client(url=ceiling_server.url, api_key="key-dave")
+    thread_id = (await client.threads.create())["thread_id"]
+    generous = {"budget": {"max_usd": 1.0}}
+    result = await client.runs.wait(thread_id, "priced", input={"topic": "x", "log": []}, context=generous,
+                                    raise_error=False)  # fmt: skip
+    (run,) = await client.runs.list(thread_id)
+
+    unpriced = "openai:unpriced-model"
+    assert result["__error__"]["limit"] == "usd" and result["__error__"]["spent"] is None
+    assert result["__error__"]["unpriced_models"] == [unpriced]
+    assert counts(ceiling_server, thread_id) == {"draft": 1, "review": 1, "publish": 0}
+    usage = run["usage"]
+    assert usage["cost_usd"] is None and usage["unpriced_models"] == [unpriced]
+    assert usage["by_model"][unpriced]["cost_usd"] is None and usage["by_model"][MINI]["cost_usd"] > 0
+    assert usage["by_node"]["draft"]["cost_usd"] > 0 and usage["by_node"]["review"]["cost_usd"] is None
+
+
+async def test_a_users_daily_budget_counts_every_run_of_the_day(
+    ceiling_server: LoomServer, openai_server: ScriptedOpenAI
+) -> None:
+    openai_server.add(text("one two three", repeat=True))
+    carol = get_client(url=ceiling_server.url, api_key="key-carol")
+    first, second = [(await carol.threads.create())["thread_id"] for _ in range(2)]
+    stopped = await carol.runs.wait(first, "priced", input={"topic": "x", "log": []}, raise_error=False)
+    refused = await carol.runs.wait(second, "priced", input={"topic": "x", "log": []}, raise_error=False)
+    dave = get_client(url=ceiling_server.url, api_key="key-dave")
+    other = (await dave.threads.create())["thread_id"]
+    unlimited = await dave.runs.wait(other, "priced", input={"topic": "x", "log": []})
+
+    assert {k: stopped["__error__"][k] for k in ("limit", "scope", "spent", "allowed")} == {
+        "limit": "model_calls", "scope": "user_day", "spent": 2, "allowed": 2
+    }  # fmt: skip
+    assert counts(ceiling_server, first) == {"draft": 1, "review": 1, "publish": 0}
+    assert refused["__error__"]["spent"] == 2 and counts(ceiling_server, second)["draft"] == 0
+    assert len(unlimited["log"]) == 3  # another user's day is their own
