@@ -65,6 +65,7 @@ async def test_a_tiny_usd_budget_stops_the_run_and_a_larger_one_resumes_it(
     assert (await client.threads.get(thread_id))["status"] == "error"
     assert after_stop == {"draft": 1, "review": 0, "publish": 0}  # refused before review's body ran
     assert state["next"] == ["review"] and len(state["values"]["log"]) == 1  # draft's step is checkpointed
+    assert "budget" in state["tasks"][0]["error"]  # the thread's state names why review did not run
     usage = stopped["usage"]
     assert usage["model_calls"] == 1 and set(usage["by_node"]) == {"draft"} and set(usage["by_model"]) == {MINI}
     assert usage["cost_usd"] == pytest.approx(first_cost) and usage["unpriced_models"] == []
@@ -100,6 +101,13 @@ async def test_token_and_call_limits_and_bad_budgets(priced_server: LoomServer, 
     assert result["__error__"]["limit"] == "model_calls"
     assert (result["__error__"]["spent"], result["__error__"]["allowed"]) == (1, 1)
     assert counts(priced_server, thread_id) == {"draft": 1, "review": 0, "publish": 0}
+    tokens = (await client.threads.create())["thread_id"]
+    few = {"budget": {"max_tokens": 5}}
+    result = await client.runs.wait(tokens, "priced", input={"topic": "x", "log": []}, context=few, raise_error=False)
+    (run,) = await client.runs.list(tokens)
+    assert result["__error__"]["limit"] == "tokens" and result["__error__"]["allowed"] == 5
+    assert result["__error__"]["spent"] == run["usage"]["total_tokens"] > 5
+    assert counts(priced_server, tokens) == {"draft": 1, "review": 0, "publish": 0}
 
     async with httpx.AsyncClient(base_url=priced_server.url) as http:
         for budget, field in [
@@ -166,3 +174,16 @@ async def test_a_users_daily_budget_counts_every_run_of_the_day(
     assert counts(ceiling_server, first) == {"draft": 1, "review": 1, "publish": 0}
     assert refused["__error__"]["spent"] == 2 and counts(ceiling_server, second)["draft"] == 0
     assert len(unlimited["log"]) == 3  # another user's day is their own
+
+
+async def test_loom_graphs_on_a_fake_model_cost_zero(live_server: LoomServer) -> None:
+    client = get_client(url=live_server.url)
+    thread_id = (await client.threads.create())["thread_id"]
+    message = {"messages": [{"role": "user", "content": "Write a blog on Generative AI in Manufacturing"}]}
+    await client.runs.wait(thread_id, "assistant", input=message)
+    thread_usage = await client.http.get(f"/threads/{thread_id}/usage")
+    assert thread_usage["model_calls"] >= 1 and thread_usage["total_tokens"] > 0
+    assert thread_usage["cost_usd"] == 0.0 and thread_usage["unpriced_models"] == []
+    assert all(model.startswith("fake:") for model in thread_usage["by_model"])
+    state = await client.threads.get_state(thread_id)
+    assert all(record["cost_usd"] == 0.0 for record in state["values"]["usage"])
