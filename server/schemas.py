@@ -83,7 +83,11 @@ class RunCreate(Strict):
     input: dict[str, Any] | None = None
     command: CommandBody | None = None
     config: RunConfig | None = None
-    context: dict[str, Any] | None = None
+    context: dict[str, Any] | None = Field(
+        default=None,
+        description="The graph's context; Loom also reads `budget`: {max_usd, max_tokens, max_model_calls}, limits "
+        "that stop the run at its next node with the error `budget_exceeded`.",
+    )
     metadata: dict[str, Any] | None = None
     checkpoint_id: str | None = None
     checkpoint: CheckpointRef | None = None
