@@ -20,6 +20,8 @@ from rich.table import Table
 from loom.persistence import open_checkpointer, open_store
 from loom.settings import get_settings
 from server.registry import get_spec, graph_specs
+from server.store_config import store_options
+from server.store_scope import with_caller_store
 from state.common import RunContext
 
 console = Console()
@@ -132,9 +134,10 @@ async def _resume(args: argparse.Namespace) -> None:
 async def _stream_turn(graph_id: str, thread: str, user: str, payload: Any) -> None:
     """Stream one turn: tokens as they come, routing and tool activity, then artifacts."""
     settings = get_settings()
-    async with open_checkpointer(settings) as saver, open_store(settings) as store:
+    options = await asyncio.to_thread(store_options, settings)
+    async with open_checkpointer(settings) as saver, open_store(settings, **options) as store:
         graph = await get_spec(graph_id).build(saver, store)
-        config: RunnableConfig = {"configurable": {"thread_id": thread}}
+        config = with_caller_store(RunnableConfig(configurable={"thread_id": thread}), store, user)
         async for mode, data in graph.astream(
             payload, config, context=RunContext(user_id=user), stream_mode=["messages", "custom", "updates"]
         ):
@@ -146,7 +149,10 @@ async def _stream_turn(graph_id: str, thread: str, user: str, payload: Any) -> N
     if state.interrupts:
         for pending in state.interrupts:
             console.print(f"[yellow]waiting for input[/yellow] {json.dumps(pending.value, default=str)}")
-        console.print(f"[dim]answer with: loom resume {thread} --graph {graph_id} --value '<json>'[/dim]")
+        example = '{"decisions": [{"type": "approve"}]}'  # reject: {"type": "reject", "message": "why"}
+        value = state.interrupts[0].value
+        answer = example if isinstance(value, dict) and "action_requests" in value else "<json>"
+        console.print(f"[dim]answer with: loom resume {thread} --graph {graph_id} --value '{answer}'[/dim]")
     console.print(f"[dim]thread {thread}[/dim]")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from server.middleware import BodyLimit
 from server.registry import graph_specs, http_config
 from server.routes import artifacts, assistants, crons, runs, store, system, tasks, threads, usage
 from server.runs import RunManager
+from server.store_config import store_options
 
 log = logging.getLogger("loom.server")
 LOCAL_CORS: dict[str, Any] = {
@@ -44,7 +46,7 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         async with (
             open_checkpointer(settings) as checkpointer,
-            open_store(settings) as store,
+            open_store(settings, **await asyncio.to_thread(store_options, settings)) as store,
             contextlib.AsyncExitStack() as factories,
         ):
             engine, sessions = await open_database(settings.resolved_database_url(), settings.sqlite_synchronous)

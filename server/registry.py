@@ -113,7 +113,12 @@ def graph_specs() -> dict[str, GraphSpec]:
 
 def http_config() -> dict[str, Any]:
     """The ``http`` section of the served ``langgraph.json`` (``cors``…), empty when absent."""
-    section = _raw_config(config_path()).get("http")
+    return config_section("http")
+
+
+def config_section(name: str) -> dict[str, Any]:
+    """One object-valued section of the served ``langgraph.json`` (``http``, ``store``…), empty when absent."""
+    section = _raw_config(config_path()).get(name)
     return section if isinstance(section, dict) else {}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Interrupt(BaseModel):
@@ -112,6 +112,7 @@ class Item(BaseModel):
     value: dict[str, Any]
     created_at: str
     updated_at: str
+    score: float | None = Field(default=None, description="Similarity to a search's query (semantic search only).")
 
 
 class ItemList(BaseModel):

@@ -40,6 +40,7 @@ from server.bus import EventBus
 from server.context import validate_context
 from server.db import TERMINAL, RunRow, now
 from server.errors import ApiError
+from server.store_scope import with_caller_store
 from server.streams import Event, dumps
 from server.usage import BudgetExceeded, UsageMeter, run_limits
 from state.common import Permission, RunContext
@@ -385,7 +386,7 @@ class RunManager:
             if run_id not in self._checked:  # it waited: an interrupt may have appeared meanwhile
                 await self._refuse_input_over_interrupt(graph, run["thread_id"], kwargs)
             run["start_checkpoint_id"] = await self._record_start(run_id, run["thread_id"])
-        config = run_config(run_id, run, kwargs)
+        config = with_caller_store(run_config(run_id, run, kwargs), graph.store, run["owner"])
         run["meter"] = UsageMeter(self.settings, await run_limits(self.settings, self.sessions, run))
         config["callbacks"] = [run["meter"]]  # counts every model call; refuses nodes past the budget
         payload = await self._payload(run_id, run["thread_id"], kwargs, run["attempt"])

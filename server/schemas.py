@@ -106,7 +106,9 @@ class RunCreate(Strict):
     @model_validator(mode="after")
     def input_or_command(self) -> RunCreate:
         if self.input is not None and self.command is not None:
-            raise ValueError("send either input or command, not both")
+            if self.input:
+                raise ValueError("send either input or command, not both")
+            self.input = None  # useStream's submit({}, {command}), how Agent Chat UI answers an interrupt
         return self
 
     def stream_modes(self) -> list[str]:
