@@ -23,7 +23,7 @@ from server.errors import install_error_handlers
 from server.metrics import HttpObserver
 from server.middleware import BodyLimit
 from server.registry import graph_specs, http_config
-from server.routes import artifacts, assistants, crons, runs, store, system, tasks, threads
+from server.routes import artifacts, assistants, crons, runs, store, system, tasks, threads, usage
 from server.runs import RunManager
 from server.store_config import store_options
 
@@ -78,7 +78,8 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
     if settings.metrics or telemetry.tracer() is not None:
         app.add_middleware(HttpObserver)  # outermost: sees every answer, the edge's 413/408 too
     install_error_handlers(app)
-    modules = (system, assistants, threads, crons, runs, store, tasks, artifacts, support_routes) if api else (system,)
+    routes = (system, assistants, threads, usage, crons, runs, store, tasks, artifacts, support_routes)
+    modules = routes if api else (system,)
     if settings.metrics:
         app.include_router(metrics.router)
     for module in modules:

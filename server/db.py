@@ -65,6 +65,8 @@ class RunRow(Base):
     """Why some process asked the run to stop (cancelled, interrupt, rollback); the worker reads it."""
     start_checkpoint_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     """The thread's latest checkpoint when the run first started: what a rollback restores."""
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """Tokens, model calls and USD by node and model (``server.usage``), written when the run ends."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
 

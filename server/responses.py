@@ -56,6 +56,28 @@ class Thread(BaseModel):
     interrupts: dict[str, list[Interrupt]]
 
 
+class UsageTotals(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    model_calls: int
+    cost_usd: float | None
+    """USD by the price table; null when a model without a price was used."""
+
+
+class Usage(UsageTotals):
+    by_node: dict[str, UsageTotals]
+    by_model: dict[str, UsageTotals]
+    """Keyed ``provider:model`` as the provider named it (dated snapshots are priced as their model)."""
+    unpriced_models: list[str]
+
+
+class ThreadUsage(Usage):
+    thread_id: str
+    runs: int
+    """Runs whose usage is recorded (it is written when a run ends)."""
+
+
 class Run(BaseModel):
     run_id: str
     thread_id: str | None
@@ -66,6 +88,7 @@ class Run(BaseModel):
     multitask_strategy: Literal["reject", "interrupt", "rollback", "enqueue"]
     attempt: int
     error: dict[str, Any] | None
+    usage: Usage | None
     created_at: str
     updated_at: str
 
@@ -127,6 +150,7 @@ DOCUMENTED: dict[tuple[str, str], tuple[type[BaseModel], str]] = {
     ("post", "/runs"): (Run, ONE),
     ("get", "/threads/{thread_id}/runs"): (Run, MANY),
     ("get", "/threads/{thread_id}/runs/{run_id}"): (Run, ONE),
+    ("get", "/threads/{thread_id}/usage"): (ThreadUsage, ONE),
     ("get", "/store/items"): (Item, ONE),
     ("post", "/store/items/search"): (ItemList, ONE),
     ("post", "/store/namespaces"): (Namespaces, ONE),

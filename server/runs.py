@@ -42,6 +42,7 @@ from server.db import TERMINAL, RunRow, now
 from server.errors import ApiError
 from server.store_scope import with_caller_store
 from server.streams import Event, dumps
+from server.usage import BudgetExceeded, UsageMeter, run_limits
 from state.common import Permission, RunContext
 
 log = logging.getLogger("loom.server")
@@ -360,6 +361,8 @@ class RunManager:
                 status, error = "timeout", {"error": "TimeoutError", "message": message}
             except GraphRecursionError as exc:
                 status, error = "error", {"error": "GraphRecursionError", "message": str(exc)}
+            except BudgetExceeded as exc:  # refused before a node started: the checkpoint before it stands
+                status, error = "error", exc.error
             except Exception as exc:  # a graph failure ends the run, never the server
                 log.exception("run %s failed", run_id)
                 status, error = "error", {"error": type(exc).__name__, "message": str(exc)}
@@ -389,7 +392,9 @@ class RunManager:
                 await self._refuse_input_over_interrupt(graph, run["thread_id"], kwargs)
             run["start_checkpoint_id"] = await self._record_start(run_id, run["thread_id"])
         config = with_caller_store(run_config(run_id, run, kwargs), graph.store, run["owner"])
-        config = {**config, "callbacks": observe.callbacks(run_id, run, self.settings)}
+        run["meter"] = UsageMeter(self.settings, await run_limits(self.settings, self.sessions, run))
+        # the meter counts every model call and refuses nodes past the budget; the observer traces and measures
+        config["callbacks"] = [run["meter"], *observe.callbacks(run_id, run, self.settings)]
         payload = await self._payload(run_id, run["thread_id"], kwargs, run["attempt"])
         requested = kwargs.get("stream_mode") or ["values"]
         modes = sorted({"messages" if mode.startswith("messages") else mode for mode in requested} & GRAPH_MODES)
@@ -479,7 +484,8 @@ class RunManager:
             # a pending question outlives any later failure on the thread
             if interrupts or (snapshot.next and status in ("interrupted", "success")):
                 thread_status = "interrupted"
-        if not await queue.finish(self.sessions, self.worker_id, run_id, status, error, thread_status):
+        usage = run["meter"].summary() if "meter" in run else None
+        if not await queue.finish(self.sessions, self.worker_id, run_id, status, error, thread_status, usage):
             log.warning("run %s finished after its lease was lost; its new worker records it", run_id)
             return
         observe.finished(run, status, error, self.settings)

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
+from loom.settings import Budget
+
 StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints"]
 MultitaskStrategy = Literal["reject", "interrupt", "rollback", "enqueue"]
 Permission = Literal["read", "write", "destructive"]
@@ -67,6 +69,13 @@ class RunContextBody(BaseModel):
 
     user_name: str | None = Field(default=None, max_length=200)
     permissions: list[Permission] | None = None
+    budget: Budget | None = None
+
+
+class BudgetContext(BaseModel):
+    """``context.budget``, which Loom reads for every graph and keeps out of a served graph's own context."""
+
+    budget: Budget | None = None
 
 
 class RunCreate(Strict):
@@ -74,7 +83,11 @@ class RunCreate(Strict):
     input: dict[str, Any] | None = None
     command: CommandBody | None = None
     config: RunConfig | None = None
-    context: dict[str, Any] | None = None
+    context: dict[str, Any] | None = Field(
+        default=None,
+        description="The graph's context; Loom also reads `budget`: {max_usd, max_tokens, max_model_calls}, limits "
+        "that stop the run at its next node with the error `budget_exceeded`.",
+    )
     metadata: dict[str, Any] | None = None
     checkpoint_id: str | None = None
     checkpoint: CheckpointRef | None = None

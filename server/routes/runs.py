@@ -304,6 +304,7 @@ def run_view(run: RunRow) -> dict[str, Any]:
         "multitask_strategy": run.multitask_strategy,
         "attempt": run.attempt,
         "error": run.error,
+        "usage": run.usage,
         "created_at": run.created_at,
         "updated_at": run.updated_at,
     }
