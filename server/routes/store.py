@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Response
 from langgraph.store.base import Item
 from pydantic import BeforeValidator, Field, StrictBool, StringConstraints, field_validator
 
-from server.auth import CurrentUser
+from server.auth import Caller, CurrentCaller
 from server.deps import Loom
 from server.errors import ApiError, not_found
 from server.schemas import MAX_OFFSET, JsonInt, Strict, json_integer
@@ -86,8 +86,12 @@ class ListNamespaces(Strict):
     offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
-def owned(user: str, namespace: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    return ("users", user, *namespace)
+async def owned(caller: Caller, action: str, namespace: list[str], **asked: Any) -> tuple[str, ...]:
+    """The caller's namespace, kept under ``("users", <identity>)``, after a project's ``@auth.on.store`` handler
+    has allowed the action (False is a 403) and perhaps rewritten the namespace, as langgraph-api lets it."""
+    value = {"namespace": tuple(namespace), **asked}
+    await caller.authorize("store", action, value)
+    return ("users", caller.identity, *(value["namespace"] or ()))
 
 
 def item_view(item: Item) -> dict[str, Any]:
@@ -96,42 +100,45 @@ def item_view(item: Item) -> dict[str, Any]:
 
 
 @router.put("/items", status_code=204)
-async def put_item(body: PutItem, loom: Loom, user: CurrentUser) -> Response:
+async def put_item(body: PutItem, loom: Loom, caller: CurrentCaller) -> Response:
     if body.ttl is not None and not loom.store.supports_ttl:
         raise ApiError(422, "ttl_unsupported", "ttl: this store keeps items until they are deleted")
-    await loom.store.aput(owned(user, body.namespace), body.key, body.value, index=body.index)
+    namespace = await owned(caller, "put", body.namespace, key=body.key, value=body.value, index=body.index)
+    await loom.store.aput(namespace, body.key, body.value, index=body.index)
     return Response(status_code=204)
 
 
 @router.get("/items")
 async def get_item(
     loom: Loom,
-    user: CurrentUser,
+    caller: CurrentCaller,
     key: Annotated[str, Query(min_length=1)],
     namespace: Annotated[
         str, Query(pattern=NAMESPACE_QUERY, description="Labels joined by periods, e.g. memories.profile")
     ],
 ) -> dict[str, Any]:
     labels = [label for label in namespace.split(".") if label]  # the pattern guarantees at least one
-    item = await loom.store.aget(owned(user, labels), key)
+    item = await loom.store.aget(await owned(caller, "get", labels, key=key), key)
     if item is None:
         raise not_found("item", f"{namespace}/{key}")
     return item_view(item)
 
 
 @router.delete("/items", status_code=204)
-async def delete_item(body: DeleteItem, loom: Loom, user: CurrentUser) -> Response:
-    await loom.store.adelete(owned(user, body.namespace), body.key)
+async def delete_item(body: DeleteItem, loom: Loom, caller: CurrentCaller) -> Response:
+    await loom.store.adelete(await owned(caller, "delete", body.namespace, key=body.key), body.key)
     return Response(status_code=204)
 
 
 @router.post("/items/search")
-async def search_items(body: SearchItems, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+async def search_items(body: SearchItems, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
     if body.query:  # the store would ignore it and return everything: refuse rather than mislead
         raise ApiError(422, "semantic_search_unavailable", "query: no embedding index is configured; use filter")
+    asked = {"filter": body.filter, "limit": body.limit, "offset": body.offset, "query": body.query}
+    prefix = await owned(caller, "search", body.namespace_prefix, **asked)
     try:
         items = await loom.store.asearch(
-            owned(user, body.namespace_prefix),
+            prefix,
             filter=body.filter,
             limit=body.limit,
             offset=body.offset,
@@ -143,9 +150,10 @@ async def search_items(body: SearchItems, loom: Loom, user: CurrentUser) -> dict
 
 
 @router.post("/namespaces")
-async def list_namespaces(body: ListNamespaces, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+async def list_namespaces(body: ListNamespaces, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    asked = {"suffix": body.suffix, "max_depth": body.max_depth, "limit": body.limit, "offset": body.offset}
     namespaces = await loom.store.alist_namespaces(
-        prefix=owned(user, body.prefix or []),
+        prefix=await owned(caller, "list_namespaces", body.prefix or [], **asked),
         suffix=tuple(body.suffix) if body.suffix else None,
         max_depth=body.max_depth + 2 if body.max_depth else None,
         limit=body.limit,
