@@ -20,10 +20,9 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from loom.settings import Settings, get_settings
-from loom.threads import thread_key
 from server.auth import CurrentUser
 from server.db import ThreadRow
-from server.deps import Services, find_thread
+from server.deps import Services
 from server.errors import ApiError, not_found
 from services.stores.support import RequestConflict, SupportStore, get_support_store
 from services.webhooks import notify
@@ -79,10 +78,9 @@ async def resolve_request(request: Request, user: CurrentUser, request_id: str, 
     """
     services: Services | None = getattr(request.app.state, "services", None)
     async with contextlib.AsyncExitStack() as held:
-        thread = await _served_thread(services, user, request_id)
         if services is not None:  # no run may start on the request's thread while both records change
-            lock = thread_key(user, request_id)
-            await held.enter_async_context(services.manager.idle_thread(lock, thread.thread_id if thread else None))
+            await held.enter_async_context(services.manager.idle_thread(request_id))
+        thread = await _served_thread(services, user, request_id)
         at = datetime.now(UTC).replace(tzinfo=None)
         try:
             resolved = await _in_store(request, lambda store: store.resolve(user, request_id, body.summary, at))
@@ -102,8 +100,8 @@ async def _served_thread(services: Services | None, user: str, request_id: str) 
     if services is None:
         return None
     async with services.sessions() as session:
-        thread = await find_thread(session, request_id, user)
-    if thread is None or thread.graph_id is None:
+        thread = await session.get(ThreadRow, request_id)
+    if thread is None or thread.owner != user or thread.graph_id is None:
         return None
     return thread
 

@@ -21,7 +21,6 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from loom.settings import get_settings
-from loom.threads import public_thread_id
 from nodes.common.agent import this_conversation, tool_rounds_this_turn
 from nodes.common.approval import call_id, invalid_calls_this_turn, pending_approvals
 from nodes.common.routing import last_human_text
@@ -79,7 +78,7 @@ def intake(
     if request is None:
         user_id = (runtime.context or RunContext()).user_id
         thread = runtime.execution_info.thread_id if runtime.execution_info else None
-        request = new_request(public_thread_id(thread) if thread else f"req_{uuid.uuid4().hex[:12]}", user_id, text)
+        request = new_request(thread or f"req_{uuid.uuid4().hex[:12]}", user_id, text)
         store.open_request(request)
         return Command(goto="triage", update={"request": request})
     stored = store.status_of(request["request_id"])

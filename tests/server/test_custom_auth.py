@@ -78,7 +78,7 @@ async def test_threads_and_runs_are_the_owners_with_the_metadata_the_handler_sta
 
 
 async def test_the_handlers_permissions_are_the_runs_grants(a: httpx.AsyncClient, b: httpx.AsyncClient) -> None:
-    """Loom's own graphs read grants from ``RunContext``: custom auth's ``permissions``, narrowed by the request only."""
+    """Loom's graphs read grants from ``RunContext``: custom auth's ``permissions``, narrowed by the request only."""
     run = {"assistant_id": "whoami", "input": {}}
     assert (await a.post("/runs/wait", json=run)).json()["permissions"] == ["read", "write"]
     assert (await b.post("/runs/wait", json=run)).json()["permissions"] == ["read"]
