@@ -11,9 +11,9 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from loom.processes import LoomServer
+from loom.processes import LoomServer, scratch_postgres_database
 from loom.threads import public_thread_id, thread_key
-from server.db import ThreadRow, open_database
+from server.db import RunRow, ThreadRow, open_database
 from server.deps import find_thread
 from tests.server.live import serving
 
@@ -109,7 +109,7 @@ async def test_runs_of_two_users_on_one_id_do_not_see_each_other(
     }  # fmt: skip
     assert (await b.threads.get("shared"))["status"] == "interrupted", "alice's resume did not reach bob's thread"
     history = await b.threads.get_history("shared")
-    assert all(h["values"].get("decision") is None for h in history)
+    assert all("decision" not in h["values"] for h in history)
     assert {h["checkpoint"]["thread_id"] for h in history} == {"shared"}
 
 
@@ -134,15 +134,35 @@ def test_keys_are_per_owner_and_read_back_as_the_id() -> None:
     assert public_thread_id("made-before-keys") == "made-before-keys"
 
 
-async def test_a_thread_stored_before_keys_stays_its_owners(tmp_path: Path) -> None:
-    """Migration 0004 leaves old threads under their bare id, where their checkpoints are."""
-    engine, sessions = await open_database(f"sqlite:///{tmp_path / 'loom.sqlite'}")
+async def _keys_fit_and_old_threads_stay_their_owners(url: str) -> None:
+    """Migration 0004 widens the key columns and leaves old threads under their bare id, with their checkpoints."""
+    engine, sessions = await open_database(url)
+    longest = thread_key("alice", "x" * 64)
     try:
         async with sessions.begin() as session:
             session.add(ThreadRow(thread_id="old-1", owner="alice", metadata_={}))
+            session.add(ThreadRow(thread_id=longest, owner="alice", metadata_={}))
+            await session.flush()
+            session.add(RunRow(thread_id=longest, owner="alice", assistant_id="a", graph_id="g", kwargs={}))
         async with sessions() as session:
             found = await find_thread(session, "old-1", "alice")
             assert found is not None and found.thread_id == "old-1"
             assert await find_thread(session, "old-1", "bob") is None
+            assert (await find_thread(session, "x" * 64, "alice")) is not None
     finally:
         await engine.dispose()
+
+
+async def test_sqlite_keys_and_threads_from_before_keys(tmp_path: Path) -> None:
+    await _keys_fit_and_old_threads_stay_their_owners(f"sqlite:///{tmp_path / 'loom.sqlite'}")
+
+
+@pytest.fixture
+def scratch_database(postgres_url: str) -> Iterator[str]:
+    with scratch_postgres_database(postgres_url, "loom_keys") as url:
+        yield url
+
+
+@pytest.mark.postgres
+async def test_postgres_keys_and_threads_from_before_keys(scratch_database: str) -> None:
+    await _keys_fit_and_old_threads_stay_their_owners(scratch_database)
