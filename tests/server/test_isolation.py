@@ -113,6 +113,17 @@ async def test_runs_of_two_users_on_one_id_do_not_see_each_other(
     assert {h["checkpoint"]["thread_id"] for h in history} == {"shared"}
 
 
+async def test_streams_name_the_thread_by_its_id(bob: httpx.AsyncClient) -> None:
+    body = {**APPROVAL, "if_not_exists": "create", "stream_mode": ["values"]}
+    async with bob.stream("POST", "/threads/streamed/runs/stream", json=body) as response:
+        text = "".join([chunk async for chunk in response.aiter_text()])
+    assert response.headers["content-location"].startswith("/threads/streamed/runs/")
+    end = json.loads(text.split("event: end")[1].split("data: ", 1)[1].splitlines()[0])
+    assert (end["status"], end["checkpoint"]["thread_id"]) == ("interrupted", "streamed")
+    [run] = (await bob.get("/threads/streamed/runs")).json()
+    assert run["thread_id"] == "streamed" and "auth_user" not in run["kwargs"]
+
+
 async def test_search_and_crons_list_only_the_callers_threads(alice: httpx.AsyncClient, bob: httpx.AsyncClient) -> None:
     for client in (alice, bob):
         await client.post("/threads", json={"thread_id": "listed", "metadata": {"tag": "listed"}})
