@@ -408,7 +408,7 @@ class RunManager:
                 for name, data in messages_events(chunk, requested, legacy_messages):
                     await self.bus.publish(run_id, name + suffix, data)
             else:
-                await self.bus.publish(run_id, mode + suffix, chunk)
+                await self.bus.publish(run_id, mode + suffix, public_ids(chunk) if mode in CONFIG_MODES else chunk)
 
     def _granted(self, owner: str, kwargs: dict[str, Any]) -> tuple[Permission, ...]:
         """The grants the caller was authenticated with (custom auth's ``permissions``), else the settings'."""
@@ -498,6 +498,22 @@ def output_values(graph: CompiledStateGraph[Any, Any, Any, Any], values: Any) ->
     if not isinstance(values, dict) or isinstance(channels, str):
         return values
     return {key: value for key, value in values.items() if key in channels or key == "__interrupt__"}
+
+
+CONFIG_MODES = frozenset({"checkpoints", "debug"})
+"""Stream modes whose parts carry checkpoint configs, so the thread's key, which clients must not see."""
+
+
+def public_ids(value: Any) -> Any:
+    """``value`` with every ``thread_id`` shown as the id its owner knows (``loom.threads``)."""
+    if isinstance(value, dict):
+        return {
+            k: public_thread_id(v) if k == "thread_id" and isinstance(v, str) else public_ids(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [public_ids(item) for item in value]
+    return value
 
 
 def run_config(run_id: str, run: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -114,11 +114,15 @@ async def test_runs_of_two_users_on_one_id_do_not_see_each_other(
 
 
 async def test_streams_name_the_thread_by_its_id(bob: httpx.AsyncClient) -> None:
-    body = {**APPROVAL, "if_not_exists": "create", "stream_mode": ["values"]}
+    body = {**APPROVAL, "if_not_exists": "create", "stream_mode": ["values", "checkpoints", "debug"]}
     async with bob.stream("POST", "/threads/streamed/runs/stream", json=body) as response:
         text = "".join([chunk async for chunk in response.aiter_text()])
     assert response.headers["content-location"].startswith("/threads/streamed/runs/")
-    end = json.loads(text.split("event: end")[1].split("data: ", 1)[1].splitlines()[0])
+    assert thread_key("bob", "streamed") not in text, "the key never reaches the client"
+    blocks = [dict(line.split(": ", 1) for line in block.splitlines()) for block in text.split("\r\n\r\n")]
+    parsed = {block["event"]: json.loads(block["data"]) for block in blocks if "data" in block}
+    assert parsed["checkpoints"]["config"]["configurable"]["thread_id"] == "streamed"
+    end = parsed["end"]
     assert (end["status"], end["checkpoint"]["thread_id"]) == ("interrupted", "streamed")
     [run] = (await bob.get("/threads/streamed/runs")).json()
     assert run["thread_id"] == "streamed" and "auth_user" not in run["kwargs"]
