@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from loom.processes import LoomServer
+from server.auth import matches
 from tests.server.live import assert_error
 
 pytestmark = pytest.mark.live
@@ -121,3 +122,12 @@ async def test_crons_carry_the_owner_and_list_only_for_them(a: httpx.AsyncClient
     assert [c["cron_id"] for c in (await a.post("/runs/crons/search", json={})).json()] == [created["cron_id"]]
     assert (await b.post("/runs/crons/search", json={})).json() == []
     assert (await b.post("/runs/crons/count", json={})).json() == 0
+
+
+def test_filters_match_metadata_as_langgraph_api_matches_them() -> None:
+    metadata = {"owner": "user-a", "tags": ["red", "blue"], "team": "x"}
+    assert matches(metadata, {}) and matches(metadata, {"owner": "user-a", "team": {"$eq": "x"}})
+    assert matches(metadata, {"tags": {"$contains": "red"}}) and not matches(metadata, {"tags": {"$contains": "green"}})
+    assert matches(metadata, {"$or": [{"owner": "user-b"}, {"team": "x"}]})
+    assert not matches(metadata, {"$and": [{"owner": "user-a"}, {"team": "y"}]})
+    assert not matches(metadata, {"missing": "anything"})
