@@ -22,7 +22,7 @@ from server.deps import Services, graph_description
 from server.errors import install_error_handlers
 from server.metrics import HttpObserver
 from server.middleware import BodyLimit
-from server.registry import graph_specs, http_config
+from server.registry import auth_handlers, graph_specs, http_config
 from server.routes import artifacts, assistants, crons, runs, store, system, tasks, threads, usage
 from server.runs import RunManager
 from server.store_config import store_options
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
                 graph_description(graph_id)
             await telemetry.warm_langsmith()
             await manager.start()
-            if not settings.api_keys:
+            if not settings.api_keys and app.state.auth is None:
                 log.warning("no API keys configured: serving as the single local user 'demo'")
             try:
                 with blocking_detection(settings.detect_blocking):
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
 
     app = FastAPI(title="Loom", version="0.1.0", lifespan=lifespan, description=__doc__)
     app.state.settings = settings
+    app.state.auth = auth_handlers()  # None: the built-in API keys (server/auth.py)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, read_timeout_s=settings.body_read_timeout_s)
     app.add_middleware(CORSMiddleware, **(http_config().get("cors") or LOCAL_CORS))
     telemetry.setup_tracing(settings, "api" if api else "worker")

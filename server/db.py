@@ -32,7 +32,8 @@ def new_id() -> str:
 class ThreadRow(Base):
     __tablename__ = "loom_threads"
 
-    thread_id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    thread_id: Mapped[str] = mapped_column(String(128), primary_key=True, default=new_id)
+    """The key (``loom.threads.thread_key``): the id the API shows, scoped by the owner."""
     owner: Mapped[str] = mapped_column(String(128), index=True)
     graph_id: Mapped[str | None] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16), default="idle", index=True)

@@ -22,7 +22,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, get_args
 
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
@@ -34,6 +34,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.settings import Settings
+from loom.threads import public_thread_id
 from nodes.models import retry_budget
 from server import crons, logs, observe, queue
 from server.bus import EventBus
@@ -186,10 +187,11 @@ class RunManager:
             yield
 
     @contextlib.asynccontextmanager
-    async def idle_thread(self, thread_id: str) -> AsyncIterator[None]:
-        """Holds run creation on ``thread_id`` while its state changes outside a run; 409 if a run has it."""
-        async with self.creating(thread_id):
-            if await self.active_run(thread_id):
+    async def idle_thread(self, lock: str, thread_id: str | None = None) -> AsyncIterator[None]:
+        """Holds run creation under ``lock`` (the thread's key) while the state of ``thread_id`` (the stored
+        thread, the key unless the thread predates keys) changes outside a run; 409 if a run has it."""
+        async with self.creating(lock):
+            if await self.active_run(thread_id or lock):
                 raise ApiError(409, "thread_busy", "the thread has an active run; cancel or wait for it first")
             yield
 
@@ -403,7 +405,7 @@ class RunManager:
             payload,
             config,
             context=validate_context(graph, kwargs.get("context"))
-            or run_context(run["owner"], kwargs.get("context"), self.settings.granted(run["owner"])),
+            or run_context(run["owner"], kwargs.get("context"), self._granted(run["owner"], kwargs)),
             stream_mode=modes,
             output_keys=graph.output_channels,  # as langgraph-api: values/updates show the output schema only
             subgraphs=True,
@@ -418,7 +420,13 @@ class RunManager:
                 for name, data in messages_events(chunk, requested, legacy_messages):
                     await self.bus.publish(run_id, name + suffix, data)
             else:
-                await self.bus.publish(run_id, mode + suffix, chunk)
+                await self.bus.publish(run_id, mode + suffix, public_ids(chunk) if mode in CONFIG_MODES else chunk)
+
+    def _granted(self, owner: str, kwargs: dict[str, Any]) -> tuple[Permission, ...]:
+        """The grants the caller was authenticated with (custom auth's ``permissions``), else the settings'."""
+        if (user := kwargs.get("auth_user")) is None:
+            return self.settings.granted(owner)
+        return tuple(p for p in get_args(Permission) if p in (user.get("permissions") or ()))
 
     async def _record_start(self, run_id: str, thread_id: str | None) -> str | None:
         """Where the run started, in its row: a rollback (from any process) restores it."""
@@ -475,7 +483,9 @@ class RunManager:
         if thread_id:
             snapshot = await self.graphs[run["graph_id"]].aget_state({"configurable": {"thread_id": thread_id}})
             interrupts = [{"id": i.id, "value": i.value} for i in snapshot.interrupts]
-            checkpoint = snapshot.config.get("configurable") if snapshot.config else None
+            checkpoint = dict(snapshot.config.get("configurable") or {}) if snapshot.config else None
+            if checkpoint and "thread_id" in checkpoint:
+                checkpoint["thread_id"] = public_thread_id(checkpoint["thread_id"])
             self.results[run_id] = output_values(self.graphs[run["graph_id"]], snapshot.values)
             while len(self.results) > RESULTS_KEPT:
                 self.results.popitem(last=False)
@@ -505,12 +515,31 @@ def output_values(graph: CompiledStateGraph[Any, Any, Any, Any], values: Any) ->
     return {key: value for key, value in values.items() if key in channels or key == "__interrupt__"}
 
 
+CONFIG_MODES = frozenset({"checkpoints", "debug"})
+"""Stream modes whose parts carry checkpoint configs, so the thread's key, which clients must not see."""
+
+
+def public_ids(value: Any) -> Any:
+    """``value`` with every ``thread_id`` shown as the id its owner knows (``loom.threads``)."""
+    if isinstance(value, dict):
+        return {
+            k: public_thread_id(v) if k == "thread_id" and isinstance(v, str) else public_ids(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [public_ids(item) for item in value]
+    return value
+
+
 def run_config(run_id: str, run: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
     config = dict(kwargs.get("config") or {})
     configurable = {**(config.get("configurable") or {}), "thread_id": run["thread_id"]}
     # the caller's identity, where langgraph-api puts it; never taken from the request
     configurable["langgraph_auth_user_id"] = run["owner"]
-    configurable["langgraph_auth_user"] = {"identity": run["owner"], "is_authenticated": True}
+    configurable["langgraph_auth_user"] = kwargs.get("auth_user") or {
+        "identity": run["owner"],
+        "is_authenticated": True,
+    }
     if kwargs.get("checkpoint_id"):
         configurable["checkpoint_id"] = kwargs["checkpoint_id"]
     metadata = {

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from langgraph.store.base import NOT_PROVIDED
 from pydantic import BeforeValidator, Field, StrictBool, StringConstraints, field_validator
 
-from server.auth import CurrentUser
+from server.auth import Caller, CurrentCaller
 from server.deps import Loom
 from server.errors import ApiError, not_found
 from server.schemas import MAX_OFFSET, JsonInt, Strict, json_integer
@@ -92,27 +92,37 @@ class ListNamespaces(Strict):
     offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
-def caller_store(loom: Loom, user: CurrentUser) -> ScopedStore:
-    return ScopedStore(loom.store, user)
+def caller_store(loom: Loom, caller: CurrentCaller) -> ScopedStore:
+    return ScopedStore(loom.store, caller.identity)
 
 
 Store = Annotated[ScopedStore, Depends(caller_store)]
 
 
+async def authorized(caller: Caller, action: str, namespace: list[str], **asked: Any) -> tuple[str, ...]:
+    """The namespace after a project's ``@auth.on.store`` handler has allowed the action (False is a 403) and
+    perhaps rewritten it, as langgraph-api lets it; the caller's own scope is added by their ``Store``."""
+    value = {"namespace": tuple(namespace), **asked}
+    await caller.authorize("store", action, value)
+    return tuple(value["namespace"] or ())
+
+
 @router.put("/items", status_code=204)
-async def put_item(body: PutItem, store: Store) -> Response:
+async def put_item(body: PutItem, store: Store, caller: CurrentCaller) -> Response:
     if body.ttl is not None and not store.supports_ttl:
         raise ApiError(422, "ttl_unsupported", "ttl: this store keeps items until they are deleted")
     if body.index and store.index_config is None:
         raise ApiError(422, "semantic_search_unavailable", "index: no embedding index is configured (store.index)")
     ttl = NOT_PROVIDED if body.ttl is None else body.ttl  # minutes; unset: the store's default_ttl
-    await store.aput(tuple(body.namespace), body.key, body.value, index=body.index, ttl=ttl)
+    namespace = await authorized(caller, "put", body.namespace, key=body.key, value=body.value, index=body.index)
+    await store.aput(namespace, body.key, body.value, index=body.index, ttl=ttl)
     return Response(status_code=204)
 
 
 @router.get("/items")
 async def get_item(
     store: Store,
+    caller: CurrentCaller,
     key: Annotated[str, Query(min_length=1)],
     namespace: Annotated[
         str, Query(pattern=NAMESPACE_QUERY, description="Labels joined by periods, e.g. memories.profile")
@@ -120,25 +130,27 @@ async def get_item(
     refresh_ttl: bool | None = None,
 ) -> dict[str, Any]:
     labels = [label for label in namespace.split(".") if label]  # the pattern guarantees at least one
-    item = await store.aget(tuple(labels), key, refresh_ttl=refresh_ttl)
+    item = await store.aget(await authorized(caller, "get", labels, key=key), key, refresh_ttl=refresh_ttl)
     if item is None:
         raise not_found("item", f"{namespace}/{key}")
     return item.dict()
 
 
 @router.delete("/items", status_code=204)
-async def delete_item(body: DeleteItem, store: Store) -> Response:
-    await store.adelete(tuple(body.namespace), body.key)
+async def delete_item(body: DeleteItem, store: Store, caller: CurrentCaller) -> Response:
+    await store.adelete(await authorized(caller, "delete", body.namespace, key=body.key), body.key)
     return Response(status_code=204)
 
 
 @router.post("/items/search")
-async def search_items(body: SearchItems, store: Store) -> dict[str, Any]:
+async def search_items(body: SearchItems, store: Store, caller: CurrentCaller) -> dict[str, Any]:
     if body.query and store.index_config is None:  # the store would ignore it and return everything: refuse
         raise ApiError(422, "semantic_search_unavailable", "query: no embedding index is configured; use filter")
+    asked = {"query": body.query, "filter": body.filter, "limit": body.limit, "offset": body.offset}
+    prefix = await authorized(caller, "search", body.namespace_prefix, **asked)
     try:
         items = await store.asearch(
-            tuple(body.namespace_prefix),
+            prefix,
             query=body.query or None,
             filter=body.filter,
             limit=body.limit,
@@ -151,9 +163,11 @@ async def search_items(body: SearchItems, store: Store) -> dict[str, Any]:
 
 
 @router.post("/namespaces")
-async def list_namespaces(body: ListNamespaces, store: Store) -> dict[str, Any]:
+async def list_namespaces(body: ListNamespaces, store: Store, caller: CurrentCaller) -> dict[str, Any]:
+    asked = {"suffix": body.suffix, "max_depth": body.max_depth, "limit": body.limit, "offset": body.offset}
+    prefix = await authorized(caller, "list_namespaces", body.prefix or [], **asked)
     namespaces = await store.alist_namespaces(
-        prefix=tuple(body.prefix) if body.prefix else None,
+        prefix=prefix or None,
         suffix=tuple(body.suffix) if body.suffix else None,
         max_depth=body.max_depth,
         limit=body.limit,
