@@ -10,6 +10,7 @@ from typing import Any
 from opentelemetry import trace
 
 from loom.settings import Settings
+from loom.threads import public_thread_id
 from server import logs, metrics, telemetry
 from server.callbacks import RunObserver
 from server.db import RunRow, now
@@ -21,7 +22,8 @@ def attempt(run: RunRow, worker_id: str, settings: Settings) -> Iterator[None]:
     if settings.metrics and run.attempt == 1:
         waited = (now() - telemetry.utc(run.created_at)).total_seconds()
         metrics.QUEUE_WAIT.labels(run.graph_id).observe(max(waited, 0.0))
-    ids = {"run_id": run.run_id, "thread_id": run.thread_id, "user_id": run.owner, "graph_id": run.graph_id}
+    thread_id = public_thread_id(run.thread_id) if run.thread_id else None
+    ids = {"run_id": run.run_id, "thread_id": thread_id, "user_id": run.owner, "graph_id": run.graph_id}
     with telemetry.run_span(run, worker_id), logs.run_ids(**ids):
         yield
 
@@ -32,7 +34,7 @@ def callbacks(run_id: str, run: dict[str, Any], settings: Settings) -> list[RunO
     if tracer is None and not settings.metrics:
         return []
     root = trace.get_current_span() if tracer is not None else None
-    ids = {"loom.run_id": run_id, "loom.thread_id": run["thread_id"] or "", "loom.user_id": run["owner"]}
+    ids = {"loom.run_id": run_id, "loom.thread_id": public_thread_id(run["thread_id"] or ""), "loom.user_id": run["owner"]}
     return [RunObserver(run["graph_id"], tracer, root, ids, content=settings.trace_content, measure=settings.metrics)]
 
 

@@ -31,6 +31,7 @@ from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from loom.settings import Settings
+from loom.threads import public_thread_id
 
 _provider: TracerProvider | None = None
 _propagator = TraceContextTextMapPropagator()
@@ -83,7 +84,7 @@ def run_attributes(run: Any) -> dict[str, Any]:
     """What identifies a run on every span: ids only, never content."""
     return {
         "loom.run_id": run.run_id,
-        "loom.thread_id": run.thread_id or "",
+        "loom.thread_id": public_thread_id(run.thread_id or ""),  # the id the client knows, not the owner key
         "loom.assistant_id": run.assistant_id,
         "loom.graph_id": run.graph_id,
         "loom.user_id": run.owner,

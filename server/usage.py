@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.settings import Budget, Settings, model_key
+from server import metrics
 from server.db import RunRow
 
 LimitName = Literal["usd", "tokens", "model_calls"]
@@ -99,6 +100,8 @@ class UsageMeter(BaseCallbackHandler):
             model = model_key(metadata.get("model_provider") or model.partition(":")[0], str(name))
         tokens_in, tokens_out = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
         cost = self.settings.cost_usd(model, tokens_in, tokens_out)
+        if cost is not None and self.settings.metrics:
+            metrics.MODEL_COST.labels(model, node).inc(cost)
         self.records.append({"node": node, "model": model, "input_tokens": tokens_in, "output_tokens": tokens_out,
                              "model_calls": 1, "cost_usd": cost})  # fmt: skip
 

@@ -7,18 +7,18 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from server.auth import CurrentUser
+from server.auth import CurrentCaller
 from server.db import RunRow
-from server.deps import Loom, owned_thread
+from server.deps import Loom, visible_thread
 from server.usage import merge
 
 router = APIRouter(prefix="/threads", tags=["threads"])
 
 
 @router.get("/{thread_id}/usage")
-async def thread_usage(thread_id: str, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+async def thread_usage(thread_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
     async with loom.sessions() as session:
-        await owned_thread(session, thread_id, user)
-        usages = (await session.scalars(select(RunRow.usage).where(RunRow.thread_id == thread_id))).all()
+        thread = await visible_thread(session, thread_id, caller, "read")
+        usages = (await session.scalars(select(RunRow.usage).where(RunRow.thread_id == thread.thread_id))).all()
     recorded = [usage for usage in usages if usage]
     return {"thread_id": thread_id, "runs": len(recorded), **merge(recorded)}

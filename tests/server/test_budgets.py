@@ -29,9 +29,10 @@ def priced_server(tmp_path: Path, openai_server: ScriptedOpenAI) -> Iterator[Loo
 
 
 def counts(server: LoomServer, thread_id: str) -> dict[str, int]:
+    """Node executions the graph counted; it names files by ``configurable.thread_id``, the owner-scoped key."""
     folder = server.data_dir / "counts"
-    return {node: int((folder / f"{thread_id}.{node}").read_text() or 0) if (folder / f"{thread_id}.{node}").exists()
-            else 0 for node in ("draft", "review", "publish")}  # fmt: skip
+    return {node: sum(int(f.read_text() or 0) for f in folder.glob(f"{thread_id}~*.{node}"))
+            for node in ("draft", "review", "publish")}  # fmt: skip
 
 
 def expected_cost(requests: list[dict[str, Any]], replies: list[str]) -> float:

@@ -79,6 +79,8 @@ async def test_runs_nodes_models_tools_retries_and_interrupts_are_counted(server
     assert value(samples, "loom_model_tokens_total", model="fake", node="agent", type="input") == 7
     assert value(samples, "loom_model_tokens_total", model="fake", node="agent", type="output") == 2
     assert value(samples, "loom_model_duration_seconds_count", model="fake") == 2
+    spend = {labels for name, labels in samples if name == "loom_model_cost_usd_total"}
+    assert frozenset({"model": "fake:fake", "node": "agent"}.items()) in spend  # present, and free: 0.0
     assert value(samples, "loom_tool_calls_total", tool="lookup", permission="read", outcome="success") == 1
 
     wait = {"method": "POST", "route": "/threads/{thread_id}/runs/wait", "status": "200"}

@@ -37,7 +37,7 @@ async def _upgrade_a_pre_migrations_database(url: str) -> None:
     await server_engine.dispose()
     columns = await asyncio.to_thread(_columns, url)
     assert {column.name for column in RunRow.__table__.columns} <= columns
-    assert f"version:{migrations.head()}" in columns
+    assert f"version:{await asyncio.to_thread(migrations.head)}" in columns
 
 
 async def test_sqlite_database_is_migrated_to_head(tmp_path: Path) -> None:
