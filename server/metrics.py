@@ -44,7 +44,11 @@ MODEL_SECONDS = Histogram("loom_model_duration_seconds", "Chat model call latenc
 MODEL_TOKENS = Counter(
     "loom_model_tokens_total", "Model tokens, by model, calling node and type.", ["model", "node", "type"]
 )
-MODEL_COST = Counter("loom_model_cost_usd_total", "Model spend in USD by provider:model and node (unpriced models are left out).", ["model", "node"])
+MODEL_COST = Counter(
+    "loom_model_cost_usd_total",
+    "Model spend in USD by provider:model and node (unpriced models left out).",
+    ["model", "node"],
+)
 TOOL_CALLS = Counter(
     "loom_tool_calls_total", "Tool calls, by tool, permission level and outcome.", ["tool", "permission", "outcome"]
 )

@@ -34,7 +34,8 @@ def callbacks(run_id: str, run: dict[str, Any], settings: Settings) -> list[RunO
     if tracer is None and not settings.metrics:
         return []
     root = trace.get_current_span() if tracer is not None else None
-    ids = {"loom.run_id": run_id, "loom.thread_id": public_thread_id(run["thread_id"] or ""), "loom.user_id": run["owner"]}
+    thread_id = public_thread_id(run["thread_id"] or "")
+    ids = {"loom.run_id": run_id, "loom.thread_id": thread_id, "loom.user_id": run["owner"]}
     return [RunObserver(run["graph_id"], tracer, root, ids, content=settings.trace_content, measure=settings.metrics)]
 
 
