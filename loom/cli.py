@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import uuid
 from collections.abc import Sequence
@@ -20,6 +21,8 @@ from rich.table import Table
 from loom.persistence import open_checkpointer, open_store
 from loom.settings import get_settings
 from server.registry import get_spec, graph_specs
+from server.store_config import store_options
+from server.store_scope import with_caller_store
 from state.common import RunContext
 
 console = Console()
@@ -132,9 +135,10 @@ async def _resume(args: argparse.Namespace) -> None:
 async def _stream_turn(graph_id: str, thread: str, user: str, payload: Any) -> None:
     """Stream one turn: tokens as they come, routing and tool activity, then artifacts."""
     settings = get_settings()
-    async with open_checkpointer(settings) as saver, open_store(settings) as store:
+    options = await asyncio.to_thread(store_options, settings)
+    async with open_checkpointer(settings) as saver, open_store(settings, **options) as store:
         graph = await get_spec(graph_id).build(saver, store)
-        config: RunnableConfig = {"configurable": {"thread_id": thread}}
+        config = with_caller_store(RunnableConfig(configurable={"thread_id": thread}), store, user)
         async for mode, data in graph.astream(
             payload, config, context=RunContext(user_id=user), stream_mode=["messages", "custom", "updates"]
         ):
@@ -146,7 +150,10 @@ async def _stream_turn(graph_id: str, thread: str, user: str, payload: Any) -> N
     if state.interrupts:
         for pending in state.interrupts:
             console.print(f"[yellow]waiting for input[/yellow] {json.dumps(pending.value, default=str)}")
-        console.print(f"[dim]answer with: loom resume {thread} --graph {graph_id} --value '<json>'[/dim]")
+        example = '{"decisions": [{"type": "approve"}]}'  # reject: {"type": "reject", "message": "why"}
+        value = state.interrupts[0].value
+        answer = example if isinstance(value, dict) and "action_requests" in value else "<json>"
+        console.print(f"[dim]answer with: loom resume {thread} --graph {graph_id} --value '{answer}'[/dim]")
     console.print(f"[dim]thread {thread}[/dim]")
 
 
@@ -195,6 +202,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.logs import configure_logging
 
     worker = not hasattr(args, "no_workers")
     updates: dict[str, Any] = {"run_workers": worker or not args.no_workers}
@@ -202,9 +210,13 @@ def _serve(args: argparse.Namespace) -> int:
         updates["server_concurrency"] = args.concurrency
     settings = get_settings().model_copy(update=updates)
     role = "worker" if worker else "API" + ("" if settings.run_workers else " (no workers)")
-    console.print(f"[bold]Loom[/bold] {role} on http://{args.host}:{args.port} · model {settings.model_for('router')}")
-    console.print(f"[dim]data in {settings.data_dir.resolve()} · API docs at /docs[/dim]")
-    uvicorn.run(create_app(settings, api=not worker), host=args.host, port=args.port, log_level="info")
+    configure_logging(settings)  # uvicorn's loggers too (log_config=None): one format for the whole process
+    logging.getLogger("loom.server").info(
+        "Loom %s on http://%s:%s · model %s · data in %s · API docs at /docs",
+        role, args.host, args.port, settings.model_for("router"), settings.data_dir.resolve(),
+    )  # fmt: skip
+    app = create_app(settings, api=not worker)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), log_config=None)
     return 0
 
 

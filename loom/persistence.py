@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,10 +12,11 @@ from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, IndexConfig, TTLConfig
 from langgraph.store.memory import InMemoryStore
 
 from loom.settings import Settings
+from loom.vector_index import PythonVectorIndex
 
 Backend = Literal["memory", "sqlite", "postgres"]
 
@@ -65,25 +67,58 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
 
 
 @asynccontextmanager
-async def open_store(settings: Settings) -> AsyncIterator[BaseStore]:
+async def open_store(
+    settings: Settings, index: IndexConfig | None = None, ttl: TTLConfig | None = None
+) -> AsyncIterator[BaseStore]:
     """LangGraph's key-value store on the checkpointer's backend: memory that outlives a thread.
 
-    Graphs read it as ``runtime.store``; the server's ``/store`` routes expose it per user.
+    Graphs read it as ``runtime.store``; the server's ``/store`` routes expose it per user. ``index``
+    (embeddings, dims, fields) enables semantic search, ``ttl`` expiry, swept in the background when
+    ``sweep_interval_minutes`` is set (``langgraph.json``'s ``store`` section).
     """
     url = settings.resolved_checkpoint_url()
     backend = backend_of(url)
     if backend == "memory":
-        yield InMemoryStore()
+        yield InMemoryStore(index=index)
     elif backend == "sqlite":
         from langgraph.store.sqlite.aio import AsyncSqliteStore
 
         path = await asyncio.to_thread(sqlite_file, url, "store.sqlite")
-        async with AsyncSqliteStore.from_conn_string(path) as store:
+        native = index if _sqlite_loads_extensions() else None  # sqlite-vec is an extension
+        async with AsyncSqliteStore.from_conn_string(path, index=native, ttl=ttl) as store:
             await store.setup()
             await store.conn.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
-            yield store
+            async with _swept(store, ttl):
+                yield store if index is None or native else PythonVectorIndex(store, index)
     else:
         postgres = await _import("langgraph.store.postgres.aio")
-        async with postgres.AsyncPostgresStore.from_conn_string(url) as pg_store:
+        native = index if index is not None and await _pgvector_available(url) else None
+        async with postgres.AsyncPostgresStore.from_conn_string(url, index=native, ttl=ttl) as pg_store:
             await pg_store.setup()
-            yield pg_store
+            async with _swept(pg_store, ttl):
+                yield pg_store if index is None or native else PythonVectorIndex(pg_store, index)
+
+
+def _sqlite_loads_extensions() -> bool:
+    return hasattr(sqlite3.Connection, "enable_load_extension")
+
+
+async def _pgvector_available(url: str) -> bool:
+    """Whether the server can create LangGraph's vector tables (the pgvector extension is installed)."""
+    psycopg = await _import("psycopg")
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        found = await (await conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).fetchone()
+    return found is not None
+
+
+@asynccontextmanager
+async def _swept(store: Any, ttl: TTLConfig | None) -> AsyncIterator[None]:
+    """Expired items deleted every ``sweep_interval_minutes`` while the store is open."""
+    if not (ttl or {}).get("sweep_interval_minutes"):
+        yield
+        return
+    await store.start_ttl_sweeper()
+    try:
+        yield
+    finally:
+        await store.stop_ttl_sweeper(timeout=5)

@@ -8,15 +8,59 @@ Loom at another data directory without reloading modules.
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, StrictFloat, StrictInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_LOCAL_MODEL = "local:smollm2"
 Grant = Literal["read", "write", "destructive"]
+FREE_PROVIDERS = frozenset({"local", "fake"})
+"""Models that run in this process (the embedded model, the test model): they cost nothing."""
+DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+"""OpenAI answers with a dated snapshot name (``gpt-4o-mini-2024-07-18``); the table prices the model."""
+
+
+class ModelPrice(BaseModel):
+    """USD per million tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+DEFAULT_MODEL_PRICES: dict[str, ModelPrice] = {
+    # Standard-tier list prices (USD per 1M tokens) of OpenAI's pricing page, as third-party summaries
+    # dated March–June 2026 report them (deploybase.ai/articles/openai-pricing, tokenmath.io); read on
+    # 2026-12-02, not from OpenAI directly. Check before relying on them; LOOM_MODEL_PRICES overrides.
+    "openai:gpt-4o": ModelPrice(input=2.50, output=10.00),
+    "openai:gpt-4o-mini": ModelPrice(input=0.15, output=0.60),
+    "openai:gpt-4.1": ModelPrice(input=2.00, output=8.00),
+    "openai:gpt-4.1-mini": ModelPrice(input=0.40, output=1.60),
+    "openai:gpt-4.1-nano": ModelPrice(input=0.10, output=0.40),
+    "openai:gpt-5": ModelPrice(input=1.25, output=10.00),
+    "openai:gpt-5-mini": ModelPrice(input=0.25, output=2.00),
+    "openai:o4-mini": ModelPrice(input=1.10, output=4.40),
+}
+
+
+class Budget(BaseModel):
+    """Limits on what one run may spend; a run that reaches one stops at its next node boundary."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_usd: Annotated[StrictFloat, Field(gt=0)] | None = Field(default=None, description="USD, by the price table.")
+    max_tokens: Annotated[StrictInt, Field(ge=1)] | None = Field(default=None, description="Input plus output tokens.")
+    max_model_calls: Annotated[StrictInt, Field(ge=1)] | None = Field(default=None, description="Model calls made.")
+
+
+def model_key(provider: str | None, model: str) -> str:
+    """``provider:model``, as the price table keys it; a name that already carries its provider is kept."""
+    return model if ":" in model or not provider else f"{provider}:{model}"
 
 
 class Settings(BaseSettings):
@@ -206,6 +250,43 @@ class Settings(BaseSettings):
     run_poll_s: float = Field(
         default=1.0, gt=0, le=60, description="Longest a worker waits before looking for queued runs unprompted."
     )
+    # observability (server/telemetry, server/metrics, server/logs) ------------------------------------
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LOOM_OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="OpenTelemetry collector (OTLP/HTTP); set: traces are exported (the exporter reads the other "
+        "OTEL_* variables itself), unset: tracing is off.",
+    )
+    trace_content: bool = Field(
+        default=False, description="Put message content and tool arguments on spans; off: only ids, names, counts."
+    )
+    metrics: bool = Field(default=True, description="Prometheus metrics at /metrics (API and worker processes).")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per line with run, thread, user and trace ids."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def secrets(self) -> list[str]:
+        """Every configured key, so logs can blank them wherever they appear."""
+        keys = [self.openai_api_key, self.azure_openai_api_key, self.tavily_api_key, *self.api_keys.values()]
+        return [key.get_secret_value() for key in keys if key is not None and key.get_secret_value()]
+
+    model_prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="Prices per provider:model, USD per 1M tokens, added to or replacing the built-in table, e.g. "
+        'LOOM_MODEL_PRICES=\'{"openai:gpt-4o-mini": {"input": 0.15, "output": 0.6}}\'.',
+    )
+    run_budget: Budget | None = Field(
+        default=None, description="A ceiling for every run, e.g. LOOM_RUN_BUDGET='{\"max_usd\": 0.5}'."
+    )
+    assistant_budgets: dict[str, Budget] = Field(
+        default_factory=dict,
+        description='Per-run ceilings by graph id, e.g. \'{"pipeline": {"max_tokens": 20000}}\'.',
+    )
+    user_daily_budgets: dict[str, Budget] = Field(
+        default_factory=dict,
+        description='What each user\'s runs may spend per UTC day together, by user id; "*" for users not listed.',
+    )
 
     @property
     def default_model(self) -> str:
@@ -227,6 +308,19 @@ class Settings(BaseSettings):
     def granted(self, user_id: str) -> tuple[Grant, ...]:
         """What the server lets ``user_id``'s runs do; never taken from a request."""
         return tuple(self.user_permissions.get(user_id, ["read"]))
+
+    def price_of(self, model: str) -> ModelPrice | None:
+        """The price of a ``provider:model`` key; None when unknown (a cost is never guessed)."""
+        if model.partition(":")[0] in FREE_PROVIDERS:
+            return ModelPrice(input=0, output=0)
+        prices = {**DEFAULT_MODEL_PRICES, **self.model_prices}
+        return prices.get(model) or prices.get(DATED.sub("", model))
+
+    def cost_usd(self, model: str, input_tokens: int, output_tokens: int) -> float | None:
+        price = self.price_of(model)
+        if price is None:
+            return None
+        return round((input_tokens * price.input + output_tokens * price.output) / 1_000_000, 10)
 
     def resolved_checkpoint_url(self) -> str:
         return self.checkpoint_url or f"sqlite:///{self.data_dir / 'checkpoints.sqlite'}"

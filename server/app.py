@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -13,17 +14,19 @@ from starlette.middleware.cors import CORSMiddleware
 
 from loom.persistence import open_checkpointer, open_store
 from loom.settings import Settings, get_settings
-from server import support_routes
+from server import metrics, support_routes, telemetry
 from server.assistants import default_name, ensure_defaults
 from server.blocking import blocking_detection
 from server.bus import open_bus
 from server.db import open_database
 from server.deps import Services, graph_description
 from server.errors import install_error_handlers
+from server.metrics import HttpObserver
 from server.middleware import BodyLimit
-from server.registry import graph_specs, http_config
-from server.routes import artifacts, assistants, crons, runs, store, system, tasks, threads
+from server.registry import auth_handlers, graph_specs, http_config
+from server.routes import artifacts, assistants, crons, runs, store, system, tasks, threads, usage
 from server.runs import RunManager
+from server.store_config import store_options
 
 log = logging.getLogger("loom.server")
 LOCAL_CORS: dict[str, Any] = {
@@ -45,7 +48,7 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         async with (
             open_checkpointer(settings) as checkpointer,
-            open_store(settings) as store,
+            open_store(settings, **await asyncio.to_thread(store_options, settings)) as store,
             contextlib.AsyncExitStack() as factories,
         ):
             engine, sessions = await open_database(settings.resolved_database_url(), settings.sqlite_synchronous)
@@ -56,8 +59,9 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
             app.state.services = Services(settings, sessions, graphs, checkpointer, manager, store)
             names = {gid: (default_name(gid, graph), graph_description(gid)) for gid, graph in graphs.items()}
             await ensure_defaults(sessions, names)
+            await telemetry.warm_langsmith()
             await manager.start()
-            if not settings.api_keys:
+            if not settings.api_keys and app.state.auth is None:
                 log.warning("no API keys configured: serving as the single local user 'demo'")
             try:
                 with blocking_detection(settings.detect_blocking):
@@ -65,13 +69,21 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
             finally:
                 await manager.stop()
                 await engine.dispose()
+                await asyncio.to_thread(telemetry.flush_tracing)
 
     app = FastAPI(title="Loom", version="0.1.0", lifespan=lifespan, description=__doc__)
     app.state.settings = settings
+    app.state.auth = auth_handlers()  # None: the built-in API keys (server/auth.py)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, read_timeout_s=settings.body_read_timeout_s)
     app.add_middleware(CORSMiddleware, **(http_config().get("cors") or LOCAL_CORS))
+    telemetry.setup_tracing(settings, "api" if api else "worker")
+    if settings.metrics or telemetry.tracer() is not None:
+        app.add_middleware(HttpObserver)  # outermost: sees every answer, the edge's 413/408 too
     install_error_handlers(app)
-    modules = (system, assistants, threads, crons, runs, store, tasks, artifacts, support_routes) if api else (system,)
+    routes = (system, assistants, threads, usage, crons, runs, store, tasks, artifacts, support_routes)
+    modules = routes if api else (system,)
+    if settings.metrics:
+        app.include_router(metrics.router)
     for module in modules:
         app.include_router(module.router)
     return app

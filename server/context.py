@@ -3,7 +3,8 @@
 Loom's graphs take ``RunContext``, whose user and grants come from the server (``server.runs.run_context``);
 the request's context is checked as ``RunContextBody`` (a name, permissions that may only narrow).
 Any other graph (a project served from its own ``langgraph.json``) gets the request's ``context``
-validated against its own ``context_schema``. A mismatch is a 422 naming the field when the run is
+validated against its own ``context_schema``, less ``budget``, which Loom reads for every graph
+(``server.usage``). A mismatch is a 422 naming the field when the run is
 created, never a run that fails inside a node.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from server.errors import ApiError
-from server.schemas import RunContextBody
+from server.schemas import BudgetContext, RunContextBody
 from state.common import RunContext
 
 
@@ -30,6 +31,8 @@ def validate_context(graph: Any, requested: dict[str, Any] | None) -> Any:
     if schema is None:
         _checked(RunContextBody, requested)
         return None
+    requested = dict(requested or {})
+    _checked(BudgetContext, {"budget": requested.pop("budget", None)})
     return _checked(schema, requested)
 
 

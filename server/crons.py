@@ -16,6 +16,7 @@ from croniter import croniter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from loom.threads import thread_key
 from server.db import CronRow, RunRow, ThreadRow, new_id, now
 from server.errors import ApiError
 
@@ -73,7 +74,7 @@ async def _insert_run(session: AsyncSession, cron: CronRow, scheduled: datetime 
     thread_id = cron.thread_id
     kwargs = dict(cron.payload.get("kwargs") or {})
     if thread_id is None:  # a stateless cron: a new thread per firing
-        thread_id = new_id()
+        thread_id = thread_key(cron.owner, new_id())
         session.add(ThreadRow(thread_id=thread_id, owner=cron.owner, graph_id=cron.graph_id, metadata_={}))
         kwargs["ephemeral"] = cron.on_run_completed != "keep"
     run = RunRow(

@@ -32,7 +32,8 @@ def new_id() -> str:
 class ThreadRow(Base):
     __tablename__ = "loom_threads"
 
-    thread_id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    thread_id: Mapped[str] = mapped_column(String(128), primary_key=True, default=new_id)
+    """The key (``loom.threads.thread_key``): the id the API shows, scoped by the owner."""
     owner: Mapped[str] = mapped_column(String(128), index=True)
     graph_id: Mapped[str | None] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16), default="idle", index=True)
@@ -65,6 +66,8 @@ class RunRow(Base):
     """Why some process asked the run to stop (cancelled, interrupt, rollback); the worker reads it."""
     start_checkpoint_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     """The thread's latest checkpoint when the run first started: what a rollback restores."""
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """Tokens, model calls and USD by node and model (``server.usage``), written when the run ends."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
 

@@ -13,8 +13,10 @@ from langgraph.store.base import BaseStore
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.settings import Settings
+from loom.threads import is_key, public_thread_id, thread_key
 from server import assistants
 from server.assistants import AssistantRow
+from server.auth import Caller, matches
 from server.db import RunRow, ThreadRow
 from server.errors import not_found
 from server.registry import graph_specs, load_module
@@ -50,15 +52,45 @@ def get_services(request: Request) -> Services:
 Loom = Annotated[Services, Depends(get_services)]
 
 
+async def find_thread(session: AsyncSession, thread_id: str, user: str, for_update: bool = False) -> ThreadRow | None:
+    """``user``'s thread ``thread_id`` (a public id), stored under its key or, made before keys, its bare id."""
+    keys = [thread_key(user, thread_id)] + ([] if is_key(thread_id) else [thread_id])
+    for key in keys:
+        thread = await session.get(ThreadRow, key, with_for_update=for_update)
+        if thread is not None and thread.owner == user:
+            return thread
+    return None
+
+
 async def owned_thread(session: AsyncSession, thread_id: str, user: str) -> ThreadRow:
-    thread = await session.get(ThreadRow, thread_id)
-    if thread is None or thread.owner != user:
+    """Another user's thread with the same id is unknown, exactly like an id nobody created."""
+    thread = await find_thread(session, thread_id, user)
+    if thread is None:
         raise not_found("thread", thread_id)
     return thread
 
 
+async def visible_thread(session: AsyncSession, thread_id: str, caller: Caller, action: str) -> ThreadRow:
+    """The caller's thread, if the project's auth allows ``action`` on it and its metadata passes the filter."""
+    filters = await caller.authorize("threads", action, {"thread_id": thread_id})
+    thread = await owned_thread(session, thread_id, caller.identity)
+    if not matches(thread.metadata_, filters):
+        raise not_found("thread", thread_id)
+    return thread
+
+
+async def visible_run(session: AsyncSession, thread_id: str, run_id: str, caller: Caller, action: str) -> RunRow:
+    """The caller's run, checked as langgraph-api checks runs: the ``threads`` handler, on the run's thread."""
+    filters = await caller.authorize("threads", action, {"thread_id": thread_id, "run_id": run_id})
+    run = await owned_run(session, thread_id, run_id, caller.identity)
+    if filters and not matches((await owned_thread(session, thread_id, caller.identity)).metadata_, filters):
+        raise not_found("run", run_id)
+    return run
+
+
 async def owned_run(session: AsyncSession, thread_id: str | None, run_id: str, user: str) -> RunRow:
     run = await session.get(RunRow, run_id)
-    if run is None or run.owner != user or (thread_id is not None and run.thread_id != thread_id):
+    elsewhere = thread_id is not None and (run is None or public_thread_id(run.thread_id or "") != thread_id)
+    if run is None or run.owner != user or elsewhere:
         raise not_found("run", run_id)
     return run

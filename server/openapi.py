@@ -17,7 +17,8 @@ from pydantic.json_schema import models_json_schema
 from server.responses import DOCUMENTED, MANY
 
 ERROR_REF = "#/components/schemas/ErrorBody"
-EDGE = {400: "Malformed or non-standard JSON", 401: "Missing or wrong API key", 408: "Body not received in time",
+EDGE = {400: "Malformed or non-standard JSON", 401: "Missing or wrong API key (or not authenticated by custom auth)",
+        403: "Refused by the project's custom-auth handler", 408: "Body not received in time",
         413: "Body too large", 422: "A field is invalid (named in detail)"}  # fmt: skip
 NDJSON = "application/x-ndjson"
 SSE_EVENT = {

@@ -196,6 +196,7 @@ async def finish(
     status: str,
     error: dict[str, Any] | None,
     thread_status: str,
+    usage: dict[str, Any] | None = None,
 ) -> bool:
     """Record the outcome and free the thread in one transaction; False if the lease was lost meanwhile."""
     async with sessions.begin() as session:
@@ -203,6 +204,7 @@ async def finish(
         if run is None or run.status != "running" or run.lease_owner != worker:
             return False
         run.status, run.error, run.updated_at = status, error, now()
+        run.usage = usage if usage is not None else run.usage
         run.lease_owner, run.lease_expires_at = None, None
         if run.thread_id and (thread := await session.get(ThreadRow, run.thread_id)) is not None:
             thread.status, thread.updated_at = thread_status, now()

@@ -29,6 +29,7 @@ from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
+from langgraph_sdk import Auth
 
 from loom.settings import get_settings
 
@@ -113,8 +114,29 @@ def graph_specs() -> dict[str, GraphSpec]:
 
 def http_config() -> dict[str, Any]:
     """The ``http`` section of the served ``langgraph.json`` (``cors``…), empty when absent."""
-    section = _raw_config(config_path()).get("http")
+    return config_section("http")
+
+
+def config_section(name: str) -> dict[str, Any]:
+    """One object-valued section of the served ``langgraph.json`` (``http``, ``store``…), empty when absent."""
+    section = _raw_config(config_path()).get(name)
     return section if isinstance(section, dict) else {}
+
+
+def auth_handlers() -> Any:
+    """The ``langgraph_sdk.Auth`` object ``auth.path`` names (``./auth.py:auth`` or ``module:auth``), or None."""
+    path = config_path()
+    section = _raw_config(path).get("auth")
+    target = section.get("path") if isinstance(section, dict) else None
+    if target is None:
+        return None
+    if not isinstance(target, str) or ":" not in target:
+        raise ConfigError(f"{path}: auth.path must be 'path.py:attr' or 'module:attr', not {target!r}")
+    read_config(path)  # the project's dependencies go on the import path first
+    auth = GraphSpec("auth", target, path.parent).load()
+    if not isinstance(auth, Auth):
+        raise ConfigError(f"{path}: auth.path {target} is a {type(auth).__name__}, not a langgraph_sdk.Auth")
+    return auth
 
 
 @lru_cache(maxsize=8)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Interrupt(BaseModel):
@@ -77,6 +77,28 @@ class SelectedThread(BaseModel):
     extracted: dict[str, Any] | None = None
 
 
+class UsageTotals(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    model_calls: int
+    cost_usd: float | None
+    """USD by the price table; null when a model without a price was used."""
+
+
+class Usage(UsageTotals):
+    by_node: dict[str, UsageTotals]
+    by_model: dict[str, UsageTotals]
+    """Keyed ``provider:model`` as the provider named it (dated snapshots are priced as their model)."""
+    unpriced_models: list[str]
+
+
+class ThreadUsage(Usage):
+    thread_id: str
+    runs: int
+    """Runs whose usage is recorded (it is written when a run ends)."""
+
+
 class Run(BaseModel):
     run_id: str
     thread_id: str | None
@@ -87,6 +109,7 @@ class Run(BaseModel):
     multitask_strategy: Literal["reject", "interrupt", "rollback", "enqueue"]
     attempt: int
     error: dict[str, Any] | None
+    usage: Usage | None
     created_at: str
     updated_at: str
 
@@ -137,6 +160,7 @@ class Item(BaseModel):
     value: dict[str, Any]
     created_at: str
     updated_at: str
+    score: float | None = Field(default=None, description="Similarity to a search's query (semantic search only).")
 
 
 class ItemList(BaseModel):
@@ -181,6 +205,7 @@ DOCUMENTED: dict[tuple[str, str], tuple[type[BaseModel], str]] = {
     ("post", "/runs/batch"): (Run, MANY),
     ("get", "/threads/{thread_id}/runs"): (Run, MANY),
     ("get", "/threads/{thread_id}/runs/{run_id}"): (Run, ONE),
+    ("get", "/threads/{thread_id}/usage"): (ThreadUsage, ONE),
     ("get", "/store/items"): (Item, ONE),
     ("post", "/store/items/search"): (ItemList, ONE),
     ("post", "/store/namespaces"): (Namespaces, ONE),

@@ -22,7 +22,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, get_args
 
 from langchain_core.messages import BaseMessage, message_chunk_to_message
 from langchain_core.runnables import RunnableConfig
@@ -34,13 +34,16 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.settings import Settings
+from loom.threads import public_thread_id
 from nodes.models import retry_budget
-from server import crons, queue
+from server import crons, logs, observe, queue
 from server.bus import EventBus
 from server.context import validate_context
 from server.db import TERMINAL, RunRow, now
 from server.errors import ApiError
+from server.store_scope import with_caller_store
 from server.streams import Event, dumps
+from server.usage import BudgetExceeded, UsageMeter, run_limits
 from state.common import Permission, RunContext
 
 log = logging.getLogger("loom.server")
@@ -184,10 +187,11 @@ class RunManager:
             yield
 
     @contextlib.asynccontextmanager
-    async def idle_thread(self, thread_id: str) -> AsyncIterator[None]:
-        """Holds run creation on ``thread_id`` while its state changes outside a run; 409 if a run has it."""
-        async with self.creating(thread_id):
-            if await self.active_run(thread_id):
+    async def idle_thread(self, lock: str, thread_id: str | None = None) -> AsyncIterator[None]:
+        """Holds run creation under ``lock`` (the thread's key) while the state of ``thread_id`` (the stored
+        thread, the key unless the thread predates keys) changes outside a run; 409 if a run has it."""
+        async with self.creating(lock):
+            if await self.active_run(thread_id or lock):
                 raise ApiError(409, "thread_busy", "the thread has an active run; cancel or wait for it first")
             yield
 
@@ -322,6 +326,10 @@ class RunManager:
 
     # execution -------------------------------------------------------------------------------
     async def _execute(self, run: RunRow) -> None:
+        with observe.attempt(run, self.worker_id, self.settings):
+            await self._attempt(run)
+
+    async def _attempt(self, run: RunRow) -> None:
         run_id = run.run_id
         snapshot: dict[str, Any] = {
             "thread_id": run.thread_id,
@@ -330,6 +338,7 @@ class RunManager:
             "kwargs": dict(run.kwargs),
             "attempt": run.attempt,
             "start_checkpoint_id": run.start_checkpoint_id,
+            "started": time.monotonic(),
         }
         status, error = "success", None
         try:
@@ -354,6 +363,8 @@ class RunManager:
                 status, error = "timeout", {"error": "TimeoutError", "message": message}
             except GraphRecursionError as exc:
                 status, error = "error", {"error": "GraphRecursionError", "message": str(exc)}
+            except BudgetExceeded as exc:  # refused before a node started: the checkpoint before it stands
+                status, error = "error", exc.error
             except Exception as exc:  # a graph failure ends the run, never the server
                 log.exception("run %s failed", run_id)
                 status, error = "error", {"error": type(exc).__name__, "message": str(exc)}
@@ -382,14 +393,17 @@ class RunManager:
             if run_id not in self._checked:  # it waited: an interrupt may have appeared meanwhile
                 await self._refuse_input_over_interrupt(graph, run["thread_id"], kwargs)
             run["start_checkpoint_id"] = await self._record_start(run_id, run["thread_id"])
-        config = run_config(run_id, run, kwargs)
+        config = with_caller_store(run_config(run_id, run, kwargs), graph.store, run["owner"])
+        run["meter"] = UsageMeter(self.settings, await run_limits(self.settings, self.sessions, run))
+        # the meter counts every model call and refuses nodes past the budget; the observer traces and measures
+        config["callbacks"] = [run["meter"], *observe.callbacks(run_id, run, self.settings)]
         payload = await self._payload(run_id, run["thread_id"], kwargs, run["attempt"])
         requested = kwargs.get("stream_mode") or ["values"]
         modes = sorted({"messages" if mode.startswith("messages") else mode for mode in requested} & GRAPH_MODES)
         legacy_messages = LegacyMessages() if "messages" in requested else None
         options: dict[str, Any] = {
             "context": validate_context(graph, kwargs.get("context"))
-            or run_context(run["owner"], kwargs.get("context"), self.settings.granted(run["owner"])),
+            or run_context(run["owner"], kwargs.get("context"), self._granted(run["owner"], kwargs)),
             "stream_mode": modes or ["values"],  # "events" alone: the graph still streams, its parts are dropped
             "output_keys": graph.output_channels,  # as langgraph-api: values/updates show the output schema only
             "subgraphs": True,
@@ -410,7 +424,13 @@ class RunManager:
                 for name, data in messages_events(chunk, requested, legacy_messages):
                     await self.bus.publish(run_id, name + suffix, data)
             else:
-                await self.bus.publish(run_id, mode + suffix, chunk)
+                await self.bus.publish(run_id, mode + suffix, public_ids(chunk) if mode in CONFIG_MODES else chunk)
+
+    def _granted(self, owner: str, kwargs: dict[str, Any]) -> tuple[Permission, ...]:
+        """The grants the caller was authenticated with (custom auth's ``permissions``), else the settings'."""
+        if (user := kwargs.get("auth_user")) is None:
+            return self.settings.granted(owner)
+        return tuple(p for p in get_args(Permission) if p in (user.get("permissions") or ()))
 
     async def _record_start(self, run_id: str, thread_id: str | None) -> str | None:
         """Where the run started, in its row: a rollback (from any process) restores it."""
@@ -457,6 +477,7 @@ class RunManager:
 
     async def _finish(self, run_id: str, run: dict[str, Any], status: str, error: dict[str, Any] | None) -> None:
         """Record the outcome and free the thread before telling clients, so their next call finds it idle."""
+        error = logs.scrub(error, self.settings)
         thread_id = run["thread_id"]
         interrupts: list[dict[str, Any]] = []
         checkpoint = None
@@ -466,7 +487,9 @@ class RunManager:
         if thread_id:
             snapshot = await self.graphs[run["graph_id"]].aget_state({"configurable": {"thread_id": thread_id}})
             interrupts = [{"id": i.id, "value": i.value} for i in snapshot.interrupts]
-            checkpoint = snapshot.config.get("configurable") if snapshot.config else None
+            checkpoint = dict(snapshot.config.get("configurable") or {}) if snapshot.config else None
+            if checkpoint and "thread_id" in checkpoint:
+                checkpoint["thread_id"] = public_thread_id(checkpoint["thread_id"])
             self.results[run_id] = output_values(self.graphs[run["graph_id"]], snapshot.values)
             while len(self.results) > RESULTS_KEPT:
                 self.results.popitem(last=False)
@@ -475,9 +498,11 @@ class RunManager:
             # a pending question outlives any later failure on the thread
             if interrupts or (snapshot.next and status in ("interrupted", "success")):
                 thread_status = "interrupted"
-        if not await queue.finish(self.sessions, self.worker_id, run_id, status, error, thread_status):
+        usage = run["meter"].summary() if "meter" in run else None
+        if not await queue.finish(self.sessions, self.worker_id, run_id, status, error, thread_status, usage):
             log.warning("run %s finished after its lease was lost; its new worker records it", run_id)
             return
+        observe.finished(run, status, error, self.settings)
         if thread_id and run["kwargs"].get("ephemeral"):
             await self.checkpointer.adelete_thread(thread_id)
         if error:
@@ -513,12 +538,31 @@ async def with_events(
                 yield (), "events", event
 
 
+CONFIG_MODES = frozenset({"checkpoints", "debug", "events"})
+"""Stream modes whose parts carry checkpoint configs, so the thread's key, which clients must not see."""
+
+
+def public_ids(value: Any) -> Any:
+    """``value`` with every ``thread_id`` shown as the id its owner knows (``loom.threads``)."""
+    if isinstance(value, dict):
+        return {
+            k: public_thread_id(v) if k == "thread_id" and isinstance(v, str) else public_ids(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [public_ids(item) for item in value]
+    return value
+
+
 def run_config(run_id: str, run: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
     config = dict(kwargs.get("config") or {})
     configurable = {**(config.get("configurable") or {}), "thread_id": run["thread_id"]}
     # the caller's identity, where langgraph-api puts it; never taken from the request
     configurable["langgraph_auth_user_id"] = run["owner"]
-    configurable["langgraph_auth_user"] = {"identity": run["owner"], "is_authenticated": True}
+    configurable["langgraph_auth_user"] = kwargs.get("auth_user") or {
+        "identity": run["owner"],
+        "is_authenticated": True,
+    }
     if kwargs.get("checkpoint_id"):
         configurable["checkpoint_id"] = kwargs["checkpoint_id"]
     metadata = {

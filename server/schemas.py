@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
+from loom.settings import Budget
+
 StreamMode = Literal[
     "values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints", "events"
 ]
@@ -69,6 +71,13 @@ class RunContextBody(BaseModel):
 
     user_name: str | None = Field(default=None, max_length=200)
     permissions: list[Permission] | None = None
+    budget: Budget | None = None
+
+
+class BudgetContext(BaseModel):
+    """``context.budget``, which Loom reads for every graph and keeps out of a served graph's own context."""
+
+    budget: Budget | None = None
 
 
 class RunCreate(Strict):
@@ -76,7 +85,11 @@ class RunCreate(Strict):
     input: dict[str, Any] | None = None
     command: CommandBody | None = None
     config: RunConfig | None = None
-    context: dict[str, Any] | None = None
+    context: dict[str, Any] | None = Field(
+        default=None,
+        description="The graph's context; Loom also reads `budget`: {max_usd, max_tokens, max_model_calls}, limits "
+        "that stop the run at its next node with the error `budget_exceeded`.",
+    )
     metadata: dict[str, Any] | None = None
     checkpoint_id: str | None = None
     checkpoint: CheckpointRef | None = None
@@ -95,7 +108,9 @@ class RunCreate(Strict):
     @model_validator(mode="after")
     def input_or_command(self) -> RunCreate:
         if self.input is not None and self.command is not None:
-            raise ValueError("send either input or command, not both")
+            if self.input:
+                raise ValueError("send either input or command, not both")
+            self.input = None  # useStream's submit({}, {command}), how Agent Chat UI answers an interrupt
         return self
 
     def stream_modes(self) -> list[str]:
@@ -167,17 +182,6 @@ class HistoryQuery(Strict):
 
     def before_id(self) -> str | None:
         return self.before if isinstance(self.before, str) or self.before is None else self.before.checkpoint_id
-
-
-class AssistantSearch(Strict):
-    metadata: dict[str, Any] | None = None
-    graph_id: str | None = None
-    name: str | None = None
-    limit: JsonInt = Field(default=10, ge=1, le=1000)
-    offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)
-    sort_by: str | None = None
-    sort_order: Literal["asc", "desc"] | None = None
-    select: list[str] | None = None
 
 
 class TaskCreate(Strict):

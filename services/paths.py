@@ -15,6 +15,7 @@ from pathlib import Path
 from langchain_core.runnables import RunnableConfig
 
 from loom.settings import Settings, get_settings
+from loom.threads import public_thread_id
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -53,7 +54,8 @@ def user_workspace_file(user_id: str, name: str) -> Path:
 
 
 def _thread_id(config: RunnableConfig | None) -> str:
-    return str(((config or {}).get("configurable") or {}).get("thread_id") or "unthreaded")
+    """The thread's id as its owner knows it (the checkpointer's key carries an owner digest)."""
+    return public_thread_id(str(((config or {}).get("configurable") or {}).get("thread_id") or "unthreaded"))
 
 
 def artifact_url(config: RunnableConfig | None, path: Path) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from langchain_core.messages import AnyMessage
 from langgraph.channels.delta import DeltaChannel
@@ -44,6 +44,8 @@ class UsageRecord(TypedDict):
     input_tokens: int
     output_tokens: int
     latency_ms: float
+    cost_usd: NotRequired[float | None]
+    """USD by the settings' price table; None for a model without a price (records before prices had none)."""
 
 
 class Artifact(TypedDict):

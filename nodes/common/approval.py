@@ -1,8 +1,9 @@
 """Human approval of destructive tool calls, and the gate every tool call passes (seed 003).
 
 The approval node runs between an agent and its tools when the agent asked for a destructive
-action: it pauses the run with ``interrupt()`` once per such call, showing the exact tool and
-arguments, and records the decision (approve, edit the arguments, reject with a reason). The tool
+action: it pauses the run with one ``interrupt()`` for the message's destructive calls, in LangChain's
+human-in-the-loop shape (``state/hitl.py``) so stock UIs can answer it, showing each exact tool and
+arguments, and records each decision (approve, edit the arguments, reject with a reason). The tool
 gate, ToolNode's ``awrap_tool_call``, then enforces every call: an unknown tool or invalid
 arguments come back as an error that lists what is valid and counts against the run's retry
 budget; write tools need the run's grant; destructive tools run only as a human decided.
@@ -11,19 +12,30 @@ budget; write tools need the run's grant; destructive tools run only as a human 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from langchain_core.messages import AIMessage, AnyMessage, ToolCall, ToolMessage
 from langchain_core.tools import BaseTool
 from langgraph.config import get_stream_writer
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command, interrupt
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, RootModel, ValidationError, model_validator
 
 from nodes.common.agent import messages_this_turn
 from nodes.common.permissions import is_granted, needs_approval, permission_of
 from state.common import RunContext
+from state.hitl import (
+    ALL_DECISIONS,
+    Action,
+    ActionRequest,
+    ApproveDecision,
+    EditDecision,
+    HITLResponse,
+    RejectDecision,
+    ReviewConfig,
+)
+from state.plan_execute import PlanDecision
 from state.support import Approval, ApprovalDecision
 
 INVALID_CALL = "invalid_call"
@@ -57,16 +69,21 @@ def make_approval_node(tools: Sequence[BaseTool], allowed: AllowedTools, record:
     by_name = {t.name: t for t in tools}
 
     def approval(state: dict[str, Any]) -> dict[str, Any]:
-        decided: dict[str, Approval] = {}
         valid = [t for t in tools if t.name in allowed(state)]
-        for call in pending_approvals(state["messages"][-1], tools, state.get("approvals") or {}):
-            tool = by_name[call["name"]]
-            if check_call(call, tool, valid) is not None:
-                continue  # nobody is asked about a call that cannot run; the tool gate explains why
+        calls = [
+            call
+            for call in pending_approvals(state["messages"][-1], tools, state.get("approvals") or {})
+            if check_call(call, by_name[call["name"]], valid) is None  # nobody is asked about a call that cannot run
+        ]
+        if not calls:
+            return {"approvals": {}}
+        for call in calls:
             if record:
                 record(state, call, None)
-            answer = interrupt(approval_request(tool, call), response_schema=ApprovalDecision)
-            approval = as_approval(call, ApprovalDecision.model_validate(answer))
+        answer = interrupt(approval_request(calls, by_name), response_schema=ApprovalAnswer.asking(calls))
+        decided: dict[str, Approval] = {}
+        for call, decision in zip(calls, answer.decisions(), strict=True):
+            approval = as_approval(call, decision)
             decided[call_id(call)] = approval
             if record:
                 record(state, call, approval)
@@ -76,32 +93,95 @@ def make_approval_node(tools: Sequence[BaseTool], allowed: AllowedTools, record:
     return approval
 
 
-def approval_request(tool: BaseTool, call: ToolCall) -> dict[str, Any]:
-    """What the approver sees: the exact action and arguments, and how to answer."""
+AnswerT = TypeVar("AnswerT", bound=HITLResponse | ApprovalDecision | PlanDecision)
+
+
+class Answer(RootModel[AnswerT], Generic[AnswerT]):
+    """A resume value, checked against the actions asked about (count, names) by pydantic, inside ``interrupt()``,
+    so a bad answer is refused before LangGraph records it and the interrupt stays open to be answered again."""
+
+    actions: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _fits(self) -> Self:
+        self.decisions()
+        return self
+
+    def decisions(self) -> list[Decision]:
+        return decisions_for(self.root, self.actions)
+
+    @classmethod
+    def asking(cls, actions: Sequence[ToolCall | ActionRequest]) -> type[Self]:
+        return type(cls.__name__, (cls,), {"actions": tuple(action["name"] for action in actions)})
+
+
+class ApprovalAnswer(Answer[HITLResponse | ApprovalDecision]):
+    """What resumes an approval: the standard ``{"decisions": [...]}``, or Loom's earlier ``{"decision": ...}``."""
+
+
+class PlanAnswer(Answer[HITLResponse | PlanDecision]):
+    """What resumes a plan approval: ``{"decisions": [...]}`` per step, or Loom's earlier ``{"decision": ...}``."""
+
+
+Decision = ApproveDecision | EditDecision | RejectDecision
+
+
+def review_request(actions: Sequence[ActionRequest], tools: Mapping[str, BaseTool]) -> dict[str, Any]:
+    """LangChain's ``HITLRequest`` for ``actions``: every decision allowed, the edit schema from the tool."""
+    configs = [
+        ReviewConfig(action_name=name, allowed_decisions=list(ALL_DECISIONS), args_schema=args_schema(tools[name]))
+        for name in dict.fromkeys(action["name"] for action in actions)
+    ]
+    return {"action_requests": list(actions), "review_configs": configs}
+
+
+def args_schema(tool: BaseTool) -> dict[str, Any]:
+    model = tool.tool_call_schema
+    return model.model_json_schema() if isinstance(model, type) and issubclass(model, BaseModel) else {}
+
+
+def approval_request(calls: Sequence[ToolCall], tools: Mapping[str, BaseTool]) -> dict[str, Any]:
+    """What the approver sees: the standard request, plus Loom's tool call ids and permission levels."""
+    actions = [ActionRequest(name=c["name"], args=c["args"], description=tools[c["name"]].description) for c in calls]
     return {
+        **review_request(actions, tools),
         "type": "approval",
-        "action": call["name"],
-        "args": call["args"],
-        "tool_call_id": call["id"],
-        "permission": permission_of(tool),
-        "description": tool.description,
-        "answers": {
-            "approve": {"decision": "approve"},
-            "edit": {"decision": "edit", "args": {"...": "replacement arguments"}},
-            "reject": {"decision": "reject", "reason": "why (the agent sees it)"},
-        },
+        "tool_calls": [
+            {"tool_call_id": c["id"], "name": c["name"], "permission": permission_of(tools[c["name"]])} for c in calls
+        ],
     }
 
 
-def as_approval(call: ToolCall, answer: ApprovalDecision) -> Approval:
-    args = answer.args if answer.decision == "edit" and answer.args is not None else call["args"]
-    return Approval(tool=call["name"], decision=answer.decision, args=args, reason=answer.reason or "")
+def decisions_for(answer: HITLResponse | ApprovalDecision | PlanDecision, actions: Sequence[str]) -> list[Decision]:
+    """One standard decision per action, in order; an edit may change the arguments, never the action."""
+    if isinstance(answer, HITLResponse):
+        decisions: list[Decision] = list(answer.decisions)
+    elif answer.decision == "edit":
+        args = answer.args if isinstance(answer, ApprovalDecision) and answer.args is not None else {}
+        decisions = [EditDecision(type="edit", edited_action=Action(name=actions[0], args=args))]
+    elif answer.decision == "reject":
+        decisions = [RejectDecision(type="reject", message=answer.reason or "")]
+    else:
+        decisions = [ApproveDecision(type="approve")]
+    if len(decisions) != len(actions):
+        raise ValueError(f"decisions: {len(actions)} action(s) await a decision, {len(decisions)} were given")
+    for index, (decision, action) in enumerate(zip(decisions, actions, strict=True)):
+        if isinstance(decision, EditDecision) and decision.edited_action.name != action:
+            raise ValueError(f"decisions.{index}.edited_action.name: must stay {action!r}")
+    return decisions
+
+
+def as_approval(call: ToolCall, decision: Decision) -> Approval:
+    if isinstance(decision, EditDecision):
+        return Approval(tool=call["name"], decision="edit", args=decision.edited_action.args, reason="")
+    if isinstance(decision, RejectDecision):
+        return Approval(tool=call["name"], decision="reject", args=call["args"], reason=decision.message)
+    return Approval(tool=call["name"], decision="approve", args=call["args"], reason="")
 
 
 def signature(tool: BaseTool) -> str:
     """``name(arg: type, optional?: type)`` from the schema the model was given."""
-    model = tool.tool_call_schema
-    schema = model.model_json_schema() if isinstance(model, type) and issubclass(model, BaseModel) else {}
+    schema = args_schema(tool)
     required = set(schema.get("required", []))
     parts = [
         f"{name}{'' if name in required else '?'}: {_type_of(spec)}"
@@ -154,7 +234,7 @@ def screen(request: ToolCallRequest, tools: Sequence[BaseTool], allowed: Allowed
     if needs_approval(tool):
         approval = (state.get("approvals") or {}).get(call_id(call))
         if approval is None or approval["decision"] == "reject":
-            why = approval["reason"] if approval else "no approval was recorded"
+            why = (approval["reason"] or "no reason given") if approval else "no approval was recorded"
             text = f"REJECTED by the human approver: {why}. Do not retry {call['name']}; tell the customer."
             return ToolMessage(text, name=call["name"], tool_call_id=call["id"], status="error")
         if approval["decision"] == "edit":

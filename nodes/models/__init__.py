@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -20,7 +20,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.types import RetryPolicy
 
-from loom.settings import Settings, get_settings
+from loom.settings import Settings, get_settings, model_key
 from nodes.models.fake import FakeChatModel
 from state.common import UsageRecord
 
@@ -133,10 +133,20 @@ async def call_model(
 def usage_of(message: Any, node: str, latency_ms: float) -> UsageRecord:
     usage = getattr(message, "usage_metadata", None) or {}
     metadata = message.response_metadata if isinstance(message, AIMessage) else {}
+    model = str(metadata.get("model_name") or metadata.get("model") or "unknown")
+    return priced_usage(node, model, metadata.get("model_provider"), usage, latency_ms)
+
+
+def priced_usage(
+    node: str, model: str, provider: str | None, usage: Mapping[str, Any], latency_ms: float
+) -> UsageRecord:
+    """A usage record with its USD cost from the price table (None when the model has no price)."""
+    input_tokens, output_tokens = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
     return UsageRecord(
         node=node,
-        model=str(metadata.get("model_name") or metadata.get("model") or "unknown"),
-        input_tokens=int(usage.get("input_tokens", 0)),
-        output_tokens=int(usage.get("output_tokens", 0)),
+        model=model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
         latency_ms=round(latency_ms, 1),
+        cost_usd=get_settings().cost_usd(model_key(provider, model), input_tokens, output_tokens),
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -66,6 +67,10 @@ class FakeChatModel(JsonSchemaChatModel):
     @property
     def _llm_type(self) -> str:
         return "loom-fake"
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        """Callbacks see the ``fake`` provider, which the price table counts as free, like ``local``."""
+        return {**super()._get_ls_params(stop=stop, **kwargs), "ls_provider": "fake"}
 
     @property
     def calls(self) -> list[list[BaseMessage]]:

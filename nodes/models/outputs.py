@@ -26,7 +26,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from openai import ContentFilterFinishReasonError, LengthFinishReasonError
 from pydantic import BaseModel, ValidationError
 
-from nodes.models import call_model, usage_of
+from nodes.models import call_model, priced_usage, usage_of
 from nodes.models.structured import json_schema_of
 from state.common import UsageRecord
 
@@ -105,13 +105,9 @@ def _cut_off_usage(
     """The tokens a cut-off answer still cost, from the completion the provider returned."""
     completion = exc.completion
     usage = completion.usage if completion is not None else None
-    return UsageRecord(
-        node=node,
-        model=str(completion.model if completion is not None else "unknown"),
-        input_tokens=int(usage.prompt_tokens if usage else 0),
-        output_tokens=int(usage.completion_tokens if usage else 0),
-        latency_ms=round(latency_ms, 1),
-    )
+    model = str(completion.model if completion is not None else "unknown")
+    tokens = {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens} if usage else {}
+    return priced_usage(node, model, "openai", tokens, latency_ms)
 
 
 def _failed(node: str, error: str, usage: UsageRecord) -> StructuredReply[Any]:

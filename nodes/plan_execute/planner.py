@@ -22,6 +22,7 @@ from langgraph.types import Command, interrupt
 from pydantic import ValidationError
 
 from loom.settings import get_settings
+from nodes.common.approval import Decision, PlanAnswer, review_request
 from nodes.common.permissions import is_granted, permission_of
 from nodes.models import ModelProvider, model_for
 from nodes.models.outputs import ask_structured
@@ -30,7 +31,8 @@ from nodes.plan_execute.plans import plan_json_schema, preview, signature, step_
 from nodes.plan_execute.rules import shop_plan
 from services.stores.shop import get_shop
 from state.common import RunContext, UsageRecord
-from state.plan_execute import Plan, PlanDecision, PlanExecuteState, StepSpec
+from state.hitl import ActionRequest, EditDecision, RejectDecision
+from state.plan_execute import Plan, PlanExecuteState, StepSpec
 
 PLANNER = """You plan how to answer the user's request with tools. Reply with JSON only: {{"steps": [...]}}.
 Each step has: "id" ("step_1", "step_2", …), "description" (one sentence), "tool" (a tool below, or null for a
@@ -175,7 +177,9 @@ def make_validator(tools: Mapping[str, BaseTool]) -> Any:
 
 
 def make_approval(tools: Mapping[str, BaseTool]) -> Any:
-    def approve(state: PlanExecuteState, runtime: Runtime[RunContext]) -> Command[Literal["dispatch", "report"]]:
+    def approve(
+        state: PlanExecuteState, runtime: Runtime[RunContext]
+    ) -> Command[Literal["validate", "dispatch", "report"]]:
         context = runtime.context or RunContext()
         approved = list(state.get("approved_steps") or [])
         used = [(step, tool) for step in state["plan"] if (tool := tools.get(step["tool"] or ""))]
@@ -183,17 +187,35 @@ def make_approval(tools: Mapping[str, BaseTool]) -> Any:
         details = [
             {**step, "permission": permission_of(tool), "granted": is_granted(tool, context)} for step, tool in pending
         ]
+        actions = [
+            ActionRequest(name=t.name, args=s["arguments"], description=f"{s['id']}: {s['description']}")
+            for s, t in pending
+        ]
         request = {
+            **review_request(actions, tools),
             "type": "plan_approval",
             "request": state.get("request", ""),
             "plan": state["plan"],
             "steps_to_approve": details,
-            "answers": {"approve": {"decision": "approve"}, "reject": {"decision": "reject", "reason": "why"}},
         }
-        decision = interrupt(request, response_schema=PlanDecision)
-        if decision.decision == "approve":
-            return Command(goto="dispatch", update={"approved_steps": approved + [step_key(s) for s, _ in pending]})
-        reason = f"the plan was rejected by the approver: {decision.reason or 'no reason given'}"
-        return Command(goto="report", update={"report": failure_report(state, "rejected", reason, None, "")})
+        answer = interrupt(request, response_schema=PlanAnswer.asking(actions))
+        return _decided(state, [step for step, _ in pending], answer.decisions())
 
     return approve
+
+
+def _decided(
+    state: PlanExecuteState, asked: Sequence[StepSpec], decisions: Sequence[Decision]
+) -> Command[Literal["validate", "dispatch", "report"]]:
+    """A rejection reports; approvals dispatch; edited arguments replace the step's and the plan is validated again."""
+    if rejected := [d.message or "no reason given" for d in decisions if isinstance(d, RejectDecision)]:
+        reason = f"the plan was rejected by the approver: {'; '.join(rejected)}"
+        return Command(goto="report", update={"report": failure_report(state, "rejected", reason, None, "")})
+    answered = zip(asked, decisions, strict=True)
+    edits = {step["id"]: d.edited_action.args for step, d in answered if isinstance(d, EditDecision)}
+    plan = [StepSpec(**{**step, "arguments": edits.get(step["id"], step["arguments"])}) for step in state["plan"]]
+    ids = {step["id"] for step in asked}
+    approved = list(state.get("approved_steps") or []) + [step_key(step) for step in plan if step["id"] in ids]
+    if not edits:
+        return Command(goto="dispatch", update={"approved_steps": approved})
+    return Command(goto="validate", update={"approved_steps": approved, "plan": plan})

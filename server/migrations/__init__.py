@@ -7,6 +7,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
 
 HERE = Path(__file__).resolve().parent
@@ -14,11 +15,18 @@ BASELINE = "0001"
 """The tables as ``create_all`` made them before migrations existed: such databases are stamped, not recreated."""
 
 
-def config(connection: Connection) -> Config:
+def config(connection: Connection | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE))
     cfg.attributes["connection"] = connection
     return cfg
+
+
+def head() -> str:
+    """The newest revision; raises if two migrations claim the same parent (a merge left two heads)."""
+    current = ScriptDirectory.from_config(config()).get_current_head()
+    assert current is not None, "no migrations"
+    return current
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:

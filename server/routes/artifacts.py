@@ -10,8 +10,8 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from loom.settings import Settings
-from server.auth import CurrentUser
-from server.deps import Loom, owned_thread
+from server.auth import CurrentCaller
+from server.deps import Loom, visible_thread
 from server.errors import not_found
 from services.paths import artifact_file
 
@@ -23,12 +23,12 @@ router = APIRouter(tags=["artifacts"])
     response_class=FileResponse,
     responses={200: {"content": {"image/png": {}, "application/octet-stream": {}}, "description": "The file."}},
 )
-async def artifact(thread_id: str, name: str, loom: Loom, user: CurrentUser) -> FileResponse:
+async def artifact(thread_id: str, name: str, loom: Loom, caller: CurrentCaller) -> FileResponse:
     """The folder is keyed by owner and thread, and the name must be a bare file name in it."""
     async with loom.sessions() as session:
-        await owned_thread(session, thread_id, user)
+        await visible_thread(session, thread_id, caller, "read")
     try:
-        path, media_type = await asyncio.to_thread(_file_and_type, loom.settings, user, thread_id, name)
+        path, media_type = await asyncio.to_thread(_file_and_type, loom.settings, caller.identity, thread_id, name)
     except FileNotFoundError:
         raise not_found("artifact", name) from None
     return FileResponse(path, media_type=media_type)

@@ -15,8 +15,8 @@ from pydantic import Field, field_validator
 from sqlalchemy import asc, delete, desc, func, select
 
 from server import assistants
-from server.assistants import AssistantRow, AssistantVersionRow, FieldName, find, find_own, view, visible_to
-from server.auth import CurrentUser
+from server.assistants import AssistantRow, AssistantVersionRow, FieldName, find_own, view, visible_to
+from server.auth import Caller, CurrentCaller, matches
 from server.db import CronRow, now
 from server.deps import Loom, Services
 from server.errors import ApiError, not_found
@@ -82,8 +82,10 @@ class LatestVersion(Strict):
 
 
 @router.post("")
-async def create(body: AssistantCreate, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+async def create(body: AssistantCreate, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
     _graph_served(loom, body.graph_id)
+    user, asked = caller.identity, {**body.model_dump(), "metadata": dict(body.metadata or {})}
+    await caller.authorize("assistants", "create", asked)  # a project's handler may stamp metadata on it
     config, context = assistants.synced(dict(body.config or {}), body.context)
     assistant_id = body.assistant_id or str(uuid.uuid4())
     async with loom.sessions.begin() as session:
@@ -93,7 +95,7 @@ async def create(body: AssistantCreate, loom: Loom, user: CurrentUser) -> dict[s
             return view(existing)
         row = AssistantRow(assistant_id=assistant_id, owner=user, graph_id=body.graph_id,
                            name=body.name or "Untitled", description=body.description, config=config,
-                           context=context or {}, metadata_=body.metadata or {}, version=1,
+                           context=context or {}, metadata_=asked["metadata"], version=1,
                            created_at=now(), updated_at=now())  # fmt: skip
         session.add(row)
         await session.flush()
@@ -102,14 +104,15 @@ async def create(body: AssistantCreate, loom: Loom, user: CurrentUser) -> dict[s
 
 
 @router.post("/search")
-async def search(body: AssistantSearch, loom: Loom, user: CurrentUser, response: Response) -> list[dict[str, Any]]:
-    query = _matching(loom, user, body)
+async def search(body: AssistantSearch, loom: Loom, caller: CurrentCaller, response: Response) -> list[dict[str, Any]]:
+    filters = await caller.authorize("assistants", "search", body.model_dump())
+    query = _matching(loom, caller.identity, body)
     order = desc if body.sort_order == "desc" else asc
     column = getattr(AssistantRow, body.sort_by)
     key = func.lower(column) if body.sort_by in ("name", "graph_id") else column
     async with loom.sessions() as session:
         rows = list((await session.scalars(query.order_by(order(key), order(AssistantRow.assistant_id)))).all())
-    rows = _metadata_match(rows, body.metadata)
+    rows = [row for row in _metadata_match(rows, body.metadata) if matches(row.metadata_, filters)]
     page = rows[body.offset : body.offset + body.limit]
     response.headers["X-Pagination-Total"] = str(len(rows))
     if body.offset + body.limit < len(rows):
@@ -118,24 +121,26 @@ async def search(body: AssistantSearch, loom: Loom, user: CurrentUser, response:
 
 
 @router.post("/count")
-async def count(body: AssistantCount, loom: Loom, user: CurrentUser) -> int:
+async def count(body: AssistantCount, loom: Loom, caller: CurrentCaller) -> int:
+    filters = await caller.authorize("assistants", "search", body.model_dump())
     async with loom.sessions() as session:
-        rows = list((await session.scalars(_matching(loom, user, body))).all())
-    return len(_metadata_match(rows, body.metadata))
+        rows = list((await session.scalars(_matching(loom, caller.identity, body))).all())
+    return len([row for row in _metadata_match(rows, body.metadata) if matches(row.metadata_, filters)])
 
 
 @router.get("/{assistant_id}")
-async def get(assistant_id: str, loom: Loom, user: CurrentUser) -> dict[str, Any]:
-    return view(await loom.assistant(assistant_id, user))
+async def get(assistant_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    return view(await _readable(loom, caller, assistant_id))
 
 
 @router.patch("/{assistant_id}")
-async def patch(assistant_id: str, body: AssistantPatch, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+async def patch(assistant_id: str, body: AssistantPatch, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    filters = await caller.authorize("assistants", "update", {"assistant_id": assistant_id, **body.model_dump()})
     if body.graph_id is not None:
         _graph_served(loom, body.graph_id)
     config, context = assistants.synced(dict(body.config or {}), body.context)
     async with loom.sessions.begin() as session:
-        row = await find_own(session, assistant_id, user, loom.graphs)
+        row = _allowed(await find_own(session, assistant_id, caller.identity, loom.graphs), filters, assistant_id)
         row.version = await assistants.latest_version(session, row.assistant_id) + 1
         row.graph_id = body.graph_id or row.graph_id
         row.config = config or row.config
@@ -149,10 +154,11 @@ async def patch(assistant_id: str, body: AssistantPatch, loom: Loom, user: Curre
 
 
 @router.delete("/{assistant_id}", status_code=204)
-async def remove(assistant_id: str, loom: Loom, user: CurrentUser) -> Response:
+async def remove(assistant_id: str, loom: Loom, caller: CurrentCaller) -> Response:
     """Its versions and its crons go with it; threads and runs that used it stay."""
+    filters = await caller.authorize("assistants", "delete", {"assistant_id": assistant_id})
     async with loom.sessions.begin() as session:
-        row = await find_own(session, assistant_id, user, loom.graphs)
+        row = _allowed(await find_own(session, assistant_id, caller.identity, loom.graphs), filters, assistant_id)
         await session.execute(delete(CronRow).where(CronRow.assistant_id == row.assistant_id))
         await session.execute(delete(AssistantVersionRow).where(AssistantVersionRow.assistant_id == row.assistant_id))
         await session.delete(row)
@@ -160,9 +166,9 @@ async def remove(assistant_id: str, loom: Loom, user: CurrentUser) -> Response:
 
 
 @router.post("/{assistant_id}/versions")
-async def versions(assistant_id: str, body: VersionSearch, loom: Loom, user: CurrentUser) -> list[dict[str, Any]]:
+async def versions(assistant_id: str, body: VersionSearch, loom: Loom, caller: CurrentCaller) -> list[dict[str, Any]]:
+    row = await _readable(loom, caller, assistant_id)
     async with loom.sessions() as session:
-        row = await find(session, assistant_id, user, loom.graphs)
         query = select(AssistantVersionRow).where(AssistantVersionRow.assistant_id == row.assistant_id)
         found = list((await session.scalars(query.order_by(AssistantVersionRow.version.desc()))).all())
     found = _metadata_match(found, body.metadata)
@@ -170,9 +176,10 @@ async def versions(assistant_id: str, body: VersionSearch, loom: Loom, user: Cur
 
 
 @router.post("/{assistant_id}/latest")
-async def set_latest(assistant_id: str, body: LatestVersion, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+async def set_latest(assistant_id: str, body: LatestVersion, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    filters = await caller.authorize("assistants", "update", {"assistant_id": assistant_id, "version": body.version})
     async with loom.sessions.begin() as session:
-        row = await find_own(session, assistant_id, user, loom.graphs)
+        row = _allowed(await find_own(session, assistant_id, caller.identity, loom.graphs), filters, assistant_id)
         chosen = await session.get(AssistantVersionRow, (row.assistant_id, body.version))
         if chosen is None:
             raise not_found("assistant_version", f"{assistant_id} v{body.version}")
@@ -183,28 +190,43 @@ async def set_latest(assistant_id: str, body: LatestVersion, loom: Loom, user: C
 
 
 @router.get("/{assistant_id}/graph")
-async def graph(assistant_id: str, loom: Loom, user: CurrentUser, xray: int | bool = Query(False)) -> dict[str, Any]:
-    compiled = loom.graphs[(await loom.assistant(assistant_id, user)).graph_id]
+async def graph(
+    assistant_id: str, loom: Loom, caller: CurrentCaller, xray: int | bool = Query(False)
+) -> dict[str, Any]:
+    compiled = loom.graphs[(await _readable(loom, caller, assistant_id)).graph_id]
     return compiled.get_graph(xray=xray).to_json()
 
 
 @router.get("/{assistant_id}/subgraphs")
-async def subgraphs(assistant_id: str, loom: Loom, user: CurrentUser, recurse: bool = False) -> dict[str, Any]:
-    return await subgraphs_in(assistant_id, None, loom, user, recurse)
+async def subgraphs(assistant_id: str, loom: Loom, caller: CurrentCaller, recurse: bool = False) -> dict[str, Any]:
+    return await subgraphs_in(assistant_id, None, loom, caller, recurse)
 
 
 @router.get("/{assistant_id}/subgraphs/{namespace}")
 async def subgraphs_in(
-    assistant_id: str, namespace: str | None, loom: Loom, user: CurrentUser, recurse: bool = False
+    assistant_id: str, namespace: str | None, loom: Loom, caller: CurrentCaller, recurse: bool = False
 ) -> dict[str, Any]:
-    compiled = loom.graphs[(await loom.assistant(assistant_id, user)).graph_id]
+    compiled = loom.graphs[(await _readable(loom, caller, assistant_id)).graph_id]
     return {ns: schemas_of(sub) for ns, sub in compiled.get_subgraphs(namespace=namespace, recurse=recurse)}
 
 
 @router.get("/{assistant_id}/schemas")
-async def schemas(assistant_id: str, loom: Loom, user: CurrentUser) -> dict[str, Any]:
-    graph_id = (await loom.assistant(assistant_id, user)).graph_id
+async def schemas(assistant_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    graph_id = (await _readable(loom, caller, assistant_id)).graph_id
     return {"graph_id": graph_id, **schemas_of(loom.graphs[graph_id])}
+
+
+async def _readable(loom: Services, caller: Caller, assistant_id: str) -> AssistantRow:
+    """The assistant, if the project's auth lets the caller read it (its filter on the metadata)."""
+    filters = await caller.authorize("assistants", "read", {"assistant_id": assistant_id})
+    return _allowed(await loom.assistant(assistant_id, caller.identity), filters, assistant_id)
+
+
+def _allowed(row: AssistantRow, filters: dict[str, Any], assistant_id: str) -> AssistantRow:
+    """A row the handler's filter leaves out looks like one that does not exist."""
+    if not matches(row.metadata_, filters):
+        raise not_found("assistant", assistant_id)
+    return row
 
 
 def _graph_served(loom: Services, graph_id: str) -> None:

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Response
 from pydantic import Field
 from sqlalchemy import asc, desc, func, select
 
+from loom.threads import public_thread_id, thread_key
 from server.assistants import canonical_id, merged_run
-from server.auth import CurrentUser
+from server.auth import Caller, CurrentCaller, matches
 from server.crons import next_fire
 from server.db import CronRow, now
-from server.deps import Loom, Services, owned_thread
+from server.deps import Loom, Services, visible_thread
 from server.errors import ApiError, not_found
 from server.routes.runs import run_kwargs, validate_input
 from server.schemas import RunCreate, Strict
@@ -50,7 +51,10 @@ class CronCount(Strict):
     metadata: dict[str, Any] | None = None
 
 
-async def _create(loom: Services, user: str, thread_id: str | None, body: CronCreate) -> dict[str, Any]:
+async def _create(loom: Services, caller: Caller, thread_id: str | None, body: CronCreate) -> dict[str, Any]:
+    user = caller.identity
+    asked = {"thread_id": thread_id, "assistant_id": body.assistant_id, "metadata": dict(body.metadata or {})}
+    await caller.authorize("crons", "create", asked)  # a project's handler may stamp metadata on it
     assistant = await loom.assistant(body.assistant_id, user)
     body, graph_id = merged_run(body, assistant), assistant.graph_id
     validate_input(loom, graph_id, body.input)
@@ -60,7 +64,7 @@ async def _create(loom: Services, user: str, thread_id: str | None, body: CronCr
     kwargs = run_kwargs(body, ephemeral=False, exclude=CRON_ONLY)
     async with loom.sessions.begin() as session:
         if thread_id is not None:
-            await owned_thread(session, thread_id, user)
+            thread_id = (await visible_thread(session, thread_id, caller, "read")).thread_id
         cron = CronRow(
             owner=user,
             assistant_id=assistant.assistant_id,
@@ -69,7 +73,7 @@ async def _create(loom: Services, user: str, thread_id: str | None, body: CronCr
             schedule=body.schedule,
             timezone=body.timezone,
             payload={"kwargs": kwargs, "multitask_strategy": body.multitask_strategy},
-            metadata_=body.metadata or {},
+            metadata_=asked["metadata"],
             enabled=body.enabled,
             on_run_completed=body.on_run_completed,
             end_time=body.end_time,
@@ -80,45 +84,50 @@ async def _create(loom: Services, user: str, thread_id: str | None, body: CronCr
 
 
 @router.post("/threads/{thread_id}/runs/crons")
-async def create_for_thread(thread_id: str, body: CronCreate, loom: Loom, user: CurrentUser) -> dict[str, Any]:
-    return await _create(loom, user, thread_id, body)
+async def create_for_thread(thread_id: str, body: CronCreate, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    return await _create(loom, caller, thread_id, body)
 
 
 @router.post("/runs/crons")
-async def create(body: CronCreate, loom: Loom, user: CurrentUser) -> dict[str, Any]:
-    return await _create(loom, user, None, body)
+async def create(body: CronCreate, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    return await _create(loom, caller, None, body)
 
 
 @router.delete("/runs/crons/{cron_id}", status_code=204)
-async def delete(cron_id: str, loom: Loom, user: CurrentUser) -> Response:
+async def delete(cron_id: str, loom: Loom, caller: CurrentCaller) -> Response:
+    filters = await caller.authorize("crons", "delete", {"cron_id": cron_id})
     async with loom.sessions.begin() as session:
         cron = await session.get(CronRow, cron_id)
-        if cron is None or cron.owner != user:
+        if cron is None or cron.owner != caller.identity or not matches(cron.metadata_, filters):
             raise not_found("cron", cron_id)
         await session.delete(cron)
     return Response(status_code=204)
 
 
 @router.post("/runs/crons/search")
-async def search(body: CronSearch, loom: Loom, user: CurrentUser) -> list[dict[str, Any]]:
-    query = _filtered(loom, user, body.assistant_id, body.thread_id)
+async def search(body: CronSearch, loom: Loom, caller: CurrentCaller) -> list[dict[str, Any]]:
+    filters = await caller.authorize("crons", "search", body.model_dump())
+    query = _filtered(loom, caller.identity, body.assistant_id, body.thread_id)
     if body.enabled is not None:
         query = query.where(CronRow.enabled.is_(body.enabled))
     order = desc if body.sort_order == "desc" else asc
     query = query.order_by(order(getattr(CronRow, body.sort_by)))
     async with loom.sessions() as session:
         rows = list((await session.scalars(query)).all())
-    rows = _metadata_match(rows, body.metadata)[body.offset : body.offset + body.limit]
+    rows = [row for row in _metadata_match(rows, body.metadata) if matches(row.metadata_, filters)]
+    rows = rows[body.offset : body.offset + body.limit]
     views = [cron_view(row) for row in rows]
     return [{k: v for k, v in view.items() if k in body.select} for view in views] if body.select else views
 
 
 @router.post("/runs/crons/count")
-async def count(body: CronCount, loom: Loom, user: CurrentUser) -> int:
-    query = _filtered(loom, user, body.assistant_id, body.thread_id)
+async def count(body: CronCount, loom: Loom, caller: CurrentCaller) -> int:
+    filters = await caller.authorize("crons", "search", body.model_dump())
+    query = _filtered(loom, caller.identity, body.assistant_id, body.thread_id)
     async with loom.sessions() as session:
-        if body.metadata:
-            return len(_metadata_match(list((await session.scalars(query)).all()), body.metadata))
+        if body.metadata or filters:
+            rows = _metadata_match(list((await session.scalars(query)).all()), body.metadata)
+            return len([row for row in rows if matches(row.metadata_, filters)])
         total = await session.scalar(select(func.count()).select_from(query.subquery()))
     return int(total or 0)
 
@@ -128,7 +137,7 @@ def _filtered(loom: Services, user: str, assistant_id: str | None, thread_id: st
     if assistant_id:
         query = query.where(CronRow.assistant_id == canonical_id(assistant_id, loom.graphs))
     if thread_id:
-        query = query.where(CronRow.thread_id == thread_id)
+        query = query.where(CronRow.thread_id.in_((thread_key(user, thread_id), thread_id)))  # the owner's only
     return query
 
 
@@ -143,7 +152,7 @@ def cron_view(cron: CronRow) -> dict[str, Any]:
     return {
         "cron_id": cron.cron_id,
         "assistant_id": cron.assistant_id,
-        "thread_id": cron.thread_id,
+        "thread_id": public_thread_id(cron.thread_id) if cron.thread_id else None,
         "on_run_completed": cron.on_run_completed,
         "end_time": cron.end_time,
         "schedule": cron.schedule,

@@ -14,12 +14,13 @@ from pydantic import Field
 from sqlalchemy import select
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from server import queue
+from loom.threads import public_thread_id, thread_key
+from server import queue, telemetry
 from server.assistants import AssistantRow, merged_run
-from server.auth import CurrentUser
+from server.auth import Caller, CurrentCaller, matches
 from server.context import validate_context
 from server.db import RunRow, ThreadRow, new_id, now
-from server.deps import Loom, Services, owned_run, owned_thread
+from server.deps import Loom, Services, find_thread, visible_run, visible_thread
 from server.errors import ApiError, not_found
 from server.runs import output_values
 from server.schemas import MAX_OFFSET, RunCreate
@@ -27,31 +28,38 @@ from server.schemas import MAX_OFFSET, RunCreate
 router = APIRouter(tags=["runs"])
 NDJSON = "application/x-ndjson"
 RunBatch = Annotated[list[RunCreate], Field(min_length=1, max_length=100)]
+MAX_THREAD_ID = 64
 
 
 # creation ------------------------------------------------------------------------------------------
 async def start_run(
-    loom: Services, user: str, thread_id: str | None, body: RunCreate, idempotency_key: str | None
+    loom: Services, caller: Caller, thread_id: str | None, body: RunCreate, idempotency_key: str | None
 ) -> RunRow:
     """Validate, admit and store a run in one transaction; the row is committed before the caller gets an answer.
 
     Capacity, the thread's one-active-run rule and the multitask strategy are decided in that same
     transaction (``server.queue``), so a request gets a committed run or a 4xx, never both.
     """
+    user = caller.identity
     body, assistant = await prepared(loom, user, body)
     graph_id = assistant.graph_id
+    asked = {"thread_id": thread_id, "assistant_id": body.assistant_id, "metadata": dict(body.metadata or {})}
+    filters = await caller.authorize("threads", "create_run", asked)
     replaced: queue.Replaced | None = None
     # Read the thread's checkpoint before the transaction, so the database is not held during it; the
     # verdict counts only once the transaction has shown the thread is the caller's and idle.
-    verdict = await _resumable(loom, thread_id, body, graph_id) if thread_id else None
+    key = thread_key(user, thread_id) if thread_id else None  # the stored thread's key, unless it predates keys
+    verdict = await _resumable(loom, key, body, graph_id) if key else None
     direct = False
     with loom.manager.slot_guard() as slot:
-        async with loom.manager.creating(thread_id):
+        async with loom.manager.creating(key):
             async with loom.sessions.begin() as session:
                 if idempotency_key and (existing := await _by_key(session, user, idempotency_key)):
                     return existing
                 ephemeral = thread_id is None
-                thread = await _thread_for_run(session, user, thread_id, body, assistant)
+                thread = await _thread_for_run(session, user, thread_id, body, assistant, asked, filters)
+                if key and thread.thread_id != key:  # a thread stored before keys: check it under its own id
+                    verdict = await _resumable(loom, thread.thread_id, body, graph_id)
                 active = await queue.inflight(session, thread.thread_id)
                 if active and body.multitask_strategy == "reject":
                     raise ApiError(409, "thread_busy", "the thread has an active run (multitask_strategy=reject)")
@@ -65,7 +73,8 @@ async def start_run(
                 await queue.admit(session, loom.manager.capacity())
                 if active and body.multitask_strategy in ("interrupt", "rollback"):
                     replaced = queue.replace_inflight(active, body.multitask_strategy)
-                kwargs = run_kwargs(body, ephemeral)
+                # the worker continues the trace and acts as the caller the server authenticated
+                kwargs = {**run_kwargs(body, ephemeral), **telemetry.traceparent(), "auth_user": caller.user.dict()}
                 run = RunRow(
                     run_id=new_id(),
                     thread_id=thread.thread_id,
@@ -74,7 +83,7 @@ async def start_run(
                     graph_id=graph_id,
                     multitask_strategy=body.multitask_strategy,
                     kwargs=kwargs,
-                    metadata_=body.metadata or {},
+                    metadata_=asked["metadata"],
                     idempotency_key=f"{user}:{idempotency_key}" if idempotency_key else None,
                     status="pending",
                     attempt=1,
@@ -113,20 +122,35 @@ async def _by_key(session: Any, user: str, key: str) -> RunRow | None:
 
 
 async def _thread_for_run(
-    session: Any, user: str, thread_id: str | None, body: RunCreate, assistant: AssistantRow
+    session: Any,
+    user: str,
+    thread_id: str | None,
+    body: RunCreate,
+    assistant: AssistantRow,
+    asked: dict[str, Any],
+    filters: dict[str, Any],
 ) -> ThreadRow:
+    """The run's thread: found (and passing the project's auth filter), or created with the run's metadata."""
     graph_id = assistant.graph_id
     if thread_id is None:
-        thread = ThreadRow(thread_id=new_id(), owner=user, graph_id=graph_id, metadata_={"ephemeral": True})
+        metadata = {**asked["metadata"], "ephemeral": True}
+        thread = ThreadRow(thread_id=thread_key(user, new_id()), owner=user, graph_id=graph_id, metadata_=metadata)
         session.add(thread)
         await session.flush()
         return thread
-    thread = await session.get(ThreadRow, thread_id, with_for_update=True)  # PostgreSQL: one creation at a time
-    if thread is None and body.if_not_exists == "create":
-        thread = ThreadRow(thread_id=thread_id, owner=user, graph_id=graph_id, metadata_={})
+    found = await find_thread(session, thread_id, user, for_update=True)  # PostgreSQL: one creation at a time
+    if found is not None and not matches(found.metadata_, filters):
+        raise not_found("thread", thread_id)
+    if found is not None:
+        thread = found
+    elif body.if_not_exists == "create":
+        if len(thread_id) > MAX_THREAD_ID:
+            raise ApiError(422, "invalid_request", f"thread_id: at most {MAX_THREAD_ID} characters")
+        key = thread_key(user, thread_id)
+        thread = ThreadRow(thread_id=key, owner=user, graph_id=graph_id, metadata_=dict(asked["metadata"]))
         session.add(thread)
         await session.flush()
-    elif thread is None or thread.owner != user:
+    else:
         raise not_found("thread", thread_id)
     if thread.graph_id not in (None, graph_id):
         raise ApiError(409, "graph_mismatch", f"thread {thread_id!r} belongs to graph {thread.graph_id!r}")
@@ -199,78 +223,78 @@ def input_fields(graph: Any) -> frozenset[str]:
 # endpoints -----------------------------------------------------------------------------------------
 @router.post("/threads/{thread_id}/runs")
 async def create(
-    thread_id: str, body: RunCreate, loom: Loom, user: CurrentUser, response: Response,
+    thread_id: str, body: RunCreate, loom: Loom, caller: CurrentCaller, response: Response,
     idempotency_key: str | None = Header(default=None),
 ) -> dict[str, Any]:  # fmt: skip
-    run = await start_run(loom, user, thread_id, body, idempotency_key)
+    run = await start_run(loom, caller, thread_id, body, idempotency_key)
     response.headers["Content-Location"] = f"/threads/{thread_id}/runs/{run.run_id}"
     return run_view(run)
 
 
 @router.post("/runs")
-async def create_stateless(body: RunCreate, loom: Loom, user: CurrentUser) -> dict[str, Any]:
-    return run_view(await start_run(loom, user, None, body, None))
+async def create_stateless(body: RunCreate, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    return run_view(await start_run(loom, caller, None, body, None))
 
 
 @router.post("/threads/{thread_id}/runs/stream")
 async def stream(
-    thread_id: str, body: RunCreate, request: Request, loom: Loom, user: CurrentUser,
+    thread_id: str, body: RunCreate, request: Request, loom: Loom, caller: CurrentCaller,
     idempotency_key: str | None = Header(default=None),
 ) -> Response:  # fmt: skip
-    run = await start_run(loom, user, thread_id, body, idempotency_key)
+    run = await start_run(loom, caller, thread_id, body, idempotency_key)
     return event_response(loom, run, request, 0, body.on_disconnect == "cancel")
 
 
 @router.post("/runs/stream")
-async def stream_stateless(body: RunCreate, request: Request, loom: Loom, user: CurrentUser) -> Response:
-    run = await start_run(loom, user, None, body, None)
+async def stream_stateless(body: RunCreate, request: Request, loom: Loom, caller: CurrentCaller) -> Response:
+    run = await start_run(loom, caller, None, body, None)
     return event_response(loom, run, request, 0, body.on_disconnect == "cancel")
 
 
 @router.post("/threads/{thread_id}/runs/wait")
 async def wait(
-    thread_id: str, body: RunCreate, loom: Loom, user: CurrentUser, response: Response,
+    thread_id: str, body: RunCreate, loom: Loom, caller: CurrentCaller, response: Response,
     idempotency_key: str | None = Header(default=None),
 ) -> Any:  # fmt: skip
-    run = await start_run(loom, user, thread_id, body, idempotency_key)
+    run = await start_run(loom, caller, thread_id, body, idempotency_key)
     response.headers.update(wait_headers(run))
     return await outcome(loom, run.run_id, run.status)
 
 
 @router.post("/runs/wait")
-async def wait_stateless(body: RunCreate, loom: Loom, user: CurrentUser, response: Response) -> Any:
-    run = await start_run(loom, user, None, body, None)
+async def wait_stateless(body: RunCreate, loom: Loom, caller: CurrentCaller, response: Response) -> Any:
+    run = await start_run(loom, caller, None, body, None)
     response.headers.update(wait_headers(run))
     return await outcome(loom, run.run_id, run.status)
 
 
 @router.post("/runs/batch")
-async def create_batch(body: RunBatch, loom: Loom, user: CurrentUser) -> list[dict[str, Any]]:
+async def create_batch(body: RunBatch, loom: Loom, caller: CurrentCaller) -> list[dict[str, Any]]:
     """Stateless background runs, one per body, in order. Every body is checked before any run is created
     (a 4xx names the body's index); each is then admitted like a single run, so a full queue (429) keeps
     the runs already created."""
     for index, item in enumerate(body):
         try:
-            await prepared(loom, user, item)
+            await prepared(loom, caller.identity, item)
         except ApiError as refused:
             raise ApiError(refused.status, refused.code, f"{index}.{refused.message}") from refused
-    return [run_view(await start_run(loom, user, None, item, None)) for item in body]
+    return [run_view(await start_run(loom, caller, None, item, None)) for item in body]
 
 
 def wait_headers(run: RunRow) -> dict[str, str]:
     """As langgraph-api: where to join the run, and the run itself."""
-    run_path = f"/threads/{run.thread_id}/runs/{run.run_id}"
+    run_path = f"/threads/{public_thread_id(run.thread_id or '')}/runs/{run.run_id}"
     return {"Location": f"{run_path}/join", "Content-Location": run_path}
 
 
 @router.get("/threads/{thread_id}/runs")
 async def list_runs(
-    thread_id: str, loom: Loom, user: CurrentUser, limit: int = Query(10, ge=1, le=1000),
+    thread_id: str, loom: Loom, caller: CurrentCaller, limit: int = Query(10, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=MAX_OFFSET), status: str | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     async with loom.sessions() as session:
-        await owned_thread(session, thread_id, user)
-        query = select(RunRow).where(RunRow.thread_id == thread_id).order_by(RunRow.created_at.desc())
+        thread = await visible_thread(session, thread_id, caller, "search")
+        query = select(RunRow).where(RunRow.thread_id == thread.thread_id).order_by(RunRow.created_at.desc())
         if status:
             query = query.where(RunRow.status == status)
         rows = (await session.scalars(query.offset(offset).limit(limit))).all()
@@ -278,15 +302,15 @@ async def list_runs(
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}")
-async def get(thread_id: str, run_id: str, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+async def get(thread_id: str, run_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
     async with loom.sessions() as session:
-        return run_view(await owned_run(session, thread_id, run_id, user))
+        return run_view(await visible_run(session, thread_id, run_id, caller, "read"))
 
 
 @router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
-async def delete(thread_id: str, run_id: str, loom: Loom, user: CurrentUser) -> Response:
+async def delete(thread_id: str, run_id: str, loom: Loom, caller: CurrentCaller) -> Response:
     async with loom.sessions.begin() as session:
-        run = await owned_run(session, thread_id, run_id, user)
+        run = await visible_run(session, thread_id, run_id, caller, "delete")
         if run.status in ("pending", "running"):
             raise ApiError(409, "run_active", "cancel the run before deleting it")
         await session.delete(run)
@@ -295,11 +319,11 @@ async def delete(thread_id: str, run_id: str, loom: Loom, user: CurrentUser) -> 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel")
 async def cancel(
-    thread_id: str, run_id: str, loom: Loom, user: CurrentUser, wait: bool = False,
+    thread_id: str, run_id: str, loom: Loom, caller: CurrentCaller, wait: bool = False,
     action: str = Query("interrupt", pattern="^(interrupt|rollback)$"),
 ) -> Response:  # fmt: skip
     async with loom.sessions() as session:
-        run = await owned_run(session, thread_id, run_id, user)
+        run = await visible_run(session, thread_id, run_id, caller, "update")
     if run.status not in ("pending", "running"):
         raise ApiError(409, "run_finished", f"run {run_id} already finished with status {run.status}")
     await loom.manager.cancel(run_id, reason="rollback" if action == "rollback" else "cancelled")
@@ -309,19 +333,19 @@ async def cancel(
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")
-async def join(thread_id: str, run_id: str, loom: Loom, user: CurrentUser) -> Any:
+async def join(thread_id: str, run_id: str, loom: Loom, caller: CurrentCaller) -> Any:
     async with loom.sessions() as session:
-        await owned_run(session, thread_id, run_id, user)
+        await visible_run(session, thread_id, run_id, caller, "read")
     return await outcome(loom, run_id)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream")
 async def join_stream(
-    thread_id: str, run_id: str, request: Request, loom: Loom, user: CurrentUser,
+    thread_id: str, run_id: str, request: Request, loom: Loom, caller: CurrentCaller,
     last_event_id: str | None = Header(default=None), cancel_on_disconnect: bool = False,
 ) -> Response:  # fmt: skip
     async with loom.sessions() as session:
-        run = await owned_run(session, thread_id, run_id, user)
+        run = await visible_run(session, thread_id, run_id, caller, "read")
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
     return event_response(loom, run, request, after, cancel_on_disconnect)
 
@@ -330,21 +354,22 @@ async def join_stream(
 def run_view(run: RunRow) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
-        "thread_id": run.thread_id,
+        "thread_id": public_thread_id(run.thread_id) if run.thread_id else None,
         "assistant_id": run.assistant_id,
         "status": run.status,
         "metadata": run.metadata_,
-        "kwargs": run.kwargs,
+        "kwargs": {key: value for key, value in run.kwargs.items() if key != "auth_user"},
         "multitask_strategy": run.multitask_strategy,
         "attempt": run.attempt,
         "error": run.error,
+        "usage": run.usage,
         "created_at": run.created_at,
         "updated_at": run.updated_at,
     }
 
 
 def event_response(loom: Services, run: RunRow, request: Request, after: int, cancel_on_disconnect: bool) -> Response:
-    run_path = f"/threads/{run.thread_id}/runs/{run.run_id}"
+    run_path = f"/threads/{public_thread_id(run.thread_id or '')}/runs/{run.run_id}"
     # the JS SDK reads the run id from Content-Location, so it names the run, not its stream
     headers = {"Location": f"{run_path}/stream", "Content-Location": run_path}
 

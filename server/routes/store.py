@@ -1,7 +1,8 @@
 """``/store``: LangGraph's key-value store (long-term memory), as ``langgraph_sdk``'s ``client.store`` calls it.
 
-Every namespace is kept under ``("users", <caller>)``: a caller reads and lists only their own items,
-and sees their namespaces without that prefix, exactly as they wrote them.
+Every call goes through the caller's ``ScopedStore`` (``server.store_scope``), the same view a graph gets
+as ``runtime.store``: a caller reads and lists only their own items, and sees their namespaces exactly as
+they (or their graphs) wrote them.
 """
 
 from __future__ import annotations
@@ -9,14 +10,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
-from langgraph.store.base import Item
+from fastapi import APIRouter, Depends, Query, Response
+from langgraph.store.base import NOT_PROVIDED
 from pydantic import BeforeValidator, Field, StrictBool, StringConstraints, field_validator
 
-from server.auth import CurrentUser
+from server.auth import Caller, CurrentCaller
 from server.deps import Loom
 from server.errors import ApiError, not_found
 from server.schemas import MAX_OFFSET, JsonInt, Strict, json_integer
+from server.store_scope import ScopedStore
 
 router = APIRouter(prefix="/store", tags=["store"])
 
@@ -34,10 +36,14 @@ class PutItem(Strict):
     namespace: list[Label] = Field(min_length=1, max_length=20)
     key: str = Field(min_length=1, max_length=1000)
     value: dict[str, Any]
-    index: Literal[False] | None = Field(
-        default=None, description="Only false or null: no embedding index is configured, so no fields to index."
+    index: Literal[False] | list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
+        default=None,
+        description="Fields to embed for semantic search (null: the index's own fields; false: none). "
+        "Needs store.index in langgraph.json.",
     )
-    ttl: float | None = Field(default=None, gt=0)
+    ttl: float | None = Field(
+        default=None, gt=0, le=100_000_000, description="Minutes to expiry; unset: store.ttl's default_ttl."
+    )
 
 
 class DeleteItem(Strict):
@@ -59,8 +65,8 @@ class SearchItems(Strict):
     offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)
     query: str | None = Field(
         default=None,
-        json_schema_extra={"maxLength": 0},
-        description="Semantic search needs an embedding index, which is not configured: empty or null only.",
+        max_length=10_000,
+        description="Natural-language query ranked by similarity; needs store.index in langgraph.json (else 422).",
     )
     refresh_ttl: StrictBool | None = None
 
@@ -86,52 +92,66 @@ class ListNamespaces(Strict):
     offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
-def owned(user: str, namespace: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    return ("users", user, *namespace)
+def caller_store(loom: Loom, caller: CurrentCaller) -> ScopedStore:
+    return ScopedStore(loom.store, caller.identity)
 
 
-def item_view(item: Item) -> dict[str, Any]:
-    """The item as its owner wrote it: the per-user prefix is not part of what they see."""
-    return {**item.dict(), "namespace": list(item.namespace[2:])}
+Store = Annotated[ScopedStore, Depends(caller_store)]
+
+
+async def authorized(caller: Caller, action: str, namespace: list[str], **asked: Any) -> tuple[str, ...]:
+    """The namespace after a project's ``@auth.on.store`` handler has allowed the action (False is a 403) and
+    perhaps rewritten it, as langgraph-api lets it; the caller's own scope is added by their ``Store``."""
+    value = {"namespace": tuple(namespace), **asked}
+    await caller.authorize("store", action, value)
+    return tuple(value["namespace"] or ())
 
 
 @router.put("/items", status_code=204)
-async def put_item(body: PutItem, loom: Loom, user: CurrentUser) -> Response:
-    if body.ttl is not None and not loom.store.supports_ttl:
+async def put_item(body: PutItem, store: Store, caller: CurrentCaller) -> Response:
+    if body.ttl is not None and not store.supports_ttl:
         raise ApiError(422, "ttl_unsupported", "ttl: this store keeps items until they are deleted")
-    await loom.store.aput(owned(user, body.namespace), body.key, body.value, index=body.index)
+    if body.index and store.index_config is None:
+        raise ApiError(422, "semantic_search_unavailable", "index: no embedding index is configured (store.index)")
+    ttl = NOT_PROVIDED if body.ttl is None else body.ttl  # minutes; unset: the store's default_ttl
+    namespace = await authorized(caller, "put", body.namespace, key=body.key, value=body.value, index=body.index)
+    await store.aput(namespace, body.key, body.value, index=body.index, ttl=ttl)
     return Response(status_code=204)
 
 
 @router.get("/items")
 async def get_item(
-    loom: Loom,
-    user: CurrentUser,
+    store: Store,
+    caller: CurrentCaller,
     key: Annotated[str, Query(min_length=1)],
     namespace: Annotated[
         str, Query(pattern=NAMESPACE_QUERY, description="Labels joined by periods, e.g. memories.profile")
     ],
+    refresh_ttl: bool | None = None,
 ) -> dict[str, Any]:
     labels = [label for label in namespace.split(".") if label]  # the pattern guarantees at least one
-    item = await loom.store.aget(owned(user, labels), key)
+    item = await store.aget(await authorized(caller, "get", labels, key=key), key, refresh_ttl=refresh_ttl)
     if item is None:
         raise not_found("item", f"{namespace}/{key}")
-    return item_view(item)
+    return item.dict()
 
 
 @router.delete("/items", status_code=204)
-async def delete_item(body: DeleteItem, loom: Loom, user: CurrentUser) -> Response:
-    await loom.store.adelete(owned(user, body.namespace), body.key)
+async def delete_item(body: DeleteItem, store: Store, caller: CurrentCaller) -> Response:
+    await store.adelete(await authorized(caller, "delete", body.namespace, key=body.key), body.key)
     return Response(status_code=204)
 
 
 @router.post("/items/search")
-async def search_items(body: SearchItems, loom: Loom, user: CurrentUser) -> dict[str, Any]:
-    if body.query:  # the store would ignore it and return everything: refuse rather than mislead
+async def search_items(body: SearchItems, store: Store, caller: CurrentCaller) -> dict[str, Any]:
+    if body.query and store.index_config is None:  # the store would ignore it and return everything: refuse
         raise ApiError(422, "semantic_search_unavailable", "query: no embedding index is configured; use filter")
+    asked = {"query": body.query, "filter": body.filter, "limit": body.limit, "offset": body.offset}
+    prefix = await authorized(caller, "search", body.namespace_prefix, **asked)
     try:
-        items = await loom.store.asearch(
-            owned(user, body.namespace_prefix),
+        items = await store.asearch(
+            prefix,
+            query=body.query or None,
             filter=body.filter,
             limit=body.limit,
             offset=body.offset,
@@ -139,16 +159,18 @@ async def search_items(body: SearchItems, loom: Loom, user: CurrentUser) -> dict
         )
     except ValueError as exc:  # e.g. a filter key the store cannot address
         raise ApiError(422, "invalid_filter", f"filter: {exc}") from exc
-    return {"items": [item_view(item) for item in items]}
+    return {"items": [item.dict() for item in items]}
 
 
 @router.post("/namespaces")
-async def list_namespaces(body: ListNamespaces, loom: Loom, user: CurrentUser) -> dict[str, Any]:
-    namespaces = await loom.store.alist_namespaces(
-        prefix=owned(user, body.prefix or []),
+async def list_namespaces(body: ListNamespaces, store: Store, caller: CurrentCaller) -> dict[str, Any]:
+    asked = {"suffix": body.suffix, "max_depth": body.max_depth, "limit": body.limit, "offset": body.offset}
+    prefix = await authorized(caller, "list_namespaces", body.prefix or [], **asked)
+    namespaces = await store.alist_namespaces(
+        prefix=prefix or None,
         suffix=tuple(body.suffix) if body.suffix else None,
-        max_depth=body.max_depth + 2 if body.max_depth else None,
+        max_depth=body.max_depth,
         limit=body.limit,
         offset=body.offset,
     )
-    return {"namespaces": [list(namespace[2:]) for namespace in namespaces]}
+    return {"namespaces": [list(namespace) for namespace in namespaces]}

@@ -14,9 +14,11 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
+from langchain_core.runnables import RunnableConfig
 from sqlalchemy import select
 
-from server.auth import CurrentUser
+from loom.threads import public_thread_id, thread_key
+from server.auth import CurrentCaller, CurrentUser
 from server.db import RunRow, ThreadRow, new_id
 from server.deps import Loom, Services, owned_thread
 from server.errors import ApiError, not_found
@@ -34,20 +36,20 @@ async def create(body: TaskCreate, loom: Loom, user: CurrentUser) -> dict[str, A
         raise not_found("assistant", body.graph_id)
     async with loom.sessions.begin() as session:
         thread = ThreadRow(
-            thread_id=new_id(),
+            thread_id=thread_key(user, new_id()),
             owner=user,
             graph_id=body.graph_id,
             metadata_={"kind": "task", "task_description": body.task_description},
         )
         session.add(thread)
-    return {"task_id": thread.thread_id, "status": "pending", "created_at": thread.created_at}
+    return {"task_id": public_thread_id(thread.thread_id), "status": "pending", "created_at": thread.created_at}
 
 
 @router.post("/{task_id}/execute")
-async def execute(task_id: str, loom: Loom, user: CurrentUser) -> StreamingResponse:
+async def execute(task_id: str, loom: Loom, caller: CurrentCaller) -> StreamingResponse:
     async with loom.sessions() as session:
-        thread = await _task(session, task_id, user)
-        if await _latest_run(session, task_id) is not None:
+        thread = await _task(session, task_id, caller.identity)
+        if await _latest_run(session, thread.thread_id) is not None:
             raise ApiError(409, "task_already_executed", "this task has been executed; create a new task")
     body = RunCreate(
         assistant_id=str(thread.graph_id),
@@ -55,7 +57,7 @@ async def execute(task_id: str, loom: Loom, user: CurrentUser) -> StreamingRespo
         stream_mode=["custom", "messages-tuple"],
         multitask_strategy="reject",
     )
-    run = await start_run(loom, user, task_id, body, None)
+    run = await start_run(loom, caller, task_id, body, None)
     return StreamingResponse(_task_events(loom, run.run_id), media_type="application/x-ndjson")
 
 
@@ -63,10 +65,11 @@ async def execute(task_id: str, loom: Loom, user: CurrentUser) -> StreamingRespo
 async def status(task_id: str, loom: Loom, user: CurrentUser) -> dict[str, Any]:
     async with loom.sessions() as session:
         thread = await _task(session, task_id, user)
-        run = await _latest_run(session, task_id)
+        run = await _latest_run(session, thread.thread_id)
     values: dict[str, Any] = {}
     if run is not None:
-        values = (await loom.graphs[str(thread.graph_id)].aget_state({"configurable": {"thread_id": task_id}})).values
+        config: RunnableConfig = {"configurable": {"thread_id": thread.thread_id}}
+        values = (await loom.graphs[str(thread.graph_id)].aget_state(config)).values
     return {
         "task_id": task_id,
         "task_description": thread.metadata_.get("task_description"),
@@ -86,8 +89,8 @@ async def _task(session: Any, task_id: str, user: str) -> ThreadRow:
     return thread
 
 
-async def _latest_run(session: Any, task_id: str) -> RunRow | None:
-    query = select(RunRow).where(RunRow.thread_id == task_id).order_by(RunRow.created_at.desc()).limit(1)
+async def _latest_run(session: Any, key: str) -> RunRow | None:
+    query = select(RunRow).where(RunRow.thread_id == key).order_by(RunRow.created_at.desc()).limit(1)
     run: RunRow | None = await session.scalar(query)
     return run
 

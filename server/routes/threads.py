@@ -15,9 +15,10 @@ from langgraph.types import StateSnapshot
 from pydantic import StrictBool
 from sqlalchemy import asc, desc, select
 
-from server.auth import CurrentUser
+from loom.threads import is_key, public_thread_id, thread_key
+from server.auth import Caller, CurrentCaller, matches
 from server.db import RunRow, ThreadRow, new_id, now
-from server.deps import Loom, Services, owned_thread
+from server.deps import Loom, Services, find_thread, owned_thread, visible_thread
 from server.errors import ApiError, not_found
 from server.schemas import (
     CheckpointRef,
@@ -40,33 +41,38 @@ class StateAtCheckpoint(Strict):
 
 
 @router.post("")
-async def create(body: ThreadCreate, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+async def create(body: ThreadCreate, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    """Ids are per owner (``loom.threads``): an id another user holds is free for this caller."""
+    user = caller.identity
+    value: dict[str, Any] = {"thread_id": body.thread_id, "metadata": dict(body.metadata), "if_exists": body.if_exists}
+    await caller.authorize("threads", "create", value)  # a project's handler may stamp metadata on it
     async with loom.sessions.begin() as session:
-        if body.thread_id and (existing := await session.get(ThreadRow, body.thread_id)) is not None:
-            if existing.owner != user or body.if_exists == "raise":
+        if body.thread_id and (existing := await find_thread(session, body.thread_id, user)) is not None:
+            if body.if_exists == "raise":
                 raise ApiError(409, "thread_exists", f"thread {body.thread_id!r} already exists")
             thread = existing
         else:
-            thread = _new_thread(loom, session, user, body)
+            thread = _new_thread(loom, session, user, body, value["metadata"])
     return await thread_view(loom, thread)
 
 
-def _new_thread(loom: Services, session: Any, user: str, body: ThreadCreate) -> ThreadRow:
+def _new_thread(loom: Services, session: Any, user: str, body: ThreadCreate, metadata: dict[str, Any]) -> ThreadRow:
     if body.graph_id is not None and body.graph_id not in loom.graphs:
         raise not_found("graph", body.graph_id)
-    thread_id = body.thread_id or new_id()
-    thread = ThreadRow(thread_id=thread_id, owner=user, graph_id=body.graph_id, metadata_=body.metadata)
+    thread_id = thread_key(user, body.thread_id or new_id())
+    thread = ThreadRow(thread_id=thread_id, owner=user, graph_id=body.graph_id, metadata_=metadata)
     session.add(thread)
     return thread
 
 
 @router.post("/search")
-async def search(body: ThreadSearch, loom: Loom, user: CurrentUser) -> list[dict[str, Any]]:
+async def search(body: ThreadSearch, loom: Loom, caller: CurrentCaller) -> list[dict[str, Any]]:
+    filters = await caller.authorize("threads", "search", body.model_dump())
     order = desc if body.sort_order == "desc" else asc
     column = ThreadRow.updated_at if body.sort_by == "state_updated_at" else getattr(ThreadRow, body.sort_by)
-    query = _filtered(user, body).order_by(order(column), order(ThreadRow.thread_id))
+    query = _filtered(caller.identity, body).order_by(order(column), order(ThreadRow.thread_id))
     async with loom.sessions() as session:
-        rows = _metadata_match((await session.scalars(query)).all(), body.metadata)
+        rows = _metadata_match((await session.scalars(query)).all(), body.metadata, filters)
     window = slice(body.offset, body.offset + body.limit)
     if body.values:  # values live in checkpoints: every candidate's state is read (only when asked)
         views = [await thread_view(loom, row) for row in rows]
@@ -108,51 +114,60 @@ def _value(values: Any, key: str) -> Any:
 
 
 @router.post("/count")
-async def count(body: ThreadCount, loom: Loom, user: CurrentUser) -> int:
+async def count(body: ThreadCount, loom: Loom, caller: CurrentCaller) -> int:
+    filters = await caller.authorize("threads", "search", body.model_dump())
     async with loom.sessions() as session:
-        return len(_metadata_match((await session.scalars(_filtered(user, body))).all(), body.metadata))
+        rows = (await session.scalars(_filtered(caller.identity, body))).all()
+    return len(_metadata_match(rows, body.metadata, filters))
 
 
 def _filtered(user: str, body: ThreadCount) -> Any:
     query = select(ThreadRow).where(ThreadRow.owner == user)
     if body.status:
         query = query.where(ThreadRow.status == body.status)
-    if isinstance(body, ThreadSearch) and body.ids:
-        query = query.where(ThreadRow.thread_id.in_(body.ids))
+    if isinstance(body, ThreadSearch) and body.ids:  # the caller's keys, and bare ids of threads made before keys
+        keys = [thread_key(user, i) for i in body.ids] + [i for i in body.ids if not is_key(i)]
+        query = query.where(ThreadRow.thread_id.in_(keys))
     return query
 
 
-def _metadata_match(rows: Sequence[ThreadRow], metadata: dict[str, Any] | None) -> list[ThreadRow]:
-    """JSON filtering in Python keeps SQLite and PostgreSQL identical."""
-    return [r for r in rows if all(r.metadata_.get(k) == v for k, v in (metadata or {}).items())]
+def _metadata_match(
+    rows: Sequence[ThreadRow], metadata: dict[str, Any] | None, filters: dict[str, Any]
+) -> list[ThreadRow]:
+    """The asked metadata and the project's auth filter; JSON filtering in Python keeps SQLite and PostgreSQL
+    identical."""
+    wanted = (metadata or {}).items()
+    return [r for r in rows if all(r.metadata_.get(k) == v for k, v in wanted) and matches(r.metadata_, filters)]
 
 
 @router.get("/{thread_id}")
-async def get(thread_id: str, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+async def get(thread_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
     async with loom.sessions() as session:
-        thread = await owned_thread(session, thread_id, user)
+        thread = await visible_thread(session, thread_id, caller, "read")
     return await thread_view(loom, thread)
 
 
 @router.patch("/{thread_id}")
-async def patch(thread_id: str, body: ThreadPatch, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+async def patch(thread_id: str, body: ThreadPatch, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
     async with loom.sessions.begin() as session:
-        thread = await owned_thread(session, thread_id, user)
+        thread = await visible_thread(session, thread_id, caller, "update")
         thread.metadata_ = {**thread.metadata_, **body.metadata}
     return await thread_view(loom, thread)
 
 
 @router.post("/{thread_id}/copy")
-async def copy(thread_id: str, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+async def copy(thread_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
     """A new thread of the caller's with the same metadata and every checkpoint, so it continues from there."""
     async with loom.sessions() as session:
-        source = await owned_thread(session, thread_id, user)
+        source = await visible_thread(session, thread_id, caller, "read")
+    value = {"thread_id": None, "metadata": dict(source.metadata_)}
+    await caller.authorize("threads", "create", value)
     status = "interrupted" if source.status == "interrupted" else "idle"
     async with loom.sessions.begin() as session:
-        thread = ThreadRow(thread_id=new_id(), owner=user, graph_id=source.graph_id,
-                           metadata_=dict(source.metadata_), status=status)  # fmt: skip
+        thread = ThreadRow(thread_id=thread_key(caller.identity, new_id()), owner=caller.identity,
+                           graph_id=source.graph_id, metadata_=value["metadata"], status=status)  # fmt: skip
         session.add(thread)
-    await _copy_checkpoints(loom.checkpointer, thread_id, thread.thread_id)
+    await _copy_checkpoints(loom.checkpointer, source.thread_id, thread.thread_id)
     return await thread_view(loom, thread)
 
 
@@ -175,43 +190,46 @@ async def _copy_checkpoints(saver: BaseCheckpointSaver[str], source: str, target
 
 
 @router.delete("/{thread_id}", status_code=204)
-async def delete(thread_id: str, loom: Loom, user: CurrentUser) -> Response:
+async def delete(thread_id: str, loom: Loom, caller: CurrentCaller) -> Response:
     async with loom.sessions() as session:
-        await owned_thread(session, thread_id, user)
-    await loom.manager.cancel_thread(thread_id)
+        key = (await visible_thread(session, thread_id, caller, "delete")).thread_id
+    await loom.manager.cancel_thread(key)
     async with loom.sessions.begin() as session:
-        await session.delete(await owned_thread(session, thread_id, user))
-    await loom.checkpointer.adelete_thread(thread_id)
-    await asyncio.to_thread(remove_thread_artifacts, loom.settings, user, thread_id)
+        await session.delete(await owned_thread(session, thread_id, caller.identity))
+    await loom.checkpointer.adelete_thread(key)
+    await asyncio.to_thread(remove_thread_artifacts, loom.settings, caller.identity, thread_id)
     return Response(status_code=204)
 
 
 @router.get("/{thread_id}/state")
-async def get_state(thread_id: str, loom: Loom, user: CurrentUser, subgraphs: bool = False) -> dict[str, Any]:
-    return await _state(loom, thread_id, user, None, subgraphs)
+async def get_state(thread_id: str, loom: Loom, caller: CurrentCaller, subgraphs: bool = False) -> dict[str, Any]:
+    return await _state(loom, thread_id, caller, None, subgraphs)
 
 
 @router.get("/{thread_id}/state/{checkpoint_id}")
 async def get_state_at(
-    thread_id: str, checkpoint_id: str, loom: Loom, user: CurrentUser, subgraphs: bool = False
+    thread_id: str, checkpoint_id: str, loom: Loom, caller: CurrentCaller, subgraphs: bool = False
 ) -> dict[str, Any]:
-    return await _state(loom, thread_id, user, checkpoint_id, subgraphs)
+    return await _state(loom, thread_id, caller, checkpoint_id, subgraphs)
 
 
 @router.post("/{thread_id}/state/checkpoint")
 async def get_state_at_checkpoint(
-    thread_id: str, body: StateAtCheckpoint, loom: Loom, user: CurrentUser
+    thread_id: str, body: StateAtCheckpoint, loom: Loom, caller: CurrentCaller
 ) -> dict[str, Any]:
     """What the SDK's ``get_state(checkpoint=…)`` calls."""
-    return await _state(loom, thread_id, user, body.checkpoint.checkpoint_id, body.subgraphs)
+    return await _state(loom, thread_id, caller, body.checkpoint.checkpoint_id, body.subgraphs)
 
 
 @router.post("/{thread_id}/state")
-async def update_state(thread_id: str, body: StateUpdate, loom: Loom, user: CurrentUser) -> dict[str, Any]:
-    async with loom.sessions.begin() as session, loom.manager.idle_thread(thread_id):
+async def update_state(thread_id: str, body: StateUpdate, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    user = caller.identity
+    async with loom.sessions() as session:
+        key = (await visible_thread(session, thread_id, caller, "update")).thread_id
+    async with loom.sessions.begin() as session, loom.manager.idle_thread(thread_key(user, thread_id), key):
         thread = await owned_thread(session, thread_id, user)
         graph = _graph_of(loom, thread)
-        config = _config(thread_id, body.checkpoint_id or (body.checkpoint.checkpoint_id if body.checkpoint else None))
+        config = _config(key, body.checkpoint_id or (body.checkpoint.checkpoint_id if body.checkpoint else None))
         if config["configurable"].get("checkpoint_id"):
             await _snapshot_or_404(graph, config)
         try:
@@ -219,19 +237,20 @@ async def update_state(thread_id: str, body: StateUpdate, loom: Loom, user: Curr
         except (ValueError, KeyError, InvalidUpdateError) as exc:  # unknown as_node, values of the wrong shape
             raise ApiError(422, "invalid_state_update", str(exc)) from exc
         thread.updated_at = now()
-    return {"checkpoint": new_config["configurable"]}
+    return {"checkpoint": {**new_config["configurable"], "thread_id": thread_id}}
 
 
 @router.post("/{thread_id}/history")
-async def history(thread_id: str, body: HistoryQuery, loom: Loom, user: CurrentUser) -> list[dict[str, Any]]:
+async def history(thread_id: str, body: HistoryQuery, loom: Loom, caller: CurrentCaller) -> list[dict[str, Any]]:
     async with loom.sessions() as session:
-        thread = await owned_thread(session, thread_id, user)
+        thread = await visible_thread(session, thread_id, caller, "read")
     if thread.graph_id is None:
         return []
     before_id = body.before_id()
-    before_config = _config(thread_id, before_id) if before_id else None
+    before_config = _config(thread.thread_id, before_id) if before_id else None
     graph = _graph_of(loom, thread)
-    states = graph.aget_state_history(_config(thread_id), filter=body.metadata, before=before_config, limit=body.limit)
+    config = _config(thread.thread_id)
+    states = graph.aget_state_history(config, filter=body.metadata, before=before_config, limit=body.limit)
     try:
         return [snapshot_view(s) async for s in states]
     except ValueError as exc:  # the checkpointer refuses a metadata filter key it cannot query
@@ -240,19 +259,19 @@ async def history(thread_id: str, body: HistoryQuery, loom: Loom, user: CurrentU
 
 @router.get("/{thread_id}/history")
 async def history_get(
-    thread_id: str, loom: Loom, user: CurrentUser, limit: Annotated[int, Query(ge=1, le=1000)] = 10
+    thread_id: str, loom: Loom, caller: CurrentCaller, limit: Annotated[int, Query(ge=1, le=1000)] = 10
 ) -> list[dict[str, Any]]:
-    return await history(thread_id, HistoryQuery(limit=limit), loom, user)
+    return await history(thread_id, HistoryQuery(limit=limit), loom, caller)
 
 
 async def _state(
-    loom: Services, thread_id: str, user: str, checkpoint_id: str | None, subgraphs: bool
+    loom: Services, thread_id: str, caller: Caller, checkpoint_id: str | None, subgraphs: bool
 ) -> dict[str, Any]:
     async with loom.sessions() as session:
-        thread = await owned_thread(session, thread_id, user)
+        thread = await visible_thread(session, thread_id, caller, "read")
     if thread.graph_id is None:
         return snapshot_view(None, thread_id)
-    snapshot = await _snapshot_or_404(_graph_of(loom, thread), _config(thread_id, checkpoint_id), subgraphs)
+    snapshot = await _snapshot_or_404(_graph_of(loom, thread), _config(thread.thread_id, checkpoint_id), subgraphs)
     return snapshot_view(snapshot, thread_id)
 
 
@@ -313,7 +332,10 @@ def _checkpoint(config: RunnableConfig | None) -> dict[str, Any] | None:
         return None
     configurable = config.get("configurable") or {}
     keys = ("thread_id", "checkpoint_ns", "checkpoint_id", "checkpoint_map")
-    return {key: configurable.get(key) for key in keys if key in configurable or key == "checkpoint_ns"}
+    checkpoint = {key: configurable.get(key) for key in keys if key in configurable or key == "checkpoint_ns"}
+    if isinstance(key := checkpoint.get("thread_id"), str):
+        checkpoint["thread_id"] = public_thread_id(key)
+    return checkpoint
 
 
 async def thread_view(loom: Services, thread: ThreadRow) -> dict[str, Any]:
@@ -334,7 +356,7 @@ async def thread_view(loom: Services, thread: ThreadRow) -> dict[str, Any]:
         query = select(RunRow).where(RunRow.thread_id == thread.thread_id).order_by(RunRow.created_at.desc())
         latest = await session.scalar(query.limit(1))
     return {
-        "thread_id": thread.thread_id,
+        "thread_id": public_thread_id(thread.thread_id),
         "created_at": thread.created_at,
         "updated_at": thread.updated_at,
         "state_updated_at": state_updated_at,

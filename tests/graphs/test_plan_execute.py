@@ -268,6 +268,7 @@ async def test_a_bad_reference_at_run_time_fails_the_step_without_retries(script
     assert [p["price"] for p in state["results"]["step_3"]["output"]["prices"]] == [35.0, 65.0]
 
 
+APPROVE = {"decisions": [{"type": "approve"}]}
 RETURN_PLAN = plan(("step_1", "process_return", {"order_id": "ORD-1001", "item_id": "SG-103", "reason": "too big"}, []))
 
 
@@ -283,7 +284,10 @@ async def test_a_write_plan_pauses_for_approval_then_runs(
     assert [(s["id"], s["permission"], s["granted"]) for s in interrupt.value["steps_to_approve"]] == [
         ("step_1", "write", True)
     ]
-    state, _ = await run(graph, Command(resume={"decision": "approve"}), permissions=("read", "write"))
+    (action,) = interrupt.value["action_requests"]  # LangChain's HITLRequest: one action per step to approve
+    assert (action["name"], action["args"]) == ("process_return", RETURN_PLAN["steps"][0]["arguments"])
+    assert interrupt.value["review_configs"][0]["allowed_decisions"] == ["approve", "edit", "reject"]
+    state, _ = await run(graph, Command(resume=APPROVE), permissions=("read", "write"))
     assert state["results"]["step_1"]["output"]["refund"] == 149.0
     assert state["messages"][-1].text == "Your refund of $149.00 is on its way."
 
@@ -299,10 +303,27 @@ async def test_an_ungranted_write_is_fed_back_once_then_a_rejection_reports(
     [interrupt] = (await graph.aget_state({"configurable": {"thread_id": "t"}})).interrupts
     assert interrupt.value["steps_to_approve"][0]["granted"] is False
     stock_before = await asyncio.to_thread(lambda: get_shop().stock(["SG-103"])[0][0]["quantity"])
-    state, events = await run(graph, Command(resume={"decision": "reject", "reason": "ask the store first"}))
+    state, events = await run(
+        graph, Command(resume={"decisions": [{"type": "reject", "message": "ask the store first"}]})
+    )
     assert state["report"]["status"] == "rejected" and "ask the store first" in state["report"]["reason"]
     assert await asyncio.to_thread(lambda: get_shop().stock(["SG-103"])[0][0]["quantity"]) == stock_before
     assert kinds(events) == ["plan_failed"]
+
+
+async def test_an_edited_step_runs_with_the_approver_s_arguments_and_the_old_form_still_answers(
+    scripted: type[ScriptedModels], checkpointer: BaseCheckpointSaver[str]
+) -> None:
+    models = scripted(planner=[RETURN_PLAN, RETURN_PLAN], synthesizer=["Returned.", "Returned."])
+    graph = build_graph(models, checkpointer)
+    await run(graph, "Return the aviators from ORD-1001", permissions=("read", "write"))
+    edited = {**RETURN_PLAN["steps"][0]["arguments"], "reason": "scratched lens"}
+    edit = {"type": "edit", "edited_action": {"name": "process_return", "args": edited}}
+    state, _ = await run(graph, Command(resume={"decisions": [edit]}), permissions=("read", "write"))
+    assert state["plan"][0]["arguments"] == edited and state["results"]["step_1"]["output"]["refund"] == 149.0
+    await run(graph, "Return the aviators from ORD-1001", thread="old-form", permissions=("read", "write"))
+    state, _ = await run(graph, Command(resume={"decision": "reject", "reason": "not today"}), thread="old-form")
+    assert state["report"]["status"] == "rejected" and "not today" in state["report"]["reason"]
 
 
 async def test_a_reasoning_step_is_a_small_react_loop_over_read_tools(scripted: type[ScriptedModels]) -> None:

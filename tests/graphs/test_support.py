@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from graphs.support import build_graph
 from loom.settings import get_settings
-from nodes.models.fake import tool_call
+from nodes.models.fake import tool_call, tool_calls
 from services.stores.accounts import Invoice, Payment, SideEffect, Subscription, get_accounts_db
 from services.stores.support import get_support_store
 from state.common import Permission, RunContext
@@ -26,7 +26,7 @@ from tests.conftest import ScriptedModels
 from tests.webhook_receiver import WebhookReceiver
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "support.mmd"
-APPROVE = {"decision": "approve"}
+APPROVE = {"decisions": [{"type": "approve"}]}  # LangChain's HITLResponse
 REFUND = tool_call("issue_refund", {"invoice_id": "INV-2003", "reason": "customer asked for a refund"}, "call_refund")
 
 
@@ -179,8 +179,15 @@ async def test_refund_pauses_for_approval_and_refunds_once_even_when_resumed_twi
     await ask(graph, "Refund my last invoice", user="alice")
     snapshot = await graph.aget_state(config())
     (pending,) = snapshot.interrupts
-    assert pending.value["action"] == "issue_refund" and pending.value["args"] == REFUND.tool_calls[0]["args"]
-    assert pending.value["permission"] == "destructive" and refunds() == []
+    (action,) = pending.value["action_requests"]  # LangChain's HITLRequest, as Agent Chat UI reads it
+    assert (action["name"], action["args"]) == ("issue_refund", REFUND.tool_calls[0]["args"]) and action["description"]
+    (review,) = pending.value["review_configs"]
+    assert review["action_name"] == "issue_refund" and review["allowed_decisions"] == ["approve", "edit", "reject"]
+    assert set(review["args_schema"]["properties"]) == {"invoice_id", "reason", "amount_cents"}
+    assert pending.value["tool_calls"] == [
+        {"tool_call_id": "call_refund", "name": "issue_refund", "permission": "destructive"}
+    ]
+    assert refunds() == []
     assert (await stored_request("alice", "t1"))["approvals"][0]["decision"] == "pending"  # type: ignore[index]
 
     state = await resume(graph, APPROVE)
@@ -203,7 +210,11 @@ async def test_approver_can_edit_the_arguments(
     graph = build_graph(models, checkpointer)
     await ask(graph, "Refund my last invoice", user="alice")
     edited = {"invoice_id": "INV-2003", "reason": "goodwill, partial", "amount_cents": 5000}
-    state = await resume(graph, {"decision": "edit", "args": edited})
+    with pytest.raises(ValueError, match="must stay 'issue_refund'"):  # an edit cannot swap the action
+        await resume(graph, {"decisions": [{"type": "edit", "edited_action": {"name": "change_plan", "args": {}}}]})
+    state = await resume(
+        graph, {"decisions": [{"type": "edit", "edited_action": {"name": "issue_refund", "args": edited}}]}
+    )
     (result,) = tool_results(state, "issue_refund")
     assert "edited the arguments" in result.text and "50.00 USD" in result.text
     assert [r.amount_cents for r in refunds()] == [5000]
@@ -215,13 +226,49 @@ async def test_rejection_reason_reaches_the_agent_and_nothing_is_refunded(
     models = scripted(billing=[REFUND, "I can't refund that invoice, sorry."])
     graph = build_graph(models, checkpointer)
     await ask(graph, "Refund my last invoice", user="alice")
-    with pytest.raises(ValueError, match="reason"):  # a rejection must say why; the interrupt stays open
-        await resume(graph, {"decision": "reject"})
-    state = await resume(graph, {"decision": "reject", "reason": "outside the 30-day refund window"})
+    with pytest.raises(ValueError, match="1 action"):  # one decision per action request; the interrupt stays open
+        await resume(graph, {"decisions": [{"type": "approve"}, {"type": "approve"}]})
+    state = await resume(graph, {"decisions": [{"type": "reject", "message": "outside the 30-day refund window"}]})
     (result,) = tool_results(state, "issue_refund")
     assert result.status == "error" and "outside the 30-day refund window" in result.text
     assert "outside the 30-day refund window" in prompt_text(models, "billing")
     assert refunds() == []
+
+
+async def test_loom_s_earlier_single_decision_answers_still_resume(
+    checkpointer: BaseCheckpointSaver[str], scripted: type[ScriptedModels]
+) -> None:
+    models = scripted(billing=[REFUND, "Refunded part of INV-2003."])
+    graph = build_graph(models, checkpointer)
+    await ask(graph, "Refund my last invoice", user="alice")
+    with pytest.raises(ValueError, match="reason"):  # that form's rejection must say why
+        await resume(graph, {"decision": "reject"})
+    edited = {"invoice_id": "INV-2003", "reason": "goodwill", "amount_cents": 2500}
+    state = await resume(graph, {"decision": "edit", "args": edited})
+    assert "25.00 USD" in tool_results(state, "issue_refund")[0].text
+    assert [r.amount_cents for r in refunds()] == [2500]
+
+
+async def test_two_destructive_calls_are_one_request_with_a_decision_each(
+    checkpointer: BaseCheckpointSaver[str], scripted: type[ScriptedModels]
+) -> None:
+    both = tool_calls(
+        ("issue_refund", {"invoice_id": "INV-2003", "reason": "customer asked"}, "call_refund"),
+        ("cancel_subscription", {"reason": "customer asked"}, "call_cancel"),
+    )
+    models = scripted(billing=[both, "Refunded; your subscription stays."])
+    graph = build_graph(models, checkpointer)
+    await ask(graph, "Refund my last invoice and cancel my subscription", user="alice")
+    (pending,) = (await graph.aget_state(config())).interrupts
+    assert [a["name"] for a in pending.value["action_requests"]] == ["issue_refund", "cancel_subscription"]
+    assert [r["action_name"] for r in pending.value["review_configs"]] == ["issue_refund", "cancel_subscription"]
+    decisions = [{"type": "approve"}, {"type": "reject", "message": "keep the subscription"}]
+    state = await resume(graph, {"decisions": decisions})
+    assert json.loads(tool_results(state, "issue_refund")[0].text)["amount"] == "99.00 USD"
+    (cancel,) = tool_results(state, "cancel_subscription")
+    assert cancel.status == "error" and "keep the subscription" in cancel.text
+    with Session(get_accounts_db().engine) as session:
+        assert session.get(Subscription, "sub_alice").status != "cancelled"  # type: ignore[union-attr]
 
 
 async def test_writes_need_the_grant_and_apply_once(

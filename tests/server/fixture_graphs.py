@@ -20,6 +20,7 @@ from langgraph.types import Checkpointer, RetryPolicy, interrupt
 from typing_extensions import TypedDict
 
 from loom.settings import get_settings
+from loom.threads import public_thread_id
 from nodes.models import is_transient_error
 from nodes.tools.charts import render_chart
 from state.common import RunContext
@@ -36,7 +37,7 @@ def gate_dir() -> Path:
 
 
 def _thread(config: RunnableConfig) -> str:
-    return str(config["configurable"]["thread_id"])
+    return public_thread_id(str(config["configurable"]["thread_id"]))
 
 
 def _count(counter: Path) -> None:

@@ -87,7 +87,10 @@ async def test_invalid_input_and_unknown_fields_are_422_naming_the_field(http: h
     assert "colour" in body["detail"]
     assert_error(await http.post("/threads/search", json={"limit": 0}), 422)
     assert_error(await http.post(runs, json={"input": {}}), 422)  # no assistant_id
-    assert_error(await http.post(runs, json={"assistant_id": "gated", "input": {}, "command": {"resume": 1}}), 422)
+    both = {"assistant_id": "gated", "input": {"log": []}, "command": {"resume": 1}}
+    assert "not both" in assert_error(await http.post(runs, json=both), 422)["detail"]
+    empty = {"assistant_id": "gated", "input": {}, "command": {"resume": 1}}  # Agent Chat UI's resume: no input
+    assert_error(await http.post(runs, json=empty), 409, "nothing_to_resume")
     assert (await http.get(runs)).json() == [], "nothing was accepted"
 
 

@@ -2,19 +2,27 @@
 
 The projects in ``tests/data/projects`` are laid out as users lay theirs out: a hyphenated folder, a
 ``src/`` package with absolute imports, a graph with its own context schema, an async factory taking a
-config, an uncompiled ``StateGraph`` named by module path, ``env`` in the config. None imports Loom.
+config, an uncompiled ``StateGraph`` named by module path, ``env`` in the config, and (``memo``) a package
+installed from its own ``pyproject.toml`` whose graph keeps memories in a store with a semantic index.
+None imports Loom.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from langgraph_sdk import get_client
 
 from loom.processes import LoomServer
+from tests.openai_server import ScriptedOpenAI, call, last_is_tool, text
 
 pytestmark = pytest.mark.live
 PROJECTS = Path(__file__).parents[1] / "data" / "projects"
@@ -81,9 +89,109 @@ async def test_a_src_package_through_a_factory_and_a_module_path(notes: LoomServ
     client = get_client(url=notes.url)
     assert sorted(a["graph_id"] for a in await client.assistants.search()) == ["counter", "notes"]
     thread = await client.threads.create()
-    for text in ("milk", "eggs"):
-        await client.runs.wait(thread["thread_id"], "notes", input={"messages": [{"role": "user", "content": text}]})
+    for note in ("milk", "eggs"):
+        await client.runs.wait(thread["thread_id"], "notes", input={"messages": [{"role": "user", "content": note}]})
     state = await client.threads.get_state(thread["thread_id"])
     assert state["values"]["messages"][-1]["content"] == "2 notes: milk; eggs"
     counted = await client.runs.wait(None, "counter", input={"messages": [], "count": 41})
     assert isinstance(counted, dict) and counted["count"] == 42
+
+
+KEYS = {"alice": "key-alice", "bob": "key-bob"}
+
+
+@pytest.fixture
+def memo(tmp_path: Path, openai_server: ScriptedOpenAI) -> Iterator[LoomServer]:
+    """The memo project installed as its user would (``pip install .``), here into a folder of its own."""
+    project = shutil.copytree(PROJECTS / "memo", tmp_path / "memo")  # the build writes beside the sources
+    site = tmp_path / "site"
+    uv = Path(sys.executable).parent / "uv"
+    install = [str(uv), "pip", "install", "-q", "-p", sys.executable, "--no-deps", "--no-build-isolation"]
+    subprocess.run([*install, "--target", str(site), str(project)], check=True, capture_output=True)
+    env = {"LOOM_API_KEYS": json.dumps(KEYS), "PYTHONPATH": str(site)}
+    server = LoomServer(tmp_path / "server", env, ["--config", str(project / "langgraph.json")]).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def system_prompt(body: dict[str, Any]) -> str:
+    return str(body["messages"][0]["content"])
+
+
+def recalled(*facts: str) -> Any:
+    """A request whose system prompt lists every one of ``facts`` among the recalled memories."""
+    return lambda body: all(f"- {fact}" in system_prompt(body) for fact in facts)
+
+
+CAT, COFFEE, CITY = (
+    "The user's cat is called Miso",
+    "The user drinks coffee black without sugar",
+    "The user lives in Lisbon near the river",
+)
+
+
+async def test_a_project_whose_graph_and_client_share_the_users_store(
+    memo: LoomServer, openai_server: ScriptedOpenAI
+) -> None:
+    alice = get_client(url=memo.url, api_key=KEYS["alice"])
+    assert [a["graph_id"] for a in await alice.assistants.search()] == ["memo"]
+    drawing = await alice.assistants.get_graph("memo")
+    assert {node["id"] for node in drawing["nodes"]} >= {"call_model", "store_memory"}
+
+    # turn 1: the model decides to remember; the graph writes ("memories",) through runtime.store
+    openai_server.add(
+        call("remember", {"content": CAT}, when=lambda body: "You are a careful archivist" in system_prompt(body)),
+        text("I will remember that your cat is called Miso.", when=last_is_tool),
+    )
+    thread = (await alice.threads.create())["thread_id"]
+    parts = [
+        part
+        async for part in alice.runs.stream(
+            thread,
+            "memo",
+            input={"messages": [{"role": "user", "content": "Remember that my cat is called Miso"}]},
+            context={"persona": "a careful archivist"},
+            stream_mode=["values", "updates", "messages-tuple"],
+        )
+    ]
+    assert {"values", "updates", "messages"} <= {part.event for part in parts}, [p for p in parts if p.event == "error"]
+    assert "- nothing yet" in system_prompt(openai_server.requests[0])
+    streamed = "".join(
+        p.data[0]["content"] for p in parts if p.event == "messages" and p.data[0]["type"] == "AIMessageChunk"
+    )
+    assert "your cat is called Miso" in streamed
+
+    # what the graph wrote is the user's item in client.store, under the namespace the graph named
+    found = await alice.store.search_items(["memories"])
+    assert [item["value"] for item in found["items"]] == [{"content": CAT}]
+    assert found["items"][0]["namespace"] == ["memories"]
+
+    # and what the client writes, the graph reads; semantic search ranks the closest item first
+    await alice.store.put_item(["memories"], key="coffee", value={"content": COFFEE}, index=["content"])
+    await alice.store.put_item(["memories"], key="city", value={"content": CITY})
+    ranked = await alice.store.search_items(["memories"], query="How does the user take their coffee?")
+    assert ranked["items"][0]["key"] == "coffee" and ranked["items"][0]["score"] > ranked["items"][1]["score"]
+
+    # turn 2 on the same thread: the graph recalls by similarity (2 memories, MEMO_RECALL_LIMIT in env)
+    openai_server.add(text("Miso, and black without sugar.", when=recalled(CAT, COFFEE)))
+    question = "What is my cat called and how do I take my coffee?"
+    await alice.runs.wait(thread, "memo", input={"messages": [{"role": "user", "content": question}]})
+    assert CITY not in system_prompt(openai_server.requests[-1])
+    state = await alice.threads.get_state(thread)
+    assert state["values"]["messages"][-1]["content"] == "Miso, and black without sugar."
+    assert [m["type"] for m in state["values"]["messages"]] == ["human", "ai", "tool", "ai", "human", "ai"]
+    history = await alice.threads.get_history(thread)
+    assert len(history) >= 6
+
+    # another user: none of alice's items, through the API or through the graph's runtime.store
+    bob = get_client(url=memo.url, api_key=KEYS["bob"])
+    assert (await bob.store.search_items(["memories"]))["items"] == []
+    assert (await bob.store.search_items(["memories"], query="coffee"))["items"] == []
+    openai_server.add(text("I don't know your cat yet.", when=lambda body: "- nothing yet" in system_prompt(body)))
+    answer = await bob.runs.wait(
+        None, "memo", input={"messages": [{"role": "user", "content": "What is my cat called?"}]}
+    )
+    assert isinstance(answer, dict) and answer["messages"][-1]["content"] == "I don't know your cat yet."
+    assert openai_server.unused == []

@@ -73,8 +73,8 @@ async def test_another_users_thread_and_runs_are_404(server: LoomServer) -> None
             await call()
         assert answer.value.response.status_code == 404, answer.value.response.text
     assert tid not in [t["thread_id"] for t in await bob.threads.search(metadata={"owner_check": True})]
-    with pytest.raises(NotFoundError):  # bob cannot take the id either: it exists, so it is not "his" to create
-        await bob.runs.create(tid, "approval", input={"request": "x"}, if_not_exists="create")
+    # the id is free for bob: his run creates his own thread under it (tests/server/test_isolation.py)
+    await bob.runs.wait(tid, "approval", input={"request": "x"}, if_not_exists="create")
 
     assert (await alice.threads.get(tid))["status"] == "interrupted", "nothing bob did touched it"
     assert (await alice.threads.get_state(tid))["values"] == {"request": "refund"}
