@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, create_engine, event
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -65,6 +65,9 @@ class RunRow(Base):
     """Why some process asked the run to stop (cancelled, interrupt, rollback); the worker reads it."""
     start_checkpoint_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     """The thread's latest checkpoint when the run first started: what a rollback restores."""
+    output: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The final values (output schema) as JSON, written with the outcome: ``/wait`` answers from any process,
+    also for a stateless run whose checkpoints are gone. Stored as the text already serialised, never re-encoded."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, or_, select, text, update
+from sqlalchemy import Select, and_, exists, func, null, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -148,6 +148,18 @@ async def renew(
 
 
 @dataclass
+class Outcome:
+    """How a run ended, as ``finish`` records it."""
+
+    status: str
+    error: dict[str, Any] | None
+    thread_id: str | None
+    thread_status: str
+    output: str | None
+    """The final values, already JSON."""
+
+
+@dataclass
 class Reaped:
     requeued: list[str]
     ended: list[tuple[str, str]]
@@ -189,23 +201,34 @@ def _release_lease(run: RunRow, max_attempts: int, reaped: Reaped, clean_stop: b
 
 
 # ending ---------------------------------------------------------------------------------------------
-async def finish(
-    sessions: async_sessionmaker[AsyncSession],
-    worker: str,
-    run_id: str,
-    status: str,
-    error: dict[str, Any] | None,
-    thread_status: str,
-) -> bool:
-    """Record the outcome and free the thread in one transaction; False if the lease was lost meanwhile."""
+async def finish(sessions: async_sessionmaker[AsyncSession], worker: str, run_id: str, outcome: Outcome) -> bool:
+    """Record the outcome and free the thread in one transaction; False if the lease was lost meanwhile.
+
+    Two plain UPDATEs, the lease checked in the first's WHERE: no row is read back or loaded into the ORM.
+    """
     async with sessions.begin() as session:
-        run = await session.get(RunRow, run_id, with_for_update=True)
-        if run is None or run.status != "running" or run.lease_owner != worker:
+        ended = await session.execute(
+            update(RunRow)
+            .where(RunRow.run_id == run_id, RunRow.status == "running", RunRow.lease_owner == worker)
+            .values(
+                status=outcome.status,
+                error=outcome.error if outcome.error is not None else null(),
+                output=outcome.output,
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if not _rowcount(ended):
             return False
-        run.status, run.error, run.updated_at = status, error, now()
-        run.lease_owner, run.lease_expires_at = None, None
-        if run.thread_id and (thread := await session.get(ThreadRow, run.thread_id)) is not None:
-            thread.status, thread.updated_at = thread_status, now()
+        if outcome.thread_id:
+            await session.execute(
+                update(ThreadRow)
+                .where(ThreadRow.thread_id == outcome.thread_id)
+                .values(status=outcome.thread_status, updated_at=now())
+                .execution_options(synchronize_session=False)
+            )
         return True
 
 

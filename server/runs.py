@@ -19,7 +19,6 @@ import socket
 import time
 import uuid
 import weakref
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
@@ -45,7 +44,6 @@ from state.common import Permission, RunContext
 
 log = logging.getLogger("loom.server")
 
-RESULTS_KEPT = 256
 GRAPH_MODES = {"values", "updates", "custom", "debug", "tasks", "checkpoints", "messages"}
 REPLACED_WAIT_S = 60.0
 """How long an interrupt/rollback request waits for the run it replaces to stop before answering."""
@@ -82,8 +80,6 @@ class RunManager:
         self.checkpointer = checkpointer
         self.bus = bus
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.results: OrderedDict[str, Any] = OrderedDict()
-        """Final values of recent runs, so /wait answers even after a stateless thread is deleted."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stoppable: set[str] = set()
         """Runs in their graph phase: a cancel signal stops them; in ``_finish`` they are past stopping."""
@@ -455,7 +451,7 @@ class RunManager:
         """Record the outcome and free the thread before telling clients, so their next call finds it idle."""
         thread_id = run["thread_id"]
         interrupts: list[dict[str, Any]] = []
-        checkpoint = None
+        checkpoint = output = None
         thread_status = "error" if status in ("error", "timeout") else "idle"
         if thread_id and run.get("reason") == "rollback":
             await self._restore_start(run)
@@ -463,15 +459,14 @@ class RunManager:
             snapshot = await self.graphs[run["graph_id"]].aget_state({"configurable": {"thread_id": thread_id}})
             interrupts = [{"id": i.id, "value": i.value} for i in snapshot.interrupts]
             checkpoint = snapshot.config.get("configurable") if snapshot.config else None
-            self.results[run_id] = output_values(self.graphs[run["graph_id"]], snapshot.values)
-            while len(self.results) > RESULTS_KEPT:
-                self.results.popitem(last=False)
+            output = dumps(output_values(self.graphs[run["graph_id"]], snapshot.values))
             if status == "success" and (interrupts or snapshot.next):
                 status = "interrupted"
             # a pending question outlives any later failure on the thread
             if interrupts or (snapshot.next and status in ("interrupted", "success")):
                 thread_status = "interrupted"
-        if not await queue.finish(self.sessions, self.worker_id, run_id, status, error, thread_status):
+        outcome = queue.Outcome(status, error, thread_id, thread_status, output)
+        if not await queue.finish(self.sessions, self.worker_id, run_id, outcome):
             log.warning("run %s finished after its lease was lost; its new worker records it", run_id)
             return
         if thread_id and run["kwargs"].get("ephemeral"):

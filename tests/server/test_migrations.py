@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
 from loom.processes import scratch_postgres_database
@@ -37,7 +38,7 @@ async def _upgrade_a_pre_migrations_database(url: str) -> None:
     await server_engine.dispose()
     columns = await asyncio.to_thread(_columns, url)
     assert {column.name for column in RunRow.__table__.columns} <= columns
-    assert "version:0003" in columns
+    assert f"version:{ScriptDirectory(str(migrations.HERE)).get_current_head()}" in columns
 
 
 async def test_sqlite_database_is_migrated_to_head(tmp_path: Path) -> None:
