@@ -88,6 +88,10 @@ class RunManager:
         self._loops: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[bool]] = set()
         self._reserved = 0
+        self._backlog = True
+        """Runs may be waiting for this worker: a claim filled every free slot or found none free, or a finished
+        run's thread has runs queued. Only then does a finishing run wake the dispatcher; otherwise its claim
+        would find nothing, and on SQLite that empty transaction took the write lock once per run."""
         self._checked: set[str] = set()
         """Slots promised to runs being inserted as claimed (``take_slot``), not yet started."""
         self._stopping = False
@@ -281,8 +285,10 @@ class RunManager:
                     await crons.fire_due(self.sessions)
                     next_cron = time.monotonic() + self.settings.run_poll_s
                 free = self.settings.server_concurrency - len(self._tasks) - self._reserved
+                self._backlog = free <= 0
                 if free > 0:
                     claimed = await queue.claim(self.sessions, self.worker_id, free, self.settings.run_lease_s)
+                    self._backlog = len(claimed) >= free
                 for run in claimed:
                     self._start(run)
             except Exception:
@@ -361,7 +367,7 @@ class RunManager:
             self._reasons.pop(run_id, None)
             self._lost.discard(run_id)
             self._tasks.pop(run_id, None)
-            if not self._stopping:
+            if self._backlog and not self._stopping:  # a slot is free for a run that waited for one
                 await self.bus.wake()
 
     @staticmethod
@@ -466,9 +472,11 @@ class RunManager:
             if interrupts or (snapshot.next and status in ("interrupted", "success")):
                 thread_status = "interrupted"
         outcome = queue.Outcome(status, error, thread_id, thread_status, output)
-        if not await queue.finish(self.sessions, self.worker_id, run_id, outcome):
+        recorded = await queue.finish(self.sessions, self.worker_id, run_id, outcome)
+        if recorded == "lost":
             log.warning("run %s finished after its lease was lost; its new worker records it", run_id)
             return
+        self._backlog = self._backlog or recorded == "queued"
         if thread_id and run["kwargs"].get("ephemeral"):
             await self.checkpointer.adelete_thread(thread_id)
         if error:
