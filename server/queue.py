@@ -233,14 +233,15 @@ async def finish(
             return "lost"
         if not outcome.thread_id:
             return "idle"
-        await session.execute(
+        queued = exists().where(RunRow.thread_id == outcome.thread_id, RunRow.status == "pending")
+        freed = await session.execute(
             update(ThreadRow)
             .where(ThreadRow.thread_id == outcome.thread_id)
             .values(status=outcome.thread_status, updated_at=now())
+            .returning(queued)  # asked in the same statement: one round trip fewer per run
             .execution_options(synchronize_session=False)
         )
-        queued = select(RunRow.run_id).where(RunRow.thread_id == outcome.thread_id, RunRow.status == "pending")
-        return "queued" if await session.scalar(queued.limit(1)) else "idle"
+        return "queued" if freed.scalar() else "idle"
 
 
 async def request_cancel(sessions: async_sessionmaker[AsyncSession], run_id: str, reason: str) -> str | None:
