@@ -1,7 +1,7 @@
 """What serving costs: Loom's request-to-last-event latency against in-process ``graph.astream``, and
 runs per second under concurrent clients, Loom against ``langgraph dev`` on the same graph.
 
-    .venv/bin/python -m bench.server_latency [--runs 20] [--clients 50] [--rounds 4] [--concurrency 25]
+    .venv/bin/python -m bench.server_latency [--runs 20] [--clients 50] [--rounds 4] [--repeats 3] [--concurrency 25]
 
 Everything runs on the fake model (``LOOM_MODEL=fake:echo``) in a temporary directory that is
 removed afterwards; the script writes nothing else and prints two tables.
@@ -14,10 +14,11 @@ removed afterwards; the script writes nothing else and prints two tables.
   ``langgraph dev`` is timed the same way, with its own default durability (``async``); its in-memory
   queue looks for new runs every half second or so when idle, so a lone run there waits about 1 s.
 * Throughput: ``--clients`` concurrent clients, each doing ``--rounds`` times create-thread +
-  ``runs.wait`` of ``--graph``, against three servers one after the other, never side by side: Loom
-  embedded with default settings (SQLite, in-process bus, 4 runs at once); Loom in scale mode (one
-  ``loom serve --no-workers`` and two ``loom worker --concurrency N`` on a scratch PostgreSQL database
-  and Redis, after one warm-up round); ``langgraph dev --n-jobs-per-worker 2N``.
+  ``runs.wait`` of ``--graph``. Loom embedded with default settings (SQLite, in-process bus, 4 runs at
+  once) and ``langgraph dev --n-jobs-per-worker 2N`` take turns, ``--repeats`` phases each (the machine
+  is shared: alternating lets background load hit both alike), and the ratio of each pair is printed.
+  Then Loom in scale mode (one ``loom serve --no-workers`` and two ``loom worker --concurrency N`` on a
+  scratch PostgreSQL database and Redis, after one warm-up round), once.
 """
 
 from __future__ import annotations
@@ -168,12 +169,33 @@ async def throughput(url: str, graph_id: str, clients: int, rounds: int) -> Thro
     return Throughput(completed, failures, time.perf_counter() - started)
 
 
-async def measure_server(
-    url: str, args: argparse.Namespace, baseline: bool
-) -> tuple[dict[str, list[Latency]], Throughput]:
+async def throughput_alternating(
+    urls: dict[str, str], args: argparse.Namespace
+) -> tuple[dict[str, Throughput], list[float]]:
+    """``--repeats`` throughput phases per server, taking turns, so load from others hits each alike.
+
+    Answers each server's totals and, per repeat, the first server's runs/s over the second's.
+    """
+    phases: dict[str, list[Throughput]] = {label: [] for label in urls}
+    for _ in range(args.repeats):
+        for label, url in urls.items():
+            async with asyncio.timeout(PHASE_TIMEOUT_S):
+                phases[label].append(await throughput(url, args.graph, args.clients, args.rounds))
+    first, second = phases.values()
+    ratios = [ours.per_second / theirs.per_second for ours, theirs in zip(first, second, strict=True)]
+    return {label: total(results) for label, results in phases.items()}, ratios
+
+
+def total(results: list[Throughput]) -> Throughput:
+    failures: Counter[str] = Counter()
+    for result in results:
+        failures.update(result.failures)
+    return Throughput(sum(r.completed for r in results), failures, sum(r.seconds for r in results))
+
+
+async def latencies(url: str, args: argparse.Namespace, baseline: bool) -> dict[str, list[Latency]]:
     async with asyncio.timeout(PHASE_TIMEOUT_S):
-        latencies = {graph_id: await latency(url, graph_id, args.runs, baseline) for graph_id in GRAPHS}
-        return latencies, await throughput(url, args.graph, args.clients, args.rounds)
+        return {graph_id: await latency(url, graph_id, args.runs, baseline) for graph_id in GRAPHS}
 
 
 def configure(workdir: Path) -> None:
@@ -212,29 +234,28 @@ async def scale_throughput(args: argparse.Namespace, workdir: Path) -> Throughpu
 async def run(args: argparse.Namespace, workdir: Path) -> None:
     configure(workdir)
     loom = LoomServer(workdir / "loom")  # embedded, default settings
-    with console.status("Loom embedded, alternating with in-process graph.astream"):
+    jobs = 2 * args.concurrency
+    dev_env = {"LOOM_DATA_DIR": str(workdir / "dev" / "data")}
+    dev = LanggraphDev(workdir / "dev", BENCH_CONFIG, dev_env, n_jobs_per_worker=jobs)
+    embedded, reference = "Loom embedded (defaults)", f"langgraph dev --n-jobs-per-worker {jobs}"
+    with console.status("Loom embedded and langgraph dev, taking turns"):
         loom.start()
+        dev.start()
         try:
-            loom_latency, loom_throughput = await measure_server(loom.url, args, baseline=True)
+            loom_latency = await latencies(loom.url, args, baseline=True)
+            dev_latency = await latencies(dev.url, args, baseline=False)
+            results, ratios = await throughput_alternating({embedded: loom.url, reference: dev.url}, args)
         finally:
             loom.stop()
-    results = {"Loom embedded (defaults)": loom_throughput}
+            dev.stop()
     if not args.no_scale:
         with console.status("Loom scale mode: API + 2 workers on PostgreSQL + Redis"):
             label = f"Loom API + 2 workers × {args.concurrency}, PostgreSQL + Redis"
-            results[label] = await scale_throughput(args, workdir)
-    dev_env = {"LOOM_DATA_DIR": str(workdir / "dev" / "data")}
-    jobs = 2 * args.concurrency
-    dev = LanggraphDev(workdir / "dev", BENCH_CONFIG, dev_env, n_jobs_per_worker=jobs)
-    with console.status("langgraph dev"):
-        dev.start()
-        try:
-            dev_latency, dev_throughput = await measure_server(dev.url, args, baseline=False)
-        finally:
-            dev.stop()
-    results[f"langgraph dev --n-jobs-per-worker {jobs}"] = dev_throughput
+            results = {embedded: results[embedded], label: await scale_throughput(args, workdir), **results}
     console.print(latency_table(args, loom_latency, dev_latency))
     console.print(throughput_table(args, results))
+    each = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+    console.print(f"Loom embedded ÷ langgraph dev, runs/s per repeat: {each} (median {statistics.median(ratios):.2f})")
 
 
 def ms(latency: Latency) -> str:
@@ -271,6 +292,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="timed runs per graph and target")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients in the throughput test")
     parser.add_argument("--rounds", type=int, default=4, help="runs each client makes")
+    parser.add_argument("--repeats", type=int, default=3, help="throughput phases per server, taking turns")
     parser.add_argument(
         "--concurrency", type=int, default=25, help="runs per Loom worker process; langgraph dev gets twice this"
     )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, create_engine, event
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -68,6 +68,9 @@ class RunRow(Base):
     """The thread's latest checkpoint when the run first started: what a rollback restores."""
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     """Tokens, model calls and USD by node and model (``server.usage``), written when the run ends."""
+    output: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The final values (output schema) as JSON, written with the outcome: ``/wait`` answers from any process,
+    also for a stateless run whose checkpoints are gone. Stored as the text already serialised, never re-encoded."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
 
@@ -115,7 +118,9 @@ def _engine(url: str, synchronous: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         # One pooled connection serialises this process's transactions in FIFO order, and BEGIN IMMEDIATE
         # takes the write lock up front, so another process waits on busy_timeout instead of failing.
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+        # Every session ends its transaction itself (commit, or rollback on close), so the pool's extra
+        # rollback on return would only cost another trip to aiosqlite's thread, five times a run.
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60, pool_reset_on_return=None)
         event.listen(engine.sync_engine, "connect", functools.partial(_sqlite_pragmas, synchronous=synchronous))
         event.listen(engine.sync_engine, "begin", _begin_immediate)
     else:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Select, and_, exists, func, or_, select, text, update
+from sqlalchemy import Select, and_, exists, func, null, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -26,6 +26,11 @@ from server.db import RunRow, ThreadRow, now
 from server.errors import ApiError
 
 UNFINISHED = ("pending", "running")
+UNFINISHED_COUNT = (
+    select(func.count()).select_from(RunRow).where(RunRow.status.in_(UNFINISHED)).execution_options(autoflush=False)
+)
+"""Admission reads runs only, so the thread's pending changes are not flushed before it (nor before
+``inflight``): they go out once, with the run's insert, instead of as a second UPDATE of the thread row."""
 ADMISSION_LOCK = 0x4C4F4F4D  # "LOOM": the advisory lock that serialises run admission on PostgreSQL
 
 
@@ -40,6 +45,7 @@ async def inflight(session: AsyncSession, thread_id: str) -> list[RunRow]:
         select(RunRow)
         .where(RunRow.thread_id == thread_id, RunRow.status.in_(UNFINISHED))
         .order_by(RunRow.created_at, RunRow.run_id)
+        .execution_options(autoflush=False)  # as UNFINISHED_COUNT
     )
     return list((await session.scalars(query)).all())
 
@@ -51,7 +57,7 @@ async def admit(session: AsyncSession, capacity: int) -> None:
     """
     if _postgres(session):
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK})
-    unfinished = await session.scalar(select(func.count()).select_from(RunRow).where(RunRow.status.in_(UNFINISHED)))
+    unfinished = await session.scalar(UNFINISHED_COUNT)
     if (unfinished or 0) >= capacity:
         raise ApiError(429, "queue_full", "the run queue is full; retry later", headers={"Retry-After": "2"})
 
@@ -148,6 +154,20 @@ async def renew(
 
 
 @dataclass
+class Outcome:
+    """How a run ended, as ``finish`` records it."""
+
+    status: str
+    error: dict[str, Any] | None
+    thread_id: str | None
+    thread_status: str
+    output: str | None
+    """The final values, already JSON."""
+    usage: dict[str, Any] | None = None
+    """Tokens, model calls and USD by node and model (``server.usage``)."""
+
+
+@dataclass
 class Reaped:
     requeued: list[str]
     ended: list[tuple[str, str]]
@@ -190,25 +210,41 @@ def _release_lease(run: RunRow, max_attempts: int, reaped: Reaped, clean_stop: b
 
 # ending ---------------------------------------------------------------------------------------------
 async def finish(
-    sessions: async_sessionmaker[AsyncSession],
-    worker: str,
-    run_id: str,
-    status: str,
-    error: dict[str, Any] | None,
-    thread_status: str,
-    usage: dict[str, Any] | None = None,
-) -> bool:
-    """Record the outcome and free the thread in one transaction; False if the lease was lost meanwhile."""
+    sessions: async_sessionmaker[AsyncSession], worker: str, run_id: str, outcome: Outcome
+) -> Literal["lost", "idle", "queued"]:
+    """Record the outcome and free the thread in one transaction: ``"lost"`` if the lease was lost meanwhile,
+    else whether runs are queued on the thread (a worker should look for work now).
+
+    Plain UPDATEs, the lease checked in the first's WHERE: no row is read back or loaded into the ORM.
+    """
     async with sessions.begin() as session:
-        run = await session.get(RunRow, run_id, with_for_update=True)
-        if run is None or run.status != "running" or run.lease_owner != worker:
-            return False
-        run.status, run.error, run.updated_at = status, error, now()
-        run.usage = usage if usage is not None else run.usage
-        run.lease_owner, run.lease_expires_at = None, None
-        if run.thread_id and (thread := await session.get(ThreadRow, run.thread_id)) is not None:
-            thread.status, thread.updated_at = thread_status, now()
-        return True
+        ended = await session.execute(
+            update(RunRow)
+            .where(RunRow.run_id == run_id, RunRow.status == "running", RunRow.lease_owner == worker)
+            .values(
+                status=outcome.status,
+                error=outcome.error if outcome.error is not None else null(),
+                output=outcome.output,
+                usage=outcome.usage,
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if not _rowcount(ended):
+            return "lost"
+        if not outcome.thread_id:
+            return "idle"
+        queued = exists().where(RunRow.thread_id == outcome.thread_id, RunRow.status == "pending")
+        freed = await session.execute(
+            update(ThreadRow)
+            .where(ThreadRow.thread_id == outcome.thread_id)
+            .values(status=outcome.thread_status, updated_at=now())
+            .returning(queued)  # asked in the same statement: one round trip fewer per run
+            .execution_options(synchronize_session=False)
+        )
+        return "queued" if freed.scalar() else "idle"
 
 
 async def request_cancel(sessions: async_sessionmaker[AsyncSession], run_id: str, reason: str) -> str | None:

@@ -19,7 +19,6 @@ import socket
 import time
 import uuid
 import weakref
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any, get_args
@@ -48,7 +47,6 @@ from state.common import Permission, RunContext
 
 log = logging.getLogger("loom.server")
 
-RESULTS_KEPT = 256
 GRAPH_MODES = {"values", "updates", "custom", "debug", "tasks", "checkpoints", "messages"}
 REPLACED_WAIT_S = 60.0
 """How long an interrupt/rollback request waits for the run it replaces to stop before answering."""
@@ -85,8 +83,6 @@ class RunManager:
         self.checkpointer = checkpointer
         self.bus = bus
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.results: OrderedDict[str, Any] = OrderedDict()
-        """Final values of recent runs, so /wait answers even after a stateless thread is deleted."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stoppable: set[str] = set()
         """Runs in their graph phase: a cancel signal stops them; in ``_finish`` they are past stopping."""
@@ -95,6 +91,10 @@ class RunManager:
         self._loops: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[bool]] = set()
         self._reserved = 0
+        self._backlog = True
+        """Runs may be waiting for this worker: a claim filled every free slot or found none free, or a finished
+        run's thread has runs queued. Only then does a finishing run wake the dispatcher; otherwise its claim
+        would find nothing, and on SQLite that empty transaction took the write lock once per run."""
         self._checked: set[str] = set()
         """Slots promised to runs being inserted as claimed (``take_slot``), not yet started."""
         self._stopping = False
@@ -289,8 +289,10 @@ class RunManager:
                     await crons.fire_due(self.sessions)
                     next_cron = time.monotonic() + self.settings.run_poll_s
                 free = self.settings.server_concurrency - len(self._tasks) - self._reserved
+                self._backlog = free <= 0
                 if free > 0:
                     claimed = await queue.claim(self.sessions, self.worker_id, free, self.settings.run_lease_s)
+                    self._backlog = len(claimed) >= free
                 for run in claimed:
                     self._start(run)
             except Exception:
@@ -376,7 +378,7 @@ class RunManager:
             self._reasons.pop(run_id, None)
             self._lost.discard(run_id)
             self._tasks.pop(run_id, None)
-            if not self._stopping:
+            if self._backlog and not self._stopping:  # a slot is free for a run that waited for one
                 await self.bus.wake()
 
     @staticmethod
@@ -480,7 +482,7 @@ class RunManager:
         error = logs.scrub(error, self.settings)
         thread_id = run["thread_id"]
         interrupts: list[dict[str, Any]] = []
-        checkpoint = None
+        checkpoint = output = None
         thread_status = "error" if status in ("error", "timeout") else "idle"
         if thread_id and run.get("reason") == "rollback":
             await self._restore_start(run)
@@ -490,18 +492,19 @@ class RunManager:
             checkpoint = dict(snapshot.config.get("configurable") or {}) if snapshot.config else None
             if checkpoint and "thread_id" in checkpoint:
                 checkpoint["thread_id"] = public_thread_id(checkpoint["thread_id"])
-            self.results[run_id] = output_values(self.graphs[run["graph_id"]], snapshot.values)
-            while len(self.results) > RESULTS_KEPT:
-                self.results.popitem(last=False)
+            output = dumps(output_values(self.graphs[run["graph_id"]], snapshot.values))
             if status == "success" and (interrupts or snapshot.next):
                 status = "interrupted"
             # a pending question outlives any later failure on the thread
             if interrupts or (snapshot.next and status in ("interrupted", "success")):
                 thread_status = "interrupted"
         usage = run["meter"].summary() if "meter" in run else None
-        if not await queue.finish(self.sessions, self.worker_id, run_id, status, error, thread_status, usage):
+        outcome = queue.Outcome(status, error, thread_id, thread_status, output, usage)
+        recorded = await queue.finish(self.sessions, self.worker_id, run_id, outcome)
+        if recorded == "lost":
             log.warning("run %s finished after its lease was lost; its new worker records it", run_id)
             return
+        self._backlog = self._backlog or recorded == "queued"
         observe.finished(run, status, error, self.settings)
         if thread_id and run["kwargs"].get("ephemeral"):
             await self.checkpointer.adelete_thread(thread_id)

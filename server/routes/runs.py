@@ -390,20 +390,20 @@ def event_response(loom: Services, run: RunRow, request: Request, after: int, ca
 
 
 async def outcome(loom: Services, run_id: str, status: str | None = None) -> Any:
-    """The final state values of a finished run, or ``{"__error__": …}`` as langgraph-api answers."""
-    final = await loom.manager.wait(run_id, status)
-    if final not in (None, "error", "timeout") and run_id in loom.manager.results:  # this process ran it
-        return loom.manager.results[run_id]
+    """The final state values of a finished run, or ``{"__error__": …}`` as langgraph-api answers.
+
+    Read from the run's row, whichever process executed it: the values were stored there, as JSON, with its outcome.
+    """
+    await loom.manager.wait(run_id, status)
     async with loom.sessions() as session:
         run = await session.get(RunRow, run_id)
         if run is None:
             raise not_found("run", run_id)
     if run.status in ("error", "timeout"):
         return {"__error__": run.error or {"error": run.status, "message": run.status}}
-    result = loom.manager.results.get(run_id)
-    if result is not None:
-        return result
-    if run.thread_id is None:
+    if run.output is not None:
+        return Response(run.output, media_type="application/json")
+    if run.thread_id is None or run.kwargs.get("ephemeral"):
         return {}
     snapshot = await loom.graphs[run.graph_id].aget_state({"configurable": {"thread_id": run.thread_id}})
     return output_values(loom.graphs[run.graph_id], snapshot.values)

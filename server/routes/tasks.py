@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
 from sqlalchemy import select
 
@@ -129,12 +130,19 @@ def _translate(name: str, data: Any) -> list[tuple[str, Any]]:
 
 
 async def _completion(loom: Services, run_id: str) -> dict[str, Any]:
-    values = loom.manager.results.get(run_id) or {}
+    async with loom.sessions() as session:
+        run = await session.get(RunRow, run_id)
+    values = json.loads(run.output) if run is not None and run.output else {}  # stored by whichever worker ran it
     report = values.get("report")
     return {"final_output": _final_output(values), "failed": bool(report), "report": report}
 
 
 def _final_output(values: dict[str, Any]) -> str | None:
+    """The last message's text if it is the model's: a message from the thread state, or as stored (a JSON object)."""
     messages = values.get("messages") or []
     last = messages[-1] if messages else None
-    return getattr(last, "text", None) if last is not None and getattr(last, "type", "") == "ai" else None
+    if isinstance(last, BaseMessage):
+        return last.text if last.type == "ai" else None
+    if not isinstance(last, dict) or last.get("type") != "ai":
+        return None
+    return AIMessage(content=last.get("content") or "").text

@@ -140,8 +140,9 @@ class AccountsDB:
         self.engine = make_engine(url)
 
     def create_and_seed(self) -> None:
-        create_tables(self.engine, Customer, Subscription, Invoice, Payment, Ticket, ServiceStatus, SideEffect)
-        with Session(self.engine) as session, session.begin():
+        with Session(self.engine) as session, session.begin():  # tables and seed in one transaction, under the lock
+            tables = (Customer, Subscription, Invoice, Payment, Ticket, ServiceStatus, SideEffect)
+            create_tables(session.connection(), *tables)
             for customer in CUSTOMERS:
                 if session.get(Customer, customer["id"]) is None:
                     _seed_customer(session, customer)

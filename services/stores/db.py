@@ -20,8 +20,23 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
+SCHEMA_LOCK = 0x4C4F4F53  # "LOOS": serialises the stores' table creation and demo seeding across processes
+
+
+def lock_schema(connection: Connection) -> None:
+    """On PostgreSQL, hold a transaction-scoped advisory lock: worker processes starting together on one
+    database would otherwise both see a table (or a demo customer) missing and both create it, and one fails."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
+
+
 def create_tables(bind: Engine | Connection, *models: type[Base]) -> None:
-    """Create the models' tables where they are missing; other tables in the metadata are left alone."""
+    """Create the models' tables where they are missing (one process at a time); other tables are left alone."""
+    if isinstance(bind, Engine):
+        with bind.begin() as connection:
+            create_tables(connection, *models)
+        return
+    lock_schema(bind)
     Base.metadata.create_all(bind, tables=[model.__table__ for model in models])  # type: ignore[misc]
 
 

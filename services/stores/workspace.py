@@ -34,7 +34,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Mapped, Session, mapped_column
 
 from loom.settings import Settings, get_settings
 from services.paths import safe_id
-from services.stores.db import Base, create_tables, make_engine
+from services.stores.db import Base, create_tables, lock_schema, make_engine
 from services.stores.demo_workspace import DEMO_USERS, dated_for
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".csv"})
@@ -219,6 +219,7 @@ class WorkspaceStore:
         """Give each demo user their data once, dated around ``today``; a user who has rows is left alone."""
         today = today or date.today()
         with Session(self.engine) as session, session.begin():
+            lock_schema(session.connection())  # two processes must not both seed a user
             for user_id, data in DEMO_USERS.items():
                 if not self._has_rows(session, WorkspaceFile, user_id):
                     root = workspaces_dir / safe_id(user_id)

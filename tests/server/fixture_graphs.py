@@ -2,13 +2,18 @@
 
 ``gated`` runs ``step_one`` (counting its executions in a file), then waits until the test opens
 the gate file for its thread; so a test decides exactly when a run is busy, and can prove after a
-crash that a checkpointed node did not run again.
+crash that a checkpointed node did not run again. ``refunding`` is ``gated`` with a real refund (the
+support graph's account store and idempotency keys) before the gate, and logs when each process
+begins and ends waiting, so a test can prove that no run was ever executed by two workers at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import operator
+import os
+import time
 from pathlib import Path
 from typing import Annotated, Any, NotRequired
 
@@ -23,6 +28,8 @@ from loom.settings import get_settings
 from loom.threads import public_thread_id
 from nodes.models import is_transient_error
 from nodes.tools.charts import render_chart
+from services.stores import account_actions
+from services.stores.accounts import IdempotencyKey, get_accounts_db
 from state.common import RunContext
 
 
@@ -56,6 +63,40 @@ async def wait_for_gate(state: GatedState, config: RunnableConfig) -> dict[str, 
     while not await asyncio.to_thread(gate.exists):  # the graph waits on the test; the test never sleeps
         await asyncio.sleep(0.02)
     return {"log": ["gate_passed"]}
+
+
+def _log_execution(config: RunnableConfig, what: str) -> None:
+    """One line per event, appended by any worker process: run id, pid, begin/end, system-wide monotonic ns."""
+    line = f"{config['metadata']['run_id']} {os.getpid()} {what} {time.monotonic_ns()}\n"
+    with (gate_dir() / "executions.log").open("a") as log:
+        log.write(line)
+
+
+async def logged_wait_for_gate(state: GatedState, config: RunnableConfig) -> dict[str, Any]:
+    await asyncio.to_thread(_log_execution, config, "begin")
+    update = await wait_for_gate(state, config)
+    await asyncio.to_thread(_log_execution, config, "end")
+    return update
+
+
+def refund(state: GatedState, config: RunnableConfig) -> dict[str, Any]:
+    """A 1-cent refund of the demo customer's INV-1001, applied once per run (keyed by thread and run id)."""
+    key = IdempotencyKey(_thread(config), str(config["metadata"]["run_id"]))
+    effect = functools.partial(account_actions.refund, user_id="demo", invoice_id="INV-1001", amount_cents=1)
+    get_accounts_db().apply_once(key, "issue_refund", {"amount_cents": 1}, lambda s, k: effect(s, key=k))
+    return {"log": ["refunded"]}
+
+
+def build_refunding(checkpointer: Checkpointer = None) -> Any:
+    builder = StateGraph(GatedState)
+    builder.add_node("step_one", step_one)
+    builder.add_node("refund", refund)
+    builder.add_node("wait_for_gate", logged_wait_for_gate)
+    builder.add_edge(START, "step_one")
+    builder.add_edge("step_one", "refund")
+    builder.add_edge("refund", "wait_for_gate")
+    builder.add_edge("wait_for_gate", END)
+    return builder.compile(checkpointer=checkpointer, name="refunding")
 
 
 def build_gated(checkpointer: Checkpointer = None) -> Any:

@@ -1,12 +1,15 @@
 """Scale mode on real PostgreSQL and Redis: two API replicas and two worker processes share one queue.
 
 Runs are created through either API, executed by whichever worker claims them, streamed and cancelled
-through the other API; a worker SIGKILLed mid-run loses nothing and repeats nothing.
+through the other API; a worker SIGKILLed mid-run loses nothing and repeats nothing: every refund is
+recorded once in the support graph's payments table, and no run is ever executed by two workers at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections.abc import Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -15,13 +18,16 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
+from sqlalchemy import create_engine, text
 
 from loom.processes import LoomServer, scratch_postgres_database
+from services.stores.accounts import IdempotencyKey
 from tests.conftest import require_postgres, require_redis
 from tests.server.live import (
     FIXTURE_INPUT,
     collect,
     finished,
+    gates,
     is_custom,
     new_server,
     open_gate,
@@ -33,12 +39,15 @@ from tests.server.live import (
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.redis]
 DONE = ["step_one", "gate_passed"]
+REFUNDED = ["step_one", "refunded", "gate_passed"]
+REFUND_COUNTS = text("SELECT idempotency_key, count(*) FROM payments WHERE kind = 'refund' GROUP BY idempotency_key")
 
 
 @dataclass
 class Cluster:
     apis: list[LoomServer]
     workers: list[LoomServer]
+    database: str
 
     def client(self, index: int) -> LangGraphClient:
         return get_client(url=self.apis[index].url)
@@ -72,7 +81,7 @@ def cluster(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     try:
         apis = [start("api") for _ in range(2)]
         workers = [start("worker", ["--concurrency", "2"]) for _ in range(2)]
-        yield Cluster(apis, workers)
+        yield Cluster(apis, workers, database)
     finally:
         for process in processes:
             process.stop()
@@ -117,7 +126,7 @@ async def test_thirty_runs_survive_a_worker_kill_and_streams_rejoin_through_the_
         for index, thread in enumerate(threads):
             client = first if (round_ + index) % 2 == 0 else second
             created = await client.runs.create(
-                thread, "gated", input=FIXTURE_INPUT, stream_mode=["custom", "updates", "values"]
+                thread, "refunding", input=FIXTURE_INPUT, stream_mode=["custom", "updates", "values"]
             )
             runs.append((thread, created["run_id"]))
     watched_thread, watched = runs[0]
@@ -126,9 +135,13 @@ async def test_thirty_runs_survive_a_worker_kill_and_streams_rejoin_through_the_
 
     running = [(t, r) for t, r in runs if (await first.runs.get(t, r))["status"] == "running"]
     assert len(running) == 4, "two workers × two slots, one run per thread"
-    for thread, _ in running:  # their first node is checkpointed: a takeover must not run it again
+    for thread, _ in running:  # refunded and checkpointed: a takeover must not run those nodes again
         await wait_for_state(first, thread, lambda state: state["next"] == ["wait_for_gate"])
-    cluster.workers[0].kill()
+    killed = cluster.workers[0]
+    assert killed.process is not None
+    killed_pid = killed.process.pid
+    killed.kill()
+    killed_at = time.monotonic_ns()
     for thread in threads:
         open_gate(cluster.apis[0], thread)
 
@@ -141,9 +154,58 @@ async def test_thirty_runs_survive_a_worker_kill_and_streams_rejoin_through_the_
     assert [run["status"] for run in outcomes] == ["success"] * 30
     assert any(run["attempt"] == 2 for run in outcomes), "the killed worker's runs were taken over"
     for thread in threads:
-        assert step_one_count(cluster.apis[0], thread) == 3, "each run's side effect happened once"
-        assert (await first.threads.get_state(thread))["values"]["log"] == DONE * 3
+        assert step_one_count(cluster.apis[0], thread) == 3, "each run's first node ran once"
+        assert (await first.threads.get_state(thread))["values"]["log"] == REFUNDED * 3
         assert (await second.threads.get(thread))["status"] == "idle"
+    keys = {IdempotencyKey(thread, run_id).value for thread, run_id in runs}
+    assert await asyncio.to_thread(refunds_by_key, cluster.database, keys) == dict.fromkeys(keys, 1)
+    executions = parse_executions(gates(cluster.apis[0]) / "executions.log", killed_pid, killed_at)
+    assert set(executions) == {run_id for _, run_id in runs}
+    for run_id, spans in executions.items():
+        for earlier, later in itertools.pairwise(sorted(spans)):
+            assert earlier[1] <= later[0], f"run {run_id} was executed by two workers at once: {spans}"
+    assert any(len(spans) == 2 for spans in executions.values()), "the killed worker's runs ran again elsewhere"
+
+
+def refunds_by_key(database: str, keys: set[str]) -> dict[str, int]:
+    """Refund rows in the support graph's payments table, per idempotency key of this test's runs."""
+    engine = create_engine(database.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(REFUND_COUNTS)
+            return {key: int(count) for key, count in rows if key in keys}
+    finally:
+        engine.dispose()
+
+
+def parse_executions(log: Path, killed_pid: int, killed_at: int) -> dict[str, list[tuple[int, int]]]:
+    """Each run's executions of its waiting node as (begin, end) in monotonic ns, from every worker's log lines.
+
+    An execution never ended only if its worker was the one killed: it lasted at most until the kill.
+    """
+    begun: dict[tuple[str, str], int] = {}
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for line in log.read_text().splitlines():
+        run_id, pid, what, at = line.split()
+        if what == "begin":
+            begun[(run_id, pid)] = int(at)
+        else:
+            spans.setdefault(run_id, []).append((begun.pop((run_id, pid)), int(at)))
+    for (run_id, pid), at in begun.items():
+        assert int(pid) == killed_pid, f"run {run_id} was left unfinished by worker {pid}, which was not killed"
+        spans.setdefault(run_id, []).append((at, killed_at))
+    return spans
+
+
+async def test_wait_answers_the_final_values_of_a_run_executed_on_a_worker(cluster: Cluster) -> None:
+    """The API replicas run nothing: the values come from the run's row, written by the worker that ran it."""
+    first, second = cluster.client(0), cluster.client(1)
+    expected = {"request": "x", "user_id": "demo", "permissions": ["read"]}
+    assert await first.runs.wait(None, "whoami", input={"request": "x"}) == expected
+    thread = (await second.threads.create())["thread_id"]
+    assert await second.runs.wait(thread, "whoami", input={"request": "x"}) == expected
+    run = (await first.runs.list(thread))[0]
+    assert await first.runs.join(thread, run["run_id"]) == expected
 
 
 async def test_a_cron_fires_each_due_run_exactly_once_across_two_workers(cluster: Cluster) -> None:

@@ -27,6 +27,8 @@ async def test_task_plans_streams_steps_and_completes(live_server: LoomServer) -
     assert kinds[0] == "plan_created" and kinds[-1] == "task_completed"
     assert kinds.count("step_started") == kinds.count("step_completed") == 3
     assert "partial_output" in kinds and kinds.index("partial_output") > kinds.index("step_completed")
+    partial = "".join(e["data"]["content"] for e in events if e["event_type"] == "partial_output")
+    assert events[-1]["data"]["final_output"] == partial, "the final answer, read from the run's stored output"
     prices = [e["data"]["output"] for e in events if e["event_type"] == "step_completed"][-1]
     assert "89.0" in prices and "219.0" in prices
     assert status["status"] == "completed" and len(status["plan"]) == 3
