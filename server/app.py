@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -52,10 +53,16 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
             contextlib.AsyncExitStack() as factories,
         ):
             engine, sessions = await open_database(settings.resolved_database_url(), settings.sqlite_synchronous)
+            specs = graph_specs()
             graphs: dict[str, Any] = {
-                graph_id: await spec.build(checkpointer, store, factories) for graph_id, spec in graph_specs().items()
+                graph_id: await spec.build(checkpointer, store, factories) for graph_id, spec in specs.items()
             }
-            manager = RunManager(settings, sessions, graphs, checkpointer, open_bus(settings))
+            per_run = {
+                graph_id: functools.partial(spec.build, checkpointer, store, target=factory)
+                for graph_id, spec in specs.items()
+                if (factory := spec.run_factory()) is not None
+            }
+            manager = RunManager(settings, sessions, graphs, checkpointer, open_bus(settings), per_run)
             app.state.services = Services(settings, sessions, graphs, checkpointer, manager, store)
             names = {gid: (default_name(gid, graph), graph_description(gid)) for gid, graph in graphs.items()}
             await ensure_defaults(sessions, names)

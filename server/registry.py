@@ -65,17 +65,29 @@ class GraphSpec:
             raise ConfigError(f"graph {self.graph_id!r}: {self.target} has no attribute {self.attribute!r}")
         return getattr(module, self.attribute)
 
+    def run_factory(self) -> Any | None:
+        """A factory that takes a ``RunnableConfig`` is called again for every run, with that run's config, as
+        langgraph-api does ("rebuild graph at runtime"); other targets are built once (None)."""
+        value = self.load()
+        return value if _is_factory(value) and _wants_config(value) else None
+
     async def build(
-        self, checkpointer: Checkpointer = None, store: BaseStore | None = None, stack: Any = None
+        self,
+        checkpointer: Checkpointer = None,
+        store: BaseStore | None = None,
+        stack: Any = None,
+        config: RunnableConfig | None = None,
+        target: Any = None,
     ) -> CompiledStateGraph[Any, Any, Any, Any]:
         """A compiled graph bound to ``checkpointer`` and ``store``; the project's own object stays untouched.
 
-        A factory is called here with an empty config; an async context manager stays open on
-        ``stack`` (an ``AsyncExitStack``) for as long as the caller serves the graph.
+        A factory is called here with ``config`` (at start: an empty one); an async context manager stays
+        open on ``stack`` (an ``AsyncExitStack``) for as long as the caller uses the graph. ``target`` is what
+        ``load`` returned, when the caller kept it (imports touch the file system, which the event loop must not).
         """
-        value = self.load()
-        if callable(value) and not isinstance(value, CompiledStateGraph | StateGraph):
-            value = await _call_factory(value, stack)
+        value = self.load() if target is None else target
+        if _is_factory(value):
+            value = await _call_factory(value, stack, config or RunnableConfig(configurable={}))
         if isinstance(value, StateGraph):
             return value.compile(checkpointer=checkpointer, store=store, name=self.graph_id)
         if isinstance(value, CompiledStateGraph):
@@ -86,11 +98,18 @@ class GraphSpec:
         raise ConfigError(f"graph {self.graph_id!r}: {self.target} is a {type(value).__name__}, not a graph")
 
 
-async def _call_factory(factory: Any, stack: Any) -> Any:
+def _is_factory(value: Any) -> bool:
+    return callable(value) and not isinstance(value, CompiledStateGraph | StateGraph)
+
+
+def _wants_config(factory: Any) -> bool:
     """As ``langgraph dev``: a factory with a required parameter gets a ``RunnableConfig``, others nothing."""
     parameters = inspect.signature(factory).parameters.values()
-    wants_config = any(p.default is inspect.Parameter.empty and p.kind != p.VAR_KEYWORD for p in parameters)
-    produced = factory(RunnableConfig(configurable={})) if wants_config else factory()
+    return any(p.default is inspect.Parameter.empty and p.kind != p.VAR_KEYWORD for p in parameters)
+
+
+async def _call_factory(factory: Any, stack: Any, config: RunnableConfig) -> Any:
+    produced = factory(config) if _wants_config(factory) else factory()
     if inspect.isawaitable(produced):
         produced = await produced
     if isinstance(produced, contextlib.AbstractAsyncContextManager):

@@ -19,7 +19,7 @@ import socket
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any, get_args
 
@@ -76,10 +76,13 @@ class RunManager:
         graphs: dict[str, CompiledStateGraph[Any, Any, Any, Any]],
         checkpointer: BaseCheckpointSaver[str],
         bus: EventBus,
+        per_run: Mapping[str, Callable[..., Awaitable[CompiledStateGraph[Any, Any, Any, Any]]]] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.graphs = graphs
+        self.per_run = per_run or {}
+        """Graphs whose factory takes a config: rebuilt for each run with the run's config."""
         self.checkpointer = checkpointer
         self.bus = bus
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -399,34 +402,37 @@ class RunManager:
         run["meter"] = UsageMeter(self.settings, await run_limits(self.settings, self.sessions, run))
         # the meter counts every model call and refuses nodes past the budget; the observer traces and measures
         config["callbacks"] = [run["meter"], *observe.callbacks(run_id, run, self.settings)]
-        payload = await self._payload(run_id, run["thread_id"], kwargs, run["attempt"])
-        requested = kwargs.get("stream_mode") or ["values"]
-        modes = sorted({"messages" if mode.startswith("messages") else mode for mode in requested} & GRAPH_MODES)
-        legacy_messages = LegacyMessages() if "messages" in requested else None
-        options: dict[str, Any] = {
-            "context": validate_context(graph, kwargs.get("context"))
-            or run_context(run["owner"], kwargs.get("context"), self._granted(run["owner"], kwargs)),
-            "stream_mode": modes or ["values"],  # "events" alone: the graph still streams, its parts are dropped
-            "output_keys": graph.output_channels,  # as langgraph-api: values/updates show the output schema only
-            "subgraphs": True,
-            "interrupt_before": kwargs.get("interrupt_before"),
-            "interrupt_after": kwargs.get("interrupt_after"),
-            "durability": kwargs.get("durability") or "sync",
-        }
-        parts: AsyncIterator[Any]
-        if "events" in requested:
-            parts = with_events(graph, payload, config, options, run_id)
-        else:
-            parts = graph.astream(payload, config, **options)  # type: ignore[call-overload]
-        async for ns, mode, chunk in parts:
-            if (ns and not kwargs.get("stream_subgraphs")) or mode not in (*modes, "events"):
-                continue
-            suffix = "|" + "|".join(ns) if ns else ""
-            if mode == "messages":
-                for name, data in messages_events(chunk, requested, legacy_messages):
-                    await self.bus.publish(run_id, name + suffix, data)
+        async with contextlib.AsyncExitStack() as factory_scope:  # a per-run factory's context ends with the run
+            if (rebuild := self.per_run.get(run["graph_id"])) is not None:
+                graph = await rebuild(stack=factory_scope, config=config)
+            payload = await self._payload(run_id, run["thread_id"], kwargs, run["attempt"])
+            requested = kwargs.get("stream_mode") or ["values"]
+            modes = sorted({"messages" if mode.startswith("messages") else mode for mode in requested} & GRAPH_MODES)
+            legacy_messages = LegacyMessages() if "messages" in requested else None
+            options: dict[str, Any] = {
+                "context": validate_context(graph, kwargs.get("context"))
+                or run_context(run["owner"], kwargs.get("context"), self._granted(run["owner"], kwargs)),
+                "stream_mode": modes or ["values"],  # "events" alone: the graph still streams, its parts are dropped
+                "output_keys": graph.output_channels,  # as langgraph-api: values/updates show the output schema only
+                "subgraphs": True,
+                "interrupt_before": kwargs.get("interrupt_before"),
+                "interrupt_after": kwargs.get("interrupt_after"),
+                "durability": kwargs.get("durability") or "sync",
+            }
+            parts: AsyncIterator[Any]
+            if "events" in requested:
+                parts = with_events(graph, payload, config, options, run_id)
             else:
-                await self.bus.publish(run_id, mode + suffix, public_ids(chunk) if mode in CONFIG_MODES else chunk)
+                parts = graph.astream(payload, config, **options)  # type: ignore[call-overload]
+            async for ns, mode, chunk in parts:
+                if (ns and not kwargs.get("stream_subgraphs")) or mode not in (*modes, "events"):
+                    continue
+                suffix = "|" + "|".join(ns) if ns else ""
+                if mode == "messages":
+                    for name, data in messages_events(chunk, requested, legacy_messages):
+                        await self.bus.publish(run_id, name + suffix, data)
+                else:
+                    await self.bus.publish(run_id, mode + suffix, public_ids(chunk) if mode in CONFIG_MODES else chunk)
 
     def _granted(self, owner: str, kwargs: dict[str, Any]) -> tuple[Permission, ...]:
         """The grants the caller was authenticated with (custom auth's ``permissions``), else the settings'."""

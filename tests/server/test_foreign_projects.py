@@ -93,6 +93,13 @@ async def test_a_src_package_through_a_factory_and_a_module_path(notes: LoomServ
         await client.runs.wait(thread["thread_id"], "notes", input={"messages": [{"role": "user", "content": note}]})
     state = await client.threads.get_state(thread["thread_id"])
     assert state["values"]["messages"][-1]["content"] == "2 notes: milk; eggs"
+    # the factory takes a config, so every run rebuilds the graph with that run's config
+    pipes = await client.assistants.create("notes", config={"configurable": {"separator": " | "}})
+    note = {"messages": [{"role": "user", "content": "tea"}]}
+    piped = await client.runs.wait(thread["thread_id"], pipes["assistant_id"], input=note)
+    assert isinstance(piped, dict) and piped["messages"][-1]["content"] == "3 notes: milk | eggs | tea"
+    plus = await client.runs.wait(thread["thread_id"], "notes", input=note, config={"configurable": {"separator": "+"}})
+    assert isinstance(plus, dict) and plus["messages"][-1]["content"] == "4 notes: milk+eggs+tea+tea"
     counted = await client.runs.wait(None, "counter", input={"messages": [], "count": 41})
     assert isinstance(counted, dict) and counted["count"] == 42
 

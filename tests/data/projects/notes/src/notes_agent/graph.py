@@ -1,4 +1,5 @@
-"""A src/ package with absolute imports, served through an async factory that takes a config."""
+"""A src/ package with absolute imports, served through an async factory that takes a config: the server
+calls it for every run with that run's config, so ``configurable.separator`` shapes the graph it builds."""
 
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
@@ -7,13 +8,16 @@ from langgraph.graph import StateGraph
 from notes_agent.state import State
 
 
-def take_note(state: State) -> dict[str, object]:
-    notes = [m.text for m in state["messages"] if m.type == "human"]
-    return {"messages": [AIMessage(f"{len(notes)} notes: {'; '.join(notes)}")]}
+def note_taker(separator: str) -> object:
+    def take_note(state: State) -> dict[str, object]:
+        notes = [m.text for m in state["messages"] if m.type == "human"]
+        return {"messages": [AIMessage(f"{len(notes)} notes: {separator.join(notes)}")]}
+
+    return take_note
 
 
 async def make_graph(config: RunnableConfig) -> object:
     builder = StateGraph(State)
-    builder.add_node(take_note)
+    builder.add_node("take_note", note_taker(config.get("configurable", {}).get("separator", "; ")))
     builder.set_entry_point("take_note")
     return builder.compile()
