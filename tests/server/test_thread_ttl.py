@@ -99,8 +99,8 @@ async def test_an_idle_thread_expires_a_busy_or_recent_one_stays(ttl_server: Loo
     await asyncio.to_thread(artifacts.mkdir, parents=True)
     await asyncio.to_thread((artifacts / "chart.png").write_bytes, b"png")
 
+    await age(ttl_server, busy)  # first: the sweep that takes the idle thread has seen the busy one expired too
     await age(ttl_server, idle)
-    await age(ttl_server, busy)
     await swept(client, idle)
 
     assert (await client.threads.get(recent))["status"] == "idle"
