@@ -28,6 +28,7 @@ from server.registry import auth_handlers, graph_specs, http_config
 from server.routes import artifacts, assistants, crons, runs, store, system, tasks, threads, usage
 from server.runs import RunManager
 from server.store_config import store_options
+from server.thread_ttl import sweeping, thread_ttl
 
 log = logging.getLogger("loom.server")
 LOCAL_CORS: dict[str, Any] = {
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
             open_store(settings, **await asyncio.to_thread(store_options, settings)) as store,
             contextlib.AsyncExitStack() as factories,
         ):
+            ttl = await asyncio.to_thread(thread_ttl)  # a bad checkpointer.ttl stops every process at start
             engine, sessions = await open_database(settings.resolved_database_url(), settings.sqlite_synchronous)
             specs = graph_specs()
             graphs: dict[str, Any] = {
@@ -71,8 +73,9 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
             if not settings.api_keys and app.state.auth is None:
                 log.warning("no API keys configured: serving as the single local user 'demo'")
             try:
-                with blocking_detection(settings.detect_blocking):
-                    yield
+                async with sweeping(ttl if settings.run_workers else None, settings, sessions, checkpointer):
+                    with blocking_detection(settings.detect_blocking):
+                        yield
             finally:
                 await manager.stop()
                 await engine.dispose()
