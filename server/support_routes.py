@@ -20,6 +20,7 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from loom.settings import Settings, get_settings
+from loom.threads import public_thread_id, thread_key
 from server.auth import CurrentUser
 from server.db import ThreadRow
 from server.deps import Services
@@ -59,15 +60,16 @@ async def list_requests(
 ) -> dict[str, Any]:
     filters = {"status": status, "category": category, "priority": priority}
     rows = await _in_store(request, lambda store: store.list_requests(user, filters, limit))
-    return {"requests": rows, "count": len(rows)}
+    return {"requests": [_public(row) for row in rows], "count": len(rows)}
 
 
 @router.get("/requests/{request_id}")
 async def get_request(request: Request, user: CurrentUser, request_id: str) -> dict[str, Any]:
-    found = await _in_store(request, lambda store: store.get_request(user, request_id))
+    stored = await _stored_id(request, user, request_id)
+    found = await _in_store(request, lambda store: store.get_request(user, stored))
     if found is None:
         raise not_found("support_request", request_id)
-    return found
+    return _public(found)
 
 
 @router.post("/requests/{request_id}/resolve")
@@ -77,22 +79,36 @@ async def resolve_request(request: Request, user: CurrentUser, request_id: str, 
     The graph reopens the request if the customer writes again.
     """
     services: Services | None = getattr(request.app.state, "services", None)
+    stored = await _stored_id(request, user, request_id)
     async with contextlib.AsyncExitStack() as held:
         if services is not None:  # no run may start on the request's thread while both records change
-            await held.enter_async_context(services.manager.idle_thread(request_id))
-        thread = await _served_thread(services, user, request_id)
+            await held.enter_async_context(services.manager.idle_thread(stored))
+        thread = await _served_thread(services, user, stored)
         at = datetime.now(UTC).replace(tzinfo=None)
         try:
-            resolved = await _in_store(request, lambda store: store.resolve(user, request_id, body.summary, at))
+            resolved = await _in_store(request, lambda store: store.resolve(user, stored, body.summary, at))
         except RequestConflict as exc:
             raise ApiError(409, "already_resolved", str(exc)) from exc
         if resolved is None:
             raise not_found("support_request", request_id)
         if services is not None and thread is not None:
             await _resolve_in_graph(services, thread, resolved)
-    event_id = f"{request_id}:resolved:{resolved['resolved_at']}"
-    delivered = await notify("support.request.resolved", event_id, resolved, _settings(request))
-    return {**resolved, "webhook_delivered": delivered}
+    event_id = f"{stored}:resolved:{resolved['resolved_at']}"  # unique across users: the stored id
+    delivered = await notify("support.request.resolved", event_id, _public(resolved), _settings(request))
+    return {**_public(resolved), "webhook_delivered": delivered}
+
+
+async def _stored_id(request: Request, user: str, request_id: str) -> str:
+    """A request is its thread: one made through the threads API is stored under the thread's owner-scoped key
+    (``loom.threads``), one made elsewhere (the CLI, a test) under the id itself."""
+    key = thread_key(user, request_id)
+    found = await _in_store(request, lambda store: store.get_request(user, key))
+    return key if found is not None else request_id
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    """The request as its owner knows it: under the thread id they chose, never the key."""
+    return {**row, "request_id": public_thread_id(row["request_id"])}
 
 
 async def _served_thread(services: Services | None, user: str, request_id: str) -> ThreadRow | None:
