@@ -257,15 +257,13 @@ async def wait(
     idempotency_key: str | None = Header(default=None),
 ) -> Any:  # fmt: skip
     run = await start_run(loom, caller, thread_id, body, idempotency_key)
-    response.headers.update(wait_headers(run))
-    return await outcome(loom, run.run_id, run.status)
+    return with_headers(await outcome(loom, run.run_id, run.status), wait_headers(run), response)
 
 
 @router.post("/runs/wait")
 async def wait_stateless(body: RunCreate, loom: Loom, caller: CurrentCaller, response: Response) -> Any:
     run = await start_run(loom, caller, None, body, None)
-    response.headers.update(wait_headers(run))
-    return await outcome(loom, run.run_id, run.status)
+    return with_headers(await outcome(loom, run.run_id, run.status), wait_headers(run), response)
 
 
 @router.post("/runs/batch")
@@ -279,6 +277,12 @@ async def create_batch(body: RunBatch, loom: Loom, caller: CurrentCaller) -> lis
         except ApiError as refused:
             raise ApiError(refused.status, refused.code, f"{index}.{refused.message}") from refused
     return [run_view(await start_run(loom, caller, None, item, None)) for item in body]
+
+
+def with_headers(answer: Any, headers: dict[str, str], response: Response) -> Any:
+    """``headers`` on the answer, whether a ready ``Response`` (stored output) or values FastAPI will encode."""
+    (answer if isinstance(answer, Response) else response).headers.update(headers)
+    return answer
 
 
 def wait_headers(run: RunRow) -> dict[str, str]:
