@@ -61,10 +61,10 @@ async def test_a_hyphenated_project_with_its_own_context_schema(greeter: LoomSer
             "greeter",
             input={"messages": [{"role": "user", "content": "hi"}]},
             context={"greeting": "Bonjour"},
-            stream_mode=["values", "updates"],
+            stream_mode=["values", "updates", "messages-tuple"],
         )
     ]
-    assert {"values", "updates"} <= {part.event for part in parts}
+    assert {"values", "updates", "messages"} <= {part.event for part in parts}
     state = await client.threads.get_state(thread["thread_id"])
     assert state["values"]["messages"][-1]["content"] == "Bonjour, demo! (turn 1)"  # identity from the server, env
     await client.runs.wait(thread["thread_id"], "greeter", input={"messages": [{"role": "user", "content": "again"}]})
@@ -88,11 +88,16 @@ async def test_context_that_does_not_fit_the_schema_is_a_422_naming_the_field(gr
 async def test_a_src_package_through_a_factory_and_a_module_path(notes: LoomServer) -> None:
     client = get_client(url=notes.url)
     assert sorted(a["graph_id"] for a in await client.assistants.search()) == ["counter", "notes"]
+    assert {node["id"] for node in (await client.assistants.get_graph("notes"))["nodes"]} >= {"take_note"}
     thread = await client.threads.create()
-    for note in ("milk", "eggs"):
-        await client.runs.wait(thread["thread_id"], "notes", input={"messages": [{"role": "user", "content": note}]})
+    first = {"messages": [{"role": "user", "content": "milk"}]}
+    modes = ["values", "updates", "messages-tuple"]
+    parts = [part async for part in client.runs.stream(thread["thread_id"], "notes", input=first, stream_mode=modes)]
+    assert {"values", "updates", "messages"} <= {part.event for part in parts}
+    await client.runs.wait(thread["thread_id"], "notes", input={"messages": [{"role": "user", "content": "eggs"}]})
     state = await client.threads.get_state(thread["thread_id"])
     assert state["values"]["messages"][-1]["content"] == "2 notes: milk; eggs"
+    assert len(await client.threads.get_history(thread["thread_id"])) >= 4
     # the factory takes a config, so every run rebuilds the graph with that run's config
     pipes = await client.assistants.create("notes", config={"configurable": {"separator": " | "}})
     note = {"messages": [{"role": "user", "content": "tea"}]}
