@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from rich.console import Console
 from rich.table import Table
 
 from graphs.assistant import build_graph
 from loom.persistence import open_checkpointer
 from loom.settings import get_settings
+from loom.sqlite_saver import ThreadedSqliteSaver
 
 PROMPTS = ("Write a poem about the sea", "Search my calendar for AI events", "Write a Python function to add numbers")
 THREAD: RunnableConfig = {"configurable": {"thread_id": "long-thread"}}
@@ -44,22 +44,19 @@ class Turn:
     messages_once: int
 
 
-async def stored_bytes(saver: AsyncSqliteSaver, thread_id: str) -> tuple[int, int]:
+def stored_bytes(saver: ThreadedSqliteSaver, thread_id: str) -> tuple[int, int]:
     """(checkpoints, bytes) the thread holds: checkpoint and metadata blobs plus pending writes."""
-    query = (
-        "SELECT count(*), coalesce(sum(length(checkpoint) + length(metadata)), 0) FROM checkpoints WHERE thread_id = ?"
-    )
-    async with saver.conn.execute(query, (thread_id,)) as cursor:
-        count, checkpoint_bytes = await cursor.fetchone() or (0, 0)
-    query = "SELECT coalesce(sum(length(value)), 0) FROM writes WHERE thread_id = ?"
-    async with saver.conn.execute(query, (thread_id,)) as cursor:
-        (write_bytes,) = await cursor.fetchone() or (0,)
+    with saver.cursor(transaction=False) as cursor:
+        query = "SELECT count(*), coalesce(sum(length(checkpoint) + length(metadata)), 0) FROM checkpoints"
+        count, checkpoint_bytes = cursor.execute(query + " WHERE thread_id = ?", (thread_id,)).fetchone() or (0, 0)
+        query = "SELECT coalesce(sum(length(value)), 0) FROM writes WHERE thread_id = ?"
+        (write_bytes,) = cursor.execute(query, (thread_id,)).fetchone() or (0,)
     return int(count), int(checkpoint_bytes) + int(write_bytes)
 
 
 async def run_turns(turns: int) -> list[Turn]:
     async with open_checkpointer(get_settings()) as saver:
-        assert isinstance(saver, AsyncSqliteSaver), "this benchmark reads the SQLite saver's tables"
+        assert isinstance(saver, ThreadedSqliteSaver), "this benchmark reads the SQLite saver's tables"
         graph = build_graph(checkpointer=saver)
         results = []
         for number in range(1, turns + 1):
@@ -68,7 +65,7 @@ async def run_turns(turns: int) -> list[Turn]:
             await graph.ainvoke(turn_input, THREAD, durability="sync")
             messages: list[Any] = (await graph.aget_state(THREAD)).values["messages"]
             once = sum(len(saver.serde.dumps_typed(message)[1]) for message in messages)
-            count, stored = await stored_bytes(saver, THREAD["configurable"]["thread_id"])
+            count, stored = await asyncio.to_thread(stored_bytes, saver, THREAD["configurable"]["thread_id"])
             results.append(Turn(number, len(messages), count, stored, once))
         return results
 

@@ -16,6 +16,7 @@ from langgraph.store.base import BaseStore, IndexConfig, TTLConfig
 from langgraph.store.memory import InMemoryStore
 
 from loom.settings import Settings
+from loom.sqlite_saver import open_sqlite_saver
 from loom.vector_index import PythonVectorIndex
 
 Backend = Literal["memory", "sqlite", "postgres"]
@@ -53,11 +54,8 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
     if backend == "memory":
         yield InMemorySaver()
     elif backend == "sqlite":
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-        async with AsyncSqliteSaver.from_conn_string(await asyncio.to_thread(sqlite_file, url)) as saver:
-            await saver.setup()  # WAL; its tables exist before any call (adelete_thread does not create them)
-            await saver.conn.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
+        path = await asyncio.to_thread(sqlite_file, url)
+        async with open_sqlite_saver(path, settings.sqlite_synchronous) as saver:
             yield saver
     else:
         postgres = await _import("langgraph.checkpoint.postgres.aio")

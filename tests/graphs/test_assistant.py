@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from pathlib import Path
@@ -276,15 +277,19 @@ async def test_tool_calls_to_unknown_tools_are_answered_not_crashed(
 
 async def thread_bytes(saver: Any, thread: str) -> int:
     """What a thread occupies in the SQLite saver: checkpoint blobs, metadata and pending writes."""
-    total = 0
-    for query in (
-        "SELECT coalesce(sum(length(checkpoint) + length(metadata)), 0) FROM checkpoints WHERE thread_id = ?",
-        "SELECT coalesce(sum(length(value)), 0) FROM writes WHERE thread_id = ?",
-    ):
-        async with saver.conn.execute(query, (thread,)) as cursor:
-            (size,) = await cursor.fetchone()
-            total += int(size)
-    return total
+
+    def measure() -> int:
+        total = 0
+        with saver.cursor(transaction=False) as cursor:
+            for query in (
+                "SELECT coalesce(sum(length(checkpoint) + length(metadata)), 0) FROM checkpoints WHERE thread_id = ?",
+                "SELECT coalesce(sum(length(value)), 0) FROM writes WHERE thread_id = ?",
+            ):
+                (size,) = cursor.execute(query, (thread,)).fetchone()
+                total += int(size)
+        return total
+
+    return await asyncio.to_thread(measure)
 
 
 async def test_a_long_thread_stores_each_message_once_not_every_step(

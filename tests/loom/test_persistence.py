@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from graphs.assistant import build_graph
-from loom.persistence import open_checkpointer, open_store
+from loom.persistence import open_checkpointer, open_store, sqlite_file
 from loom.settings import Settings
+from loom.sqlite_saver import ThreadedSqliteSaver
 from state.common import RunContext
 from tests.conftest import ScriptedModels
 
@@ -33,6 +36,25 @@ async def test_embedded_checkpointers(url: str, loom_env: Settings, scripted: ty
         assert texts == ["Write a poem about rain", "A long poem.", "make it shorter", "A short poem."]
     else:  # memory does not outlive the saver: the second turn starts a fresh thread
         assert texts == ["make it shorter", "A short poem."]
+
+
+async def test_a_thread_written_by_langgraphs_async_sqlite_saver_continues(
+    loom_env: Settings, scripted: type[ScriptedModels]
+) -> None:
+    """Loom's SQLite saver keeps LangGraph's tables: a database from before it (``AsyncSqliteSaver``) reads on."""
+    thread = {"configurable": {"thread_id": f"persist-{uuid.uuid4()}"}}
+    path = await asyncio.to_thread(sqlite_file, loom_env.resolved_checkpoint_url())
+    async with AsyncSqliteSaver.from_conn_string(path) as before:
+        graph = build_graph(scripted(content_writer=["A long poem."]), before)
+        await graph.ainvoke({"messages": [HumanMessage("Write a poem about rain")]}, thread, context=RunContext())
+    async with open_checkpointer(loom_env) as saver:
+        assert isinstance(saver, ThreadedSqliteSaver)
+        graph = build_graph(scripted(content_writer=["A short poem."]), saver)
+        state = await graph.ainvoke({"messages": [HumanMessage("make it shorter")]}, thread, context=RunContext())
+        history = [snapshot async for snapshot in graph.aget_state_history(thread)]
+    texts = [m.text for m in state["messages"]]
+    assert texts == ["Write a poem about rain", "A long poem.", "make it shorter", "A short poem."]
+    assert len({s.config["configurable"]["checkpoint_id"] for s in history}) == len(history) > 4
 
 
 @pytest.mark.postgres
