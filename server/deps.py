@@ -11,6 +11,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from loom.settings import Settings
 from loom.threads import is_key, public_thread_id, thread_key
@@ -44,7 +45,8 @@ def graph_description(graph_id: str) -> str | None:
     return (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else None
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """Async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a crossing per request."""
     services: Services = request.app.state.services
     return services
 
@@ -52,14 +54,19 @@ def get_services(request: Request) -> Services:
 Loom = Annotated[Services, Depends(get_services)]
 
 
-async def find_thread(session: AsyncSession, thread_id: str, user: str, for_update: bool = False) -> ThreadRow | None:
+def stored_thread(session: Session, thread_id: str, user: str, for_update: bool = False) -> ThreadRow | None:
     """``user``'s thread ``thread_id`` (a public id), stored under its key or, made before keys, its bare id."""
     keys = [thread_key(user, thread_id)] + ([] if is_key(thread_id) else [thread_id])
     for key in keys:
-        thread = await session.get(ThreadRow, key, with_for_update=for_update)
+        thread = session.get(ThreadRow, key, with_for_update=for_update)
         if thread is not None and thread.owner == user:
             return thread
     return None
+
+
+async def find_thread(session: AsyncSession, thread_id: str, user: str, for_update: bool = False) -> ThreadRow | None:
+    """``stored_thread`` in an async session."""
+    return await session.run_sync(stored_thread, thread_id, user, for_update)
 
 
 async def owned_thread(session: AsyncSession, thread_id: str, user: str) -> ThreadRow:

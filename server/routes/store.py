@@ -92,7 +92,7 @@ class ListNamespaces(Strict):
     offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
-def caller_store(loom: Loom, caller: CurrentCaller) -> ScopedStore:
+async def caller_store(loom: Loom, caller: CurrentCaller) -> ScopedStore:
     return ScopedStore(loom.store, caller.identity)
 
 
