@@ -8,6 +8,7 @@ no one and every caller sees them; an assistant a caller creates is visible to t
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 from typing import Any, Literal
@@ -15,9 +16,9 @@ from typing import Any, Literal
 from sqlalchemy import DateTime, ForeignKey, Integer, String, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from server.db import now
+from server.db import now, transaction
 from server.errors import ApiError, not_found
 from server.schemas import RunConfig
 from services.stores.db import Base
@@ -105,12 +106,17 @@ def visible_to(user: str) -> Any:
     return or_(AssistantRow.owner.is_(None), AssistantRow.owner == user)
 
 
-async def find(session: AsyncSession, assistant_id: str, user: str, graphs: Any, lock: bool = False) -> AssistantRow:
+def stored(session: Session, assistant_id: str, user: str, graphs: Any, lock: bool = False) -> AssistantRow:
     """The caller's (or a default) assistant by id or graph id, for a graph this server serves; else 404."""
-    row = await session.get(AssistantRow, canonical_id(assistant_id, graphs), with_for_update=lock)
+    row = session.get(AssistantRow, canonical_id(assistant_id, graphs), with_for_update=lock)
     if row is None or not visible(row.owner, user) or row.graph_id not in graphs:
         raise not_found("assistant", assistant_id)
     return row
+
+
+async def find(session: AsyncSession, assistant_id: str, user: str, graphs: Any, lock: bool = False) -> AssistantRow:
+    """``stored`` in an async session."""
+    return await session.run_sync(stored, assistant_id, user, graphs, lock)
 
 
 async def find_own(session: AsyncSession, assistant_id: str, user: str, graphs: Any) -> AssistantRow:
@@ -125,8 +131,8 @@ async def find_own(session: AsyncSession, assistant_id: str, user: str, graphs: 
 async def resolve(
     sessions: async_sessionmaker[AsyncSession], assistant_id: str, user: str, graphs: Any
 ) -> AssistantRow:
-    async with sessions() as session:
-        return await find(session, assistant_id, user, graphs)
+    """The assistant a run names, read in one step on the engine's path (``server.db.transaction``)."""
+    return await transaction(sessions, functools.partial(stored, assistant_id=assistant_id, user=user, graphs=graphs))
 
 
 def synced(config: dict[str, Any], context: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any] | None]:

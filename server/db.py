@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, create_engine, event
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, create_engine, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.pool import StaticPool
 
-from server import migrations
+from server import migrations, sqlite_connection
 from services.stores.db import Base
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 RunStatus = Literal["pending", "running", "success", "error", "interrupted", "cancelled", "timeout"]
+T = TypeVar("T")
 TERMINAL: frozenset[str] = frozenset({"success", "error", "interrupted", "cancelled", "timeout"})
 
 
@@ -119,13 +122,49 @@ def _engine(url: str, synchronous: str) -> AsyncEngine:
         # One pooled connection serialises this process's transactions in FIFO order, and BEGIN IMMEDIATE
         # takes the write lock up front, so another process waits on busy_timeout instead of failing.
         # Every session ends its transaction itself (commit, or rollback on close), so the pool's extra
-        # rollback on return would only cost another trip to aiosqlite's thread, five times a run.
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60, pool_reset_on_return=None)
+        # rollback on return would only cost another trip to the connection's thread, five times a run.
+        path = make_url(url).database or ""
+        engine = create_async_engine(
+            url,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=60,
+            pool_reset_on_return=None,
+            async_creator=functools.partial(sqlite_connection.connect, path),
+        )
         event.listen(engine.sync_engine, "connect", functools.partial(_sqlite_pragmas, synchronous=synchronous))
         event.listen(engine.sync_engine, "begin", _begin_immediate)
     else:
         engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
     return engine
+
+
+async def transaction(sessions: async_sessionmaker[AsyncSession], work: Callable[[Session], T]) -> T:
+    """``work(session)`` as one transaction: committed when it returns, rolled back if it raises.
+
+    For the engine's hot paths (admission, claims, leases, endings). On SQLite the whole transaction
+    runs on the connection's own thread in one trip, where an async session crosses to that thread
+    for every statement, its BEGIN and its COMMIT. On PostgreSQL it is the same sync code on the async
+    driver (``run_sync``). ``work`` is plain sync code: it must not touch the event loop's objects.
+    """
+    engine = sessions.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        async with sessions.begin() as session:
+            return await session.run_sync(work)
+    async with engine.connect() as connection:  # the pool's one connection: this process's writers queue here
+        driver = (await connection.get_raw_connection()).driver_connection
+        return await driver.run(functools.partial(_transaction, driver, work))
+
+
+def _transaction(driver: sqlite_connection.Connection, work: Callable[[Session], T], raw: Any) -> T:
+    """On the connection's thread: a sync session over the same SQLite connection, for one transaction."""
+    if driver.sync_engine is None:
+        driver.sync_engine = create_engine(
+            "sqlite://", creator=lambda: raw, poolclass=StaticPool, pool_reset_on_return=None
+        )  # no reset on return, as the async pool: each transaction ends itself
+        event.listen(driver.sync_engine, "begin", _begin_immediate)
+    with Session(driver.sync_engine, expire_on_commit=False) as session, session.begin():
+        return work(session)
 
 
 def migrate(url: str) -> None:

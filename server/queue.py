@@ -9,6 +9,9 @@ PostgreSQL: admission is serialised by a transaction-scoped advisory lock, claim
 ``FOR UPDATE SKIP LOCKED`` so concurrent workers never wait on each other nor take one thread twice.
 SQLite: every transaction is ``BEGIN IMMEDIATE`` on one connection (see ``server.db``), so each of
 these transactions runs alone.
+
+Each transaction is plain sync code run by ``server.db.transaction``: on SQLite in one trip to the
+connection's thread, on PostgreSQL on the async driver.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from typing import Any, Literal
 
 from sqlalchemy import Select, and_, exists, func, null, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
-from server.db import RunRow, ThreadRow, now
+from server.db import RunRow, ThreadRow, now, transaction
 from server.errors import ApiError
 
 UNFINISHED = ("pending", "running")
@@ -34,12 +37,12 @@ UNFINISHED_COUNT = (
 ADMISSION_LOCK = 0x4C4F4F4D  # "LOOM": the advisory lock that serialises run admission on PostgreSQL
 
 
-def _postgres(session: AsyncSession) -> bool:
+def _postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
 # admission ----------------------------------------------------------------------------------------
-async def inflight(session: AsyncSession, thread_id: str) -> list[RunRow]:
+def inflight(session: Session, thread_id: str) -> list[RunRow]:
     """Runs accepted on the thread and not finished, oldest first (the running one, then the queue)."""
     query = (
         select(RunRow)
@@ -47,17 +50,17 @@ async def inflight(session: AsyncSession, thread_id: str) -> list[RunRow]:
         .order_by(RunRow.created_at, RunRow.run_id)
         .execution_options(autoflush=False)  # as UNFINISHED_COUNT
     )
-    return list((await session.scalars(query)).all())
+    return list(session.scalars(query).all())
 
 
-async def admit(session: AsyncSession, capacity: int) -> None:
+def admit(session: Session, capacity: int) -> None:
     """429 unless fewer than ``capacity`` runs are accepted and unfinished (running, queued, or waiting on a thread).
 
     Called inside the transaction that inserts the run, so the count and the insert are one step.
     """
     if _postgres(session):
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK})
-    unfinished = await session.scalar(UNFINISHED_COUNT)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK})
+    unfinished = session.scalar(UNFINISHED_COUNT)
     if (unfinished or 0) >= capacity:
         raise ApiError(429, "queue_full", "the run queue is full; retry later", headers={"Retry-After": "2"})
 
@@ -110,29 +113,31 @@ def _claim_query(postgres: bool, limit: int) -> Select[str, str | None]:
 
 async def claim(sessions: async_sessionmaker[AsyncSession], worker: str, limit: int, lease_s: float) -> list[RunRow]:
     """Up to ``limit`` runs for ``worker``: the oldest pending run of each thread that has none running."""
-    async with sessions.begin() as session:
-        query = _claim_query(_postgres(session), limit)
-        candidates = (await session.execute(query)).all()
-        claimed: list[str] = []
-        expires = now() + timedelta(seconds=lease_s)
-        for run_id, thread_id in candidates:
-            taken = await session.execute(
-                update(ThreadRow)
-                .where(ThreadRow.thread_id == thread_id, ThreadRow.status != "busy")
-                .values(status="busy", updated_at=now())
-            )
-            if not _rowcount(taken):
-                continue
-            await session.execute(
-                update(RunRow)
-                .where(RunRow.run_id == run_id, RunRow.status == "pending")
-                .values(status="running", lease_owner=worker, lease_expires_at=expires, updated_at=now())
-            )
-            claimed.append(run_id)
-        if not claimed:
-            return []
-        rows = (await session.scalars(select(RunRow).where(RunRow.run_id.in_(claimed)))).all()
-        return sorted(rows, key=lambda row: row.created_at)
+    return await transaction(sessions, functools.partial(_claim, worker=worker, limit=limit, lease_s=lease_s))
+
+
+def _claim(session: Session, worker: str, limit: int, lease_s: float) -> list[RunRow]:
+    candidates = session.execute(_claim_query(_postgres(session), limit)).all()
+    claimed: list[str] = []
+    expires = now() + timedelta(seconds=lease_s)
+    for run_id, thread_id in candidates:
+        taken = session.execute(
+            update(ThreadRow)
+            .where(ThreadRow.thread_id == thread_id, ThreadRow.status != "busy")
+            .values(status="busy", updated_at=now())
+        )
+        if not _rowcount(taken):
+            continue
+        session.execute(
+            update(RunRow)
+            .where(RunRow.run_id == run_id, RunRow.status == "pending")
+            .values(status="running", lease_owner=worker, lease_expires_at=expires, updated_at=now())
+        )
+        claimed.append(run_id)
+    if not claimed:
+        return []
+    rows = session.scalars(select(RunRow).where(RunRow.run_id.in_(claimed))).all()
+    return sorted(rows, key=lambda row: row.created_at)
 
 
 async def renew(
@@ -141,16 +146,16 @@ async def renew(
     """Extend the leases ``worker`` still holds; answers run id → cancel request for each run still held."""
     if not run_ids:
         return {}
-    async with sessions.begin() as session:
-        await session.execute(
-            update(RunRow)
-            .where(RunRow.run_id.in_(run_ids), RunRow.lease_owner == worker, RunRow.status == "running")
-            .values(lease_expires_at=now() + timedelta(seconds=lease_s))
-        )
-        held = select(RunRow.run_id, RunRow.cancel_requested).where(
-            RunRow.run_id.in_(run_ids), RunRow.lease_owner == worker, RunRow.status == "running"
-        )
-        return {run_id: reason for run_id, reason in (await session.execute(held)).all()}
+    return await transaction(sessions, functools.partial(_renew, worker=worker, run_ids=run_ids, lease_s=lease_s))
+
+
+def _renew(session: Session, worker: str, run_ids: list[str], lease_s: float) -> dict[str, str | None]:
+    held = (RunRow.run_id.in_(run_ids), RunRow.lease_owner == worker, RunRow.status == "running")
+    session.execute(update(RunRow).where(*held).values(lease_expires_at=now() + timedelta(seconds=lease_s)))
+    return {
+        run_id: reason
+        for run_id, reason in session.execute(select(RunRow.run_id, RunRow.cancel_requested).where(*held)).all()
+    }
 
 
 @dataclass
@@ -179,18 +184,21 @@ async def reap(sessions: async_sessionmaker[AsyncSession], max_attempts: int, wo
 
     A run asked to stop ends ``cancelled``; one that has used ``max_attempts`` ends ``error`` with the reason.
     """
-    async with sessions.begin() as session:
-        condition = RunRow.lease_owner == worker if worker else RunRow.lease_expires_at < now()
-        query = select(RunRow).where(RunRow.status == "running", condition)
-        if _postgres(session):
-            query = query.with_for_update(skip_locked=True)
-        reaped = Reaped([], [])
-        for run in (await session.scalars(query)).all():
-            _release_lease(run, max_attempts, reaped, clean_stop=worker is not None)
-            if run.thread_id and (thread := await session.get(ThreadRow, run.thread_id)) is not None:
-                thread.status = "error" if run.status == "error" else "idle"
-                thread.updated_at = now()
-        return reaped
+    return await transaction(sessions, functools.partial(_reap, max_attempts=max_attempts, worker=worker))
+
+
+def _reap(session: Session, max_attempts: int, worker: str | None) -> Reaped:
+    condition = RunRow.lease_owner == worker if worker else RunRow.lease_expires_at < now()
+    query = select(RunRow).where(RunRow.status == "running", condition)
+    if _postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    reaped = Reaped([], [])
+    for lapsed in session.scalars(query).all():
+        _release_lease(lapsed, max_attempts, reaped, clean_stop=worker is not None)
+        if lapsed.thread_id and (thread := session.get(ThreadRow, lapsed.thread_id)) is not None:
+            thread.status = "error" if lapsed.status == "error" else "idle"
+            thread.updated_at = now()
+    return reaped
 
 
 def _release_lease(run: RunRow, max_attempts: int, reaped: Reaped, clean_stop: bool) -> None:
@@ -213,38 +221,39 @@ async def finish(
     sessions: async_sessionmaker[AsyncSession], worker: str, run_id: str, outcome: Outcome
 ) -> Literal["lost", "idle", "queued"]:
     """Record the outcome and free the thread in one transaction: ``"lost"`` if the lease was lost meanwhile,
-    else whether runs are queued on the thread (a worker should look for work now).
+    else whether runs are queued on the thread (a worker should look for work now)."""
+    return await transaction(sessions, functools.partial(_finish, worker=worker, run_id=run_id, outcome=outcome))
 
-    Plain UPDATEs, the lease checked in the first's WHERE: no row is read back or loaded into the ORM.
-    """
-    async with sessions.begin() as session:
-        ended = await session.execute(
-            update(RunRow)
-            .where(RunRow.run_id == run_id, RunRow.status == "running", RunRow.lease_owner == worker)
-            .values(
-                status=outcome.status,
-                error=outcome.error if outcome.error is not None else null(),
-                output=outcome.output,
-                usage=outcome.usage,
-                lease_owner=None,
-                lease_expires_at=None,
-                updated_at=now(),
-            )
-            .execution_options(synchronize_session=False)
+
+def _finish(session: Session, worker: str, run_id: str, outcome: Outcome) -> Literal["lost", "idle", "queued"]:
+    """Plain UPDATEs, the lease checked in the first's WHERE: no row is read back or loaded into the ORM."""
+    ended = session.execute(
+        update(RunRow)
+        .where(RunRow.run_id == run_id, RunRow.status == "running", RunRow.lease_owner == worker)
+        .values(
+            status=outcome.status,
+            error=outcome.error if outcome.error is not None else null(),
+            output=outcome.output,
+            usage=outcome.usage if outcome.usage is not None else null(),
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now(),
         )
-        if not _rowcount(ended):
-            return "lost"
-        if not outcome.thread_id:
-            return "idle"
-        queued = exists().where(RunRow.thread_id == outcome.thread_id, RunRow.status == "pending")
-        freed = await session.execute(
-            update(ThreadRow)
-            .where(ThreadRow.thread_id == outcome.thread_id)
-            .values(status=outcome.thread_status, updated_at=now())
-            .returning(queued)  # asked in the same statement: one round trip fewer per run
-            .execution_options(synchronize_session=False)
-        )
-        return "queued" if freed.scalar() else "idle"
+        .execution_options(synchronize_session=False)
+    )
+    if not _rowcount(ended):
+        return "lost"
+    if not outcome.thread_id:
+        return "idle"
+    queued = exists().where(RunRow.thread_id == outcome.thread_id, RunRow.status == "pending")
+    freed = session.execute(
+        update(ThreadRow)
+        .where(ThreadRow.thread_id == outcome.thread_id)
+        .values(status=outcome.thread_status, updated_at=now())
+        .returning(queued)  # asked in the same statement: one round trip fewer per run
+        .execution_options(synchronize_session=False)
+    )
+    return "queued" if freed.scalar() else "idle"
 
 
 async def request_cancel(sessions: async_sessionmaker[AsyncSession], run_id: str, reason: str) -> str | None:
@@ -252,18 +261,21 @@ async def request_cancel(sessions: async_sessionmaker[AsyncSession], run_id: str
 
     Answers ``"cancelled"`` (it never started), ``"stopping"`` (its worker will stop it) or None (already over).
     """
-    async with sessions.begin() as session:
-        run = await session.get(RunRow, run_id, with_for_update=True)
-        if run is None or run.status not in UNFINISHED:
-            return None
-        if run.status == "pending" and run.attempt == 1:
-            run.status, run.updated_at = "cancelled", now()
-            return "cancelled"
-        run.cancel_requested = reason
-        if run.status == "pending":  # between attempts: nothing to stop, end it here
-            run.status, run.updated_at = "cancelled", now()
-            return "cancelled"
-        return "stopping"
+    return await transaction(sessions, functools.partial(_request_cancel, run_id=run_id, reason=reason))
+
+
+def _request_cancel(session: Session, run_id: str, reason: str) -> str | None:
+    found = session.get(RunRow, run_id, with_for_update=True)
+    if found is None or found.status not in UNFINISHED:
+        return None
+    if found.status == "pending" and found.attempt == 1:
+        found.status, found.updated_at = "cancelled", now()
+        return "cancelled"
+    found.cancel_requested = reason
+    if found.status == "pending":  # between attempts: nothing to stop, end it here
+        found.status, found.updated_at = "cancelled", now()
+        return "cancelled"
+    return "stopping"
 
 
 async def unfinished_counts(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:

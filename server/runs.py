@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.settings import Settings
@@ -38,7 +39,7 @@ from nodes.models import retry_budget
 from server import crons, logs, observe, queue
 from server.bus import EventBus
 from server.context import validate_context
-from server.db import TERMINAL, RunRow, now
+from server.db import TERMINAL, RunRow, now, transaction
 from server.errors import ApiError
 from server.store_scope import with_caller_store
 from server.streams import Event, dumps
@@ -200,8 +201,7 @@ class RunManager:
 
     async def active_run(self, thread_id: str) -> str | None:
         """The oldest run queued or running on ``thread_id``, if any."""
-        async with self.sessions() as session:
-            runs = await queue.inflight(session, thread_id)
+        runs = await transaction(self.sessions, functools.partial(queue.inflight, thread_id=thread_id))
         return runs[0].run_id if runs else None
 
     async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
@@ -222,8 +222,7 @@ class RunManager:
 
     async def cancel_thread(self, thread_id: str) -> None:
         """Cancel every run queued or running on a thread and wait for them to stop (thread deletion)."""
-        async with self.sessions() as session:
-            runs = await queue.inflight(session, thread_id)
+        runs = await transaction(self.sessions, functools.partial(queue.inflight, thread_id=thread_id))
         for run in runs:
             await self.cancel(run.run_id)
         with contextlib.suppress(TimeoutError):
@@ -260,9 +259,10 @@ class RunManager:
                 return
 
     async def _status(self, run_id: str) -> str | None:
-        async with self.sessions() as session:
-            run = await session.get(RunRow, run_id)
-        return run.status if run is not None else None
+        status: str | None = await transaction(
+            self.sessions, lambda session: session.scalar(select(RunRow.status).where(RunRow.run_id == run_id))
+        )
+        return status
 
     async def _synthetic_end(self, run_id: str, after: int, status: str | None = None) -> Event:
         status = status or await self._status(run_id) or "cancelled"
@@ -444,8 +444,8 @@ class RunManager:
         """Where the run started, in its row: a rollback (from any process) restores it."""
         start = await self._latest_checkpoint_id(thread_id)
         if start is not None:
-            async with self.sessions.begin() as session:
-                await session.execute(update(RunRow).where(RunRow.run_id == run_id).values(start_checkpoint_id=start))
+            started = update(RunRow).where(RunRow.run_id == run_id).values(start_checkpoint_id=start)
+            await transaction(self.sessions, lambda session: session.execute(started))
         return start
 
     async def _restore_start(self, run: dict[str, Any]) -> None:

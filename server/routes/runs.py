@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -12,6 +14,7 @@ from langchain_core.messages import convert_to_messages
 from langchain_core.runnables import RunnableConfig
 from pydantic import Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from loom.threads import public_thread_id, thread_key
@@ -19,8 +22,8 @@ from server import queue, telemetry
 from server.assistants import AssistantRow, merged_run
 from server.auth import Caller, CurrentCaller, matches
 from server.context import validate_context
-from server.db import RunRow, ThreadRow, new_id, now
-from server.deps import Loom, Services, find_thread, visible_run, visible_thread
+from server.db import RunRow, ThreadRow, new_id, now, transaction
+from server.deps import Loom, Services, stored_thread, visible_run, visible_thread
 from server.errors import ApiError, not_found
 from server.runs import output_values
 from server.schemas import MAX_OFFSET, RunCreate
@@ -42,60 +45,141 @@ async def start_run(
     """
     user = caller.identity
     body, assistant = await prepared(loom, user, body)
-    graph_id = assistant.graph_id
     asked = {"thread_id": thread_id, "assistant_id": body.assistant_id, "metadata": dict(body.metadata or {})}
     filters = await caller.authorize("threads", "create_run", asked)
-    replaced: queue.Replaced | None = None
-    # Read the thread's checkpoint before the transaction, so the database is not held during it; the
-    # verdict counts only once the transaction has shown the thread is the caller's and idle.
-    key = thread_key(user, thread_id) if thread_id else None  # the stored thread's key, unless it predates keys
-    verdict = await _resumable(loom, key, body, graph_id) if key else None
-    direct = False
+    # the worker continues the trace and acts as the caller the server authenticated
+    kwargs = {**run_kwargs(body, thread_id is None), **telemetry.traceparent(), "auth_user": caller.user.dict()}
+    admission = Admission(
+        user, thread_id, thread_key(user, thread_id or new_id()), body, assistant, asked, filters, kwargs
+    )
+    admission.idempotency_key, admission.capacity, admission.lease = (
+        idempotency_key,
+        loom.manager.capacity(),
+        loom.manager.lease,
+    )
+    # The thread's checkpoint is read before the transaction, so the database is not held during it; the
+    # verdict counts only once the transaction has shown the thread is the caller's and idle. A stateless
+    # run's new thread has no checkpoint: only a resume or a checkpoint id can be refused there.
+    if thread_id or body.command or body.resolved_checkpoint_id():
+        admission.verdict = await _resumable(loom, admission.key, body, assistant.graph_id)
     with loom.manager.slot_guard() as slot:
-        async with loom.manager.creating(key):
-            async with loom.sessions.begin() as session:
-                if idempotency_key and (existing := await _by_key(session, user, idempotency_key)):
-                    return existing
-                ephemeral = thread_id is None
-                thread = await _thread_for_run(session, user, thread_id, body, assistant, asked, filters)
-                if key and thread.thread_id != key:  # a thread stored before keys: check it under its own id
-                    verdict = await _resumable(loom, thread.thread_id, body, graph_id)
-                active = await queue.inflight(session, thread.thread_id)
-                if active and body.multitask_strategy == "reject":
-                    raise ApiError(409, "thread_busy", "the thread has an active run (multitask_strategy=reject)")
-                if active and body.command is not None and body.command.resume is not None:
-                    message = "a run is active on this thread; resume once it has ended with an interrupt"
-                    raise ApiError(409, "thread_busy", message)
-                if not active and verdict is not None:
-                    raise verdict
-                if not active and thread_id is None and (body.command or body.resolved_checkpoint_id()):
-                    await _check_resumable(loom, thread.thread_id, body, graph_id)
-                await queue.admit(session, loom.manager.capacity())
-                if active and body.multitask_strategy in ("interrupt", "rollback"):
-                    replaced = queue.replace_inflight(active, body.multitask_strategy)
-                # the worker continues the trace and acts as the caller the server authenticated
-                kwargs = {**run_kwargs(body, ephemeral), **telemetry.traceparent(), "auth_user": caller.user.dict()}
-                run = RunRow(
-                    run_id=new_id(),
-                    thread_id=thread.thread_id,
-                    owner=user,
-                    assistant_id=assistant.assistant_id,
-                    graph_id=graph_id,
-                    multitask_strategy=body.multitask_strategy,
-                    kwargs=kwargs,
-                    metadata_=asked["metadata"],
-                    idempotency_key=f"{user}:{idempotency_key}" if idempotency_key else None,
-                    status="pending",
-                    attempt=1,
-                    created_at=now(),
-                )
-                direct = not active and slot.take()
-                if direct:  # a free worker here and an idle thread: claimed in this transaction, no queue hop
-                    thread.status = "busy"
-                    loom.manager.lease(run)
-                session.add(run)
-            await loom.manager.submitted(run, replaced, direct)
+        async with loom.manager.creating(admission.key if thread_id else None):
+            admission.free_slot = slot.take()
+            # A client that goes away mid-request cannot stop the transaction on the database thread; shielded,
+            # a run it committed is also announced (or started here) instead of waiting for its lease to lapse.
+            return await asyncio.shield(_admit_and_announce(loom, admission))
+
+
+async def _admit_and_announce(loom: Services, admission: Admission) -> RunRow:
+    try:
+        run, replaced, new = await transaction(loom.sessions, admission.admit)
+    except StoredUnderOwnId as legacy:  # a thread stored before keys: checked again under its own id
+        admission.key = legacy.thread_id
+        admission.verdict = await _resumable(loom, legacy.thread_id, admission.body, admission.assistant.graph_id)
+        run, replaced, new = await transaction(loom.sessions, admission.admit)
+    if new:
+        await loom.manager.submitted(run, replaced, direct=run.lease_owner is not None)
     return run
+
+
+class StoredUnderOwnId(Exception):
+    """The run's thread predates per-owner keys; its checkpoint is read under its bare id, then admission retried."""
+
+    def __init__(self, thread_id: str) -> None:
+        self.thread_id = thread_id
+
+
+@dataclass
+class Admission:
+    """One run request, checked and stored by ``admit`` in one database transaction (sync: ``server.db``)."""
+
+    user: str
+    thread_id: str | None
+    """The public id the request names; None for a stateless run (its thread is made here, ephemeral)."""
+    key: str
+    """The stored thread's key, whose checkpoint ``verdict`` was read from."""
+    body: RunCreate
+    assistant: AssistantRow
+    asked: dict[str, Any]
+    filters: dict[str, Any]
+    kwargs: dict[str, Any]
+    idempotency_key: str | None = None
+    capacity: int = 0
+    verdict: ApiError | None = None
+    free_slot: bool = False
+    """A worker slot here is reserved: an idle thread's run is claimed in the same transaction, no queue hop."""
+    lease: Callable[[RunRow], None] | None = None
+
+    def admit(self, session: Session) -> tuple[RunRow, queue.Replaced | None, bool]:
+        """(run, what it replaced, whether it is new): the run committed, or an ApiError and nothing stored."""
+        body = self.body
+        if self.idempotency_key and (existing := _by_key(session, self.user, self.idempotency_key)):
+            return existing, None, False
+        thread = self._thread(session)
+        if thread.thread_id != self.key:
+            raise StoredUnderOwnId(thread.thread_id)
+        active = queue.inflight(session, thread.thread_id)
+        if active and body.multitask_strategy == "reject":
+            raise ApiError(409, "thread_busy", "the thread has an active run (multitask_strategy=reject)")
+        if active and body.command is not None and body.command.resume is not None:
+            message = "a run is active on this thread; resume once it has ended with an interrupt"
+            raise ApiError(409, "thread_busy", message)
+        if not active and self.verdict is not None:
+            raise self.verdict
+        queue.admit(session, self.capacity)
+        replaced = None
+        if active and body.multitask_strategy in ("interrupt", "rollback"):
+            replaced = queue.replace_inflight(active, body.multitask_strategy)
+        run = RunRow(
+            run_id=new_id(),
+            thread_id=thread.thread_id,
+            owner=self.user,
+            assistant_id=self.assistant.assistant_id,
+            graph_id=self.assistant.graph_id,
+            multitask_strategy=body.multitask_strategy,
+            kwargs=self.kwargs,
+            metadata_=self.asked["metadata"],
+            idempotency_key=f"{self.user}:{self.idempotency_key}" if self.idempotency_key else None,
+            status="pending",
+            attempt=1,
+            created_at=now(),
+        )
+        if not active and self.free_slot and self.lease is not None:  # claimed in this transaction
+            thread.status = "busy"
+            self.lease(run)
+        session.add(run)
+        return run, replaced, True
+
+    def _thread(self, session: Session) -> ThreadRow:
+        """The run's thread: found (and passing the project's auth filter), or created with the run's metadata."""
+        graph_id, thread_id = self.assistant.graph_id, self.thread_id
+        if thread_id is None:
+            metadata = {**self.asked["metadata"], "ephemeral": True}
+            thread = ThreadRow(thread_id=self.key, owner=self.user, graph_id=graph_id, metadata_=metadata)
+            session.add(thread)
+            session.flush()
+            return thread
+        found = stored_thread(session, thread_id, self.user, for_update=True)  # PostgreSQL: one creation at a time
+        if found is not None and not matches(found.metadata_, self.filters):
+            raise not_found("thread", thread_id)
+        if found is not None:
+            thread = found
+        elif self.body.if_not_exists == "create":
+            if len(thread_id) > MAX_THREAD_ID:
+                raise ApiError(422, "invalid_request", f"thread_id: at most {MAX_THREAD_ID} characters")
+            thread = ThreadRow(
+                thread_id=self.key, owner=self.user, graph_id=graph_id, metadata_=dict(self.asked["metadata"])
+            )
+            session.add(thread)
+            session.flush()
+        else:
+            raise not_found("thread", thread_id)
+        if thread.graph_id not in (None, graph_id):
+            raise ApiError(409, "graph_mismatch", f"thread {thread_id!r} belongs to graph {thread.graph_id!r}")
+        thread.graph_id = graph_id
+        # as langgraph-api: UIs list a graph's threads by searching on these
+        thread.metadata_ = {**thread.metadata_, "graph_id": graph_id, "assistant_id": self.assistant.assistant_id}
+        return thread
 
 
 async def prepared(loom: Services, user: str, body: RunCreate) -> tuple[RunCreate, AssistantRow]:
@@ -116,48 +200,8 @@ def run_kwargs(body: RunCreate, ephemeral: bool, exclude: frozenset[str] = froze
     return kwargs
 
 
-async def _by_key(session: Any, user: str, key: str) -> RunRow | None:
-    result: RunRow | None = await session.scalar(select(RunRow).where(RunRow.idempotency_key == f"{user}:{key}"))
-    return result
-
-
-async def _thread_for_run(
-    session: Any,
-    user: str,
-    thread_id: str | None,
-    body: RunCreate,
-    assistant: AssistantRow,
-    asked: dict[str, Any],
-    filters: dict[str, Any],
-) -> ThreadRow:
-    """The run's thread: found (and passing the project's auth filter), or created with the run's metadata."""
-    graph_id = assistant.graph_id
-    if thread_id is None:
-        metadata = {**asked["metadata"], "ephemeral": True}
-        thread = ThreadRow(thread_id=thread_key(user, new_id()), owner=user, graph_id=graph_id, metadata_=metadata)
-        session.add(thread)
-        await session.flush()
-        return thread
-    found = await find_thread(session, thread_id, user, for_update=True)  # PostgreSQL: one creation at a time
-    if found is not None and not matches(found.metadata_, filters):
-        raise not_found("thread", thread_id)
-    if found is not None:
-        thread = found
-    elif body.if_not_exists == "create":
-        if len(thread_id) > MAX_THREAD_ID:
-            raise ApiError(422, "invalid_request", f"thread_id: at most {MAX_THREAD_ID} characters")
-        key = thread_key(user, thread_id)
-        thread = ThreadRow(thread_id=key, owner=user, graph_id=graph_id, metadata_=dict(asked["metadata"]))
-        session.add(thread)
-        await session.flush()
-    else:
-        raise not_found("thread", thread_id)
-    if thread.graph_id not in (None, graph_id):
-        raise ApiError(409, "graph_mismatch", f"thread {thread_id!r} belongs to graph {thread.graph_id!r}")
-    thread.graph_id = graph_id
-    # as langgraph-api: UIs list a graph's threads by searching on these
-    thread.metadata_ = {**thread.metadata_, "graph_id": graph_id, "assistant_id": assistant.assistant_id}
-    return thread
+def _by_key(session: Session, user: str, key: str) -> RunRow | None:
+    return session.scalar(select(RunRow).where(RunRow.idempotency_key == f"{user}:{key}"))
 
 
 async def _resumable(loom: Services, thread_id: str, body: RunCreate, graph_id: str) -> ApiError | None:
@@ -399,10 +443,9 @@ async def outcome(loom: Services, run_id: str, status: str | None = None) -> Any
     Read from the run's row, whichever process executed it: the values were stored there, as JSON, with its outcome.
     """
     await loom.manager.wait(run_id, status)
-    async with loom.sessions() as session:
-        run = await session.get(RunRow, run_id)
-        if run is None:
-            raise not_found("run", run_id)
+    run = await transaction(loom.sessions, lambda session: session.get(RunRow, run_id))
+    if run is None:
+        raise not_found("run", run_id)
     if run.status in ("error", "timeout"):
         return {"__error__": run.error or {"error": run.status, "message": run.status}}
     if run.output is not None:

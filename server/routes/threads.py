@@ -14,11 +14,12 @@ from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 from pydantic import StrictBool
 from sqlalchemy import asc, desc, select
+from sqlalchemy.orm import Session
 
 from loom.threads import is_key, public_thread_id, thread_key
 from server.auth import Caller, CurrentCaller, matches
-from server.db import RunRow, ThreadRow, new_id, now
-from server.deps import Loom, Services, find_thread, owned_thread, visible_thread
+from server.db import RunRow, ThreadRow, new_id, now, transaction
+from server.deps import Loom, Services, owned_thread, stored_thread, visible_thread
 from server.errors import ApiError, not_found
 from server.schemas import (
     CheckpointRef,
@@ -46,23 +47,21 @@ async def create(body: ThreadCreate, loom: Loom, caller: CurrentCaller) -> dict[
     user = caller.identity
     value: dict[str, Any] = {"thread_id": body.thread_id, "metadata": dict(body.metadata), "if_exists": body.if_exists}
     await caller.authorize("threads", "create", value)  # a project's handler may stamp metadata on it
-    async with loom.sessions.begin() as session:
-        if body.thread_id and (existing := await find_thread(session, body.thread_id, user)) is not None:
-            if body.if_exists == "raise":
-                raise ApiError(409, "thread_exists", f"thread {body.thread_id!r} already exists")
-            thread = existing
-        else:
-            thread = _new_thread(loom, session, user, body, value["metadata"])
-    return await thread_view(loom, thread)
-
-
-def _new_thread(loom: Services, session: Any, user: str, body: ThreadCreate, metadata: dict[str, Any]) -> ThreadRow:
     if body.graph_id is not None and body.graph_id not in loom.graphs:
         raise not_found("graph", body.graph_id)
-    thread_id = thread_key(user, body.thread_id or new_id())
-    thread = ThreadRow(thread_id=thread_id, owner=user, graph_id=body.graph_id, metadata_=metadata)
-    session.add(thread)
-    return thread
+
+    def create_or_find(session: Session) -> tuple[ThreadRow, bool]:
+        if body.thread_id and (existing := stored_thread(session, body.thread_id, user)) is not None:
+            if body.if_exists == "raise":
+                raise ApiError(409, "thread_exists", f"thread {body.thread_id!r} already exists")
+            return existing, False
+        thread_id = thread_key(user, body.thread_id or new_id())
+        thread = ThreadRow(thread_id=thread_id, owner=user, graph_id=body.graph_id, metadata_=value["metadata"])
+        session.add(thread)
+        return thread, True
+
+    thread, new = await transaction(loom.sessions, create_or_find)
+    return await thread_view(loom, thread, new=new)
 
 
 @router.post("/search")
@@ -338,23 +337,26 @@ def _checkpoint(config: RunnableConfig | None) -> dict[str, Any] | None:
     return checkpoint
 
 
-async def thread_view(loom: Services, thread: ThreadRow) -> dict[str, Any]:
+async def thread_view(loom: Services, thread: ThreadRow, new: bool = False) -> dict[str, Any]:
     """The thread as langgraph-api shows it; ``config`` and ``error`` are those of its latest run.
 
-    Called with no session open: it reads the latest run in a session of its own."""
+    Called with no session open: it reads the latest run in a session of its own. A thread made by this
+    request (``new``) has neither checkpoints nor runs, so nothing is read."""
     values: Any = {}
     interrupts: dict[str, Any] = {}
     state_updated_at: Any = thread.updated_at
-    if thread.graph_id is not None:
+    if thread.graph_id is not None and not new:
         snapshot = await loom.graphs[thread.graph_id].aget_state(_config(thread.thread_id))
         values = snapshot.values
         state_updated_at = snapshot.created_at or state_updated_at
         for task in snapshot.tasks:
             if task.interrupts:
                 interrupts[task.id] = [{"id": i.id, "value": i.value} for i in task.interrupts]
-    async with loom.sessions() as session:
-        query = select(RunRow).where(RunRow.thread_id == thread.thread_id).order_by(RunRow.created_at.desc())
-        latest = await session.scalar(query.limit(1))
+    latest = None
+    if not new:
+        async with loom.sessions() as session:
+            query = select(RunRow).where(RunRow.thread_id == thread.thread_id).order_by(RunRow.created_at.desc())
+            latest = await session.scalar(query.limit(1))
     return {
         "thread_id": public_thread_id(thread.thread_id),
         "created_at": thread.created_at,
