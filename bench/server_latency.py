@@ -14,7 +14,7 @@ removed afterwards; the script writes nothing else and prints two tables.
   ``langgraph dev`` is timed the same way, with its own default durability (``async``); its in-memory
   queue looks for new runs every half second or so when idle, so a lone run there waits about 1 s.
 * Throughput: ``--clients`` concurrent clients, each doing ``--rounds`` times create-thread +
-  ``runs.wait`` of ``--graph``. Loom embedded with default settings (SQLite, in-process bus, 4 runs at
+  ``runs.wait`` of ``--graph``. Loom embedded with default settings (SQLite, in-process bus, 10 runs at
   once) and ``langgraph dev --n-jobs-per-worker 2N`` take turns, ``--repeats`` phases each (the machine
   is shared: alternating lets background load hit both alike), and the ratio of each pair is printed.
   Then Loom in scale mode (one ``loom serve --no-workers`` and two ``loom worker --concurrency N`` on a

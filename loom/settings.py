@@ -211,7 +211,13 @@ class Settings(BaseSettings):
         description='User id → tool permissions the server grants, e.g. LOOM_USER_PERMISSIONS=\'{"alice": ["read", '
         '"write"]}\'; a user not listed gets ["read"]. A run\'s context.permissions can only narrow this.',
     )
-    server_concurrency: int = Field(default=4, ge=1, le=256, description="Runs executing at once.")
+    server_concurrency: int = Field(
+        default=10,
+        ge=1,
+        le=256,
+        description="Runs executing at once per process (langgraph-api's default N_JOBS_PER_WORKER); runs on the "
+        "embedded model also wait for one of its LOOM_LOCAL_PARALLEL slots.",
+    )
     server_queue_size: int = Field(default=64, ge=1, le=100_000, description="Accepted runs waiting; then 429.")
     run_retry_budget: int = Field(
         default=10, ge=0, le=1000, description="Retries of transient errors allowed across all nodes of one run."
