@@ -21,6 +21,12 @@ def fixture_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoomSer
         yield live
 
 
+@pytest.fixture
+def server(fixture_server: LoomServer) -> LoomServer:
+    """The shared server; a module that needs other settings defines its own ``server``, which wins."""
+    return fixture_server
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A test taking it runs on a SQLite file and again on a PostgreSQL database of its own (dropped after)."""
