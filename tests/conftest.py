@@ -11,7 +11,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from langchain_core.language_models import BaseChatModel
@@ -52,6 +52,22 @@ def no_blocking_calls() -> Iterator[None]:
     """A blocking call made from Loom's code on a running event loop fails the test (``BlockingError``)."""
     with blocking_detection(enabled=True):
         yield
+
+
+class SetEnv(Protocol):
+    def __call__(self, **values: str) -> None: ...
+
+
+@pytest.fixture
+def set_env(monkeypatch: pytest.MonkeyPatch) -> SetEnv:
+    """``set_env(LOOM_X="1")`` sets variables for this test and clears the cached settings, so they apply."""
+
+    def set_(**values: str) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+
+    return set_
 
 
 class ScriptedModels:

@@ -15,10 +15,10 @@ from langchain_core.messages import HumanMessage, ToolMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from graphs import assistant, code_reflection, pipeline, plan_execute, supervisor, support
-from loom.settings import get_settings
 from nodes.models.outputs import openai_strict_schema
 from nodes.plan_execute.plans import plan_json_schema
 from state.common import RunContext
+from tests.conftest import SetEnv
 from tests.graphs.team_scripts import GOAL, article_citing_brief, notes_from_results
 from tests.openai_server import (
     Body,
@@ -44,9 +44,8 @@ JUDGE_PASS = {
 
 
 @pytest.fixture(autouse=True)
-def model_makes_every_call(openai_server: ScriptedOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LOOM_DIRECT_TOOL_DISPATCH", "false")
-    get_settings.cache_clear()
+def model_makes_every_call(openai_server: ScriptedOpenAI, set_env: SetEnv) -> None:
+    set_env(LOOM_DIRECT_TOOL_DISPATCH="false")
 
 
 def config(thread: str = "t1") -> dict[str, Any]:
