@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import hmac
 import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, Request
 from langgraph_sdk import Auth
@@ -99,6 +99,21 @@ def _handler(auth: Auth, resource: str, action: str) -> Any:
         if key in auth._handlers:
             return auth._handlers[key][-1]
     return auth._global_handlers[-1] if auth._global_handlers else None
+
+
+class HasMetadata(Protocol):
+    @property
+    def metadata_(self) -> dict[str, Any]: ...
+
+
+Row = TypeVar("Row", bound=HasMetadata)
+
+
+def metadata_match(rows: Iterable[Row], metadata: dict[str, Any] | None, filters: Filters) -> list[Row]:
+    """The rows with every asked metadata pair that pass the project's auth filter (as threads, assistants and
+    crons are searched); JSON filtering in Python keeps SQLite and PostgreSQL identical."""
+    wanted = (metadata or {}).items()
+    return [r for r in rows if all(r.metadata_.get(k) == v for k, v in wanted) and matches(r.metadata_, filters)]
 
 
 def matches(metadata: Mapping[str, Any], filters: Filters) -> bool:

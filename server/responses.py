@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 
 class Interrupt(BaseModel):
@@ -61,20 +61,17 @@ class Thread(BaseModel):
     error: dict[str, Any] | None
 
 
-class SelectedThread(BaseModel):
-    """A search answer: every field unless ``select`` named some."""
+def selected(model: type[BaseModel], **extra: Any) -> type[BaseModel]:
+    """``Selected<model>``: ``model``'s fields, each optional (``select`` may leave it out), then ``extra``."""
+    fields: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        annotation: Any = field.annotation
+        fields[name] = (annotation if annotation is Any else annotation | None, None)
+    doc = "A search answer: every field unless ``select`` named some."
+    return create_model(f"Selected{model.__name__}", __doc__=doc, **fields, **extra)
 
-    thread_id: str | None = None
-    created_at: str | None = None
-    updated_at: str | None = None
-    state_updated_at: str | None = None
-    metadata: dict[str, Any] | None = None
-    config: dict[str, Any] | None = None
-    status: Literal["idle", "busy", "interrupted", "error"] | None = None
-    values: Any = None
-    interrupts: dict[str, list[Interrupt]] | None = None
-    error: dict[str, Any] | None = None
-    extracted: dict[str, Any] | None = None
+
+SelectedThread = selected(Thread, extracted=(dict[str, Any] | None, None))
 
 
 class UsageTotals(BaseModel):
@@ -114,19 +111,6 @@ class Run(BaseModel):
     updated_at: str
 
 
-class Assistant(BaseModel):
-    assistant_id: str
-    graph_id: str
-    name: str
-    description: str | None
-    config: dict[str, Any]
-    context: dict[str, Any]
-    metadata: dict[str, Any]
-    version: int
-    created_at: str
-    updated_at: str
-
-
 class AssistantVersion(BaseModel):
     assistant_id: str
     graph_id: str
@@ -139,19 +123,11 @@ class AssistantVersion(BaseModel):
     created_at: str
 
 
-class SelectedAssistant(BaseModel):
-    """A search answer: every field unless ``select`` named some."""
+class Assistant(AssistantVersion):
+    updated_at: str
 
-    assistant_id: str | None = None
-    graph_id: str | None = None
-    name: str | None = None
-    description: str | None = None
-    config: dict[str, Any] | None = None
-    context: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
-    version: int | None = None
-    created_at: str | None = None
-    updated_at: str | None = None
+
+SelectedAssistant = selected(Assistant)
 
 
 class Item(BaseModel):

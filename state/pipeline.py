@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from state.common import Messages, UsageLog
-from state.team import Sentence, Source, WorkerReport, merge_reports
+from state.team import Sentence, Source, TeamBoard
 
 PipelineFinish = Literal["approved", "revision_limit"]
 
@@ -51,12 +51,7 @@ class PipelineOutput(TypedDict):
     reviews: NotRequired[Annotated[list[Review], operator.add]]
 
 
-class PipelineState(PipelineInput):
-    turn_id: NotRequired[str]
-    goal: NotRequired[str]
-    instruction: NotRequired[str]
-    feedback: NotRequired[str]
-    reports: NotRequired[Annotated[list[WorkerReport], merge_reports]]
+class PipelineState(PipelineInput, TeamBoard):
     reviews: NotRequired[Annotated[list[Review], operator.add]]
     article: NotRequired[str]
     sources: NotRequired[list[Source]]

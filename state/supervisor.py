@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from state.common import Messages, UsageLog
-from state.team import Instruction, Source, Worker, WorkerReport, merge_reports
+from state.team import Instruction, Source, TeamBoard, Worker, WorkerReport, merge_reports
 
 FinishReason = Literal["completed", "round_limit", "loop_detected"]
 PassThrough = Literal["none", "researcher", "writer", "reviewer"]
@@ -59,12 +59,7 @@ class SupervisorOutput(TypedDict):
     reports: NotRequired[Annotated[list[WorkerReport], merge_reports]]
 
 
-class SupervisorState(SupervisorInput):
-    turn_id: NotRequired[str]
-    goal: NotRequired[str]
-    instruction: NotRequired[str]
-    feedback: NotRequired[str]
-    reports: NotRequired[Annotated[list[WorkerReport], merge_reports]]
+class SupervisorState(SupervisorInput, TeamBoard):
     delegations: NotRequired[Annotated[list[Delegation], operator.add]]
     rounds: NotRequired[int]
     loop_strikes: NotRequired[int]

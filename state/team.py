@@ -69,6 +69,17 @@ class WorkerInput(TypedDict):
     reports: Annotated[list[WorkerReport], merge_reports]
 
 
+class TeamBoard(TypedDict):
+    """What a graph running the workers (the supervisor, the pipeline) keeps for them: the turn, the board
+    they read and the reports they return."""
+
+    turn_id: NotRequired[str]
+    goal: NotRequired[str]
+    instruction: NotRequired[str]
+    feedback: NotRequired[str]
+    reports: NotRequired[Annotated[list[WorkerReport], merge_reports]]
+
+
 class WorkerOutput(TypedDict):
     reports: Annotated[list[WorkerReport], merge_reports]
     usage: UsageLog

@@ -10,10 +10,11 @@ import gzip
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from tests.local_http import LocalHTTPServer, QuietHandler
 
 DEADLINE_S = 60.0
 
@@ -30,7 +31,7 @@ class Span:
     resource: dict[str, Any]
 
 
-class Recorder:
+class Recorder(LocalHTTPServer):
     """A threaded HTTP server that records each POST (path, body) and answers ``status`` with ``answer``."""
 
     def __init__(self, status: int = 200, answer: bytes = b"{}") -> None:
@@ -38,7 +39,7 @@ class Recorder:
         self._changed = threading.Condition()
         recorder = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 if self.headers.get("content-encoding") == "gzip":
@@ -59,31 +60,13 @@ class Recorder:
                 self.end_headers()
                 self.wfile.write(b"{}")
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        super().__init__(Handler)
 
     def wait_for(self, done: Callable[[], bool], what: str) -> None:
         """Blocks (call it off the event loop) until ``done()`` holds after some POST."""
         with self._changed:
             if not self._changed.wait_for(done, timeout=DEADLINE_S):
                 raise TimeoutError(f"never received {what}; got {len(self.posts)} posts")
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()
 
 
 class OtlpCollector(Recorder):

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from loom.persistence import open_checkpointer
 from loom.processes import PROJECT_ROOT, LoomServer
@@ -49,6 +52,22 @@ def no_blocking_calls() -> Iterator[None]:
     """A blocking call made from Loom's code on a running event loop fails the test (``BlockingError``)."""
     with blocking_detection(enabled=True):
         yield
+
+
+class SetEnv(Protocol):
+    def __call__(self, **values: str) -> None: ...
+
+
+@pytest.fixture
+def set_env(monkeypatch: pytest.MonkeyPatch) -> SetEnv:
+    """``set_env(LOOM_X="1")`` sets variables for this test and clears the cached settings, so they apply."""
+
+    def set_(**values: str) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+
+    return set_
 
 
 class ScriptedModels:
@@ -107,6 +126,26 @@ def require_redis() -> str:
 def postgres_url() -> str:
     """The test PostgreSQL URL; skipped when unreachable, except under CI where that fails."""
     return require_postgres()
+
+
+@pytest.fixture
+def postgres_schema_url(postgres_url: str) -> Iterator[str]:
+    """``postgres_url`` with a fresh schema as its ``search_path``, dropped afterwards, so a store's tables are
+    created there and tests never touch real tables. Dispose the store's engine before this ends."""
+    schema = f"loom_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(make_url(postgres_url).set(drivername="postgresql+psycopg"))
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield (
+            make_url(postgres_url)
+            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 @pytest.fixture

@@ -128,6 +128,11 @@ def writing(body: Body) -> bool:
     return bound <= {"get_passage"} and not body.get("response_format") and not last_is_tool(body)
 
 
+def system_says(words: str) -> Callable[[Body], bool]:
+    """``when=``: the request's system prompt contains ``words``."""
+    return lambda body: words in str(body["messages"][0].get("content"))
+
+
 def schema_named(name: str) -> Callable[[Body], bool]:
     """``when=``: the request asks for structured output with this schema name."""
     return lambda body: ((body.get("response_format") or {}).get("json_schema") or {}).get("name") == name

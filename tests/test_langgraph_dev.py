@@ -9,24 +9,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from langgraph_sdk import get_client
 
 from loom.processes import LanggraphDev
-from tests.graphs.team_scripts import GOAL, article_citing_brief, notes_from_results
+from tests.graphs.team_scripts import GOAL, served_research_and_article
 from tests.openai_server import (
     Reply,
     ScriptedOpenAI,
     call,
     last_is_tool,
-    replying,
     schema_named,
     structured,
+    system_says,
     text,
     tools_offered,
-    writing,
 )
 
 pytestmark = pytest.mark.live
@@ -59,10 +57,6 @@ def langgraph_dev(tmp_path_factory: pytest.TempPathFactory, model_server: Script
         server.stop()
 
 
-def system_says(words: str) -> Any:
-    return lambda body: words in str(body["messages"][0].get("content"))
-
-
 SEEDS: dict[str, tuple[str, list[Reply]]] = {
     "assistant": (
         "What meetings do I have this week?",
@@ -78,25 +72,13 @@ SEEDS: dict[str, tuple[str, list[Reply]]] = {
             structured({"next": "researcher", "task": "Find passages", "pass_through": None}, schema_named("Decision")),
             structured({"next": "writer", "task": "Write it", "pass_through": None}, schema_named("Decision")),
             structured({"next": "finish", "task": None, "pass_through": "writer"}, schema_named("Decision")),
-            call(
-                "search_knowledge_base",
-                {"query": "impact of async programming"},
-                when=tools_offered("search_knowledge_base"),
-            ),
-            text(replying(notes_from_results), when=last_is_tool),
-            text(replying(article_citing_brief), when=writing),
+            *served_research_and_article(),
         ],
     ),
     "pipeline": (
         GOAL,
         [
-            call(
-                "search_knowledge_base",
-                {"query": "impact of async programming"},
-                when=tools_offered("search_knowledge_base"),
-            ),
-            text(replying(notes_from_results), when=last_is_tool),
-            text(replying(article_citing_brief), when=writing),
+            *served_research_and_article(),
             structured(
                 {"answers_goal": True, "claims_supported": True, "clear_structure": True, "specific": True},
                 schema_named("ArticleJudgement"),

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.local_http import LocalHTTPServer, QuietHandler
 
-class WebhookReceiver:
+
+class WebhookReceiver(LocalHTTPServer):
+    path = "/hook"
+
     def __init__(self, fail_first: int = 0, fail_status: int = 503) -> None:
         self.calls: list[dict[str, Any]] = []
         self.attempts = 0
@@ -20,7 +23,7 @@ class WebhookReceiver:
         self._lock = threading.Lock()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))) or b"null")
                 with receiver._lock:
@@ -32,25 +35,7 @@ class WebhookReceiver:
                 self.send_header("content-length", "0")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}/hook"
+        super().__init__(Handler)
 
     def events(self) -> list[str]:
         return [call["body"]["event"] for call in self.calls]
-
-    def __enter__(self) -> WebhookReceiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()

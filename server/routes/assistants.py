@@ -16,7 +16,7 @@ from sqlalchemy import asc, delete, desc, func, select
 
 from server import assistants
 from server.assistants import AssistantRow, AssistantVersionRow, FieldName, find_own, view, visible_to
-from server.auth import Caller, CurrentCaller, matches
+from server.auth import Caller, CurrentCaller, matches, metadata_match
 from server.db import CronRow, now
 from server.deps import Loom, Services
 from server.errors import ApiError, not_found
@@ -112,7 +112,7 @@ async def search(body: AssistantSearch, loom: Loom, caller: CurrentCaller, respo
     key = func.lower(column) if body.sort_by in ("name", "graph_id") else column
     async with loom.sessions() as session:
         rows = list((await session.scalars(query.order_by(order(key), order(AssistantRow.assistant_id)))).all())
-    rows = [row for row in _metadata_match(rows, body.metadata) if matches(row.metadata_, filters)]
+    rows = metadata_match(rows, body.metadata, filters)
     page = rows[body.offset : body.offset + body.limit]
     response.headers["X-Pagination-Total"] = str(len(rows))
     if body.offset + body.limit < len(rows):
@@ -125,7 +125,7 @@ async def count(body: AssistantCount, loom: Loom, caller: CurrentCaller) -> int:
     filters = await caller.authorize("assistants", "search", body.model_dump())
     async with loom.sessions() as session:
         rows = list((await session.scalars(_matching(loom, caller.identity, body))).all())
-    return len([row for row in _metadata_match(rows, body.metadata) if matches(row.metadata_, filters)])
+    return len(metadata_match(rows, body.metadata, filters))
 
 
 @router.get("/{assistant_id}")
@@ -171,7 +171,7 @@ async def versions(assistant_id: str, body: VersionSearch, loom: Loom, caller: C
     async with loom.sessions() as session:
         query = select(AssistantVersionRow).where(AssistantVersionRow.assistant_id == row.assistant_id)
         found = list((await session.scalars(query.order_by(AssistantVersionRow.version.desc()))).all())
-    found = _metadata_match(found, body.metadata)
+    found = metadata_match(found, body.metadata, {})
     return [view(version) for version in found[body.offset : body.offset + body.limit]]
 
 
@@ -244,13 +244,6 @@ def _matching(loom: Services, user: str, body: AssistantCount) -> Any:
     if body.name:
         query = query.where(func.lower(AssistantRow.name).contains(body.name.lower(), autoescape=True))
     return query
-
-
-def _metadata_match(rows: list[Any], metadata: dict[str, Any] | None) -> list[Any]:
-    """JSON filtering in Python keeps SQLite and PostgreSQL identical (as thread search does)."""
-    if not metadata:
-        return rows
-    return [row for row in rows if all(row.metadata_.get(k) == v for k, v in metadata.items())]
 
 
 def schemas_of(compiled: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from sqlalchemy import asc, desc, func, select
 
 from loom.threads import public_thread_id, thread_key
 from server.assistants import canonical_id, merged_run
-from server.auth import Caller, CurrentCaller, matches
+from server.auth import Caller, CurrentCaller, matches, metadata_match
 from server.crons import next_fire
 from server.db import CronRow, now
 from server.deps import Loom, Services, visible_thread
@@ -114,7 +114,7 @@ async def search(body: CronSearch, loom: Loom, caller: CurrentCaller) -> list[di
     query = query.order_by(order(getattr(CronRow, body.sort_by)))
     async with loom.sessions() as session:
         rows = list((await session.scalars(query)).all())
-    rows = [row for row in _metadata_match(rows, body.metadata) if matches(row.metadata_, filters)]
+    rows = metadata_match(rows, body.metadata, filters)
     rows = rows[body.offset : body.offset + body.limit]
     views = [cron_view(row) for row in rows]
     return [{k: v for k, v in view.items() if k in body.select} for view in views] if body.select else views
@@ -126,8 +126,7 @@ async def count(body: CronCount, loom: Loom, caller: CurrentCaller) -> int:
     query = _filtered(loom, caller.identity, body.assistant_id, body.thread_id)
     async with loom.sessions() as session:
         if body.metadata or filters:
-            rows = _metadata_match(list((await session.scalars(query)).all()), body.metadata)
-            return len([row for row in rows if matches(row.metadata_, filters)])
+            return len(metadata_match((await session.scalars(query)).all(), body.metadata, filters))
         total = await session.scalar(select(func.count()).select_from(query.subquery()))
     return int(total or 0)
 
@@ -139,13 +138,6 @@ def _filtered(loom: Services, user: str, assistant_id: str | None, thread_id: st
     if thread_id:
         query = query.where(CronRow.thread_id.in_((thread_key(user, thread_id), thread_id)))  # the owner's only
     return query
-
-
-def _metadata_match(rows: list[CronRow], metadata: dict[str, Any] | None) -> list[CronRow]:
-    """JSON filtering in Python keeps SQLite and PostgreSQL identical (as thread search does)."""
-    if not metadata:
-        return rows
-    return [row for row in rows if all(row.metadata_.get(k) == v for k, v in metadata.items())]
 
 
 def cron_view(cron: CronRow) -> dict[str, Any]:

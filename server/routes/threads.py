@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -17,7 +16,7 @@ from sqlalchemy import asc, desc, select
 from sqlalchemy.orm import Session
 
 from loom.threads import is_key, public_thread_id, thread_key
-from server.auth import Caller, CurrentCaller, matches
+from server.auth import Caller, CurrentCaller, metadata_match
 from server.db import RunRow, ThreadRow, new_id, now, transaction
 from server.deps import Loom, Services, owned_thread, stored_thread, visible_thread
 from server.errors import ApiError, not_found
@@ -71,7 +70,7 @@ async def search(body: ThreadSearch, loom: Loom, caller: CurrentCaller) -> list[
     column = ThreadRow.updated_at if body.sort_by == "state_updated_at" else getattr(ThreadRow, body.sort_by)
     query = _filtered(caller.identity, body).order_by(order(column), order(ThreadRow.thread_id))
     async with loom.sessions() as session:
-        rows = _metadata_match((await session.scalars(query)).all(), body.metadata, filters)
+        rows = metadata_match((await session.scalars(query)).all(), body.metadata, filters)
     window = slice(body.offset, body.offset + body.limit)
     if body.values:  # values live in checkpoints: every candidate's state is read (only when asked)
         views = [await thread_view(loom, row) for row in rows]
@@ -117,7 +116,7 @@ async def count(body: ThreadCount, loom: Loom, caller: CurrentCaller) -> int:
     filters = await caller.authorize("threads", "search", body.model_dump())
     async with loom.sessions() as session:
         rows = (await session.scalars(_filtered(caller.identity, body))).all()
-    return len(_metadata_match(rows, body.metadata, filters))
+    return len(metadata_match(rows, body.metadata, filters))
 
 
 def _filtered(user: str, body: ThreadCount) -> Any:
@@ -128,15 +127,6 @@ def _filtered(user: str, body: ThreadCount) -> Any:
         keys = [thread_key(user, i) for i in body.ids] + [i for i in body.ids if not is_key(i)]
         query = query.where(ThreadRow.thread_id.in_(keys))
     return query
-
-
-def _metadata_match(
-    rows: Sequence[ThreadRow], metadata: dict[str, Any] | None, filters: dict[str, Any]
-) -> list[ThreadRow]:
-    """The asked metadata and the project's auth filter; JSON filtering in Python keeps SQLite and PostgreSQL
-    identical."""
-    wanted = (metadata or {}).items()
-    return [r for r in rows if all(r.metadata_.get(k) == v for k, v in wanted) and matches(r.metadata_, filters)]
 
 
 @router.get("/{thread_id}")

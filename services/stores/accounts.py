@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from loom.settings import Settings, get_settings
-from services.stores.db import Base, create_tables, make_engine
+from services.stores.db import Base, OnePerUrl, create_tables, make_engine
 from services.stores.demo_accounts import CUSTOMERS, SERVICE_STATUS
 
 PLAN_PRICES_CENTS = {"starter": 1900, "pro": 4900, "business": 9900}
@@ -205,17 +204,16 @@ def _seed_customer(session: Session, data: dict[str, Any]) -> None:
             session.add(Payment(invoice_id=invoice["id"], kind="charge", **payment))
 
 
-_DBS: dict[str, AccountsDB] = {}
-_DBS_LOCK = threading.Lock()
+_DBS = OnePerUrl[AccountsDB]()
 
 
 def get_accounts_db(settings: Settings | None = None) -> AccountsDB:
     """One database object per URL, created and seeded the first time a tool needs it."""
     url = (settings or get_settings()).resolved_database_url()
-    with _DBS_LOCK:
-        db = _DBS.get(url)
-        if db is None:
-            db = AccountsDB(url)
-            db.create_and_seed()
-            _DBS[url] = db
-    return db
+
+    def make() -> AccountsDB:
+        db = AccountsDB(url)
+        db.create_and_seed()
+        return db
+
+    return _DBS.get(url, make)

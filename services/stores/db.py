@@ -8,8 +8,10 @@ hence sync engines).
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import JSON, Connection, Engine, create_engine
 from sqlalchemy.engine import make_url
@@ -19,6 +21,8 @@ from sqlalchemy.orm import DeclarativeBase
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
+
+S = TypeVar("S")
 
 SCHEMA_LOCK = 0x4C4F4F53  # "LOOS": serialises the stores' table creation and demo seeding across processes
 
@@ -48,3 +52,18 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
     return create_engine(parsed)
+
+
+class OnePerUrl(Generic[S]):
+    """One store per database URL, made the first time it is asked for, so tools share its connection pool
+    and its tables are created (and demo rows seeded) once; the lock keeps two threads from both making it."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, S] = {}
+        self._lock = threading.Lock()
+
+    def get(self, url: str, make: Callable[[], S]) -> S:
+        with self._lock:
+            if url not in self._made:
+                self._made[url] = make()
+            return self._made[url]

@@ -8,7 +8,6 @@ idempotent (insert-if-missing, keyed updates), because a node may run again afte
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -29,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from loom.settings import Settings, get_settings
-from services.stores.db import Base, create_tables, make_engine
+from services.stores.db import Base, OnePerUrl, create_tables, make_engine
 from state.support import STATUSES, SupportRequest, Turn
 
 
@@ -287,14 +286,9 @@ def _approval_view(row: ApprovalRow) -> dict[str, Any]:
     }
 
 
-_STORES: dict[str, SupportStore] = {}
-_STORES_LOCK = threading.Lock()
+_STORES = OnePerUrl[SupportStore]()
 
 
 def get_support_store(settings: Settings | None = None) -> SupportStore:
     url = (settings or get_settings()).resolved_database_url()
-    with _STORES_LOCK:
-        store = _STORES.get(url)
-        if store is None:
-            store = _STORES[url] = SupportStore(url)
-    return store
+    return _STORES.get(url, lambda: SupportStore(url))

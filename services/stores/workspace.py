@@ -34,7 +34,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Mapped, Session, mapped_column
 
 from loom.settings import Settings, get_settings
 from services.paths import safe_id
-from services.stores.db import Base, create_tables, lock_schema, make_engine
+from services.stores.db import Base, OnePerUrl, create_tables, lock_schema, make_engine
 from services.stores.demo_workspace import DEMO_USERS, dated_for
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".csv"})
@@ -367,19 +367,18 @@ class WorkspaceStore:
         return session.scalar(select(model.id).where(model.user_id == user_id).limit(1)) is not None
 
 
-_STORES: dict[str, WorkspaceStore] = {}
-_STORES_LOCK = threading.Lock()
+_STORES = OnePerUrl[WorkspaceStore]()
 
 
 def get_workspace_store(settings: Settings | None = None) -> WorkspaceStore:
     """One store per database URL, so tools share a connection pool and seeding runs once."""
     settings = settings or get_settings()
     url = settings.resolved_database_url()
-    with _STORES_LOCK:
-        store = _STORES.get(url)
-        if store is None:
-            store = WorkspaceStore(url)
-            store.create()
-            store.seed_demo(settings.workspaces_dir)
-            _STORES[url] = store
-    return store
+
+    def make() -> WorkspaceStore:
+        store = WorkspaceStore(url)
+        store.create()
+        store.seed_demo(settings.workspaces_dir)
+        return store
+
+    return _STORES.get(url, make)

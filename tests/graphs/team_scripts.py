@@ -13,6 +13,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
 from nodes.models.fake import tool_call
+from tests.openai_server import Reply, call, last_is_tool, replying, text, tools_offered, writing
 
 GOAL = "Write a short article on the impact of async programming, with sources"
 
@@ -48,4 +49,15 @@ def writer_script(versions: int = 1, made_up_in_first: str = "") -> list[Any]:
     return [
         lambda messages, v=v: article_citing_brief(messages, v, made_up_in_first if v == 1 else "")
         for v in range(1, versions + 1)
+    ]
+
+
+def served_research_and_article() -> list[Reply]:
+    """The researcher and the writer as the scripted OpenAI server answers them: a real knowledge-base
+    search, notes from its results, then an article citing the brief."""
+    query = {"query": "impact of async programming"}
+    return [
+        call("search_knowledge_base", query, when=tools_offered("search_knowledge_base")),
+        text(replying(notes_from_results), when=last_is_tool),
+        text(replying(article_citing_brief), when=writing),
     ]

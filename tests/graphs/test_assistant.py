@@ -16,7 +16,7 @@ from loom.settings import Settings, get_settings
 from nodes.models.fake import tool_call, tool_calls
 from services.paths import artifacts_folder
 from state.common import RunContext
-from tests.conftest import ScriptedModels
+from tests.conftest import ScriptedModels, SetEnv
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "assistant.mmd"
 
@@ -133,11 +133,10 @@ async def test_everything_about_a_topic_searches_all_four_sources(
 
 
 async def test_a_small_model_answers_a_tool_turn_with_the_results_themselves(
-    checkpointer: BaseCheckpointSaver[str], scripted: type[ScriptedModels], monkeypatch: pytest.MonkeyPatch
+    checkpointer: BaseCheckpointSaver[str], scripted: type[ScriptedModels], set_env: SetEnv
 ) -> None:
     """With quoting on (the default for local: models), the reply lists the hits; no model garbles them."""
-    monkeypatch.setenv("LOOM_QUOTE_TOOL_RESULTS", "true")
-    get_settings.cache_clear()
+    set_env(LOOM_QUOTE_TOOL_RESULTS="true")
     models = scripted(workspace_agent=["a summary that must not be used"])
     state = await ask(build_graph(models, checkpointer), "Tell me everything about AI Strategy")
     reply = state["messages"][-1]

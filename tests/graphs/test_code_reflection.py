@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from langchain_core.messages import HumanMessage
 
 from graphs.code_reflection import build_graph
-from loom.settings import get_settings
-from tests.conftest import ScriptedModels
+from tests.conftest import ScriptedModels, SetEnv
 
 TESTS = "def test_mean():\n    assert mean([1, 2, 3]) == 2\n\n\ndef test_single():\n    assert mean([5]) == 5\n"
 BUGGY = "def mean(xs):\n    return sum(xs) / (len(xs) - 1)\n"
@@ -54,11 +52,8 @@ async def test_a_syntax_error_is_fed_back(scripted: type[ScriptedModels]) -> Non
     assert result["finish_reason"] == "passed"
 
 
-async def test_attempt_limit_keeps_the_best_version(
-    scripted: type[ScriptedModels], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("LOOM_CODE_MAX_ATTEMPTS", "3")
-    get_settings.cache_clear()
+async def test_attempt_limit_keeps_the_best_version(scripted: type[ScriptedModels], set_env: SetEnv) -> None:
+    set_env(LOOM_CODE_MAX_ATTEMPTS="3")
     models = scripted(coder=[{"code": BROKEN, "tests": TESTS}, {"code": HALF}, {"code": BUGGY}, {"code": FIXED}])
     result = await build_graph(models).ainvoke(ask())
     assert [a["tests_passed"] for a in result["attempts"]] == [0, 1, 0]
@@ -76,11 +71,8 @@ async def test_caller_tests_are_used_and_never_replaced(scripted: type[ScriptedM
     assert [a["tests_passed"] for a in result["attempts"]] == [0, 2]
 
 
-async def test_code_that_hangs_is_stopped_and_reported(
-    scripted: type[ScriptedModels], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("LOOM_SANDBOX_TIMEOUT_S", "1")
-    get_settings.cache_clear()
+async def test_code_that_hangs_is_stopped_and_reported(scripted: type[ScriptedModels], set_env: SetEnv) -> None:
+    set_env(LOOM_SANDBOX_TIMEOUT_S="1")
     hangs = "def mean(xs):\n    while True:\n        pass\n"
     models = scripted(coder=[{"code": hangs, "tests": TESTS}, {"code": FIXED}])
     result = await build_graph(models).ainvoke(ask())

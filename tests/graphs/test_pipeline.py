@@ -6,13 +6,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
 from langchain_core.messages import HumanMessage
 
 from graphs.pipeline import build_graph
 from loom.settings import get_settings
 from services.knowledge.index import get_index
-from tests.conftest import ScriptedModels
+from tests.conftest import ScriptedModels, SetEnv
 from tests.graphs.team_scripts import GOAL, researcher_script, writer_script
 
 JUDGE_FIELDS = ("answers_goal", "claims_supported", "clear_structure", "specific")
@@ -93,11 +92,8 @@ async def test_made_up_citation_is_never_outvoted_by_the_judge(scripted: type[Sc
     assert "[nowhere.md#7]" not in result["article"]
 
 
-async def test_judge_without_a_verdict_counts_as_failing(
-    scripted: type[ScriptedModels], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("LOOM_MAX_REVISIONS", "0")
-    get_settings.cache_clear()
+async def test_judge_without_a_verdict_counts_as_failing(scripted: type[ScriptedModels], set_env: SetEnv) -> None:
+    set_env(LOOM_MAX_REVISIONS="0")
     result = await build_graph(team(scripted, ["I think it is fine"], drafts=1)).ainvoke(ask())
     [review] = result["reviews"]
     assert review["judged"] is False and review["score"] == round(3 / 7, 4)

@@ -20,7 +20,7 @@ from nodes.models.fake import tool_call
 from nodes.plan_execute import steps as plan_steps
 from services.stores.shop import get_shop
 from state.common import Permission, RunContext
-from tests.conftest import ScriptedModels
+from tests.conftest import ScriptedModels, SetEnv
 
 SUNGLASSES = "Find round sunglasses that are in stock and tell me their prices"
 
@@ -91,11 +91,8 @@ async def test_sunglasses_request_runs_a_three_step_plan_against_the_catalogue(s
     assert "planner" not in models.models  # a plain request is planned without a model call
 
 
-async def test_llm_planner_path_with_structured_output(
-    scripted: type[ScriptedModels], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("LOOM_DIRECT_TOOL_DISPATCH", "false")
-    get_settings.cache_clear()
+async def test_llm_planner_path_with_structured_output(scripted: type[ScriptedModels], set_env: SetEnv) -> None:
+    set_env(LOOM_DIRECT_TOOL_DISPATCH="false")
     llm_plan = plan(
         ("step_1", "get_item_descriptions", {"category": "sunglasses", "filter": "round"}, []),
         ("step_2", "check_inventory", {"item_ids": {"$ref": "step_1.item_ids"}}, ["step_1"]),
@@ -382,11 +379,10 @@ async def test_a_second_request_in_the_thread_starts_a_fresh_plan(
 
 
 async def test_on_local_models_the_answer_quotes_the_steps_results(
-    scripted: type[ScriptedModels], monkeypatch: pytest.MonkeyPatch
+    scripted: type[ScriptedModels], set_env: SetEnv
 ) -> None:
     """A 135M model garbles a summary of rows; on ``local:`` the answer is the rows, as the assistant does."""
-    monkeypatch.setenv("LOOM_MODELS__SYNTHESIZER", "local:smollm2")
-    get_settings.cache_clear()
+    set_env(LOOM_MODELS__SYNTHESIZER="local:smollm2")
     models = scripted(synthesizer=["Sure, I can help with that. Here's a JSON response: ```json {"])
     state, _ = await run(build_graph(models), SUNGLASSES)
     answer = state["messages"][-1].text

@@ -12,15 +12,13 @@ from nodes.models import call_model, settings_models
 from nodes.plan_execute.planner import planner_messages
 from nodes.plan_execute.plans import plan_json_schema
 from state.plan_execute import Plan, PlanExecuteState
+from tests.conftest import SetEnv
 
 pytestmark = pytest.mark.embedded_model
 
 
-async def test_the_135m_model_yields_a_schema_valid_plan(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LOOM_MODEL", "local:smollm2")
-    monkeypatch.setenv("LOOM_MODEL_MAX_TOKENS", "200")
-    monkeypatch.setenv("LOOM_PLAN_MAX_STEPS", "2")
-    get_settings.cache_clear()
+async def test_the_135m_model_yields_a_schema_valid_plan(set_env: SetEnv) -> None:
+    set_env(LOOM_MODEL="local:smollm2", LOOM_MODEL_MAX_TOKENS="200", LOOM_PLAN_MAX_STEPS="2")
     tools = {tool.name: tool for tool in plan_tools()}
     schema = plan_json_schema(tools, get_settings().plan_max_steps)
     model = await asyncio.to_thread(settings_models, "planner")  # starts the model server: off the loop

@@ -7,7 +7,6 @@ dispatch is off, so every tool call in these runs is one the model made and lang
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,23 +14,21 @@ from langchain_core.messages import HumanMessage, ToolMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from graphs import assistant, code_reflection, pipeline, plan_execute, supervisor, support
-from loom.settings import get_settings
 from nodes.models.outputs import openai_strict_schema
 from nodes.plan_execute.plans import plan_json_schema
 from state.common import RunContext
-from tests.graphs.team_scripts import GOAL, article_citing_brief, notes_from_results
+from tests.conftest import SetEnv
+from tests.graphs.team_scripts import GOAL, served_research_and_article
 from tests.openai_server import (
-    Body,
     ScriptedOpenAI,
     call,
     check_response_format,
     last_is_tool,
-    replying,
     schema_named,
     structured,
+    system_says,
     text,
     tools_offered,
-    writing,
 )
 
 JUDGE_PASS = {
@@ -44,9 +41,8 @@ JUDGE_PASS = {
 
 
 @pytest.fixture(autouse=True)
-def model_makes_every_call(openai_server: ScriptedOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LOOM_DIRECT_TOOL_DISPATCH", "false")
-    get_settings.cache_clear()
+def model_makes_every_call(openai_server: ScriptedOpenAI, set_env: SetEnv) -> None:
+    set_env(LOOM_DIRECT_TOOL_DISPATCH="false")
 
 
 def config(thread: str = "t1") -> dict[str, Any]:
@@ -55,10 +51,6 @@ def config(thread: str = "t1") -> dict[str, Any]:
 
 def ask(text_: str) -> dict[str, Any]:
     return {"messages": [HumanMessage(text_)]}
-
-
-def system_says(words: str) -> Callable[[Body], bool]:
-    return lambda body: words in str(body["messages"][0].get("content"))
 
 
 def streamed(server: ScriptedOpenAI) -> bool:
@@ -75,15 +67,6 @@ def strict_formats(server: ScriptedOpenAI) -> list[str]:
 
 def strict_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
-
-
-def research() -> list[Any]:
-    """A researcher that searches the shipped knowledge base, then writes notes from what it found."""
-    query = {"query": "impact of async programming"}
-    return [
-        call("search_knowledge_base", query, when=tools_offered("search_knowledge_base")),
-        text(replying(notes_from_results), when=last_is_tool),
-    ]
 
 
 def test_the_fixture_refuses_what_openai_refuses() -> None:
@@ -187,8 +170,7 @@ async def test_supervisor_delegates_by_strict_decisions(openai_server: ScriptedO
     ]
     openai_server.add(
         *[structured(decision, when=schema_named("Decision")) for decision in decisions],
-        *research(),
-        text(replying(article_citing_brief), when=writing),
+        *served_research_and_article(),
     )
     state = await supervisor.build_graph().ainvoke(ask(GOAL), config())
     assert [r["worker"] for r in state["reports"]] == ["researcher", "writer"]
@@ -200,8 +182,7 @@ async def test_supervisor_delegates_by_strict_decisions(openai_server: ScriptedO
 
 async def test_pipeline_reviews_with_a_strict_rubric(openai_server: ScriptedOpenAI) -> None:
     openai_server.add(
-        *research(),
-        text(replying(article_citing_brief), when=writing),
+        *served_research_and_article(),
         structured(JUDGE_PASS, when=schema_named("ArticleJudgement")),
     )
     state = await pipeline.build_graph().ainvoke(ask(GOAL), config())

@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
@@ -14,7 +13,7 @@ from graphs.supervisor import build_graph
 from loom.settings import get_settings
 from nodes.models.fake import tool_call
 from services.knowledge.index import get_index
-from tests.conftest import ScriptedModels
+from tests.conftest import ScriptedModels, SetEnv
 from tests.graphs.team_scripts import GOAL, researcher_script, writer_script
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "supervisor.mmd"
@@ -117,11 +116,8 @@ async def test_repeats_that_keep_changing_output_are_still_caught(scripted: type
     assert result["final_output"] == "Draft number 2"
 
 
-async def test_round_limit_finishes_with_the_best_draft(
-    scripted: type[ScriptedModels], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("LOOM_SUPERVISOR_MAX_ROUNDS", "3")
-    get_settings.cache_clear()
+async def test_round_limit_finishes_with_the_best_draft(scripted: type[ScriptedModels], set_env: SetEnv) -> None:
+    set_env(LOOM_SUPERVISOR_MAX_ROUNDS="3")
     models = scripted(
         supervisor=[{"next": w, "task": f"Step {n}"} for n, w in enumerate(["writer", "researcher", "writer"] * 3)],
         writer=["First draft", "Second draft"],
@@ -133,10 +129,9 @@ async def test_round_limit_finishes_with_the_best_draft(
 
 
 async def test_invalid_decisions_fall_back_to_research_write_review(
-    scripted: type[ScriptedModels], monkeypatch: pytest.MonkeyPatch
+    scripted: type[ScriptedModels], set_env: SetEnv
 ) -> None:
-    monkeypatch.setenv("LOOM_SUPERVISOR_MAX_ROUNDS", "4")
-    get_settings.cache_clear()
+    set_env(LOOM_SUPERVISOR_MAX_ROUNDS="4")
     models = scripted(supervisor=["not json"] * 4, writer=["Draft A", "Draft B"])
     graph = build_graph(models)
     result = await graph.ainvoke(ask())

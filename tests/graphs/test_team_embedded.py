@@ -12,21 +12,19 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from graphs import pipeline, supervisor
-from loom.settings import get_settings
 from nodes.team.pipeline import JUDGE_CRITERIA
 from services.knowledge.index import get_index
+from tests.conftest import SetEnv
 from tests.graphs.team_scripts import GOAL
 
 pytestmark = pytest.mark.embedded_model
 
 
 @pytest.fixture(autouse=True)
-def embedded_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LOOM_MODEL", "local:smollm2")
-    monkeypatch.setenv("LOOM_MODEL_MAX_TOKENS", "160")
-    monkeypatch.setenv("LOOM_SUPERVISOR_MAX_ROUNDS", "2")
-    monkeypatch.setenv("LOOM_MAX_REVISIONS", "0")
-    get_settings.cache_clear()
+def embedded_model(set_env: SetEnv) -> None:
+    set_env(
+        LOOM_MODEL="local:smollm2", LOOM_MODEL_MAX_TOKENS="160", LOOM_SUPERVISOR_MAX_ROUNDS="2", LOOM_MAX_REVISIONS="0"
+    )
 
 
 async def test_supervisor_ends_with_a_reason_on_the_embedded_model() -> None:

@@ -26,6 +26,8 @@ PRODUCTION_GRAPHS = PROJECT_ROOT / "langgraph.json"
 DEADLINE_S = 60.0
 """Upper bound on any wait, so a broken server fails a test instead of hanging it."""
 FIXTURE_INPUT: dict[str, Any] = {"log": []}
+DONE = ["step_one", "gate_passed"]
+"""The log of a finished run of the ``gated`` fixture graph."""
 MAX_BODY_BYTES = 4096
 """The shared server's body limit (``LOOM_MAX_BODY_BYTES``), small enough to test 413 cheaply."""
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from langgraph_sdk import get_client
@@ -139,18 +140,26 @@ def checkpoint_view(state: ThreadState) -> dict[str, Any]:
     }
 
 
-async def test_session_matches_langgraph_dev(tmp_path: Path) -> None:
-    """Loom first, then ``langgraph dev``, so the two never compete for the CPU."""
+T = TypeVar("T")
+
+
+async def on_both(tmp_path: Path, session: Callable[[str], Awaitable[T]]) -> tuple[T, T]:
+    """``session`` against Loom first, then against ``langgraph dev``, so the two never compete for the CPU."""
     loom = LoomServer(tmp_path / "loom").start()
     try:
-        ours = await scripted_session(loom.url)
+        ours = await session(loom.url)
     finally:
         loom.stop()
     reference = LanggraphDev(tmp_path / "dev", env={"LOOM_DATA_DIR": str(tmp_path / "dev" / "data")}).start()
     try:
-        theirs = await scripted_session(reference.url)
+        theirs = await session(reference.url)
     finally:
         reference.stop()
+    return ours, theirs
+
+
+async def test_session_matches_langgraph_dev(tmp_path: Path) -> None:
+    ours, theirs = await on_both(tmp_path, scripted_session)
     assert_same_stream(ours, theirs)
     assert_loom_ends_each_run_once(ours, theirs)
     assert_same_state_and_history(ours, theirs)
@@ -271,16 +280,7 @@ async def api_session(url: str) -> dict[str, Any]:
 
 
 async def test_api_shapes_match_langgraph_dev(tmp_path: Path) -> None:
-    loom = LoomServer(tmp_path / "loom").start()
-    try:
-        ours = await api_session(loom.url)
-    finally:
-        loom.stop()
-    reference = LanggraphDev(tmp_path / "dev", env={"LOOM_DATA_DIR": str(tmp_path / "dev" / "data")}).start()
-    try:
-        theirs = await api_session(reference.url)
-    finally:
-        reference.stop()
+    ours, theirs = await on_both(tmp_path, api_session)
     for key in theirs:
         assert ours[key] == theirs[key], key
     assert ours["events"][:2] == [("metadata", None), ("on_chain_start", "assistant")]

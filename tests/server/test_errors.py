@@ -16,12 +16,6 @@ pytestmark = pytest.mark.live
 
 
 @pytest.fixture
-def server(fixture_server: LoomServer) -> LoomServer:
-    """The session's shared server with the fixture graphs (tests/server/conftest.py)."""
-    return fixture_server
-
-
-@pytest.fixture
 async def http(server: LoomServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
         yield client

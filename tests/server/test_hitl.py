@@ -17,12 +17,6 @@ pytestmark = pytest.mark.live
 REFUND = {"request": "refund"}
 
 
-@pytest.fixture
-def server(fixture_server: LoomServer) -> LoomServer:
-    """The session's shared server with the fixture graphs (tests/server/conftest.py)."""
-    return fixture_server
-
-
 async def test_interrupt_then_resume(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = (await client.threads.create())["thread_id"]

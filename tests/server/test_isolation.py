@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from loom.processes import LoomServer, scratch_postgres_database
+from loom.processes import LoomServer
 from loom.threads import public_thread_id, thread_key
 from server.db import RunRow, ThreadRow, open_database
 from server.deps import find_thread
@@ -168,16 +167,5 @@ async def _keys_fit_and_old_threads_stay_their_owners(url: str) -> None:
         await engine.dispose()
 
 
-async def test_sqlite_keys_and_threads_from_before_keys(tmp_path: Path) -> None:
-    await _keys_fit_and_old_threads_stay_their_owners(f"sqlite:///{tmp_path / 'loom.sqlite'}")
-
-
-@pytest.fixture
-def scratch_database(postgres_url: str) -> Iterator[str]:
-    with scratch_postgres_database(postgres_url, "loom_keys") as url:
-        yield url
-
-
-@pytest.mark.postgres
-async def test_postgres_keys_and_threads_from_before_keys(scratch_database: str) -> None:
-    await _keys_fit_and_old_threads_stay_their_owners(scratch_database)
+async def test_keys_and_threads_from_before_keys(database_url: str) -> None:
+    await _keys_fit_and_old_threads_stay_their_owners(database_url)

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from loom.processes import scratch_postgres_database
 from server import migrations
 from server.assistants import AssistantRow
 from server.db import RunRow, open_database
@@ -43,16 +39,5 @@ async def _upgrade_a_pre_migrations_database(url: str) -> None:
     assert {column.name for column in AssistantRow.__table__.columns} <= assistants
 
 
-async def test_sqlite_database_is_migrated_to_head(tmp_path: Path) -> None:
-    await _upgrade_a_pre_migrations_database(f"sqlite:///{tmp_path / 'loom.sqlite'}")
-
-
-@pytest.fixture
-def scratch_database(postgres_url: str) -> Iterator[str]:
-    with scratch_postgres_database(postgres_url, "loom_migrate") as url:
-        yield url
-
-
-@pytest.mark.postgres
-async def test_postgres_database_is_migrated_to_head(scratch_database: str) -> None:
-    await _upgrade_a_pre_migrations_database(scratch_database)
+async def test_database_is_migrated_to_head(database_url: str) -> None:
+    await _upgrade_a_pre_migrations_database(database_url)

@@ -12,6 +12,7 @@ from langgraph_sdk.errors import ConflictError, RateLimitError
 
 from loom.processes import LoomServer
 from tests.server.live import (
+    DONE,
     FIXTURE_INPUT,
     close_gate,
     collect,
@@ -25,15 +26,6 @@ from tests.server.live import (
 )
 
 pytestmark = pytest.mark.live
-
-
-DONE = ["step_one", "gate_passed"]
-
-
-@pytest.fixture
-def server(fixture_server: LoomServer) -> LoomServer:
-    """The session's shared server with the fixture graphs (tests/server/conftest.py)."""
-    return fixture_server
 
 
 async def new_thread(client: LangGraphClient) -> str:

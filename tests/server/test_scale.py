@@ -24,6 +24,7 @@ from loom.processes import LoomServer, scratch_postgres_database
 from services.stores.accounts import IdempotencyKey
 from tests.conftest import require_postgres, require_redis
 from tests.server.live import (
+    DONE,
     FIXTURE_INPUT,
     collect,
     finished,
@@ -38,7 +39,6 @@ from tests.server.live import (
 )
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.redis]
-DONE = ["step_one", "gate_passed"]
 REFUNDED = ["step_one", "refunded", "gate_passed"]
 REFUND_COUNTS = text("SELECT idempotency_key, count(*) FROM payments WHERE kind = 'refund' GROUP BY idempotency_key")
 

@@ -9,18 +9,9 @@ from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError, NotFoundError
 
 from loom.processes import LoomServer
-from tests.server.live import FIXTURE_INPUT, finished, open_gate, step_one_count
+from tests.server.live import DONE, FIXTURE_INPUT, finished, open_gate, step_one_count
 
 pytestmark = pytest.mark.live
-
-
-DONE = ["step_one", "gate_passed"]
-
-
-@pytest.fixture
-def server(fixture_server: LoomServer) -> LoomServer:
-    """The session's shared server with the fixture graphs (tests/server/conftest.py)."""
-    return fixture_server
 
 
 async def test_thread_create_get_search_and_delete(server: LoomServer) -> None:

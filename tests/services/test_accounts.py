@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.stores import account_actions as actions
@@ -26,20 +24,12 @@ def db(tmp_path: Path) -> AccountsDB:
 
 
 @pytest.fixture
-def pg_db(postgres_url: str) -> Iterator[AccountsDB]:
+def pg_db(postgres_schema_url: str) -> Iterator[AccountsDB]:
     """The account tables in a throwaway PostgreSQL schema."""
-    schema = f"loom_accounts_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(make_url(postgres_url).set(drivername="postgresql+psycopg"))
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    db = AccountsDB(url.render_as_string(hide_password=False))
+    db = AccountsDB(postgres_schema_url)
     db.create_and_seed()
     yield db
     db.engine.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
 
 
 def refund_effect(user: str, invoice: str, amount: int | None = None) -> Callable[[Session, str], str]:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from loom.settings import Settings
 from services.stores.support import RequestConflict, SupportStore
@@ -48,18 +45,10 @@ def sqlite_store(tmp_path: Path) -> SupportStore:
 
 
 @pytest.fixture
-def pg_store(postgres_url: str) -> Iterator[SupportStore]:
-    schema = f"loom_support_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(make_url(postgres_url).set(drivername="postgresql+psycopg"))
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    store = SupportStore(url.render_as_string(hide_password=False))
+def pg_store(postgres_schema_url: str) -> Iterator[SupportStore]:
+    store = SupportStore(postgres_schema_url)
     yield store
     store.engine.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
 
 
 def populate(store: SupportStore) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -29,8 +28,6 @@ from services.stores.workspace import (
     date_window,
 )
 from state.common import RunContext
-
-POSTGRES_URL = os.environ.get("LOOM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture
@@ -242,27 +239,9 @@ def test_search_files_tool_indexes_new_files_first(data_dir: Path) -> None:
     assert call_tool("search_messages", {"query": "kiwi"}, "demo")["results"] == []
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh schema per run (via ``search_path``), dropped afterwards, so tests never touch real tables."""
-    psycopg = pytest.importorskip("psycopg")
-    plain = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
-    try:
-        admin = psycopg.connect(plain, connect_timeout=3, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {plain}: {exc}")
-    schema = f"loom_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
-
-
 @pytest.mark.postgres
-def test_postgres_search(postgres_url: str, tmp_path: Path) -> None:
-    store = WorkspaceStore(postgres_url)
+def test_postgres_search(postgres_schema_url: str, tmp_path: Path) -> None:
+    store = WorkspaceStore(postgres_schema_url)
     try:
         store.create()
         store.create()
