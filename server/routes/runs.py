@@ -50,12 +50,17 @@ async def start_run(
     # the worker continues the trace and acts as the caller the server authenticated
     kwargs = {**run_kwargs(body, thread_id is None), **telemetry.traceparent(), "auth_user": caller.user.dict()}
     admission = Admission(
-        user, thread_id, thread_key(user, thread_id or new_id()), body, assistant, asked, filters, kwargs
-    )
-    admission.idempotency_key, admission.capacity, admission.lease = (
-        idempotency_key,
-        loom.manager.capacity(),
-        loom.manager.lease,
+        user=user,
+        thread_id=thread_id,
+        key=thread_key(user, thread_id or new_id()),
+        body=body,
+        assistant=assistant,
+        asked=asked,
+        filters=filters,
+        kwargs=kwargs,
+        idempotency_key=idempotency_key,
+        capacity=loom.manager.capacity(),
+        lease=loom.manager.lease,
     )
     # The thread's checkpoint is read before the transaction, so the database is not held during it; the
     # verdict counts only once the transaction has shown the thread is the caller's and idle. A stateless
@@ -167,8 +172,9 @@ class Admission:
         elif self.body.if_not_exists == "create":
             if len(thread_id) > MAX_THREAD_ID:
                 raise ApiError(422, "invalid_request", f"thread_id: at most {MAX_THREAD_ID} characters")
+            key = thread_key(self.user, thread_id)
             thread = ThreadRow(
-                thread_id=self.key, owner=self.user, graph_id=graph_id, metadata_=dict(self.asked["metadata"])
+                thread_id=key, owner=self.user, graph_id=graph_id, metadata_=dict(self.asked["metadata"])
             )
             session.add(thread)
             session.flush()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -139,6 +141,33 @@ async def test_search_and_crons_list_only_the_callers_threads(alice: httpx.Async
         crons = (await client.post("/runs/crons/search", json={"thread_id": "listed"})).json()
         assert [c["thread_id"] for c in crons] == ["listed"]
         assert (await client.post("/runs/crons/count", json={"thread_id": "listed"})).json() == 1
+
+
+async def test_runs_on_a_thread_stored_before_keys_use_its_bare_id(server: LoomServer) -> None:
+    """A thread from before per-owner keys is still its owner's: runs on it are admitted, checkpointed under
+    its bare id, and an interrupt raised there is answered there (its checkpoint is read under that id)."""
+
+    def stored_before_keys() -> None:
+        with sqlite3.connect(server.data_dir / "loom.sqlite") as db:
+            db.execute(
+                "INSERT INTO loom_threads (thread_id, owner, status, metadata, created_at, updated_at)"
+                " VALUES ('before-keys', 'alice', 'idle', '{}', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+
+    await asyncio.to_thread(stored_before_keys)
+    a, b = get_client(url=server.url, api_key=KEYS["alice"]), get_client(url=server.url, api_key=KEYS["bob"])
+    assert await a.runs.wait("before-keys", "approval", input={"request": "old"}) == {"request": "old"}
+    with pytest.raises(httpx.HTTPStatusError) as refused:  # the interrupt stands: new input is refused
+        await a.runs.wait("before-keys", "approval", input={"request": "again"})
+    assert refused.value.response.status_code == 409
+    assert await a.runs.wait("before-keys", "approval", command={"resume": "yes"}) == {
+        "request": "old", "decision": "yes"
+    }  # fmt: skip
+    [run, *_] = await a.runs.list("before-keys")
+    assert run["thread_id"] == "before-keys" and run["status"] == "success"
+    with pytest.raises(httpx.HTTPStatusError) as unknown:
+        await b.runs.wait("before-keys", "approval", input={"request": "bob's"})
+    assert unknown.value.response.status_code == 404
 
 
 def test_keys_are_per_owner_and_read_back_as_the_id() -> None:
