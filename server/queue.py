@@ -29,11 +29,10 @@ from server.db import RunRow, ThreadRow, now, transaction
 from server.errors import ApiError
 
 UNFINISHED = ("pending", "running")
-UNFINISHED_COUNT = (
-    select(func.count()).select_from(RunRow).where(RunRow.status.in_(UNFINISHED)).execution_options(autoflush=False)
-)
-"""Admission reads runs only, so the thread's pending changes are not flushed before it (nor before
-``inflight``): they go out once, with the run's insert, instead of as a second UPDATE of the thread row."""
+UNFINISHED_COUNT = select(func.count()).select_from(RunRow).where(RunRow.status.in_(UNFINISHED))
+"""Admission reads runs only, through the session's connection, so the thread's pending changes are not
+flushed before it (nor before ``inflight``): they go out once, with the run's insert, instead of as a
+second UPDATE of the thread row."""
 ADMISSION_LOCK = 0x4C4F4F4D  # "LOOM": the advisory lock that serialises run admission on PostgreSQL
 
 
@@ -43,7 +42,12 @@ def _postgres(session: Session) -> bool:
 
 # admission ----------------------------------------------------------------------------------------
 def inflight(session: Session, thread_id: str) -> list[RunRow]:
-    """Runs accepted on the thread and not finished, oldest first (the running one, then the queue)."""
+    """Runs accepted on the thread and not finished, oldest first (the running one, then the queue).
+
+    Usually there are none: a plain query says so first, without the ORM's cost of loading entities."""
+    unfinished = (RunRow.thread_id == thread_id, RunRow.status.in_(UNFINISHED))
+    if session.connection().scalar(select(RunRow.run_id).where(*unfinished).limit(1)) is None:
+        return []
     query = (
         select(RunRow)
         .where(RunRow.thread_id == thread_id, RunRow.status.in_(UNFINISHED))
@@ -59,8 +63,8 @@ def admit(session: Session, capacity: int) -> None:
     Called inside the transaction that inserts the run, so the count and the insert are one step.
     """
     if _postgres(session):
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK})
-    unfinished = session.scalar(UNFINISHED_COUNT)
+        session.connection().execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK})
+    unfinished = session.connection().scalar(UNFINISHED_COUNT)
     if (unfinished or 0) >= capacity:
         raise ApiError(429, "queue_full", "the run queue is full; retry later", headers={"Retry-After": "2"})
 
@@ -117,18 +121,19 @@ async def claim(sessions: async_sessionmaker[AsyncSession], worker: str, limit: 
 
 
 def _claim(session: Session, worker: str, limit: int, lease_s: float) -> list[RunRow]:
-    candidates = session.execute(_claim_query(_postgres(session), limit)).all()
+    connection = session.connection()  # plain statements: no ORM bookkeeping but for the rows returned
+    candidates = connection.execute(_claim_query(_postgres(session), limit)).all()
     claimed: list[str] = []
     expires = now() + timedelta(seconds=lease_s)
     for run_id, thread_id in candidates:
-        taken = session.execute(
+        taken = connection.execute(
             update(ThreadRow)
             .where(ThreadRow.thread_id == thread_id, ThreadRow.status != "busy")
             .values(status="busy", updated_at=now())
         )
         if not _rowcount(taken):
             continue
-        session.execute(
+        connection.execute(
             update(RunRow)
             .where(RunRow.run_id == run_id, RunRow.status == "pending")
             .values(status="running", lease_owner=worker, lease_expires_at=expires, updated_at=now())
@@ -151,10 +156,11 @@ async def renew(
 
 def _renew(session: Session, worker: str, run_ids: list[str], lease_s: float) -> dict[str, str | None]:
     held = (RunRow.run_id.in_(run_ids), RunRow.lease_owner == worker, RunRow.status == "running")
-    session.execute(update(RunRow).where(*held).values(lease_expires_at=now() + timedelta(seconds=lease_s)))
+    connection = session.connection()
+    connection.execute(update(RunRow).where(*held).values(lease_expires_at=now() + timedelta(seconds=lease_s)))
     return {
         run_id: reason
-        for run_id, reason in session.execute(select(RunRow.run_id, RunRow.cancel_requested).where(*held)).all()
+        for run_id, reason in connection.execute(select(RunRow.run_id, RunRow.cancel_requested).where(*held)).all()
     }
 
 
@@ -227,7 +233,8 @@ async def finish(
 
 def _finish(session: Session, worker: str, run_id: str, outcome: Outcome) -> Literal["lost", "idle", "queued"]:
     """Plain UPDATEs, the lease checked in the first's WHERE: no row is read back or loaded into the ORM."""
-    ended = session.execute(
+    connection = session.connection()
+    ended = connection.execute(
         update(RunRow)
         .where(RunRow.run_id == run_id, RunRow.status == "running", RunRow.lease_owner == worker)
         .values(
@@ -239,19 +246,17 @@ def _finish(session: Session, worker: str, run_id: str, outcome: Outcome) -> Lit
             lease_expires_at=None,
             updated_at=now(),
         )
-        .execution_options(synchronize_session=False)
     )
     if not _rowcount(ended):
         return "lost"
     if not outcome.thread_id:
         return "idle"
     queued = exists().where(RunRow.thread_id == outcome.thread_id, RunRow.status == "pending")
-    freed = session.execute(
+    freed = connection.execute(
         update(ThreadRow)
         .where(ThreadRow.thread_id == outcome.thread_id)
         .values(status=outcome.thread_status, updated_at=now())
         .returning(queued)  # asked in the same statement: one round trip fewer per run
-        .execution_options(synchronize_session=False)
     )
     return "queued" if freed.scalar() else "idle"
 

@@ -260,7 +260,8 @@ class RunManager:
 
     async def _status(self, run_id: str) -> str | None:
         status: str | None = await transaction(
-            self.sessions, lambda session: session.scalar(select(RunRow.status).where(RunRow.run_id == run_id))
+            self.sessions,
+            lambda session: session.connection().scalar(select(RunRow.status).where(RunRow.run_id == run_id)),
         )
         return status
 
@@ -445,7 +446,7 @@ class RunManager:
         start = await self._latest_checkpoint_id(thread_id)
         if start is not None:
             started = update(RunRow).where(RunRow.run_id == run_id).values(start_checkpoint_id=start)
-            await transaction(self.sessions, lambda session: session.execute(started))
+            await transaction(self.sessions, lambda session: session.connection().execute(started))
         return start
 
     async def _restore_start(self, run: dict[str, Any]) -> None:

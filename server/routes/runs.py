@@ -449,7 +449,10 @@ async def outcome(loom: Services, run_id: str, status: str | None = None) -> Any
     Read from the run's row, whichever process executed it: the values were stored there, as JSON, with its outcome.
     """
     await loom.manager.wait(run_id, status)
-    run = await transaction(loom.sessions, lambda session: session.get(RunRow, run_id))
+    ended = select(RunRow.status, RunRow.error, RunRow.output, RunRow.thread_id, RunRow.graph_id, RunRow.kwargs)
+    run = await transaction(
+        loom.sessions, lambda session: session.connection().execute(ended.where(RunRow.run_id == run_id)).first()
+    )
     if run is None:
         raise not_found("run", run_id)
     if run.status in ("error", "timeout"):
