@@ -159,7 +159,9 @@ class AccountsDB:
         """Run ``effect`` and record ``key`` atomically; if ``key`` was applied before, return its result.
 
         Returns (result, applied_now). Two racing replays cannot both apply: the second insert of the
-        key fails and rolls its transaction, side effect included, back.
+        key fails and rolls its transaction, side effect included, back. Or the second reads the state
+        after the first committed and its effect refuses (nothing left to refund); either way the key is
+        there by then, and its result is the answer, as for any replay.
         """
         try:
             with Session(self.engine) as session, session.begin():
@@ -178,7 +180,7 @@ class AccountsDB:
                         applied_at=utcnow(),
                     )
                 )
-        except IntegrityError:
+        except (IntegrityError, AccountError):
             with Session(self.engine) as session:
                 done = session.get(SideEffect, key.value)
                 if done is None:

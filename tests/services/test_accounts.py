@@ -90,6 +90,27 @@ def test_same_key_applies_once_and_replays_the_first_result(db: AccountsDB) -> N
 
 
 @pytest.mark.postgres
+def test_a_replay_that_finds_the_work_done_answers_the_first_result_on_postgres(pg_db: AccountsDB) -> None:
+    """The other interleaving of a race: the replay checks the key before the first commits, but reads the
+    invoice after, so its own refund is refused; it answers with the first one's result, not that error."""
+    key = IdempotencyKey("race", "call_refund_0")
+    replay_checked, first_committed = threading.Event(), threading.Event()
+
+    def late_effect(session: Session, value: str) -> str:
+        replay_checked.set()
+        assert first_committed.wait(10)
+        return actions.refund(session, "alice", "INV-2001", None, value)
+
+    with ThreadPoolExecutor(1) as pool:
+        replay = pool.submit(pg_db.apply_once, key, "issue_refund", {}, late_effect)
+        assert replay_checked.wait(10)
+        first = pg_db.apply_once(key, "issue_refund", {}, refund_effect("alice", "INV-2001"))
+        first_committed.set()
+        assert replay.result(timeout=10) == (first[0], False)
+    assert first[1] is True and count_refunds(pg_db) == 1
+
+
+@pytest.mark.postgres
 def test_racing_replays_apply_once_on_postgres(pg_db: AccountsDB) -> None:
     """Both replays pass the key check together (the barrier proves it); the database lets one commit."""
     barrier = threading.Barrier(2, timeout=10)
