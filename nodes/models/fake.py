@@ -47,8 +47,12 @@ def tool_calls(*calls: tuple[str, dict[str, Any], str | None]) -> AIMessage:
     )
 
 
+KEPT_CALLS = 256
+"""Prompts a fake model remembers: what a test inspects, while a server on ``fake:echo`` stays flat."""
+
+
 class FakeChatModel(JsonSchemaChatModel):
-    """Scripted replies in order; records every prompt it saw in ``calls``."""
+    """Scripted replies in order; records the prompts it saw in ``calls`` (the first ``KEPT_CALLS``)."""
 
     replies: list[Any] = Field(default_factory=list)
     name_for_usage: str = "fake"
@@ -82,7 +86,8 @@ class FakeChatModel(JsonSchemaChatModel):
 
     def _next_reply(self, messages: list[BaseMessage], wants_json: bool) -> AIMessage:
         with self._lock:
-            self._calls.append(list(messages))
+            if len(self._calls) < KEPT_CALLS:  # tests read calls from the first; later ones are not kept
+                self._calls.append(list(messages))
             reply = self.replies[self._cursor] if self._cursor < len(self.replies) else None
             self._cursor += reply is not None
         if reply is None:

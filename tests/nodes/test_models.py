@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from loom.settings import Settings, get_settings
 from nodes.models import call_model, is_transient_error, load_chat_model
-from nodes.models.fake import FakeChatModel, tool_call
+from nodes.models.fake import KEPT_CALLS, FakeChatModel, tool_call
 
 
 class Verdict(BaseModel):
@@ -25,6 +25,14 @@ async def test_fake_model_replays_script_then_echoes() -> None:
     assert second.tool_calls[0]["args"] == {"query": "AI"}
     assert third.content == "echo: are you there?"
     assert len(model.calls) == 3
+
+
+def test_a_fake_model_serving_many_runs_keeps_only_the_first_prompts() -> None:
+    """``fake:echo`` serves benchmarks: remembering every prompt grew the server by ~1 MiB per 1,000 runs."""
+    model = FakeChatModel()
+    for n in range(KEPT_CALLS + 10):
+        model.invoke([HumanMessage(f"call {n}")])
+    assert len(model.calls) == KEPT_CALLS and model.calls[0][-1].text == "call 0"
 
 
 async def test_fake_model_streams_token_by_token_with_usage() -> None:
