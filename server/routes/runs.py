@@ -108,12 +108,14 @@ class Admission:
     asked: dict[str, Any]
     filters: dict[str, Any]
     kwargs: dict[str, Any]
-    idempotency_key: str | None = None
-    capacity: int = 0
+    idempotency_key: str | None
+    capacity: int
+    """Accepted-but-unfinished runs allowed (``RunManager.capacity``)."""
+    lease: Callable[[RunRow], None]
+    """Marks a run claimed by this process's worker (``RunManager.lease``)."""
     verdict: ApiError | None = None
     free_slot: bool = False
     """A worker slot here is reserved: an idle thread's run is claimed in the same transaction, no queue hop."""
-    lease: Callable[[RunRow], None] | None = None
 
     def admit(self, session: Session) -> tuple[RunRow, queue.Replaced | None, bool]:
         """(run, what it replaced, whether it is new): the run committed, or an ApiError and nothing stored."""
@@ -149,7 +151,7 @@ class Admission:
             attempt=1,
             created_at=now(),
         )
-        if not active and self.free_slot and self.lease is not None:  # claimed in this transaction
+        if not active and self.free_slot:  # claimed in this transaction
             thread.status = "busy"
             self.lease(run)
         session.add(run)
