@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -32,10 +32,18 @@ class Services:
     checkpointer: BaseCheckpointSaver[str]
     manager: RunManager
     store: BaseStore
+    defaults: dict[str, AssistantRow] = field(default_factory=dict)
+    """Graphs' default assistants once read: no caller may change one (``assistants.find_own``), so a run
+    naming its graph needs no read. One per served graph; a restart reads them again."""
 
     async def assistant(self, assistant_id: str, user: str) -> AssistantRow:
         """The assistant a run or cron names (an assistant id or a graph id); 404 if the caller cannot see it."""
-        return await assistants.resolve(self.sessions, assistant_id, user, self.graphs)
+        if (default := self.defaults.get(assistants.canonical_id(assistant_id, self.graphs))) is not None:
+            return default
+        row = await assistants.resolve(self.sessions, assistant_id, user, self.graphs)
+        if row.owner is None:
+            self.defaults[row.assistant_id] = row
+        return row
 
 
 @lru_cache(maxsize=256)

@@ -20,6 +20,7 @@ import socket
 import time
 import uuid
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any, get_args
@@ -50,6 +51,8 @@ log = logging.getLogger("loom.server")
 
 GRAPH_MODES = {"values", "updates", "custom", "debug", "tasks", "checkpoints", "messages"}
 REPLACED_WAIT_S = 60.0
+KEPT_OUTCOMES = 1024
+"""Outcomes of runs this process finished, kept for a waiter here (``RunManager.recorded``); oldest go first."""
 """How long an interrupt/rollback request waits for the run it replaces to stop before answering."""
 
 
@@ -103,6 +106,7 @@ class RunManager:
         """Slots promised to runs being inserted as claimed (``take_slot``), not yet started."""
         self._stopping = False
         self._creating: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._outcomes: OrderedDict[str, queue.Outcome] = OrderedDict()
 
     # lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -278,6 +282,10 @@ class RunManager:
             return None
         status: str | None = json.loads(last.data).get("status")
         return status
+
+    def recorded(self, run_id: str) -> queue.Outcome | None:
+        """The outcome as this process committed it, if it ran the run: a waiter here reads it without a query."""
+        return self._outcomes.pop(run_id, None)
 
     # workers ---------------------------------------------------------------------------------
     async def _dispatch(self) -> None:
@@ -512,6 +520,9 @@ class RunManager:
             log.warning("run %s finished after its lease was lost; its new worker records it", run_id)
             return
         self._backlog = self._backlog or recorded == "queued"
+        self._outcomes[run_id] = outcome
+        if len(self._outcomes) > KEPT_OUTCOMES:
+            self._outcomes.popitem(last=False)
         observe.finished(run, status, error, self.settings)
         if thread_id and run["kwargs"].get("ephemeral"):
             await self.checkpointer.adelete_thread(thread_id)

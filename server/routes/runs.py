@@ -448,9 +448,15 @@ def event_response(loom: Services, run: RunRow, request: Request, after: int, ca
 async def outcome(loom: Services, run_id: str, status: str | None = None) -> Any:
     """The final state values of a finished run, or ``{"__error__": …}`` as langgraph-api answers.
 
-    Read from the run's row, whichever process executed it: the values were stored there, as JSON, with its outcome.
+    Read from the run's row, whichever process executed it: the values were stored there, as JSON, with its outcome
+    (when this process executed it, it kept that outcome for its own waiter).
     """
     await loom.manager.wait(run_id, status)
+    if (recorded := loom.manager.recorded(run_id)) is not None:  # it ran here: its row holds just this
+        if recorded.status in ("error", "timeout"):
+            return {"__error__": recorded.error or {"error": recorded.status, "message": recorded.status}}
+        if recorded.output is not None:
+            return Response(recorded.output, media_type="application/json")
     ended = select(RunRow.status, RunRow.error, RunRow.output, RunRow.thread_id, RunRow.graph_id, RunRow.kwargs)
     run = await transaction(
         loom.sessions, lambda session: session.connection().execute(ended.where(RunRow.run_id == run_id)).first()
