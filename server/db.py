@@ -10,7 +10,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, create_engine, event, make_url
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Insert,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    make_url,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.pool import StaticPool
@@ -99,6 +116,42 @@ class CronRow(Base):
     next_run_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
+
+
+THREAD_FOR_UPDATE = (
+    select(ThreadRow.thread_id, ThreadRow.owner, ThreadRow.graph_id, ThreadRow.status, ThreadRow.metadata_)
+    .where(ThreadRow.thread_id == bindparam("p_thread"))
+    .with_for_update()  # PostgreSQL: the row is this transaction's; SQLite's BEGIN IMMEDIATE already is
+)
+SET_THREAD = (
+    update(ThreadRow)
+    .where(ThreadRow.thread_id == bindparam("p_thread"))
+    .values({ThreadRow.graph_id: bindparam("p_graph"), ThreadRow.status: bindparam("p_status"),
+             ThreadRow.metadata_: bindparam("p_metadata")})
+)  # fmt: skip
+"""The engine's hot statements are built once: composing one costs more CPU than SQLite takes to run it."""
+
+
+def insert_row(session: Session, row: Base) -> None:
+    """``row`` written by a plain INSERT of the attributes set on it, without the ORM's unit of work.
+
+    On the engine's hot paths, where the flush cost more than the statement. ``row`` stays transient: the
+    caller's record of what was written, so the caller sets every attribute it will read back (columns it
+    leaves unset get their defaults in the database, not on ``row``).
+    """
+    mapper = inspect(type(row))
+    values = {
+        column.key: value
+        for attribute in mapper.column_attrs
+        for column in attribute.columns
+        if (value := getattr(row, attribute.key)) is not None
+    }
+    session.connection().execute(_insert(mapper.local_table), values)
+
+
+@functools.lru_cache(maxsize=16)
+def _insert(table: Any) -> Insert:
+    return insert(table)
 
 
 def async_url(url: str) -> str:

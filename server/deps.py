@@ -62,10 +62,14 @@ async def get_services(request: Request) -> Services:
 Loom = Annotated[Services, Depends(get_services)]
 
 
+def thread_keys(user: str, thread_id: str) -> list[str]:
+    """Where ``user``'s thread ``thread_id`` may be stored: under its key, or (made before keys) its bare id."""
+    return [thread_key(user, thread_id)] + ([] if is_key(thread_id) else [thread_id])
+
+
 def stored_thread(session: Session, thread_id: str, user: str, for_update: bool = False) -> ThreadRow | None:
     """``user``'s thread ``thread_id`` (a public id), stored under its key or, made before keys, its bare id."""
-    keys = [thread_key(user, thread_id)] + ([] if is_key(thread_id) else [thread_id])
-    for key in keys:
+    for key in thread_keys(user, thread_id):
         thread = session.get(ThreadRow, key, with_for_update=for_update)
         if thread is not None and thread.owner == user:
             return thread

@@ -22,8 +22,8 @@ from server import queue, telemetry
 from server.assistants import AssistantRow, merged_run
 from server.auth import Caller, CurrentCaller, matches
 from server.context import validate_context
-from server.db import RunRow, ThreadRow, new_id, now, transaction
-from server.deps import Loom, Services, stored_thread, visible_run, visible_thread
+from server.db import SET_THREAD, THREAD_FOR_UPDATE, RunRow, ThreadRow, insert_row, new_id, now, transaction
+from server.deps import Loom, Services, thread_keys, visible_run, visible_thread
 from server.errors import ApiError, not_found
 from server.runs import output_values
 from server.schemas import MAX_OFFSET, RunCreate
@@ -118,14 +118,16 @@ class Admission:
     """A worker slot here is reserved: an idle thread's run is claimed in the same transaction, no queue hop."""
 
     def admit(self, session: Session) -> tuple[RunRow, queue.Replaced | None, bool]:
-        """(run, what it replaced, whether it is new): the run committed, or an ApiError and nothing stored."""
+        """(run, what it replaced, whether it is new): the run committed, or an ApiError and nothing stored.
+
+        Plain statements (``server.db``) but for the rare thread with runs in flight, whose runs are loaded."""
         body = self.body
         if self.idempotency_key and (existing := _by_key(session, self.user, self.idempotency_key)):
             return existing, None, False
         thread = self._thread(session)
         if thread.thread_id != self.key:
             raise StoredUnderOwnId(thread.thread_id)
-        active = queue.inflight(session, thread.thread_id)
+        active = [] if thread.new else queue.inflight(session, thread.thread_id)
         if active and body.multitask_strategy == "reject":
             raise ApiError(409, "thread_busy", "the thread has an active run (multitask_strategy=reject)")
         if active and body.command is not None and body.command.resume is not None:
@@ -137,6 +139,7 @@ class Admission:
         replaced = None
         if active and body.multitask_strategy in ("interrupt", "rollback"):
             replaced = queue.replace_inflight(active, body.multitask_strategy)
+        created = now()
         run = RunRow(
             run_id=new_id(),
             thread_id=thread.thread_id,
@@ -149,45 +152,75 @@ class Admission:
             idempotency_key=f"{self.user}:{self.idempotency_key}" if self.idempotency_key else None,
             status="pending",
             attempt=1,
-            created_at=now(),
+            created_at=created,
+            updated_at=created,
         )
         if not active and self.free_slot:  # claimed in this transaction
             thread.status = "busy"
             self.lease(run)
-        session.add(run)
+        thread.store(session, self.assistant)
+        insert_row(session, run)
         return run, replaced, True
 
-    def _thread(self, session: Session) -> ThreadRow:
-        """The run's thread: found (and passing the project's auth filter), or created with the run's metadata."""
+    def _thread(self, session: Session) -> AdmittedThread:
+        """The run's thread: found (and passing the project's auth filter), or new with the run's metadata."""
         graph_id, thread_id = self.assistant.graph_id, self.thread_id
         if thread_id is None:
             metadata = {**self.asked["metadata"], "ephemeral": True}
-            thread = ThreadRow(thread_id=self.key, owner=self.user, graph_id=graph_id, metadata_=metadata)
-            session.add(thread)
-            session.flush()
-            return thread
-        found = stored_thread(session, thread_id, self.user, for_update=True)  # PostgreSQL: one creation at a time
-        if found is not None and not matches(found.metadata_, self.filters):
+            return AdmittedThread(self.key, self.user, graph_id, "idle", metadata, new=True)
+        found = _stored_thread(session, thread_id, self.user)
+        if found is not None and not matches(found.metadata, self.filters):
             raise not_found("thread", thread_id)
-        if found is not None:
-            thread = found
-        elif self.body.if_not_exists == "create":
+        if found is None and self.body.if_not_exists != "create":
+            raise not_found("thread", thread_id)
+        if found is None:
             if len(thread_id) > MAX_THREAD_ID:
                 raise ApiError(422, "invalid_request", f"thread_id: at most {MAX_THREAD_ID} characters")
             key = thread_key(self.user, thread_id)
+            return AdmittedThread(key, self.user, graph_id, "idle", dict(self.asked["metadata"]), new=True)
+        if found.graph_id not in (None, graph_id):
+            raise ApiError(409, "graph_mismatch", f"thread {thread_id!r} belongs to graph {found.graph_id!r}")
+        return found
+
+
+@dataclass
+class AdmittedThread:
+    """The run's thread as admission reads and writes it: a few columns, by plain statements."""
+
+    thread_id: str
+    owner: str
+    graph_id: str | None
+    status: str
+    metadata: dict[str, Any]
+    new: bool = False
+
+    def store(self, session: Session, assistant: AssistantRow) -> None:
+        """Inserted or updated with the run's graph; as langgraph-api, UIs list a graph's threads by these keys."""
+        metadata = {**self.metadata, "graph_id": assistant.graph_id, "assistant_id": assistant.assistant_id}
+        if self.new:
+            created = now()
             thread = ThreadRow(
-                thread_id=key, owner=self.user, graph_id=graph_id, metadata_=dict(self.asked["metadata"])
+                thread_id=self.thread_id,
+                owner=self.owner,
+                graph_id=assistant.graph_id,
+                status=self.status,
+                metadata_=metadata,
+                created_at=created,
+                updated_at=created,
             )
-            session.add(thread)
-            session.flush()
-        else:
-            raise not_found("thread", thread_id)
-        if thread.graph_id not in (None, graph_id):
-            raise ApiError(409, "graph_mismatch", f"thread {thread_id!r} belongs to graph {thread.graph_id!r}")
-        thread.graph_id = graph_id
-        # as langgraph-api: UIs list a graph's threads by searching on these
-        thread.metadata_ = {**thread.metadata_, "graph_id": graph_id, "assistant_id": self.assistant.assistant_id}
-        return thread
+            insert_row(session, thread)
+            return
+        values = {"p_thread": self.thread_id, "p_graph": assistant.graph_id, "p_status": self.status}
+        session.connection().execute(SET_THREAD, {**values, "p_metadata": metadata})
+
+
+def _stored_thread(session: Session, thread_id: str, user: str) -> AdmittedThread | None:
+    """``deps.stored_thread`` by a plain statement, locked on PostgreSQL (one creation at a time)."""
+    for key in thread_keys(user, thread_id):
+        found = session.connection().execute(THREAD_FOR_UPDATE, {"p_thread": key}).first()
+        if found is not None and found.owner == user:
+            return AdmittedThread(*found)
+    return None
 
 
 async def prepared(loom: Services, user: str, body: RunCreate) -> tuple[RunCreate, AssistantRow]:

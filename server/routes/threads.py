@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from loom.threads import is_key, public_thread_id, thread_key
 from server.auth import Caller, CurrentCaller, metadata_match
-from server.db import RunRow, ThreadRow, new_id, now, transaction
+from server.db import RunRow, ThreadRow, insert_row, new_id, now, transaction
 from server.deps import Loom, Services, owned_thread, stored_thread, visible_thread
 from server.errors import ApiError, not_found
 from server.schemas import (
@@ -54,9 +54,10 @@ async def create(body: ThreadCreate, loom: Loom, caller: CurrentCaller) -> dict[
             if body.if_exists == "raise":
                 raise ApiError(409, "thread_exists", f"thread {body.thread_id!r} already exists")
             return existing, False
-        thread_id = thread_key(user, body.thread_id or new_id())
-        thread = ThreadRow(thread_id=thread_id, owner=user, graph_id=body.graph_id, metadata_=value["metadata"])
-        session.add(thread)
+        thread_id, created = thread_key(user, body.thread_id or new_id()), now()
+        thread = ThreadRow(thread_id=thread_id, owner=user, graph_id=body.graph_id, status="idle",
+                           metadata_=value["metadata"], created_at=created, updated_at=created)  # fmt: skip
+        insert_row(session, thread)
         return thread, True
 
     thread, new = await transaction(loom.sessions, create_or_find)
