@@ -73,8 +73,16 @@ class FakeChatModel(JsonSchemaChatModel):
         return "loom-fake"
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        """Callbacks see the ``fake`` provider, which the price table counts as free, like ``local``."""
-        return {**super()._get_ls_params(stop=stop, **kwargs), "ls_provider": "fake"}
+        """Callbacks see the ``fake`` provider, which the price table counts as free, like ``local``.
+
+        Built here: the base class probes ``model``, ``temperature``… with ``hasattr``, and on a pydantic
+        model each missing one raises and catches an AttributeError, on every call."""
+        params = LangSmithParams(ls_provider="fake", ls_model_type="chat")
+        if stop:
+            params["ls_stop"] = stop
+        if isinstance(model := kwargs.get("model"), str):
+            params["ls_model_name"] = model
+        return params
 
     @property
     def calls(self) -> list[list[BaseMessage]]:
