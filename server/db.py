@@ -211,12 +211,11 @@ async def transaction(sessions: async_sessionmaker[AsyncSession], work: Callable
 
 def _transaction(driver: sqlite_connection.Connection, work: Callable[[Session], T], raw: Any) -> T:
     """On the connection's thread: a sync session over the same SQLite connection, for one transaction."""
-    if driver.sync_engine is None:
-        driver.sync_engine = create_engine(
-            "sqlite://", creator=lambda: raw, poolclass=StaticPool, pool_reset_on_return=None
-        )  # no reset on return, as the async pool: each transaction ends itself
-        event.listen(driver.sync_engine, "begin", _begin_immediate)
-    with Session(driver.sync_engine, expire_on_commit=False) as session, session.begin():
+    if driver.sync_connection is None:
+        engine = create_engine("sqlite://", creator=lambda: raw, poolclass=StaticPool)
+        event.listen(engine, "begin", _begin_immediate)
+        driver.sync_connection = engine.connect()  # kept: checking one out per transaction cost more than the work
+    with Session(driver.sync_connection, expire_on_commit=False) as session, session.begin():
         return work(session)
 
 

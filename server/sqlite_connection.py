@@ -71,8 +71,8 @@ class _Ready:
 
 
 class Connection(aiosqlite.Connection):
-    sync_engine: Any = None
-    """A sync SQLAlchemy engine over this connection, made on first use by ``server.db.transaction``."""
+    sync_connection: Any = None
+    """A sync SQLAlchemy connection over this one, made on first use by ``server.db.transaction``."""
 
     def cursor(self) -> _Ready:  # type: ignore[override]
         """A cursor made here, not on the thread: making one is a Python object, no SQLite work."""

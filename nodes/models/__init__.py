@@ -39,8 +39,8 @@ def load_chat_model(spec: str, settings: Settings | None = None) -> BaseChatMode
         from nodes.models.local import local_chat_model, resolve_model_path
 
         return local_chat_model(spec, resolve_model_path(name or "smollm2"), settings)
-    if provider == "fake":  # one instance per script, so its cursor survives across calls
-        return _fake_models.setdefault(spec, FakeChatModel.from_spec(name))
+    if provider == "fake":  # one instance per script, so its cursor survives across calls; read once
+        return _fake_models.get(spec) or _fake_models.setdefault(spec, FakeChatModel.from_spec(name))
     raise ValueError(f"unknown model provider {provider!r} in {spec!r}: use openai:, local: or fake:")
 
 
