@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import server.runs
 from loom.settings import get_settings
 from server.app import create_app
 from server.blocking import blocking_detection
@@ -53,8 +54,28 @@ async def test_memory_stays_flat_over_a_thousand_runs(
                     rss.append(await asyncio.to_thread(rss_mib))
         assert isinstance(bus, LocalBus) and len(bus.streams) == 50
         leftovers = [manager._tasks, manager._stoppable, manager._reasons, manager._lost, manager._checked]
+        leftovers.append(manager._outcomes)  # each waiter took its run's outcome
         assert all(len(structure) == 0 for structure in leftovers) and len(manager._creating) == 0
     assert rss[-1] - rss[0] < 8, f"RSS MiB after each 200 runs: {rss}"
+
+
+async def test_outcomes_nobody_waits_for_are_bounded(loom_env: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Background runs nobody waits on leave their outcome for a waiter that never comes: the newest are kept."""
+    monkeypatch.setenv("LOOM_GRAPHS_CONFIG", str(FIXTURE_GRAPHS))
+    monkeypatch.setattr(server.runs, "KEPT_OUTCOMES", 5)
+    get_settings.cache_clear()
+    app = await asyncio.to_thread(create_app)
+    async with app.router.lifespan_context(app):
+        manager = app.state.services.manager
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://loom") as http:
+            body = {"assistant_id": "whoami", "input": {"request": "x"}}
+            run_ids = []
+            for _ in range(12):  # one at a time: they end in order
+                run_ids.append((await http.post("/runs", json=body)).json()["run_id"])
+                assert await manager.wait(run_ids[-1]) == "success"
+        assert set(manager._outcomes) == set(run_ids[-5:])
+        assert manager.recorded(run_ids[-1]).status == "success" and run_ids[-1] not in manager._outcomes
 
 
 def rss_mib() -> float:
