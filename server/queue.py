@@ -57,13 +57,19 @@ def inflight(session: Session, thread_id: str) -> list[RunRow]:
     return list(session.scalars(query).all())
 
 
+def lock_admission(session: Session) -> None:
+    """PostgreSQL: one admission at a time, from the transaction's first statement, so what it reads first (an
+    idempotency key, the thread's runs) is still true when it inserts. SQLite's BEGIN IMMEDIATE already is."""
+    if _postgres(session):
+        session.connection().execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK})
+
+
 def admit(session: Session, capacity: int) -> None:
     """429 unless fewer than ``capacity`` runs are accepted and unfinished (running, queued, or waiting on a thread).
 
-    Called inside the transaction that inserts the run, so the count and the insert are one step.
+    Called inside the transaction that inserts the run, after ``lock_admission``: the count and the insert are
+    one step.
     """
-    if _postgres(session):
-        session.connection().execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK})
     unfinished = session.connection().scalar(UNFINISHED_COUNT)
     if (unfinished or 0) >= capacity:
         raise ApiError(429, "queue_full", "the run queue is full; retry later", headers={"Retry-After": "2"})

@@ -122,6 +122,7 @@ class Admission:
 
         Plain statements (``server.db``) but for the rare thread with runs in flight, whose runs are loaded."""
         body = self.body
+        queue.lock_admission(session)
         if self.idempotency_key and (existing := _by_key(session, self.user, self.idempotency_key)):
             return existing, None, False
         thread = self._thread(session)

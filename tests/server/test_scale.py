@@ -15,6 +15,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
@@ -116,6 +117,25 @@ async def test_interrupt_and_rollback_through_the_other_api_leave_the_thread_idl
     assert (await finished(second, fresh, newer["run_id"]))["status"] == "success"
     assert (await first.threads.get_state(fresh))["values"]["log"] == DONE, "the rolled-back run left nothing"
     assert (await first.threads.get(fresh))["status"] == "idle"
+
+
+async def test_one_idempotency_key_sent_at_once_through_both_apis_makes_one_run(cluster: Cluster) -> None:
+    """A client retrying a create through two replicas at once gets one run back every time, never a 500."""
+    threads = [(await cluster.client(0).threads.create())["thread_id"] for _ in range(4)]
+    body = {"assistant_id": "gated", "input": FIXTURE_INPUT}
+
+    async def retried(http: httpx.AsyncClient, thread: str) -> list[httpx.Response]:
+        open_gate(cluster.apis[0], thread)
+        urls = [f"{cluster.apis[i % 2].url}/threads/{thread}/runs" for i in range(12)]
+        headers = {"Idempotency-Key": f"retry-{thread}"}
+        return list(await asyncio.gather(*(http.post(url, json=body, headers=headers) for url in urls)))
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        answers = await asyncio.gather(*(retried(http, thread) for thread in threads))
+    for thread, sent in zip(threads, answers, strict=True):
+        assert [a.status_code for a in sent] == [200] * 12, [a.text for a in sent if a.status_code != 200]
+        assert len({a.json()["run_id"] for a in sent}) == 1
+        assert len(await cluster.client(1).runs.list(thread)) == 1
 
 
 async def test_thirty_runs_survive_a_worker_kill_and_streams_rejoin_through_the_other_api(cluster: Cluster) -> None:
