@@ -41,12 +41,16 @@ def _postgres(session: Session) -> bool:
 
 
 # admission ----------------------------------------------------------------------------------------
+_ANY_INFLIGHT = (
+    select(RunRow.run_id).where(RunRow.thread_id == bindparam("p_thread"), RunRow.status.in_(UNFINISHED)).limit(1)
+)
+
+
 def inflight(session: Session, thread_id: str) -> list[RunRow]:
     """Runs accepted on the thread and not finished, oldest first (the running one, then the queue).
 
     Usually there are none: a plain query says so first, without the ORM's cost of loading entities."""
-    unfinished = (RunRow.thread_id == thread_id, RunRow.status.in_(UNFINISHED))
-    if session.connection().scalar(select(RunRow.run_id).where(*unfinished).limit(1)) is None:
+    if session.connection().scalar(_ANY_INFLIGHT, {"p_thread": thread_id}) is None:
         return []
     query = (
         select(RunRow)
