@@ -51,9 +51,9 @@ log = logging.getLogger("loom.server")
 
 GRAPH_MODES = {"values", "updates", "custom", "debug", "tasks", "checkpoints", "messages"}
 REPLACED_WAIT_S = 60.0
+"""How long an interrupt/rollback request waits for the run it replaces to stop before answering."""
 KEPT_OUTCOMES = 1024
 """Outcomes of runs this process finished, kept for a waiter here (``RunManager.recorded``); oldest go first."""
-"""How long an interrupt/rollback request waits for the run it replaces to stop before answering."""
 
 
 class ThreadInterrupted(Exception):
