@@ -19,14 +19,11 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    bindparam,
     create_engine,
     event,
     insert,
     inspect,
     make_url,
-    select,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -116,20 +113,6 @@ class CronRow(Base):
     next_run_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
-
-
-THREAD_FOR_UPDATE = (
-    select(ThreadRow.thread_id, ThreadRow.owner, ThreadRow.graph_id, ThreadRow.status, ThreadRow.metadata_)
-    .where(ThreadRow.thread_id == bindparam("p_thread"))
-    .with_for_update()  # PostgreSQL: the row is this transaction's; SQLite's BEGIN IMMEDIATE already is
-)
-SET_THREAD = (
-    update(ThreadRow)
-    .where(ThreadRow.thread_id == bindparam("p_thread"))
-    .values({ThreadRow.graph_id: bindparam("p_graph"), ThreadRow.status: bindparam("p_status"),
-             ThreadRow.metadata_: bindparam("p_metadata")})
-)  # fmt: skip
-"""The engine's hot statements are built once: composing one costs more CPU than SQLite takes to run it."""
 
 
 def insert_row(session: Session, row: Base) -> None:

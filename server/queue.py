@@ -30,9 +30,7 @@ from server.errors import ApiError
 
 UNFINISHED = ("pending", "running")
 UNFINISHED_COUNT = select(func.count()).select_from(RunRow).where(RunRow.status.in_(UNFINISHED))
-"""Admission reads runs only, through the session's connection, so the thread's pending changes are not
-flushed before it (nor before ``inflight``): they go out once, with the run's insert, instead of as a
-second UPDATE of the thread row."""
+"""Accepted-but-unfinished runs, every thread: what admission holds against its capacity."""
 ADMISSION_LOCK = 0x4C4F4F4D  # "LOOM": the advisory lock that serialises run admission on PostgreSQL
 
 
@@ -56,7 +54,6 @@ def inflight(session: Session, thread_id: str) -> list[RunRow]:
         select(RunRow)
         .where(RunRow.thread_id == thread_id, RunRow.status.in_(UNFINISHED))
         .order_by(RunRow.created_at, RunRow.run_id)
-        .execution_options(autoflush=False)  # as UNFINISHED_COUNT
     )
     return list(session.scalars(query).all())
 

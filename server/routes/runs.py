@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from langchain_core.messages import convert_to_messages
 from langchain_core.runnables import RunnableConfig
 from pydantic import Field
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -22,7 +22,7 @@ from server import queue, telemetry
 from server.assistants import AssistantRow, merged_run
 from server.auth import Caller, CurrentCaller, matches
 from server.context import validate_context
-from server.db import SET_THREAD, THREAD_FOR_UPDATE, RunRow, ThreadRow, insert_row, new_id, now, transaction
+from server.db import RunRow, ThreadRow, insert_row, new_id, now, transaction
 from server.deps import Loom, Services, thread_keys, visible_run, visible_thread
 from server.errors import ApiError, not_found
 from server.runs import output_values
@@ -182,6 +182,20 @@ class Admission:
         if found.graph_id not in (None, graph_id):
             raise ApiError(409, "graph_mismatch", f"thread {thread_id!r} belongs to graph {found.graph_id!r}")
         return found
+
+
+THREAD_FOR_UPDATE = (
+    select(ThreadRow.thread_id, ThreadRow.owner, ThreadRow.graph_id, ThreadRow.status, ThreadRow.metadata_)
+    .where(ThreadRow.thread_id == bindparam("p_thread"))
+    .with_for_update()  # PostgreSQL: the row is this transaction's; SQLite's BEGIN IMMEDIATE already is
+)
+SET_THREAD = (
+    update(ThreadRow)
+    .where(ThreadRow.thread_id == bindparam("p_thread"))
+    .values({ThreadRow.graph_id: bindparam("p_graph"), ThreadRow.status: bindparam("p_status"),
+             ThreadRow.metadata_: bindparam("p_metadata")})
+)  # fmt: skip
+"""Admission's statements on the thread, built once: composing one costs more CPU than SQLite takes to run it."""
 
 
 @dataclass
@@ -486,22 +500,25 @@ async def outcome(loom: Services, run_id: str, status: str | None = None) -> Any
     (when this process executed it, it kept that outcome for its own waiter).
     """
     await loom.manager.wait(run_id, status)
-    if (recorded := loom.manager.recorded(run_id)) is not None:  # it ran here: its row holds just this
-        if recorded.status in ("error", "timeout"):
-            return {"__error__": recorded.error or {"error": recorded.status, "message": recorded.status}}
-        if recorded.output is not None:
-            return Response(recorded.output, media_type="application/json")
+    recorded = loom.manager.recorded(run_id)  # it ran here: what it committed is what the row would answer
+    if recorded is not None and (answer := _answer(recorded.status, recorded.error, recorded.output)) is not None:
+        return answer
     ended = select(RunRow.status, RunRow.error, RunRow.output, RunRow.thread_id, RunRow.graph_id, RunRow.kwargs)
     run = await transaction(
         loom.sessions, lambda session: session.connection().execute(ended.where(RunRow.run_id == run_id)).first()
     )
     if run is None:
         raise not_found("run", run_id)
-    if run.status in ("error", "timeout"):
-        return {"__error__": run.error or {"error": run.status, "message": run.status}}
-    if run.output is not None:
-        return Response(run.output, media_type="application/json")
+    if (answer := _answer(run.status, run.error, run.output)) is not None:
+        return answer
     if run.thread_id is None or run.kwargs.get("ephemeral"):
         return {}
     snapshot = await loom.graphs[run.graph_id].aget_state({"configurable": {"thread_id": run.thread_id}})
     return output_values(loom.graphs[run.graph_id], snapshot.values)
+
+
+def _answer(status: str, error: dict[str, Any] | None, output: str | None) -> Any:
+    """What an ended run's outcome answers by itself (its error, or its stored values); None if neither."""
+    if status in ("error", "timeout"):
+        return {"__error__": error or {"error": status, "message": status}}
+    return Response(output, media_type="application/json") if output is not None else None
