@@ -78,6 +78,7 @@ class AssistantVersionRow(Base):
 VERSIONED = ("graph_id", "name", "description", "config", "context", "metadata_")
 
 
+@functools.lru_cache(maxsize=1024)  # every run naming its graph asks; a uuid5 is a SHA-1 each time
 def system_id(graph_id: str) -> str:
     return str(uuid.uuid5(NAMESPACE_GRAPH, graph_id))
 

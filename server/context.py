@@ -10,6 +10,7 @@ created, never a run that fails inside a node.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -36,9 +37,15 @@ def validate_context(graph: Any, requested: dict[str, Any] | None) -> Any:
     return _checked(schema, requested)
 
 
+@functools.lru_cache(maxsize=256)
+def _adapter(schema: Any) -> TypeAdapter[Any]:
+    """One adapter per schema: building one costs more than the validation, and every run validates."""
+    return TypeAdapter(schema)
+
+
 def _checked(schema: Any, requested: dict[str, Any] | None) -> Any:
     try:
-        return TypeAdapter(schema).validate_python(requested or {})
+        return _adapter(schema).validate_python(requested or {})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in ("context", *first["loc"]))
