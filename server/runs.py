@@ -406,7 +406,8 @@ class RunManager:
         if run["attempt"] == 1:
             if run_id not in self._checked:  # it waited: an interrupt may have appeared meanwhile
                 await self._refuse_input_over_interrupt(graph, run["thread_id"], kwargs)
-            run["start_checkpoint_id"] = await self._record_start(run_id, run["thread_id"])
+            if kwargs.get("checkpoint_id"):  # a fork's first checkpoint descends from the fork point instead
+                run["start_checkpoint_id"] = await self._record_start(run_id, run["thread_id"])
         config = with_caller_store(run_config(run_id, run, kwargs), graph.store, run["owner"])
         run["meter"] = UsageMeter(self.settings, await run_limits(self.settings, self.sessions, run))
         # the meter counts every model call and refuses nodes past the budget; the observer traces and measures
@@ -450,20 +451,32 @@ class RunManager:
         return tuple(p for p in get_args(Permission) if p in (user.get("permissions") or ()))
 
     async def _record_start(self, run_id: str, thread_id: str | None) -> str | None:
-        """Where the run started, in its row: a rollback (from any process) restores it."""
+        """Where a fork started, in its row: a rollback (from any process) restores the thread to it."""
         start = await self._latest_checkpoint_id(thread_id)
         if start is not None:
             started = update(RunRow).where(RunRow.run_id == run_id).values(start_checkpoint_id=start)
             await transaction(self.sessions, lambda session: session.connection().execute(started))
         return start
 
-    async def _restore_start(self, run: dict[str, Any]) -> None:
-        """Rollback: the thread's latest state becomes what it was before this run."""
+    async def _restore_start(self, run_id: str, run: dict[str, Any]) -> None:
+        """Rollback: the thread's latest state becomes what it was before this run.
+
+        That is the parent of the run's first checkpoint (a checkpoint's metadata names its run), looked up
+        only now, since few runs are rolled back; a fork recorded the thread's latest when it started.
+        """
         start = run.get("start_checkpoint_id")
+        if start is None:
+            config: RunnableConfig = {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
+            first = None
+            async for saved in self.checkpointer.alist(config, filter={"run_id": run_id}):
+                first = saved  # newest first: the last one is the run's first
+            if first is None:  # the run wrote nothing: the thread is as it was
+                return
+            start = (first.parent_config or {}).get("configurable", {}).get("checkpoint_id")
         if start is None:  # the run started on an empty thread: all its checkpoints are its own work
             await self.checkpointer.adelete_thread(run["thread_id"])
             return
-        config: RunnableConfig = {"configurable": {"thread_id": run["thread_id"], "checkpoint_id": start}}
+        config = {"configurable": {"thread_id": run["thread_id"], "checkpoint_id": start}}
         await self.graphs[run["graph_id"]].aupdate_state(config, None, as_node="__copy__")
 
     async def _refuse_input_over_interrupt(self, graph: Any, thread_id: str | None, kwargs: dict[str, Any]) -> None:
@@ -500,7 +513,7 @@ class RunManager:
         checkpoint = output = None
         thread_status = "error" if status in ("error", "timeout") else "idle"
         if thread_id and run.get("reason") == "rollback":
-            await self._restore_start(run)
+            await self._restore_start(run_id, run)
         if thread_id:
             snapshot = await self.graphs[run["graph_id"]].aget_state({"configurable": {"thread_id": thread_id}})
             interrupts = [{"id": i.id, "value": i.value} for i in snapshot.interrupts]
