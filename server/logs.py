@@ -8,14 +8,17 @@ blanked in the final text, whatever logged them: a key can reach a log through a
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import queue
 import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 from loom.settings import Settings
@@ -24,6 +27,8 @@ from server import telemetry
 RUN_IDS: ContextVar[dict[str, str] | None] = ContextVar("loom_log_ids", default=None)
 SECRET_SHAPES = re.compile(r"(?i)(bearer\s+)[^\s\"',]+|\bsk-[A-Za-z0-9_\-]{6,}")
 REDACTED = "[redacted]"
+LOG_QUEUE_SIZE = 10_000
+"""Lines waiting for the writer thread before further ones are dropped (and counted)."""
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(ids)s"
 
 
@@ -86,14 +91,55 @@ class JsonFormatter(logging.Formatter):
         return self.redact(json.dumps(line, default=str))
 
 
-def configure_logging(settings: Settings) -> None:
-    """The process's one log handler (stderr), uvicorn's loggers included (they propagate to it)."""
+class BoundedQueueHandler(QueueHandler):
+    """Formats a line where it is logged (the run's ids are that task's context variables) and hands the
+    text to a thread that writes it: a write to a slow stderr (a full pipe to a log collector) never stalls
+    the event loop. When that thread falls ``LOG_QUEUE_SIZE`` lines behind, further lines are dropped and
+    counted, and the count is written once it catches up."""
+
+    def __init__(self, size: int) -> None:
+        self.lines: queue.Queue[Any] = queue.Queue(size)
+        super().__init__(self.lines)
+        self.dropped = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            if self.dropped:
+                message = f"{self.dropped} log lines dropped: the writer fell behind"
+                note = {"name": "loom.logs", "levelno": logging.WARNING, "levelname": "WARNING", "msg": message}
+                self.queue.put_nowait(self.prepare(logging.makeLogRecord(note)))
+                self.dropped = 0
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+
+class LogWriter(QueueListener):
+    """The thread that writes queued lines to stderr."""
+
+    def __init__(self, lines: queue.Queue[Any], handler: logging.Handler) -> None:
+        super().__init__(lines, handler)
+        self.lines = lines
+
+    def enqueue_sentinel(self) -> None:
+        self.lines.put(None)  # the end mark; at exit the queue may be full: wait for room instead of failing
+
+
+def configure_logging(settings: Settings) -> LogWriter:
+    """The process's one log handler (stderr, written off the event loop), uvicorn's loggers included.
+
+    Answers the writer thread; it is stopped, with what is still queued written, when the process exits.
+    """
     redact = Redactor(settings.secrets())
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BoundedQueueHandler(LOG_QUEUE_SIZE)
     handler.setFormatter(JsonFormatter(redact) if settings.log_format == "json" else TextFormatter(redact))
+    writer = LogWriter(handler.lines, logging.StreamHandler(sys.stderr))
+    writer.start()
+    atexit.register(writer.stop)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    return writer
