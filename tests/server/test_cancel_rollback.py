@@ -44,3 +44,20 @@ async def test_input_queued_behind_a_run_that_ends_interrupted_is_refused(fixtur
     assert (await client.threads.get(thread))["status"] == "interrupted"
     answered = await client.runs.wait(thread, "approval", command={"resume": "approved"})
     assert answered["decision"] == "approved"
+
+
+async def test_rolling_back_a_fork_restores_the_threads_latest_state_not_the_fork_point(
+    fixture_server: LoomServer,
+) -> None:
+    client = get_client(url=fixture_server.url)
+    thread = (await client.threads.create())["thread_id"]
+    open_gate(fixture_server, thread)
+    await client.runs.wait(thread, "gated", input=FIXTURE_INPUT)
+    fork_point = (await client.threads.get_state(thread))["checkpoint"]["checkpoint_id"]
+    await client.runs.wait(thread, "gated", input=FIXTURE_INPUT)
+    latest = (await client.threads.get_state(thread))["values"]
+    close_gate(fixture_server, thread)
+    fork = await start_gated(client, thread, checkpoint_id=fork_point)
+    await client.runs.cancel(thread, fork["run_id"], wait=True, action="rollback")
+    assert (await client.threads.get_state(thread))["values"] == latest, "the state before the fork, not at its point"
+    assert (await client.threads.get(thread))["status"] == "idle"
