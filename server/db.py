@@ -81,8 +81,9 @@ class RunRow(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
     cancel_requested: Mapped[str | None] = mapped_column(String(16), nullable=True)
     """Why some process asked the run to stop (cancelled, interrupt, rollback); the worker reads it."""
-    start_checkpoint_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    """The thread's latest checkpoint when the run first started: what a rollback restores."""
+    # The ``start_checkpoint_id`` column (migration 0002) is no longer read or written: a rollback finds the
+    # run's start from the checkpoints (``RunManager._restore_start``). Left in the table, nullable, so a
+    # process of the previous version still reads and inserts runs during a rolling upgrade.
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     """Tokens, model calls and USD by node and model (``server.usage``), written when the run ends."""
     output: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -31,7 +31,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.settings import Settings
@@ -351,7 +351,6 @@ class RunManager:
             "owner": run.owner,
             "kwargs": dict(run.kwargs),
             "attempt": run.attempt,
-            "start_checkpoint_id": run.start_checkpoint_id,
             "started": time.monotonic(),
         }
         status, error = "success", None
@@ -403,11 +402,8 @@ class RunManager:
     async def _stream_graph(self, run_id: str, run: dict[str, Any]) -> None:
         kwargs = run["kwargs"]
         graph = self.graphs[run["graph_id"]]
-        if run["attempt"] == 1:
-            if run_id not in self._checked:  # it waited: an interrupt may have appeared meanwhile
-                await self._refuse_input_over_interrupt(graph, run["thread_id"], kwargs)
-            if kwargs.get("checkpoint_id"):  # a fork's first checkpoint descends from the fork point instead
-                run["start_checkpoint_id"] = await self._record_start(run_id, run["thread_id"])
+        if run["attempt"] == 1 and run_id not in self._checked:  # it waited: an interrupt may have appeared
+            await self._refuse_input_over_interrupt(graph, run["thread_id"], kwargs)
         config = with_caller_store(run_config(run_id, run, kwargs), graph.store, run["owner"])
         run["meter"] = UsageMeter(self.settings, await run_limits(self.settings, self.sessions, run))
         # the meter counts every model call and refuses nodes past the budget; the observer traces and measures
@@ -450,33 +446,25 @@ class RunManager:
             return self.settings.granted(owner)
         return tuple(p for p in get_args(Permission) if p in (user.get("permissions") or ()))
 
-    async def _record_start(self, run_id: str, thread_id: str | None) -> str | None:
-        """Where a fork started, in its row: a rollback (from any process) restores the thread to it."""
-        start = await self._latest_checkpoint_id(thread_id)
-        if start is not None:
-            started = update(RunRow).where(RunRow.run_id == run_id).values(start_checkpoint_id=start)
-            await transaction(self.sessions, lambda session: session.connection().execute(started))
-        return start
-
     async def _restore_start(self, run_id: str, run: dict[str, Any]) -> None:
         """Rollback: the thread's latest state becomes what it was before this run.
 
-        That is the parent of the run's first checkpoint (a checkpoint's metadata names its run), looked up
-        only now, since few runs are rolled back; a fork recorded the thread's latest when it started.
+        That is the newest checkpoint older than the run's first (a checkpoint's metadata names its run, and
+        checkpoint ids grow with time): the first one's parent, but for a fork, whose first checkpoint descends
+        from the checkpoint it forked. Looked up only now: few runs are rolled back.
         """
-        start = run.get("start_checkpoint_id")
-        if start is None:
-            config: RunnableConfig = {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
-            first = None
-            async for saved in self.checkpointer.alist(config, filter={"run_id": run_id}):
-                first = saved  # newest first: the last one is the run's first
-            if first is None:  # the run wrote nothing: the thread is as it was
-                return
-            start = (first.parent_config or {}).get("configurable", {}).get("checkpoint_id")
-        if start is None:  # the run started on an empty thread: all its checkpoints are its own work
+        thread: RunnableConfig = {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
+        first = None
+        async for saved in self.checkpointer.alist(thread, filter={"run_id": run_id}):
+            first = saved  # newest first: the last one is the run's first
+        if first is None:  # the run wrote nothing: the thread is as it was
+            return
+        before = [saved async for saved in self.checkpointer.alist(thread, before=first.config, limit=1)]
+        if not before:  # the run started on an empty thread: all its checkpoints are its own work
             await self.checkpointer.adelete_thread(run["thread_id"])
             return
-        config = {"configurable": {"thread_id": run["thread_id"], "checkpoint_id": start}}
+        start = before[0].config["configurable"]["checkpoint_id"]
+        config: RunnableConfig = {"configurable": {"thread_id": run["thread_id"], "checkpoint_id": start}}
         await self.graphs[run["graph_id"]].aupdate_state(config, None, as_node="__copy__")
 
     async def _refuse_input_over_interrupt(self, graph: Any, thread_id: str | None, kwargs: dict[str, Any]) -> None:
@@ -488,12 +476,6 @@ class RunManager:
             raise ThreadInterrupted(
                 "the thread is waiting on an interrupt raised after this run was queued; answer it with command.resume"
             )
-
-    async def _latest_checkpoint_id(self, thread_id: str | None) -> str | None:
-        if not thread_id:
-            return None
-        latest = await self.checkpointer.aget_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
-        return latest.config["configurable"].get("checkpoint_id") if latest else None
 
     async def _payload(self, run_id: str, thread_id: str | None, kwargs: dict[str, Any], attempt: int) -> Any:
         """What to start the graph with; a recovered run resumes from its own last checkpoint."""
