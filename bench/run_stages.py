@@ -67,8 +67,10 @@ class Stamps:
         self.stamp("response sent")
         self.runs.append(self.current)
         self.current = None
-        if len(self.runs) == self.expected:
-            self.report.write_text(json.dumps(self.runs))
+        if len(self.runs) == self.expected:  # written whole, then renamed: the reader never sees half of it
+            partial = self.report.with_suffix(".partial")
+            partial.write_text(json.dumps(self.runs))
+            partial.replace(self.report)
 
 
 def around(owner: Any, name: str, before: str, after: str, stamps: Stamps) -> None:
