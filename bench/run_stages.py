@@ -73,12 +73,17 @@ class Stamps:
             partial.replace(self.report)
 
 
-def around(owner: Any, name: str, before: str, after: str, stamps: Stamps) -> None:
-    """``owner.name`` (a coroutine function) stamps ``before`` when called and ``after`` when it returns."""
+def around(
+    owner: Any, name: str, before: str, after: str, stamps: Stamps, only: Callable[..., bool] | None = None
+) -> None:
+    """``owner.name`` (a coroutine function) stamps ``before`` when called and ``after`` when it returns,
+    for the calls whose arguments ``only`` accepts (all calls without it)."""
     original = getattr(owner, name)
 
     @functools.wraps(original)
     async def timed(*args: Any, **kwargs: Any) -> Any:
+        if only is not None and not only(*args, **kwargs):
+            return await original(*args, **kwargs)
         stamps.stamp(before)
         result = await original(*args, **kwargs)
         stamps.stamp(after)
@@ -104,18 +109,11 @@ def instrument(stamps: Stamps) -> None:
             stamps.end()
 
     metrics.HttpObserver.__call__ = observed  # type: ignore[method-assign]
-    transaction = run_routes.__dict__["transaction"]
 
-    async def admission(sessions: Any, work: Any) -> Any:
-        admitting = getattr(work, "__name__", "") == "admit"
-        if admitting:
-            stamps.stamp("admission begins")
-        result = await transaction(sessions, work)
-        if admitting:
-            stamps.stamp("admission committed")
-        return result
+    def admitting(sessions: Any, work: Any) -> bool:
+        return getattr(work, "__name__", "") == "admit"
 
-    setattr(run_routes, "transaction", admission)  # noqa: B010 (the module's own name, replaced)
+    around(run_routes, "transaction", "admission begins", "admission committed", stamps, only=admitting)
     around(run_routes, "start_run", "route", "route", stamps)
     around(RunManager, "_stream_graph", "graph starts", "graph ends", stamps)
     around(RunManager, "_finish", "graph ends", "end published", stamps)
