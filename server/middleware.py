@@ -17,6 +17,8 @@ SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 """A ``\\uD800``–``\\uDFFF`` escape: the only way JSON text can carry a surrogate, paired or not."""
 INT64 = 2**63
 """JSON integers must fit in signed 64 bits: the stores (orjson), the checkpointer (msgpack) and SQL refuse more."""
+MAX_JSON_DEPTH = 100
+"""Deeper bodies are a 400; no real request nests this far, and pydantic and the stores stop near 255."""
 
 
 class NonStandardJson(ValueError):
@@ -76,7 +78,8 @@ class BodyLimit:
 
 
 def check_strict_json(body: bytes) -> None:
-    """Raises :class:`NonStandardJson` for NaN/Infinity, floats that overflow, and integers beyond 64 bits.
+    """Raises :class:`NonStandardJson` for NaN/Infinity, floats that overflow, integers beyond 64 bits, and
+    nesting deeper than ``MAX_JSON_DEPTH`` (serialisers further in give up near 255 levels, with a 500).
 
     Malformed JSON passes through: the route answers it with its own 400 naming the problem.
     """
@@ -86,8 +89,30 @@ def check_strict_json(body: bytes) -> None:
         raise
     except ValueError:  # not JSON at all (or not UTF-8): the route's parser reports it
         return
+    except RecursionError as exc:  # deeper than Python's own parser goes
+        raise _too_deep() from exc
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _nested_deeper_than(parsed, MAX_JSON_DEPTH):
+        raise _too_deep()
     if SURROGATE_ESCAPE.search(body):  # rare: pay for the full check only then
         _refuse_unpaired_surrogates(parsed)
+
+
+def _too_deep() -> NonStandardJson:
+    return NonStandardJson(400, "malformed_json", f"request body nests arrays and objects deeper than {MAX_JSON_DEPTH}")
+
+
+def _nested_deeper_than(parsed: Any, limit: int) -> bool:
+    """Walked without recursion: the check must not fail the way it guards against."""
+    pending: list[tuple[Any, int]] = [(parsed, 1)]
+    while pending:
+        value, depth = pending.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                pending.append((child, depth + 1))
+    return False
 
 
 def _refuse_unpaired_surrogates(parsed: Any) -> None:

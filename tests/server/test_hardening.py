@@ -101,6 +101,13 @@ async def test_a_surrogate_pair_is_a_character(http: httpx.AsyncClient) -> None:
     assert answer.json()["metadata"]["emoji"] == "\N{SPOOL OF THREAD}"
 
 
+async def test_nesting_up_to_the_limit_is_kept_whole(http: httpx.AsyncClient) -> None:
+    deepest = '{"metadata": {"a": %s}}' % ("[" * 98 + "]" * 98)  # 100 levels with the two objects around it
+    answer = await http.post("/threads", content=deepest, headers={"content-type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["metadata"]["a"] == json.loads(deepest)["metadata"]["a"]
+
+
 @pytest.mark.parametrize(
     ("raw", "status", "code"),
     [
@@ -112,6 +119,9 @@ async def test_a_surrogate_pair_is_a_character(http: httpx.AsyncClient) -> None:
         ('{"metadata": {"a": 99999999999999999999}}', 422, "invalid_number"),
         ('{"metadata": {"a": "\\udbeb"}}', 400, "malformed_json"),  # unpaired surrogate (found by the fuzzer)
         ('{"metadata": {"a": "\\udd45\\udbeb"}}', 400, "malformed_json"),  # both halves, wrong order
+        ('{"metadata": {"a": %s}}' % ("[" * 99 + "]" * 99), 400, "malformed_json"),  # 101 levels, over the limit
+        ('{"metadata": {"a": %s}}' % ("[" * 300 + "]" * 300), 400, "malformed_json"),  # pydantic failed: a 500
+        ('{"metadata": {"a": %s}}' % ("[" * 100_000 + "]" * 100_000), 400, "malformed_json"),  # json's own limit
     ],
 )
 async def test_json_is_strict(http: httpx.AsyncClient, raw: str, status: int, code: str) -> None:
