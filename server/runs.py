@@ -502,7 +502,7 @@ class RunManager:
             checkpoint = dict(snapshot.config.get("configurable") or {}) if snapshot.config else None
             if checkpoint and "thread_id" in checkpoint:
                 checkpoint["thread_id"] = public_thread_id(checkpoint["thread_id"])
-            output = dumps(output_values(self.graphs[run["graph_id"]], snapshot.values))
+            output = dumps(output_values(self.graphs[run["graph_id"]], snapshot.values, interrupts))
             if status == "success" and (interrupts or snapshot.next):
                 status = "interrupted"
             # a pending question outlives any later failure on the thread
@@ -527,12 +527,15 @@ class RunManager:
         await self.bus.close(run_id)
 
 
-def output_values(graph: CompiledStateGraph[Any, Any, Any, Any], values: Any) -> Any:
-    """What ``/wait`` answers: as langgraph-api, the output schema's keys, not internal state."""
+def output_values(graph: CompiledStateGraph[Any, Any, Any, Any], values: Any, interrupts: list[dict[str, Any]]) -> Any:
+    """What ``/wait`` answers: as langgraph-api, the output schema's keys, not internal state, and the
+    pending ``__interrupt__`` list, which SDK callers test for to know that the run waits on them."""
     channels = graph.output_channels
-    if not isinstance(values, dict) or isinstance(channels, str):
+    if not isinstance(values, dict):
         return values
-    return {key: value for key, value in values.items() if key in channels or key == "__interrupt__"}
+    if not isinstance(channels, str):
+        values = {key: value for key, value in values.items() if key in channels}
+    return {**values, "__interrupt__": interrupts} if interrupts else values
 
 
 async def with_events(

@@ -283,7 +283,9 @@ async def _check_resumable(loom: Services, thread_id: str, body: RunCreate, grap
             raise ApiError(409, "nothing_to_resume", message)
         return
     snapshot = await loom.graphs[graph_id].aget_state(config)
-    if resuming and not snapshot.interrupts:
+    # a state edit while a node waits leaves that node next without its interrupt: resuming re-runs it and
+    # its ``interrupt()`` takes the answer (Studio's edit-then-continue), as LangGraph itself allows
+    if resuming and not snapshot.interrupts and not snapshot.next:
         raise ApiError(409, "nothing_to_resume", "command.resume was sent but the thread has no pending interrupt")
     if snapshot.interrupts and not resuming and body.command is None:
         ids = [i.id for i in snapshot.interrupts]
@@ -514,7 +516,8 @@ async def outcome(loom: Services, run_id: str, status: str | None = None) -> Any
     if run.thread_id is None or run.kwargs.get("ephemeral"):
         return {}
     snapshot = await loom.graphs[run.graph_id].aget_state({"configurable": {"thread_id": run.thread_id}})
-    return output_values(loom.graphs[run.graph_id], snapshot.values)
+    interrupts = [{"id": i.id, "value": i.value} for i in snapshot.interrupts]
+    return output_values(loom.graphs[run.graph_id], snapshot.values, interrupts)
 
 
 def _answer(status: str, error: dict[str, Any] | None, output: str | None) -> Any:

@@ -98,3 +98,31 @@ async def test_two_concurrent_resumes_do_not_both_run(server: LoomServer) -> Non
     assert decision in ("first", "second")
     history = await client.threads.get_history(tid, limit=100)
     assert [h["values"].get("decision") for h in history if h["values"].get("decision")] == [decision]
+
+
+async def test_wait_and_join_answer_the_pending_interrupt(server: LoomServer) -> None:
+    """SDK callers test ``"__interrupt__" in result`` to know that a run waits on them, as with langgraph-api."""
+    client = get_client(url=server.url)
+    tid = (await client.threads.create())["thread_id"]
+    result = await client.runs.wait(tid, "approval", input=REFUND)
+    [pending] = (await client.threads.get_state(tid))["interrupts"]
+    expected = {**REFUND, "__interrupt__": [{"id": pending["id"], "value": {"question": "approve refund?"}}]}
+    assert result == expected
+    [run] = await client.runs.list(tid)
+    assert await client.runs.join(tid, run["run_id"]) == expected
+
+    assert await client.runs.wait(tid, "approval", command={"resume": "yes"}) == {**REFUND, "decision": "yes"}
+
+
+async def test_state_edited_while_waiting_then_resumed(server: LoomServer) -> None:
+    """Studio's edit-then-continue: the edit replaces the waiting checkpoint, and the resume answers the node
+    that asks again."""
+    client = get_client(url=server.url)
+    tid = (await client.threads.create())["thread_id"]
+    await client.runs.wait(tid, "approval", input=REFUND)
+    await client.threads.update_state(tid, {"request": "a smaller refund"})
+    assert (await client.threads.get_state(tid))["next"] == ["ask_approval"]
+
+    result = await client.runs.wait(tid, "approval", command={"resume": "yes"})
+    assert result == {"request": "a smaller refund", "decision": "yes"}
+    assert (await client.threads.get(tid))["status"] == "idle"
