@@ -348,6 +348,7 @@ class RunManager:
         snapshot: dict[str, Any] = {
             "thread_id": run.thread_id,
             "graph_id": run.graph_id,
+            "assistant_id": run.assistant_id,
             "owner": run.owner,
             "kwargs": dict(run.kwargs),
             "attempt": run.attempt,
@@ -574,10 +575,14 @@ def public_ids(value: Any) -> Any:
 
 
 def run_config(run_id: str, run: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The graph's config, with the keys langgraph-api adds and graphs read (``configurable.run_id``,
+    ``assistant_id``, ``graph_id``, ``user_id``; ``metadata.graph_id``, ``assistant_id``, ``run_attempt``)."""
     config = dict(kwargs.get("config") or {})
-    configurable = {**(config.get("configurable") or {}), "thread_id": run["thread_id"]}
-    # the caller's identity, where langgraph-api puts it; never taken from the request
-    configurable["langgraph_auth_user_id"] = run["owner"]
+    ids = {"run_id": run_id, "graph_id": run["graph_id"], "assistant_id": run["assistant_id"]}
+    configurable = {**(config.get("configurable") or {}), **ids, "thread_id": run["thread_id"]}
+    # the caller's identity, where langgraph-api puts it; never taken from the request (langgraph-api keeps
+    # a ``user_id`` the request sends; here it is always the server's)
+    configurable["langgraph_auth_user_id"] = configurable["user_id"] = run["owner"]
     configurable["langgraph_auth_user"] = kwargs.get("auth_user") or {
         "identity": run["owner"],
         "is_authenticated": True,
@@ -587,7 +592,8 @@ def run_config(run_id: str, run: dict[str, Any], kwargs: dict[str, Any]) -> dict
     metadata = {
         **(config.get("metadata") or {}),
         **(kwargs.get("metadata") or {}),
-        "run_id": run_id,
+        **ids,
+        "run_attempt": run["attempt"],
         "user_id": run["owner"],
     }
     return {**config, "configurable": configurable, "metadata": metadata, "run_id": run_id}

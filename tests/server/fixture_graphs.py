@@ -193,3 +193,26 @@ def build_whoami(checkpointer: Checkpointer = None) -> Any:
     builder.add_node("whoami", whoami)
     builder.add_edge(START, "whoami")
     return builder.compile(checkpointer=checkpointer, name="whoami")
+
+
+class ConfigProbeState(TypedDict):
+    seen: NotRequired[dict[str, Any]]
+
+
+def report_config(state: ConfigProbeState, config: RunnableConfig) -> dict[str, Any]:
+    """Reports the ids a graph finds in its config, where langgraph-api puts them."""
+    configurable, metadata = config.get("configurable") or {}, config.get("metadata") or {}
+    wanted = ("run_id", "graph_id", "assistant_id", "user_id")
+    return {
+        "seen": {
+            "configurable": {key: configurable.get(key) for key in wanted},
+            "metadata": {key: metadata.get(key) for key in (*wanted, "run_attempt")},
+        }
+    }
+
+
+def build_config_probe(checkpointer: Checkpointer = None) -> Any:
+    builder = StateGraph(ConfigProbeState)
+    builder.add_node("report_config", report_config)
+    builder.add_edge(START, "report_config")
+    return builder.compile(checkpointer=checkpointer, name="config_probe")

@@ -181,6 +181,19 @@ async def test_permissions_come_from_the_server_and_the_request_only_narrows_the
     assert widened == {"request": "who", "user_id": "bob", "permissions": ["read"]}
 
 
+async def test_a_graph_finds_the_run_s_ids_where_langgraph_api_puts_them(server: LoomServer) -> None:
+    """Graphs written for langgraph-api read ``configurable.run_id`` and friends; ``user_id`` is the server's."""
+    spoofed = {"configurable": {"user_id": "alice", "run_id": "mine"}, "metadata": {"graph_id": "other"}}
+    body = {"assistant_id": "config_probe", "input": {}, "config": spoofed}
+    async with httpx.AsyncClient(base_url=server.url, headers=BOB, timeout=60) as http:
+        thread_id = (await http.post("/threads", json={})).json()["thread_id"]
+        answer = await http.post(f"/threads/{thread_id}/runs/wait", json=body)
+        [run] = (await http.get(f"/threads/{thread_id}/runs")).json()
+    assert answer.status_code == 200, answer.text
+    ids = {"run_id": run["run_id"], "graph_id": "config_probe", "assistant_id": run["assistant_id"], "user_id": "bob"}
+    assert answer.json()["seen"] == {"configurable": ids, "metadata": {**ids, "run_attempt": 1}}
+
+
 async def test_malformed_permissions_in_the_context_are_422(http: httpx.AsyncClient) -> None:
     for permissions in ("write", ["admin"], [1]):
         body = {"assistant_id": "whoami", "input": {"request": "x"}, "context": {"permissions": permissions}}
