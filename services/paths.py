@@ -21,9 +21,18 @@ _SAFE_ID = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 def safe_id(value: str) -> str:
-    """A user or thread id usable as one path component."""
+    """A user id as one path component, a different one for each id.
+
+    An id that is already a plain name (letters, digits, ``_.-``, no leading or trailing dot, at most 128
+    characters) is its own folder name. Any other is cleaned and given a digest of the whole id after a
+    ``~``, which no plain name contains: ``j@x`` and ``j_x``, or ``.alice`` and ``alice``, never share a
+    folder.
+    """
     cleaned = _SAFE_ID.sub("_", value).strip(".") or "_"
-    return cleaned[:128]
+    if cleaned == value and len(value) <= 128:
+        return value
+    digest = hashlib.sha256(value.encode(errors="surrogatepass")).hexdigest()[:24]
+    return f"{cleaned[:100]}~{digest}"
 
 
 def inside(root: Path, name: str) -> Path:

@@ -54,9 +54,18 @@ def test_paths_never_leave_their_root(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to("/etc")
     with pytest.raises(PermissionError):
         inside(tmp_path, "link/passwd")
-    assert safe_id("../../alice") == "_.._alice"
+    assert "/" not in safe_id("../../alice") and safe_id("../../alice") != safe_id("alice")
     with pytest.raises(PermissionError):
         user_workspace_file("demo", "../alice/data/sales_q3.csv")
+
+
+def test_each_user_id_has_a_folder_of_its_own() -> None:
+    """Identities from custom auth are emails and token subjects: ids that clean alike must not share files."""
+    assert safe_id("alice") == "alice" and safe_id("a.b-c_d") == "a.b-c_d"  # plain names keep their folders
+    alike = ["j@x", "j_x", "j#x", ".alice", "alice", "alice.", "..", ".", "_", "x" * 128, "x" * 129, "x" * 130]
+    folders = [safe_id(user) for user in alike]
+    assert len(set(folders)) == len(alike)
+    assert all(folder not in ("", ".", "..") and "/" not in folder and len(folder) <= 128 for folder in folders)
 
 
 def test_charts_never_touch_pyplot(tmp_path: Path) -> None:
