@@ -34,9 +34,13 @@ def store_scope(user: str) -> tuple[str, ...]:
     """Where ``user``'s namespaces live in the shared store: the one place that decides it.
 
     Custom auth (``@auth.on.store`` handlers) plugs in here: whatever prefix it decides for the caller
-    applies to ``/store`` and ``runtime.store`` alike.
+    applies to ``/store`` and ``runtime.store`` alike. LangGraph refuses a ``.`` in a namespace label, and
+    identities are often emails: such an id is kept escaped (``%`` and ``.`` as ``%25`` and ``%2E``) under a
+    scope of its own, so it can neither fail nor meet an id that needs no escaping.
     """
-    return ("users", user)
+    if "." not in user:
+        return ("users", user)
+    return ("users~escaped", user.replace("%", "%25").replace(".", "%2E"))
 
 
 class ScopedStore(BaseStore):

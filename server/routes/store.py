@@ -16,7 +16,7 @@ from pydantic import BeforeValidator, Field, StrictBool, StringConstraints, fiel
 
 from server.auth import Caller, CurrentCaller
 from server.deps import Loom
-from server.errors import ApiError, not_found
+from server.errors import ApiError
 from server.schemas import MAX_OFFSET, JsonInt, Strict, json_integer
 from server.store_scope import ScopedStore
 
@@ -128,12 +128,11 @@ async def get_item(
         str, Query(pattern=NAMESPACE_QUERY, description="Labels joined by periods, e.g. memories.profile")
     ],
     refresh_ttl: bool | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
+    """A missing item is ``null`` with 200, as langgraph-api answers (the SDK's ``get_item`` returns None)."""
     labels = [label for label in namespace.split(".") if label]  # the pattern guarantees at least one
     item = await store.aget(await authorized(caller, "get", labels, key=key), key, refresh_ttl=refresh_ttl)
-    if item is None:
-        raise not_found("item", f"{namespace}/{key}")
-    return item.dict()
+    return None if item is None else item.dict()
 
 
 @router.delete("/items", status_code=204)
