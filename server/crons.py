@@ -3,7 +3,8 @@
 A worker's dispatcher calls :func:`fire_due` every ``run_poll_s``. In one transaction it takes the
 crons whose ``next_run_date`` has passed (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the
 transaction runs alone), inserts one pending run per cron and moves ``next_run_date`` past now. A
-second worker finds the date moved (or the row locked) and fires nothing.
+second worker finds the date moved (or the row locked) and fires nothing. Fired runs pass the same
+admission as requests: while the queue is full a due cron waits, and fires once when there is room.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import asyncio
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-from sqlalchemy import select
+from croniter import CroniterError, croniter
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.threads import thread_key
 from server.db import CronRow, RunRow, ThreadRow, new_id, now
 from server.errors import ApiError
+from server.queue import ADMISSION_LOCK, UNFINISHED_COUNT
 
 FIRINGS_PER_PASS = 100
 """Crons fired per transaction; the rest wait for the next pass."""
@@ -36,13 +38,19 @@ def next_fire(schedule: str, timezone: str | None, after: datetime) -> datetime:
     if not croniter.is_valid(schedule):
         raise ApiError(422, "invalid_schedule", f"schedule: {schedule!r} is not a cron expression")
     local = after.astimezone(zone(timezone))
-    fire: datetime = croniter(schedule, local).get_next(datetime)
+    try:
+        fire: datetime = croniter(schedule, local).get_next(datetime)
+    except CroniterError as exc:  # valid fields that name no date, e.g. 30 February
+        raise ApiError(422, "invalid_schedule", f"schedule: {schedule!r} never fires") from exc
     return fire
 
 
-async def fire_due(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
-    """Insert one run for every cron due now; answers the new run ids."""
+async def fire_due(sessions: async_sessionmaker[AsyncSession], capacity: int) -> list[str]:
+    """Insert one run for every cron due now while fewer than ``capacity`` runs are unfinished; answers their ids."""
     async with sessions.begin() as session:
+        if session.get_bind().dialect.name == "postgresql":  # counted and inserted as one admission
+            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK})
+        unfinished = await session.scalar(UNFINISHED_COUNT) or 0
         moment = now()
         query = (
             select(CronRow)
@@ -57,10 +65,14 @@ async def fire_due(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
             if cron.end_time is not None and _utc(cron.end_time) <= moment:
                 cron.enabled, cron.next_run_date = False, None
                 continue
+            if unfinished + len(fired) >= capacity:  # full: this cron and the rest stay due
+                break
             scheduled = cron.next_run_date
             fired.append(await _insert_run(session, cron, scheduled))
-            # a time zone's first use reads its file from disk: off the event loop
-            cron.next_run_date = await asyncio.to_thread(next_fire, cron.schedule, cron.timezone, moment)
+            try:  # a time zone's first use reads its file from disk: off the event loop
+                cron.next_run_date = await asyncio.to_thread(next_fire, cron.schedule, cron.timezone, moment)
+            except ApiError:  # no later date: this was its last firing
+                cron.enabled, cron.next_run_date = False, None
         return fired
 
 
