@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from loom.settings import Budget
 
@@ -60,6 +60,15 @@ class RunConfig(BaseModel):
     tags: list[str] | None = None
     metadata: dict[str, Any] | None = None
     run_name: str | None = None
+
+    @field_validator("configurable")
+    @classmethod
+    def no_internal_keys(cls, configurable: dict[str, Any] | None) -> dict[str, Any] | None:
+        """LangGraph keeps its own machinery (checkpointer, scratchpad, durability) under ``__pregel_`` keys."""
+        internal = sorted(key for key in configurable or {} if key.startswith("__pregel_"))
+        if internal:
+            raise ValueError(f"{', '.join(internal)}: reserved for LangGraph's own use")
+        return configurable
 
 
 class RunContextBody(BaseModel):

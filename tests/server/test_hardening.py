@@ -194,6 +194,16 @@ async def test_a_graph_finds_the_run_s_ids_where_langgraph_api_puts_them(server:
     assert answer.json()["seen"] == {"configurable": ids, "metadata": {**ids, "run_attempt": 1}}
 
 
+async def test_langgraph_s_internal_config_keys_are_422(http: httpx.AsyncClient) -> None:
+    thread_id = (await http.post("/threads", json={})).json()["thread_id"]
+    for key in ("__pregel_checkpointer", "__pregel_durability"):
+        body = {"assistant_id": "whoami", "input": {"request": "x"}, "config": {"configurable": {key: "x"}}}
+        answer = await http.post(f"/threads/{thread_id}/runs", json=body)
+        assert_error(answer, 422, "invalid_request")
+        assert key in answer.json()["detail"] and "config.configurable" in answer.json()["detail"]
+    assert (await http.get(f"/threads/{thread_id}/runs")).json() == []
+
+
 async def test_malformed_permissions_in_the_context_are_422(http: httpx.AsyncClient) -> None:
     for permissions in ("write", ["admin"], [1]):
         body = {"assistant_id": "whoami", "input": {"request": "x"}, "context": {"permissions": permissions}}
