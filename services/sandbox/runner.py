@@ -5,6 +5,7 @@ Every run gets a fresh temporary work dir as cwd and a minimal environment, and 
 
 Guaranteed on any Linux (kernel-enforced, set in ``preexec_fn`` before the interpreter starts):
   - its own session and process group, killed as a whole on the wall-clock timeout and after every run;
+  - killed with the server process, even when that is SIGKILLed (``PR_SET_PDEATHSIG``);
   - rlimits: address space (``memory_mb``), CPU seconds (timeout + 1), file size, open files, processes
     (RLIMIT_NPROC does not bind root, which the seccomp layer covers), no core dumps;
   - stdout/stderr read by the parent and capped at ``sandbox_max_output_bytes``: more ends the run.
@@ -60,6 +61,7 @@ MAX_FILES = 50
 EXTRA_TASKS = 64
 """Processes/threads the child may add to its user's count (the RLIMIT_NPROC backstop)."""
 _CLONE_NEWUSER, _CLONE_NEWNET = 0x10000000, 0x40000000
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -292,11 +294,18 @@ def _child_setup(limits: Limits, max_tasks: int) -> Callable[[], None]:
         (resource.RLIMIT_CORE, (0, 0)),
     )
 
+    prctl, parent = _libc().prctl, os.getpid()
+
     def setup() -> None:
         for kind, value in rlimits:
             resource.setrlimit(kind, value)
         if unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
             unshare(_CLONE_NEWNET)  # root where user namespaces are off; failure leaves seccomp-net
+        # killed with the server, even by SIGKILL (the wall clock is the parent's); set after unshare, which
+        # clears it. The forking thread supervises the child until it ends, so it cannot fire early.
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the server died before the line above
+            os.kill(os.getpid(), signal.SIGKILL)
 
     return setup
 

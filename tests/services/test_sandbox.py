@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -141,7 +142,11 @@ async def test_arun_python_leaves_the_event_loop_free() -> None:
 
 
 def test_without_a_network_namespace_sockets_are_refused_by_seccomp(monkeypatch: pytest.MonkeyPatch) -> None:
+    libc = sandbox._libc()
+
     class NoUnshare:
+        prctl = libc.prctl
+
         @staticmethod
         def unshare(flags: int) -> int:
             return -1
@@ -187,3 +192,32 @@ for name, attempt in [
     assert lines["read"].startswith("refused")
     assert lines["socket"].startswith("refused")
     assert lines["fork"].startswith("refused")
+
+
+def test_the_sandbox_dies_with_a_killed_server() -> None:
+    """Its wall clock is kept by the parent: a server killed with SIGKILL must not leave code running for ever."""
+    server = f"""
+import os, sys, threading
+sys.path.insert(0, {str(Path(__file__).parents[2])!r})
+from services.sandbox.runner import run_python
+code = "open('running', 'w').close(); import time; time.sleep(600)"
+worker = threading.Thread(target=run_python, args=(code,), kwargs={{"timeout_s": 600}})
+worker.start()
+while not (children := open(f"/proc/{{os.getpid()}}/task/{{worker.native_id}}/children").read()):
+    pass
+sandboxed = children.split()[0]
+while not os.path.exists(f"/proc/{{sandboxed}}/cwd/running"):  # past its start-up: running the code
+    pass
+print(sandboxed, flush=True)
+worker.join()
+"""
+    process = subprocess.Popen([sys.executable, "-c", server], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    sandboxed = os.pidfd_open(int(process.stdout.readline()))  # becomes readable when that process ends
+    try:
+        assert select.select([sandboxed], [], [], 0)[0] == []  # running
+        process.kill()
+        process.wait(timeout=30)
+        assert select.select([sandboxed], [], [], 30)[0] == [sandboxed], "the sandbox outlived its server"
+    finally:
+        os.close(sandboxed)
