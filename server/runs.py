@@ -416,12 +416,14 @@ class RunManager:
             requested = kwargs.get("stream_mode") or ["values"]
             modes = sorted({"messages" if mode.startswith("messages") else mode for mode in requested} & GRAPH_MODES)
             legacy_messages = LegacyMessages() if "messages" in requested else None
+            subgraphs = bool(kwargs.get("stream_subgraphs")) or "events" in requested
             options: dict[str, Any] = {
                 "context": validate_context(graph, kwargs.get("context"))
                 or run_context(run["owner"], kwargs.get("context"), self._granted(run["owner"], kwargs)),
                 "stream_mode": modes or ["values"],  # "events" alone: the graph still streams, its parts are dropped
                 "output_keys": graph.output_channels,  # as langgraph-api: values/updates show the output schema only
-                "subgraphs": True,
+                # as langgraph-api: only when asked (LangGraph's parts differ with it, e.g. tool message ids)
+                "subgraphs": subgraphs,
                 "interrupt_before": kwargs.get("interrupt_before"),
                 "interrupt_after": kwargs.get("interrupt_after"),
                 "durability": kwargs.get("durability") or "sync",
@@ -431,9 +433,12 @@ class RunManager:
                 parts = with_events(graph, payload, config, options, run_id)
             else:
                 parts = graph.astream(payload, config, **options)  # type: ignore[call-overload]
-            async for ns, mode, chunk in parts:
+            async for part in parts:
+                ns, mode, chunk = part if subgraphs else ((), *part)
                 if (ns and not kwargs.get("stream_subgraphs")) or mode not in (*modes, "events"):
                     continue
+                if mode == "debug" and chunk.get("type") == "checkpoint":
+                    chunk = {**chunk, "payload": debug_checkpoint(chunk["payload"])}
                 suffix = "|" + "|".join(ns) if ns else ""
                 if mode == "messages":
                     for name, data in messages_events(chunk, requested, legacy_messages):
@@ -556,6 +561,34 @@ async def with_events(
                 yield tuple(ns), mode, chunk
             else:
                 yield (), "events", event
+
+
+def checkpoint_of(config: RunnableConfig | None) -> dict[str, Any] | None:
+    """A checkpoint's config as langgraph-api shows it (``checkpoint``, ``parent_checkpoint``), with the public id."""
+    if not config:
+        return None
+    configurable = config.get("configurable") or {}
+    keys = ("thread_id", "checkpoint_ns", "checkpoint_id", "checkpoint_map")
+    checkpoint = {key: configurable.get(key) for key in keys if key in configurable or key == "checkpoint_ns"}
+    if isinstance(key := checkpoint.get("thread_id"), str):
+        checkpoint["thread_id"] = public_thread_id(key)
+    return checkpoint
+
+
+def debug_checkpoint(payload: dict[str, Any]) -> dict[str, Any]:
+    """A ``debug`` checkpoint event's payload with ``checkpoint`` and ``parent_checkpoint`` beside the configs,
+    and each task's ``state`` config as its ``checkpoint``: what Studio's timeline reads, as langgraph-api sends."""
+    tasks = [
+        {key: value for key, value in task.items() if key != "state"} | {"checkpoint": task["state"]["configurable"]}
+        if isinstance(task.get("state"), dict) and task["state"].get("configurable")
+        else task
+        for task in payload.get("tasks") or ()
+    ]
+    checkpoints = {
+        "checkpoint": checkpoint_of(payload.get("config")),
+        "parent_checkpoint": checkpoint_of(payload.get("parent_config")),
+    }
+    return {**payload, **checkpoints, "tasks": tasks}
 
 
 CONFIG_MODES = frozenset({"checkpoints", "debug", "events"})

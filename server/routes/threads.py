@@ -20,6 +20,7 @@ from server.auth import Caller, CurrentCaller, metadata_match
 from server.db import RunRow, ThreadRow, insert_row, new_id, now, transaction
 from server.deps import Loom, Services, owned_thread, stored_thread, visible_thread
 from server.errors import ApiError, not_found
+from server.runs import checkpoint_of
 from server.schemas import (
     CheckpointRef,
     HistoryQuery,
@@ -307,25 +308,14 @@ def snapshot_view(snapshot: StateSnapshot | None, thread_id: str | None = None) 
             }
             for task in snapshot.tasks
         ],
-        "checkpoint": _checkpoint(snapshot.config),
-        "parent_checkpoint": _checkpoint(snapshot.parent_config),
+        "checkpoint": checkpoint_of(snapshot.config),
+        "parent_checkpoint": checkpoint_of(snapshot.parent_config),
         "checkpoint_id": (snapshot.config or {}).get("configurable", {}).get("checkpoint_id"),
         "parent_checkpoint_id": (snapshot.parent_config or {}).get("configurable", {}).get("checkpoint_id"),
         "metadata": snapshot.metadata or {},
         "created_at": snapshot.created_at,
         "interrupts": [{"id": i.id, "value": i.value} for i in snapshot.interrupts],
     }
-
-
-def _checkpoint(config: RunnableConfig | None) -> dict[str, Any] | None:
-    if not config:
-        return None
-    configurable = config.get("configurable") or {}
-    keys = ("thread_id", "checkpoint_ns", "checkpoint_id", "checkpoint_map")
-    checkpoint = {key: configurable.get(key) for key in keys if key in configurable or key == "checkpoint_ns"}
-    if isinstance(key := checkpoint.get("thread_id"), str):
-        checkpoint["thread_id"] = public_thread_id(key)
-    return checkpoint
 
 
 async def thread_view(loom: Services, thread: ThreadRow, new: bool = False) -> dict[str, Any]:

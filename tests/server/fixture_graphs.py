@@ -17,9 +17,13 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, NotRequired
 
+from langchain_core.messages import AIMessage, AnyMessage
 from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import tool
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.prebuilt import ToolNode
 from langgraph.runtime import Runtime
 from langgraph.types import Checkpointer, RetryPolicy, interrupt
 from typing_extensions import TypedDict
@@ -216,3 +220,29 @@ def build_config_probe(checkpointer: Checkpointer = None) -> Any:
     builder.add_node("report_config", report_config)
     builder.add_edge(START, "report_config")
     return builder.compile(checkpointer=checkpointer, name="config_probe")
+
+
+class ToolLoopState(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+@tool
+def multiply(a: int, b: int) -> int:
+    """Multiply two integers."""
+    return a * b
+
+
+def ask_for_a_product(state: ToolLoopState) -> dict[str, Any]:
+    """A stand-in for a model that calls a tool: the shape of LangGraph's ReAct templates, with plain messages."""
+    call = {"name": "multiply", "args": {"a": 6, "b": 7}, "id": "call_1", "type": "tool_call"}
+    return {"messages": [AIMessage(content="", tool_calls=[call])]}
+
+
+def build_tool_loop(checkpointer: Checkpointer = None) -> Any:
+    builder = StateGraph(ToolLoopState)
+    builder.add_node("ask_for_a_product", ask_for_a_product)
+    builder.add_node("tools", ToolNode([multiply]))
+    builder.add_edge(START, "ask_for_a_product")
+    builder.add_edge("ask_for_a_product", "tools")
+    builder.add_edge("tools", END)
+    return builder.compile(checkpointer=checkpointer, name="tool_loop")

@@ -205,3 +205,15 @@ async def test_run_timeout_ends_the_run_and_frees_the_thread(tmp_path: Path) -> 
         open_gate(server, tid)
         again = await client.runs.wait(tid, "gated", input=FIXTURE_INPUT)
         assert again["log"][-2:] == DONE
+
+
+async def test_updates_carry_the_ids_the_state_gives_tool_messages(server: LoomServer) -> None:
+    """LangGraph leaves ``add_messages``' ids out of ``updates`` parts when it streams subgraphs: Loom asks for
+    them only when the client does (``stream_subgraphs``), as langgraph-api, so UIs can merge messages by id."""
+    client = get_client(url=server.url)
+    thread_id = (await client.threads.create())["thread_id"]
+    parts = await collect(client.runs.stream(thread_id, "tool_loop", input={"messages": []}, stream_mode="updates"))
+    [tool_update] = [p.data["tools"] for p in parts if p.event == "updates" and "tools" in p.data]
+    [answer] = tool_update["messages"]
+    [stored] = [m for m in (await client.threads.get_state(thread_id))["values"]["messages"] if m["type"] == "tool"]
+    assert answer["content"] == "42" and answer["id"] == stored["id"] and stored["id"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -102,6 +103,24 @@ async def test_subgraph_events_are_namespaced(server: LoomServer) -> None:
     assert namespaced and all(name.startswith("updates|") for name in namespaced)
     workers = {name.split("|")[1].split(":")[0] for name in namespaced}
     assert workers <= {"researcher", "writer", "reviewer"} and workers
+
+
+async def test_debug_checkpoints_name_their_checkpoint_and_parent(server: LoomServer) -> None:
+    """Studio's timeline reads ``payload.checkpoint`` and ``parent_checkpoint``, as langgraph-api sends them."""
+    client = get_client(url=server.url)
+    tid = (await client.threads.create())["thread_id"]
+    calendar = {"messages": [{"role": "user", "content": "Search my calendar for AI events"}]}
+    parts = await collect(client.runs.stream(tid, "assistant", input=calendar, stream_mode=["debug", "updates"]))
+    assert_framing(parts)
+
+    checkpoints = [p.data["payload"] for p in parts if p.event == "debug" and p.data["type"] == "checkpoint"]
+    assert len(checkpoints) >= 3
+    for payload in checkpoints:
+        assert payload["checkpoint"]["thread_id"] == tid
+        assert payload["checkpoint"]["checkpoint_id"] == payload["config"]["configurable"]["checkpoint_id"]
+    assert checkpoints[0]["parent_checkpoint"] is None
+    for earlier, later in itertools.pairwise(checkpoints):
+        assert later["parent_checkpoint"]["checkpoint_id"] == earlier["checkpoint"]["checkpoint_id"]
 
 
 async def test_stateless_runs_stream_and_wait(server: LoomServer) -> None:
