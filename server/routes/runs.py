@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -26,7 +27,7 @@ from server.db import RunRow, ThreadRow, insert_row, new_id, now, transaction
 from server.deps import Loom, Services, thread_keys, visible_run, visible_thread
 from server.errors import ApiError, not_found
 from server.runs import output_values
-from server.schemas import MAX_OFFSET, RunCreate
+from server.schemas import MAX_OFFSET, RunCreate, StreamMode
 
 router = APIRouter(tags=["runs"])
 NDJSON = "application/x-ndjson"
@@ -449,11 +450,50 @@ async def join(thread_id: str, run_id: str, loom: Loom, caller: CurrentCaller) -
 async def join_stream(
     thread_id: str, run_id: str, request: Request, loom: Loom, caller: CurrentCaller,
     last_event_id: str | None = Header(default=None), cancel_on_disconnect: bool = False,
+    stream_mode: Annotated[list[str] | None, Query(description="Only these modes' events (the run's own)")] = None,
 ) -> Response:  # fmt: skip
+    wanted = joined_modes(stream_mode or [])
     async with loom.sessions() as session:
         run = await visible_run(session, thread_id, run_id, caller, "read")
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
-    return event_response(loom, run, request, after, cancel_on_disconnect)
+    return event_response(loom, run, request, after, cancel_on_disconnect, wanted)
+
+
+CONTROL_EVENTS = frozenset({"metadata", "recovered", "error", "end"})
+"""Sent whatever modes a join asks for: without them a client could not tell how the run went."""
+
+
+def joined_modes(asked: list[str]) -> Callable[[str], bool] | None:
+    """The filter of a join's ``stream_mode`` (repeated, or a JSON array as langgraph-api also takes), or None.
+
+    As langgraph-api: a subgraph's ``mode|ns`` events go with their mode, ``messages`` and ``messages-tuple``
+    take every ``messages…`` event."""
+    modes: set[str] = set()
+    for value in filter(None, asked):  # the SDK sends ``stream_mode=`` when it was given none
+        parsed = _json_list(value) if value.startswith("[") else [value]
+        unknown = [mode for mode in parsed if mode not in get_args(StreamMode)]
+        if unknown:
+            raise ApiError(422, "invalid_request", f"stream_mode: unknown mode {unknown[0]!r}")
+        modes.update(parsed)
+    if not modes:
+        return None
+    messages = bool(modes & {"messages", "messages-tuple"})
+
+    def wanted(name: str) -> bool:
+        base = name.partition("|")[0]
+        return name in CONTROL_EVENTS or base in modes or (messages and base.startswith("messages"))
+
+    return wanted
+
+
+def _json_list(value: str) -> list[str]:
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, list) or not all(isinstance(mode, str) for mode in parsed):
+        raise ApiError(422, "invalid_request", "stream_mode: a mode, or a JSON array of modes")
+    return parsed
 
 
 # responses -----------------------------------------------------------------------------------------
@@ -474,7 +514,14 @@ def run_view(run: RunRow) -> dict[str, Any]:
     }
 
 
-def event_response(loom: Services, run: RunRow, request: Request, after: int, cancel_on_disconnect: bool) -> Response:
+def event_response(
+    loom: Services,
+    run: RunRow,
+    request: Request,
+    after: int,
+    cancel_on_disconnect: bool,
+    wanted: Callable[[str], bool] | None = None,
+) -> Response:
     run_path = f"/threads/{public_thread_id(run.thread_id or '')}/runs/{run.run_id}"
     # the JS SDK reads the run id from Content-Location, so it names the run, not its stream
     headers = {"Location": f"{run_path}/stream", "Content-Location": run_path}
@@ -483,7 +530,8 @@ def event_response(loom: Services, run: RunRow, request: Request, after: int, ca
         finished = False
         try:
             async for event in loom.manager.events(run.run_id, after, run.status):
-                yield event
+                if wanted is None or wanted(event.name):
+                    yield event
             finished = True
         finally:
             if not finished and cancel_on_disconnect:  # the response is being cancelled: no await here

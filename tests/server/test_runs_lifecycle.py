@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import aclosing
 from pathlib import Path
 
+import httpx
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
@@ -14,6 +15,7 @@ from loom.processes import LoomServer
 from tests.server.live import (
     DONE,
     FIXTURE_INPUT,
+    assert_error,
     close_gate,
     collect,
     finished,
@@ -217,3 +219,24 @@ async def test_updates_carry_the_ids_the_state_gives_tool_messages(server: LoomS
     [answer] = tool_update["messages"]
     [stored] = [m for m in (await client.threads.get_state(thread_id))["values"]["messages"] if m["type"] == "tool"]
     assert answer["content"] == "42" and answer["id"] == stored["id"] and stored["id"]
+
+
+async def test_join_stream_sends_the_modes_asked_for(server: LoomServer) -> None:
+    client = get_client(url=server.url)
+    thread_id = (await client.threads.create())["thread_id"]
+    run = await client.runs.create(thread_id, "tool_loop", input={"messages": []}, stream_mode=["values", "updates"])
+    everything = await collect(client.runs.join_stream(thread_id, run["run_id"]))
+    assert {"values", "updates"} <= {p.event for p in everything}
+
+    updates = await collect(client.runs.join_stream(thread_id, run["run_id"], stream_mode="updates"))
+    assert [p.event for p in updates] == ["metadata", *(["updates"] * 2), "end"]
+    assert [p.data for p in updates] == [p.data for p in everything if p.event in ("metadata", "updates", "end")]
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        path = f"/threads/{thread_id}/runs/{run['run_id']}/stream"
+        as_json_array = await http.get(path, params={"stream_mode": '["values"]'})
+        assert [line for line in as_json_array.text.splitlines() if line.startswith("event:")] == [
+            "event: metadata",
+            *(["event: values"] * 3),
+            "event: end",
+        ]
+        assert_error(await http.get(path, params={"stream_mode": "everything"}), 422, "invalid_request")
