@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import models_json_schema
 
-from server.responses import DOCUMENTED, MANY
+from server.responses import DOCUMENTED, MANY, ONE_OR_NULL
 
 ERROR_REF = "#/components/schemas/ErrorBody"
 EDGE = {400: "Malformed or non-standard JSON", 401: "Missing or wrong API key (or not authenticated by custom auth)",
@@ -96,7 +96,8 @@ def _describe_success(path: str, method: str, responses: dict[str, Any]) -> None
     elif (method, path) in DOCUMENTED:
         model, count = DOCUMENTED[(method, path)]
         ref: dict[str, Any] = {"$ref": f"#/components/schemas/{model.__name__}"}
-        body = {"type": "array", "items": ref} if count == MANY else ref
+        shapes = {MANY: {"type": "array", "items": ref}, ONE_OR_NULL: {"anyOf": [ref, {"type": "null"}]}}
+        body = shapes.get(count, ref)
         responses["200"] = {"description": "Success", "content": {"application/json": {"schema": body}}}
 
 

@@ -157,6 +157,7 @@ class Ok(BaseModel):
 
 ONE = "one"
 MANY = "many"
+ONE_OR_NULL = "one or null"
 DOCUMENTED: dict[tuple[str, str], tuple[type[BaseModel], str]] = {
     ("get", "/ok"): (Ok, ONE),
     ("post", "/assistants"): (Assistant, ONE),
@@ -182,8 +183,8 @@ DOCUMENTED: dict[tuple[str, str], tuple[type[BaseModel], str]] = {
     ("get", "/threads/{thread_id}/runs"): (Run, MANY),
     ("get", "/threads/{thread_id}/runs/{run_id}"): (Run, ONE),
     ("get", "/threads/{thread_id}/usage"): (ThreadUsage, ONE),
-    ("get", "/store/items"): (Item, ONE),
+    ("get", "/store/items"): (Item, ONE_OR_NULL),  # null for a missing item, as langgraph-api
     ("post", "/store/items/search"): (ItemList, ONE),
     ("post", "/store/namespaces"): (Namespaces, ONE),
 }
-"""(method, path) → the model of its 200 answer, one object or a list of them."""
+"""(method, path) → the model of its 200 answer: one object, a list of them, or one object or null."""
