@@ -6,7 +6,7 @@ from typing import Literal, NotRequired, get_args
 
 from typing_extensions import TypedDict
 
-from state.common import Artifacts, Messages, UsageLog
+from state.common import Artifacts, Messages, UsageLog, user_turn
 
 Specialist = Literal["content_writer", "coder", "image_generator", "document_analyst", "workspace_agent"]
 SPECIALISTS: tuple[Specialist, ...] = get_args(Specialist)
@@ -21,6 +21,7 @@ class Route(TypedDict):
     reason: str
 
 
+@user_turn
 class AssistantInput(TypedDict):
     """What a caller sends: new messages for the conversation."""
 

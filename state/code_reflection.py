@@ -8,7 +8,7 @@ from typing import Annotated, Literal, NotRequired
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from state.common import Messages, UsageLog
+from state.common import Messages, UsageLog, user_turn
 from state.team import Sentence
 
 CodeFinish = Literal["passed", "attempt_limit"]
@@ -43,6 +43,7 @@ class CodeAttempt(TypedDict):
     """Stdout and stderr tails: what the next fix is told."""
 
 
+@user_turn
 class CodeInput(TypedDict):
     messages: Messages
     tests: NotRequired[str]

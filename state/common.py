@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired, TypeVar
 
 from langchain_core.messages import AnyMessage
 from langgraph.channels.delta import DeltaChannel
 from langgraph.graph.message import _messages_delta_reducer
+from pydantic import ConfigDict, with_config
 from typing_extensions import TypedDict
 
 Permission = Literal["read", "write", "destructive"]
+T = TypeVar("T")
 
 Messages = Annotated[list[AnyMessage], DeltaChannel(_messages_delta_reducer)]
 """A conversation channel that checkpoints only each step's new messages, not the whole list again.
@@ -21,6 +23,15 @@ square of a thread's length (``bench/checkpoint_growth.py``). LangGraph's ``Delt
 stores the writes and rebuilds the list from them, with a full snapshot every 100 updates; LangGraph
 gives every message a stable id before it is stored, so ids survive the replay.
 """
+
+USER_TURN = "x-loom-user-turn"
+"""Set on a graph's input schema (``user_turn``): an input is one turn of a chat, ``messages`` ending with the
+user's own. The server holds inputs to it (a 422 otherwise), and clients see it in the assistant's schemas."""
+
+
+def user_turn(schema: type[T]) -> type[T]:
+    """Marks ``schema`` (an input ``TypedDict``) with :data:`USER_TURN` in its JSON schema."""
+    return with_config(ConfigDict(json_schema_extra={USER_TURN: True}))(schema)
 
 
 @dataclass(frozen=True)

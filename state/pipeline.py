@@ -8,7 +8,7 @@ from typing import Annotated, Literal, NotRequired
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from state.common import Messages, UsageLog
+from state.common import Messages, UsageLog, user_turn
 from state.team import Sentence, Source, TeamBoard
 
 PipelineFinish = Literal["approved", "revision_limit"]
@@ -38,6 +38,7 @@ class Review(TypedDict):
     """False when the judge gave no valid verdict (its criteria then count as failed)."""
 
 
+@user_turn
 class PipelineInput(TypedDict):
     messages: Messages
 

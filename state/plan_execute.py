@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from state.common import Artifacts, Messages, UsageLog
+from state.common import Artifacts, Messages, UsageLog, user_turn
 
 
 class PlanStep(BaseModel):
@@ -103,6 +103,7 @@ class StepTask(TypedDict):
     generation: int
 
 
+@user_turn
 class PlanExecuteInput(TypedDict):
     """What a caller sends: the request as a new message."""
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, NotRequired
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from state.common import Messages, UsageLog
+from state.common import Messages, UsageLog, user_turn
 from state.team import Instruction, Source, TeamBoard, Worker, WorkerReport, merge_reports
 
 FinishReason = Literal["completed", "round_limit", "loop_detected"]
@@ -44,6 +44,7 @@ class Delegation(TypedDict):
     progress_before: str
 
 
+@user_turn
 class SupervisorInput(TypedDict):
     messages: Messages
 

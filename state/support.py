@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, NotRequired, get_args
 from pydantic import BaseModel, Field, model_validator
 from typing_extensions import TypedDict
 
-from state.common import Messages, UsageLog
+from state.common import Messages, UsageLog, user_turn
 
 Category = Literal["technical", "billing", "general", "escalation"]
 Priority = Literal["low", "medium", "high", "critical"]
@@ -98,6 +98,7 @@ class Resolution(TypedDict):
     resolved_at: str
 
 
+@user_turn
 class SupportInput(TypedDict):
     """What a caller sends: the customer's next message."""
 

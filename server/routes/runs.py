@@ -11,7 +11,7 @@ from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from langchain_core.messages import convert_to_messages
+from langchain_core.messages import BaseMessage, convert_to_messages
 from langchain_core.runnables import RunnableConfig
 from pydantic import Field
 from sqlalchemy import bindparam, select, update
@@ -28,6 +28,7 @@ from server.deps import Loom, Services, thread_keys, visible_run, visible_thread
 from server.errors import ApiError, not_found
 from server.runs import output_values
 from server.schemas import MAX_OFFSET, RunCreate, StreamMode
+from state.common import USER_TURN
 
 router = APIRouter(tags=["runs"])
 NDJSON = "application/x-ndjson"
@@ -302,25 +303,31 @@ def validate_input(loom: Services, graph_id: str, payload: dict[str, Any] | None
     """Check input against the graph's input schema: unknown fields and malformed messages are 422."""
     if payload is None:
         return
-    properties = input_fields(loom.graphs[graph_id])
+    schema = input_schema(loom.graphs[graph_id])
+    properties = schema.get("properties", {})
     for field in payload:
         if field not in properties:
             raise ApiError(422, "invalid_input", f"input.{field}: unknown field; expected one of {sorted(properties)}")
+    parsed: list[BaseMessage] = []
     if "messages" in payload:
         messages = payload["messages"]
         if not isinstance(messages, list):
             raise ApiError(422, "invalid_input", "input.messages: must be a list of messages")
         for index, message in enumerate(messages):
             try:
-                convert_to_messages([message])
+                parsed.extend(convert_to_messages([message]))
             except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError) as exc:
                 raise ApiError(422, "invalid_input", f"input.messages.{index}: {exc}") from exc
+    if schema.get(USER_TURN) and (not parsed or parsed[-1].type != "human"):
+        got = f"the last is {parsed[-1].type!r}" if parsed else "there are none"
+        raise ApiError(422, "invalid_input", f"input.messages: this graph answers a user's message, and {got}")
 
 
 @lru_cache(maxsize=64)
-def input_fields(graph: Any) -> frozenset[str]:
-    """The input schema's field names; building the JSON schema costs ~40 ms of CPU, so once per graph."""
-    return frozenset(graph.get_input_jsonschema().get("properties", {}))
+def input_schema(graph: Any) -> dict[str, Any]:
+    """The input's JSON schema; building it costs ~40 ms of CPU, so once per graph."""
+    schema: dict[str, Any] = graph.get_input_jsonschema()
+    return schema
 
 
 # endpoints -----------------------------------------------------------------------------------------

@@ -204,6 +204,22 @@ async def test_langgraph_s_internal_config_keys_are_422(http: httpx.AsyncClient)
     assert (await http.get(f"/threads/{thread_id}/runs")).json() == []
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [{}, {"messages": []}, {"messages": [{"role": "assistant", "content": "hi"}]}],
+    ids=["no messages", "empty list", "assistant last"],
+)
+async def test_a_chat_graph_without_a_user_message_is_422(http: httpx.AsyncClient, payload: dict[str, Any]) -> None:
+    """Loom's chat graphs answer the user's last message; without one they used to fail inside a node."""
+    thread_id = (await http.post("/threads", json={})).json()["thread_id"]
+    answer = await http.post(f"/threads/{thread_id}/runs", json={"assistant_id": "assistant", "input": payload})
+    assert_error(answer, 422, "invalid_input")
+    assert answer.json()["detail"].startswith("input.messages: this graph answers a user's message")
+    assert (await http.get(f"/threads/{thread_id}/runs")).json() == []
+    schemas = (await http.get("/assistants/assistant/schemas")).json()
+    assert schemas["input_schema"]["x-loom-user-turn"] is True
+
+
 async def test_malformed_permissions_in_the_context_are_422(http: httpx.AsyncClient) -> None:
     for permissions in ("write", ["admin"], [1]):
         body = {"assistant_id": "whoami", "input": {"request": "x"}, "context": {"permissions": permissions}}
