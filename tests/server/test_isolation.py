@@ -156,7 +156,10 @@ async def test_runs_on_a_thread_stored_before_keys_use_its_bare_id(server: LoomS
 
     await asyncio.to_thread(stored_before_keys)
     a, b = get_client(url=server.url, api_key=KEYS["alice"]), get_client(url=server.url, api_key=KEYS["bob"])
-    assert await a.runs.wait("before-keys", "approval", input={"request": "old"}) == {"request": "old"}
+    waiting = await a.runs.wait("before-keys", "approval", input={"request": "old"})
+    assert waiting["request"] == "old" and [i["value"] for i in waiting["__interrupt__"]] == [
+        {"question": "approve old?"}
+    ]
     with pytest.raises(httpx.HTTPStatusError) as refused:  # the interrupt stands: new input is refused
         await a.runs.wait("before-keys", "approval", input={"request": "again"})
     assert refused.value.response.status_code == 409
