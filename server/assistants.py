@@ -13,12 +13,12 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, or_, select
+from sqlalchemy import ForeignKey, Integer, String, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from server.db import now, transaction
+from server.db import UtcDateTime, now, transaction
 from server.errors import ApiError, not_found
 from server.schemas import RunConfig
 from services.stores.db import Base
@@ -53,8 +53,8 @@ class AssistantRow(Base):
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     version: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
 
 
 class AssistantVersionRow(Base):
@@ -72,7 +72,7 @@ class AssistantVersionRow(Base):
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
 
 
 VERSIONED = ("graph_id", "name", "description", "config", "context", "metadata_")

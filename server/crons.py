@@ -10,7 +10,7 @@ admission as requests: while the queue is full a due cron waits, and fires once 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
@@ -62,7 +62,7 @@ async def fire_due(sessions: async_sessionmaker[AsyncSession], capacity: int) ->
             query = query.with_for_update(skip_locked=True)
         fired: list[str] = []
         for cron in (await session.scalars(query)).all():
-            if cron.end_time is not None and _utc(cron.end_time) <= moment:
+            if cron.end_time is not None and cron.end_time <= moment:
                 cron.enabled, cron.next_run_date = False, None
                 continue
             if unfinished + len(fired) >= capacity:  # full: this cron and the rest stay due
@@ -74,12 +74,6 @@ async def fire_due(sessions: async_sessionmaker[AsyncSession], capacity: int) ->
             except ApiError:  # no later date: this was its last firing
                 cron.enabled, cron.next_run_date = False, None
         return fired
-
-
-def _utc(moment: datetime | None) -> datetime:
-    """SQLite hands datetimes back without their zone; Loom stores UTC."""
-    moment = moment or now()
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 async def _insert_run(session: AsyncSession, cron: CronRow, scheduled: datetime | None) -> str:

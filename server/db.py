@@ -13,12 +13,14 @@ from typing import Any, Literal, TypeVar
 from sqlalchemy import (
     JSON,
     DateTime,
+    Dialect,
     ForeignKey,
     Index,
     Insert,
     Integer,
     String,
     Text,
+    TypeDecorator,
     create_engine,
     event,
     insert,
@@ -42,6 +44,17 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A UTC timestamp read back with its zone on every engine: SQLite keeps none, and an answer without an
+    offset (``2026-12-02T23:20:28``) is read as local time by JavaScript's ``Date``, among others."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -55,8 +68,8 @@ class ThreadRow(Base):
     graph_id: Mapped[str | None] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16), default="idle", index=True)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now, onupdate=now)
 
 
 class RunRow(Base):
@@ -78,7 +91,7 @@ class RunRow(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(256), unique=True, nullable=True)
     lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     """The worker executing the run; its lease ends at ``lease_expires_at`` unless renewed."""
-    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
     cancel_requested: Mapped[str | None] = mapped_column(String(16), nullable=True)
     """Why some process asked the run to stop (cancelled, interrupt, rollback); the worker reads it."""
     # The ``start_checkpoint_id`` column (migration 0002) is no longer read or written: a rollback finds the
@@ -89,8 +102,8 @@ class RunRow(Base):
     output: Mapped[str | None] = mapped_column(Text, nullable=True)
     """The final values (output schema) as JSON, written with the outcome: ``/wait`` answers from any process,
     also for a stateless run whose checkpoints are gone. Stored as the text already serialised, never re-encoded."""
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now, onupdate=now)
 
 
 class CronRow(Base):
@@ -110,10 +123,10 @@ class CronRow(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     enabled: Mapped[bool] = mapped_column(default=True)
     on_run_completed: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    next_run_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
+    end_time: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    next_run_date: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now, onupdate=now)
 
 
 def insert_row(session: Session, row: Base) -> None:

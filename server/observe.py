@@ -20,7 +20,7 @@ from server.db import RunRow, now
 def attempt(run: RunRow, worker_id: str, settings: Settings) -> Iterator[None]:
     """Around one attempt of a run: its queue wait, its trace span (current), its ids on every log line."""
     if settings.metrics and run.attempt == 1:
-        waited = (now() - telemetry.utc(run.created_at)).total_seconds()
+        waited = (now() - run.created_at).total_seconds()
         metrics.QUEUE_WAIT.labels(run.graph_id).observe(max(waited, 0.0))
     thread_id = public_thread_id(run.thread_id) if run.thread_id else None
     ids = {"run_id": run.run_id, "thread_id": thread_id, "user_id": run.owner, "graph_id": run.graph_id}

@@ -1,8 +1,8 @@
 """The shapes of Loom's main answers, for the OpenAPI document (``server/openapi.py`` attaches them).
 
 Routes build plain dicts in langgraph-api's shapes; these models only describe them, so the fuzzing
-test can check every answer against the document. Timestamps are strings: SQLite returns thread and
-run times without a UTC offset, so they are not RFC 3339 ``date-time`` values.
+test can check every answer against the document. Timestamps are strings, in UTC with their offset on
+every engine (``server.db.UtcDateTime``).
 """
 
 from __future__ import annotations

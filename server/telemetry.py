@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from langchain_core.tracers.langchain import LangChainTracer
@@ -122,10 +122,5 @@ def current_trace_id() -> str | None:
     return format(context.trace_id, "032x") if context.is_valid else None
 
 
-def utc(moment: datetime) -> datetime:
-    """SQLite gives timestamps back without their zone; Loom writes them in UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _ns(moment: datetime) -> int:
-    return int(utc(moment).timestamp() * 1e9)
+    return int(moment.timestamp() * 1e9)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -123,3 +124,20 @@ async def test_fork_with_new_input_reruns_from_the_checkpoint(server: LoomServer
     assert fork_point["parent_checkpoint"]["checkpoint_id"] == after_step_one["checkpoint"]["checkpoint_id"]
     original = await client.threads.get_state(tid, checkpoint_id=history[0]["checkpoint"]["checkpoint_id"])
     assert original["values"]["log"] == DONE, "the original branch is untouched"
+
+
+async def test_every_timestamp_says_it_is_utc(server: LoomServer) -> None:
+    """SQLite keeps no zone; an answer without one is local time to JavaScript's ``Date``."""
+    client = get_client(url=server.url)
+    created = await client.threads.create()
+    await client.runs.wait(created["thread_id"], "approval", input={"request": "x"})
+    thread = await client.threads.get(created["thread_id"])
+    [run] = await client.runs.list(created["thread_id"])
+    [assistant, *_] = await client.assistants.search()
+    stamps = [
+        *(created[k] for k in ("created_at", "updated_at")),
+        *(thread[k] for k in ("created_at", "updated_at", "state_updated_at")),
+        *(run[k] for k in ("created_at", "updated_at")),
+        *(assistant[k] for k in ("created_at", "updated_at")),
+    ]
+    assert all(datetime.fromisoformat(stamp).utcoffset() is not None for stamp in stamps), stamps
