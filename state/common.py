@@ -63,7 +63,8 @@ class Artifact(TypedDict):
     """A file a tool produced for this thread (image, chart), stored under the data directory."""
 
     kind: Literal["image", "chart", "file"]
-    path: str
+    name: str
+    """Its file name in the thread's artifact folder; never a path on the server, which is not the client's."""
     url: str
     """Where the HTTP API serves it to the thread's owner."""
     title: str

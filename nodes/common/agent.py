@@ -147,5 +147,5 @@ def artifacts_this_turn(messages: list[AnyMessage]) -> list[Artifact]:
     return [
         m.artifact  # type: ignore[misc]
         for m in messages_this_turn(messages)
-        if isinstance(m, ToolMessage) and isinstance(m.artifact, dict) and "path" in m.artifact
+        if isinstance(m, ToolMessage) and isinstance(m.artifact, dict) and "url" in m.artifact
     ]

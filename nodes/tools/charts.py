@@ -123,5 +123,5 @@ def create_chart(
     stats = describe(labels, values)
     summary = ", ".join(f"{key}: {value}" for key, value in stats.items())
     url = artifact_url(runtime.config, path)
-    artifact = Artifact(kind="chart", path=str(path), url=url, title=title or "Chart", media_type="image/png")
+    artifact = Artifact(kind="chart", name=path.name, url=url, title=title or "Chart", media_type="image/png")
     return f"Chart: {url}. Statistics: {summary}", artifact

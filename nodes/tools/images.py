@@ -66,10 +66,10 @@ def generate_image(
     if settings.openai_api_key:
         path = generate_with_openai(prompt, size, out_dir, settings)
         url = artifact_url(runtime.config, path)
-        artifact = Artifact(kind="image", path=str(path), url=url, title=prompt[:80], media_type="image/png")
+        artifact = Artifact(kind="image", name=path.name, url=url, title=prompt[:80], media_type="image/png")
         return f"Image generated with {settings.image_model}: {url}", artifact
     path = render_stand_in(prompt, size, out_dir)
     url = artifact_url(runtime.config, path)
     title = f"[stand-in] {prompt[:70]}"
-    artifact = Artifact(kind="image", path=str(path), url=url, title=title, media_type="image/png")
+    artifact = Artifact(kind="image", name=path.name, url=url, title=title, media_type="image/png")
     return f"Image: {url}. {STAND_IN_SENTENCE}", artifact

@@ -70,10 +70,10 @@ async def test_image_request_saves_a_labelled_stand_in_png(
     (artifact,) = state["artifacts"]
     assert result.text.startswith(f"Image: {artifact['url']}. ")
     assert artifact["kind"] == "image" and "[stand-in]" in artifact["title"]
-    with Image.open(artifact["path"]) as image:
+    # stored per owner and thread; the state names the file, never its path on the server
+    assert "path" not in artifact and str(get_settings().data_dir) not in json.dumps(state["artifacts"])
+    with Image.open(artifacts_folder(get_settings(), "demo", "t1") / artifact["name"]) as image:
         assert image.format == "PNG"
-    # stored per owner and thread
-    assert Path(artifact["path"]).parent == artifacts_folder(get_settings(), "demo", "t1")
 
 
 async def test_chart_request_renders_png_and_reports_real_statistics(
@@ -84,9 +84,9 @@ async def test_chart_request_renders_png_and_reports_real_statistics(
     (result,) = tool_results(state)
     assert "mean: 120.0" in result.text and "max: Q2 (150)" in result.text
     (artifact,) = state["artifacts"]
-    with Image.open(artifact["path"]) as image:
+    with Image.open(artifacts_folder(get_settings(), "demo", "t1") / artifact["name"]) as image:
         assert image.format == "PNG"
-    assert artifact["url"] == f"/threads/t1/artifacts/{Path(artifact['path']).name}"
+    assert artifact["url"] == f"/threads/t1/artifacts/{artifact['name']}"
     assert result.text.startswith(f"Chart: {artifact['url']}. ") and str(get_settings().data_dir) not in result.text
     # the analyst's model saw the tool's statistics before answering
     prompt = models.models["document_analyst"].calls[-1]
