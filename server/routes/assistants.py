@@ -6,6 +6,7 @@ The rows and the rules (default assistants, visibility, config/context kept in s
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import uuid
 from typing import Any, Literal
@@ -193,8 +194,12 @@ async def set_latest(assistant_id: str, body: LatestVersion, loom: Loom, caller:
 async def graph(
     assistant_id: str, loom: Loom, caller: CurrentCaller, xray: int | bool = Query(False)
 ) -> dict[str, Any]:
-    compiled = loom.graphs[(await _readable(loom, caller, assistant_id)).graph_id]
-    return compiled.get_graph(xray=xray).to_json()
+    row = await _readable(loom, caller, assistant_id)
+    if (rebuild := loom.manager.per_run.get(row.graph_id)) is None:
+        return loom.graphs[row.graph_id].get_graph(xray=xray).to_json()
+    async with contextlib.AsyncExitStack() as stack:  # a factory taking a config: drawn as this assistant builds it
+        built = await rebuild(stack=stack, config=copy.deepcopy(row.config))
+        return built.get_graph(xray=xray).to_json()
 
 
 @router.get("/{assistant_id}/subgraphs")

@@ -105,6 +105,10 @@ async def test_a_src_package_through_a_factory_and_a_module_path(notes: LoomServ
     assert isinstance(piped, dict) and piped["messages"][-1]["content"] == "3 notes: milk | eggs | tea"
     plus = await client.runs.wait(thread["thread_id"], "notes", input=note, config={"configurable": {"separator": "+"}})
     assert isinstance(plus, dict) and plus["messages"][-1]["content"] == "4 notes: milk+eggs+tea+tea"
+    recapping = await client.assistants.create("notes", config={"configurable": {"recap": True}})
+    drawn = await client.assistants.get_graph(recapping["assistant_id"])  # as that assistant builds it
+    assert {node["id"] for node in drawn["nodes"]} >= {"take_note", "recap"}
+    assert "recap" not in {node["id"] for node in (await client.assistants.get_graph("notes"))["nodes"]}
     counted = await client.runs.wait(None, "counter", input={"messages": [], "count": 41})
     assert isinstance(counted, dict) and counted["count"] == 42
 
