@@ -246,7 +246,25 @@ async def prepared(loom: Services, user: str, body: RunCreate) -> tuple[RunCreat
     body = merged_run(body, assistant)
     validate_input(loom, assistant.graph_id, body.input)
     validate_context(loom.graphs[assistant.graph_id], body.context)
+    if assistant.graph_id not in loom.manager.per_run:  # a factory's nodes may depend on the run's config
+        validate_breakpoints(loom.graphs[assistant.graph_id], body)
     return body, assistant
+
+
+def validate_breakpoints(graph: Any, body: RunCreate) -> None:
+    """``interrupt_before``/``after`` name nodes of the graph ("*": all); LangGraph would ignore a typo silently."""
+    for field in ("interrupt_before", "interrupt_after"):
+        names = getattr(body, field)
+        unknown = [] if names in (None, "*") else [name for name in names if name not in node_names(graph)]
+        if unknown:
+            nodes = sorted(name for name in node_names(graph) if not name.startswith("__"))
+            raise ApiError(422, "invalid_request", f"{field}: no node {unknown[0]!r}; the graph has {nodes}")
+
+
+@lru_cache(maxsize=64)
+def node_names(graph: Any) -> frozenset[str]:
+    """The graph's nodes and its subgraphs', once per graph."""
+    return frozenset(graph.nodes).union(*(sub.nodes for _, sub in graph.get_subgraphs(recurse=True)))
 
 
 def run_kwargs(body: RunCreate, ephemeral: bool, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:

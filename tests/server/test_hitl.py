@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from langgraph_sdk import get_client
-from langgraph_sdk.errors import ConflictError
+from langgraph_sdk.errors import ConflictError, UnprocessableEntityError
 
 from loom.processes import LoomServer
 from tests.server.live import collect, finished
@@ -126,3 +126,15 @@ async def test_state_edited_while_waiting_then_resumed(server: LoomServer) -> No
     result = await client.runs.wait(tid, "approval", command={"resume": "yes"})
     assert result == {"request": "a smaller refund", "decision": "yes"}
     assert (await client.threads.get(tid))["status"] == "idle"
+
+
+async def test_breakpoints_name_nodes_of_the_graph(server: LoomServer) -> None:
+    client = get_client(url=server.url)
+    tid = (await client.threads.create())["thread_id"]
+    with pytest.raises(UnprocessableEntityError) as refused:
+        await client.runs.create(tid, "approval", input=REFUND, interrupt_before=["ask_aproval"])
+    assert refused.value.response.json()["detail"].startswith("interrupt_before: no node 'ask_aproval'")
+    assert await client.runs.list(tid) == []
+
+    stopped = await client.runs.wait(tid, "approval", input=REFUND, interrupt_before=["ask_approval"])
+    assert stopped == REFUND and (await client.threads.get_state(tid))["next"] == ["ask_approval"]
