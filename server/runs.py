@@ -505,9 +505,7 @@ class RunManager:
         if thread_id:
             snapshot = await self.graphs[run["graph_id"]].aget_state({"configurable": {"thread_id": thread_id}})
             interrupts = [{"id": i.id, "value": i.value} for i in snapshot.interrupts]
-            checkpoint = dict(snapshot.config.get("configurable") or {}) if snapshot.config else None
-            if checkpoint and "thread_id" in checkpoint:
-                checkpoint["thread_id"] = public_thread_id(checkpoint["thread_id"])
+            checkpoint = checkpoint_of(snapshot.config)
             output = dumps(output_values(self.graphs[run["graph_id"]], snapshot.values, interrupts))
             if status == "success" and (interrupts or snapshot.next):
                 status = "interrupted"
