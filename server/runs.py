@@ -474,8 +474,14 @@ class RunManager:
         await self.graphs[run["graph_id"]].aupdate_state(config, None, as_node="__copy__")
 
     async def _refuse_input_over_interrupt(self, graph: Any, thread_id: str | None, kwargs: dict[str, Any]) -> None:
-        """A run queued with new input must not silently drop an interrupt raised while it waited."""
-        if not thread_id or kwargs.get("input") is None or kwargs.get("checkpoint_id"):
+        """A run queued with new input must not silently drop an interrupt raised while it waited, nor start
+        from nothing because its checkpoint was rolled back meanwhile."""
+        if thread_id and (checkpoint_id := kwargs.get("checkpoint_id")):
+            at = {"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": checkpoint_id}}
+            if await self.checkpointer.aget_tuple(at) is None:  # type: ignore[arg-type]
+                raise LookupError(f"checkpoint {checkpoint_id} is no longer in the thread (rolled back while queued)")
+            return
+        if not thread_id or kwargs.get("input") is None:
             return
         snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
         if snapshot.interrupts:

@@ -136,7 +136,9 @@ class Admission:
         if active and body.command is not None and body.command.resume is not None:
             message = "a run is active on this thread; resume once it has ended with an interrupt"
             raise ApiError(409, "thread_busy", message)
-        if not active and self.verdict is not None:
+        # a queued run meets the thread as the runs before it leave it, but no later run makes a missing
+        # checkpoint appear (its ids are new): that verdict holds even behind them
+        if self.verdict is not None and (not active or self.verdict.status == 404):
             raise self.verdict
         queue.admit(session, self.capacity)
         replaced = None

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
-from langgraph_sdk.errors import ConflictError, RateLimitError
+from langgraph_sdk.errors import ConflictError, NotFoundError, RateLimitError
 
 from loom.processes import LoomServer
 from tests.server.live import (
@@ -240,3 +240,17 @@ async def test_join_stream_sends_the_modes_asked_for(server: LoomServer) -> None
             "event: end",
         ]
         assert_error(await http.get(path, params={"stream_mode": "everything"}), 422, "invalid_request")
+
+
+async def test_an_unknown_checkpoint_is_404_behind_a_running_run_too(server: LoomServer) -> None:
+    """Queued, it would have started from an empty state and replaced the thread's history."""
+    client = get_client(url=server.url)
+    tid = (await client.threads.create())["thread_id"]
+    running = await start_gated(client, tid)
+    made_up = "1f0c0000-0000-6000-8000-000000000000"
+    with pytest.raises(NotFoundError) as refused:
+        await client.runs.create(tid, "gated", input=FIXTURE_INPUT, checkpoint_id=made_up)
+    assert refused.value.response.json()["code"] == "checkpoint_not_found"
+    assert [run["run_id"] for run in await client.runs.list(tid)] == [running["run_id"]]
+    open_gate(server, tid)
+    await client.runs.join(tid, running["run_id"])
