@@ -667,6 +667,7 @@ class LegacyMessages:
 
 def messages_events(chunk: Any, requested: list[str], legacy: LegacyMessages | None) -> list[tuple[str, Any]]:
     message, metadata = chunk
+    metadata = public_ids(metadata)  # it carries the run's config, the thread's key among it
     events: list[tuple[str, Any]] = []
     if "messages-tuple" in requested:
         events.append(("messages", [message, metadata]))

@@ -55,6 +55,7 @@ async def test_assistant_stream_carries_route_updates_tokens_and_end(server: Loo
     tokens = [p.data for p in parts if p.event == "messages"]
     assert len(tokens) > 1, "the reply streams token by token"
     assert {metadata["langgraph_node"] for _chunk, metadata in tokens} == {"content_writer"}
+    assert {metadata["thread_id"] for _chunk, metadata in tokens} == {tid}  # the id it chose, not the owner's key
     final = [p.data for p in parts if p.event == "values"][-1]
     reply = final["messages"][-1]
     assert reply["type"] == "ai" and reply["content"]
