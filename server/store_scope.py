@@ -9,6 +9,7 @@ from the server (the API key), never from the request.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -81,14 +82,14 @@ class ScopedStore(BaseStore):
         return op._replace(match_conditions=tuple(conditions), max_depth=depth)
 
     def _unscoped(self, result: Any) -> Any:
-        """Results as the caller wrote them: items and namespaces without the scope."""
+        """Results as the caller wrote them: items and namespaces without the scope, times with their zone."""
         if isinstance(result, SearchItem):
             return SearchItem(
                 self._strip(result.namespace),
                 result.key,
                 result.value,
-                result.created_at,
-                result.updated_at,
+                _utc(result.created_at),
+                _utc(result.updated_at),
                 result.score,
             )
         if isinstance(result, Item):
@@ -96,8 +97,8 @@ class ScopedStore(BaseStore):
                 value=result.value,
                 key=result.key,
                 namespace=self._strip(result.namespace),
-                created_at=result.created_at,
-                updated_at=result.updated_at,
+                created_at=_utc(result.created_at),
+                updated_at=_utc(result.updated_at),
             )
         if isinstance(result, list):
             return [self._unscoped(entry) for entry in result]
@@ -114,3 +115,8 @@ def with_caller_store(config: ConfigT, store: BaseStore | None, user: str) -> Co
     if store is not None:
         config["configurable"][CONFIG_KEY_RUNTIME] = Runtime(store=ScopedStore(store, user))
     return config
+
+
+def _utc(moment: datetime) -> datetime:
+    """LangGraph's SQLite store keeps ``CURRENT_TIMESTAMP`` (UTC) and reads it back without a zone."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

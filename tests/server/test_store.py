@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -34,6 +35,7 @@ async def test_items_are_put_read_searched_listed_and_deleted(server: LoomServer
     await alice.store.put_item(["memories", "projects"], key="ai", value={"name": "AI Strategy", "status": "draft"})
     item = await alice.store.get_item(["memories", "profile"], key="tone")
     assert item["namespace"] == ["memories", "profile"] and item["value"] == {"likes": "short answers"}
+    assert datetime.fromisoformat(item["created_at"]).utcoffset() is not None  # UTC, said so on every engine
     found = await alice.store.search_items(["memories"], filter={"status": "draft"})
     assert [(i["namespace"], i["key"]) for i in found["items"]] == [(["memories", "projects"], "ai")]
     listed = await alice.store.list_namespaces(prefix=["memories"])
