@@ -56,8 +56,16 @@ KEPT_OUTCOMES = 1024
 """Outcomes of runs this process finished, kept for a waiter here (``RunManager.recorded``); oldest go first."""
 
 
-class ThreadInterrupted(Exception):
+class QueuedRunRefused(Exception):
+    """A queued run cannot start as it was asked: the thread changed while it waited. An outcome, not a fault."""
+
+
+class ThreadInterrupted(QueuedRunRefused):
     """Raised before a queued run starts on a thread that now waits for a human."""
+
+
+class CheckpointGone(QueuedRunRefused):
+    """Raised before a queued run starts from a checkpoint that a rollback removed while it waited."""
 
 
 class SlotGuard:
@@ -379,6 +387,9 @@ class RunManager:
                 status, error = "error", {"error": "GraphRecursionError", "message": str(exc)}
             except BudgetExceeded as exc:  # refused before a node started: the checkpoint before it stands
                 status, error = "error", exc.error
+            except QueuedRunRefused as exc:
+                log.warning("run %s not started: %s", run_id, exc)
+                status, error = "error", {"error": type(exc).__name__, "message": str(exc)}
             except Exception as exc:  # a graph failure ends the run, never the server
                 log.exception("run %s failed", run_id)
                 status, error = "error", {"error": type(exc).__name__, "message": str(exc)}
@@ -479,7 +490,9 @@ class RunManager:
         if thread_id and (checkpoint_id := kwargs.get("checkpoint_id")):
             at = {"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": checkpoint_id}}
             if await self.checkpointer.aget_tuple(at) is None:  # type: ignore[arg-type]
-                raise LookupError(f"checkpoint {checkpoint_id} is no longer in the thread (rolled back while queued)")
+                raise CheckpointGone(
+                    f"checkpoint {checkpoint_id} is no longer in the thread (rolled back while queued)"
+                )
             return
         if not thread_id or kwargs.get("input") is None:
             return
