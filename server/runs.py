@@ -21,7 +21,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any, get_args
 
@@ -30,7 +30,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command
+from langgraph.types import Command, Interrupt
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -523,7 +523,7 @@ class RunManager:
             await self._restore_start(run_id, run)
         if thread_id:
             snapshot = await self.graphs[run["graph_id"]].aget_state({"configurable": {"thread_id": thread_id}})
-            interrupts = [{"id": i.id, "value": i.value} for i in snapshot.interrupts]
+            interrupts = interrupt_views(snapshot.interrupts)
             checkpoint = checkpoint_of(snapshot.config)
             output = dumps(output_values(self.graphs[run["graph_id"]], snapshot.values, interrupts))
             if status == "success" and (interrupts or snapshot.next):
@@ -590,6 +590,11 @@ def checkpoint_of(config: RunnableConfig | None) -> dict[str, Any] | None:
     if isinstance(key := checkpoint.get("thread_id"), str):
         checkpoint["thread_id"] = public_thread_id(key)
     return checkpoint
+
+
+def interrupt_views(interrupts: Iterable[Interrupt]) -> list[dict[str, Any]]:
+    """Interrupts as langgraph-api shows them: ``{id, value}``."""
+    return [{"id": i.id, "value": i.value} for i in interrupts]
 
 
 def debug_checkpoint(payload: dict[str, Any]) -> dict[str, Any]:

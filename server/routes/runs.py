@@ -26,7 +26,7 @@ from server.context import validate_context
 from server.db import RunRow, ThreadRow, insert_row, new_id, now, transaction
 from server.deps import Loom, Services, thread_keys, visible_run, visible_thread
 from server.errors import ApiError, not_found
-from server.runs import output_values
+from server.runs import interrupt_views, output_values
 from server.schemas import MAX_OFFSET, RunCreate, StreamMode
 from state.common import USER_TURN
 
@@ -591,8 +591,7 @@ async def outcome(loom: Services, run_id: str, status: str | None = None) -> Any
     if run.thread_id is None or run.kwargs.get("ephemeral"):
         return {}
     snapshot = await loom.graphs[run.graph_id].aget_state({"configurable": {"thread_id": run.thread_id}})
-    interrupts = [{"id": i.id, "value": i.value} for i in snapshot.interrupts]
-    return output_values(loom.graphs[run.graph_id], snapshot.values, interrupts)
+    return output_values(loom.graphs[run.graph_id], snapshot.values, interrupt_views(snapshot.interrupts))
 
 
 def _answer(status: str, error: dict[str, Any] | None, output: str | None) -> Any:

@@ -20,7 +20,7 @@ from server.auth import Caller, CurrentCaller, metadata_match
 from server.db import RunRow, ThreadRow, insert_row, new_id, now, transaction
 from server.deps import Loom, Services, owned_thread, stored_thread, visible_thread
 from server.errors import ApiError, not_found
-from server.runs import checkpoint_of
+from server.runs import checkpoint_of, interrupt_views
 from server.schemas import (
     CheckpointRef,
     HistoryQuery,
@@ -301,7 +301,7 @@ def snapshot_view(snapshot: StateSnapshot | None, thread_id: str | None = None) 
                 "name": task.name,
                 "path": list(task.path),
                 "error": repr(task.error) if task.error else None,
-                "interrupts": [{"id": i.id, "value": i.value} for i in task.interrupts],
+                "interrupts": interrupt_views(task.interrupts),
                 "checkpoint": None,
                 "state": snapshot_view(task.state) if isinstance(task.state, StateSnapshot) else None,
                 "result": task.result,
@@ -314,7 +314,7 @@ def snapshot_view(snapshot: StateSnapshot | None, thread_id: str | None = None) 
         "parent_checkpoint_id": (snapshot.parent_config or {}).get("configurable", {}).get("checkpoint_id"),
         "metadata": snapshot.metadata or {},
         "created_at": snapshot.created_at,
-        "interrupts": [{"id": i.id, "value": i.value} for i in snapshot.interrupts],
+        "interrupts": interrupt_views(snapshot.interrupts),
     }
 
 
@@ -332,7 +332,7 @@ async def thread_view(loom: Services, thread: ThreadRow, new: bool = False) -> d
         state_updated_at = snapshot.created_at or state_updated_at
         for task in snapshot.tasks:
             if task.interrupts:
-                interrupts[task.id] = [{"id": i.id, "value": i.value} for i in task.interrupts]
+                interrupts[task.id] = interrupt_views(task.interrupts)
     latest = None
     if not new:
         async with loom.sessions() as session:
