@@ -48,9 +48,7 @@ def next_fire(schedule: str, timezone: str | None, after: datetime) -> datetime:
 async def fire_due(sessions: async_sessionmaker[AsyncSession], capacity: int) -> list[str]:
     """Insert one run for every cron due now while fewer than ``capacity`` runs are unfinished; answers their ids."""
     async with sessions.begin() as session:
-        if session.get_bind().dialect.name == "postgresql":  # counted and inserted as one admission
-            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK})
-        unfinished = await session.scalar(UNFINISHED_COUNT) or 0
+        postgres = session.get_bind().dialect.name == "postgresql"
         moment = now()
         query = (
             select(CronRow)
@@ -58,10 +56,14 @@ async def fire_due(sessions: async_sessionmaker[AsyncSession], capacity: int) ->
             .order_by(CronRow.next_run_date)
             .limit(FIRINGS_PER_PASS)
         )
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
+        due = (await session.scalars(query.with_for_update(skip_locked=True) if postgres else query)).all()
+        if not due:  # the usual pass: neither admission's lock nor its count
+            return []
+        if postgres:  # counted and inserted as one admission
+            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK})
+        unfinished = await session.scalar(UNFINISHED_COUNT) or 0
         fired: list[str] = []
-        for cron in (await session.scalars(query)).all():
+        for cron in due:
             if cron.end_time is not None and cron.end_time <= moment:
                 cron.enabled, cron.next_run_date = False, None
                 continue
