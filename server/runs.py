@@ -415,7 +415,7 @@ class RunManager:
         kwargs = run["kwargs"]
         graph = self.graphs[run["graph_id"]]
         if run["attempt"] == 1 and run_id not in self._checked:  # it waited: an interrupt may have appeared
-            await self._refuse_input_over_interrupt(graph, run["thread_id"], kwargs)
+            await self._refuse_changed_thread(graph, run["thread_id"], kwargs)
         config = with_caller_store(run_config(run_id, run, kwargs), graph.store, run["owner"])
         run["meter"] = UsageMeter(self.settings, await run_limits(self.settings, self.sessions, run))
         # the meter counts every model call and refuses nodes past the budget; the observer traces and measures
@@ -484,7 +484,7 @@ class RunManager:
         config: RunnableConfig = {"configurable": {"thread_id": run["thread_id"], "checkpoint_id": start}}
         await self.graphs[run["graph_id"]].aupdate_state(config, None, as_node="__copy__")
 
-    async def _refuse_input_over_interrupt(self, graph: Any, thread_id: str | None, kwargs: dict[str, Any]) -> None:
+    async def _refuse_changed_thread(self, graph: Any, thread_id: str | None, kwargs: dict[str, Any]) -> None:
         """A run queued with new input must not silently drop an interrupt raised while it waited, nor start
         from nothing because its checkpoint was rolled back meanwhile."""
         if thread_id and (checkpoint_id := kwargs.get("checkpoint_id")):

@@ -113,6 +113,14 @@ def build_gated(checkpointer: Checkpointer = None) -> Any:
     return builder.compile(checkpointer=checkpointer, name="gated")
 
 
+def one_node(state: Any, node: Any, name: str, checkpointer: Checkpointer, **schemas: Any) -> Any:
+    """START → ``node`` (named after its function), the shape of most fixtures here."""
+    builder = StateGraph(state, **schemas)
+    builder.add_node(node.__name__, node)
+    builder.add_edge(START, node.__name__)
+    return builder.compile(checkpointer=checkpointer, name=name)
+
+
 class ApprovalState(TypedDict):
     request: str
     decision: str
@@ -140,10 +148,7 @@ def explode(state: GatedState) -> dict[str, Any]:
 
 
 def build_failing(checkpointer: Checkpointer = None) -> Any:
-    builder = StateGraph(GatedState)
-    builder.add_node("explode", explode)
-    builder.add_edge(START, "explode")
-    return builder.compile(checkpointer=checkpointer, name="failing")
+    return one_node(GatedState, explode, "failing", checkpointer)
 
 
 async def chart_on_the_loop(state: GatedState, config: RunnableConfig) -> dict[str, Any]:
@@ -154,10 +159,7 @@ async def chart_on_the_loop(state: GatedState, config: RunnableConfig) -> dict[s
 
 
 def build_blocking(checkpointer: Checkpointer = None) -> Any:
-    builder = StateGraph(GatedState)
-    builder.add_node("chart_on_the_loop", chart_on_the_loop)
-    builder.add_edge(START, "chart_on_the_loop")
-    return builder.compile(checkpointer=checkpointer, name="blocking")
+    return one_node(GatedState, chart_on_the_loop, "blocking", checkpointer)
 
 
 class ProviderDown(Exception):
@@ -193,10 +195,7 @@ def whoami(state: WhoamiState, runtime: Runtime[RunContext]) -> dict[str, Any]:
 
 
 def build_whoami(checkpointer: Checkpointer = None) -> Any:
-    builder = StateGraph(WhoamiState, context_schema=RunContext)
-    builder.add_node("whoami", whoami)
-    builder.add_edge(START, "whoami")
-    return builder.compile(checkpointer=checkpointer, name="whoami")
+    return one_node(WhoamiState, whoami, "whoami", checkpointer, context_schema=RunContext)
 
 
 class ConfigProbeState(TypedDict):
@@ -216,10 +215,7 @@ def report_config(state: ConfigProbeState, config: RunnableConfig) -> dict[str, 
 
 
 def build_config_probe(checkpointer: Checkpointer = None) -> Any:
-    builder = StateGraph(ConfigProbeState)
-    builder.add_node("report_config", report_config)
-    builder.add_edge(START, "report_config")
-    return builder.compile(checkpointer=checkpointer, name="config_probe")
+    return one_node(ConfigProbeState, report_config, "config_probe", checkpointer)
 
 
 class ToolLoopState(TypedDict):
