@@ -145,6 +145,8 @@ class Admission:
         if active and body.multitask_strategy in ("interrupt", "rollback"):
             replaced = queue.replace_inflight(active, body.multitask_strategy)
         created = now()
+        metadata = self._run_metadata(thread)
+        self.kwargs["metadata"] = metadata  # what the graph finds in ``config["metadata"]``
         run = RunRow(
             run_id=new_id(),
             thread_id=thread.thread_id,
@@ -153,7 +155,7 @@ class Admission:
             graph_id=self.assistant.graph_id,
             multitask_strategy=body.multitask_strategy,
             kwargs=self.kwargs,
-            metadata_=self.asked["metadata"],
+            metadata_=metadata,
             idempotency_key=f"{self.user}:{self.idempotency_key}" if self.idempotency_key else None,
             status="pending",
             attempt=1,
@@ -166,6 +168,13 @@ class Admission:
         thread.store(session, self.assistant)
         insert_row(session, run)
         return run, replaced, True
+
+    def _run_metadata(self, thread: AdmittedThread) -> dict[str, Any]:
+        """As langgraph-api: the assistant's metadata, the thread's, the config's, then the request's (the
+        later wins), so a graph finds a tag its client put on the thread (a tenant, a channel) on every run."""
+        config_metadata = (self.body.config.metadata if self.body.config else None) or {}
+        merged = {**self.assistant.metadata_, **thread.metadata, **config_metadata, **self.asked["metadata"]}
+        return {**merged, "assistant_id": self.assistant.assistant_id}
 
     def _thread(self, session: Session) -> AdmittedThread:
         """The run's thread: found (and passing the project's auth filter), or new with the run's metadata."""

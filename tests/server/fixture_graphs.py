@@ -210,6 +210,7 @@ def report_config(state: ConfigProbeState, config: RunnableConfig) -> dict[str, 
         "seen": {
             "configurable": {key: configurable.get(key) for key in wanted},
             "metadata": {key: metadata.get(key) for key in (*wanted, "run_attempt")},
+            "labels": {key: metadata.get(key) for key in ("tenant", "channel")},
         }
     }
 

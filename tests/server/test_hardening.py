@@ -191,7 +191,25 @@ async def test_a_graph_finds_the_run_s_ids_where_langgraph_api_puts_them(server:
         [run] = (await http.get(f"/threads/{thread_id}/runs")).json()
     assert answer.status_code == 200, answer.text
     ids = {"run_id": run["run_id"], "graph_id": "config_probe", "assistant_id": run["assistant_id"], "user_id": "bob"}
-    assert answer.json()["seen"] == {"configurable": ids, "metadata": {**ids, "run_attempt": 1}}
+    seen = answer.json()["seen"]
+    assert (seen["configurable"], seen["metadata"]) == (ids, {**ids, "run_attempt": 1})
+
+
+async def test_a_run_carries_its_thread_s_metadata_as_langgraph_api_merges_it(server: LoomServer) -> None:
+    """A tag the client put on the thread reaches every run's ``config["metadata"]`` and the run's own metadata;
+    the run's metadata wins a clash, and the assistant id cannot be overridden."""
+    thread_tags = {"tenant": "acme", "channel": "email"}
+    run_tags = {"channel": "web", "assistant_id": "spoofed"}
+    async with httpx.AsyncClient(base_url=server.url, headers=BOB, timeout=60) as http:
+        thread_id = (await http.post("/threads", json={"metadata": thread_tags})).json()["thread_id"]
+        body = {"assistant_id": "config_probe", "input": {}, "metadata": run_tags}
+        answer = await http.post(f"/threads/{thread_id}/runs/wait", json=body)
+        [run] = (await http.get(f"/threads/{thread_id}/runs")).json()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["seen"]["labels"] == {"tenant": "acme", "channel": "web"}
+    assert {key: run["metadata"].get(key) for key in ("tenant", "channel")} == {"tenant": "acme", "channel": "web"}
+    assert run["metadata"]["assistant_id"] == run["assistant_id"] != "spoofed"
+    assert answer.json()["seen"]["metadata"]["assistant_id"] == run["assistant_id"]
 
 
 async def test_langgraph_s_internal_config_keys_are_422(http: httpx.AsyncClient) -> None:
