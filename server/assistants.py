@@ -148,6 +148,16 @@ def synced(config: dict[str, Any], context: dict[str, Any] | None) -> tuple[dict
     return config, context
 
 
+def run_metadata(assistant_id: str, *layers: dict[str, Any] | None) -> dict[str, Any]:
+    """A run's metadata as langgraph-api merges it: the assistant's, the thread's, the config's, the request's
+    (a later layer wins), so a graph finds a tag its client put on the thread (a tenant, a channel) on every
+    run; the assistant id is the run's own, whatever a layer says."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(layer or {})
+    return {**merged, "assistant_id": assistant_id}
+
+
 def merged_run(body: Any, assistant: AssistantRow) -> Any:
     """A run body with the assistant's config and context underneath the run's own (the run wins)."""
     if not assistant.config and not assistant.context:

@@ -18,6 +18,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.threads import thread_key
+from server.assistants import AssistantRow, run_metadata
 from server.db import CronRow, RunRow, ThreadRow, new_id, now
 from server.errors import ApiError
 from server.queue import ADMISSION_LOCK, UNFINISHED_COUNT
@@ -81,10 +82,17 @@ async def fire_due(sessions: async_sessionmaker[AsyncSession], capacity: int) ->
 async def _insert_run(session: AsyncSession, cron: CronRow, scheduled: datetime | None) -> str:
     thread_id = cron.thread_id
     kwargs = dict(cron.payload.get("kwargs") or {})
+    thread = await session.get(ThreadRow, thread_id) if thread_id else None
     if thread_id is None:  # a stateless cron: a new thread per firing
         thread_id = thread_key(cron.owner, new_id())
         session.add(ThreadRow(thread_id=thread_id, owner=cron.owner, graph_id=cron.graph_id, metadata_={}))
         kwargs["ephemeral"] = cron.on_run_completed != "keep"
+    assistant = await session.get(AssistantRow, cron.assistant_id)
+    firing = {**cron.metadata_, "cron_id": cron.cron_id, "scheduled_at": scheduled.isoformat() if scheduled else None}
+    assistant_metadata = assistant.metadata_ if assistant else None
+    thread_metadata = thread.metadata_ if thread else None
+    config_metadata = (kwargs.get("config") or {}).get("metadata")
+    kwargs["metadata"] = run_metadata(cron.assistant_id, assistant_metadata, thread_metadata, config_metadata, firing)
     run = RunRow(
         run_id=new_id(),
         thread_id=thread_id,
@@ -95,11 +103,7 @@ async def _insert_run(session: AsyncSession, cron: CronRow, scheduled: datetime 
         attempt=1,
         multitask_strategy=cron.payload.get("multitask_strategy") or "enqueue",
         kwargs=kwargs,
-        metadata_={
-            **cron.metadata_,
-            "cron_id": cron.cron_id,
-            "scheduled_at": scheduled.isoformat() if scheduled else None,
-        },
+        metadata_=kwargs["metadata"],
         created_at=now(),
     )
     await session.flush()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Response
@@ -61,6 +61,12 @@ async def _create(loom: Services, caller: Caller, thread_id: str | None, body: C
     if body.command is not None:
         raise ApiError(422, "invalid_cron", "command: a cron starts new runs; send input")
     first = await asyncio.to_thread(next_fire, body.schedule, body.timezone, now())  # may read a zone file
+    end_time = body.end_time
+    if end_time is not None:
+        end_time = end_time if end_time.tzinfo is not None else end_time.replace(tzinfo=UTC)  # naive: UTC
+        if end_time <= first:
+            message = f"end_time: {end_time.isoformat()} is not after the first firing, {first.isoformat()}"
+            raise ApiError(422, "invalid_cron", message)
     kwargs = run_kwargs(body, ephemeral=False, exclude=CRON_ONLY)
     async with loom.sessions.begin() as session:
         if thread_id is not None:
@@ -76,7 +82,7 @@ async def _create(loom: Services, caller: Caller, thread_id: str | None, body: C
             metadata_=asked["metadata"],
             enabled=body.enabled,
             on_run_completed=body.on_run_completed,
-            end_time=body.end_time,
+            end_time=end_time,
             next_run_date=first if body.enabled else None,
         )
         session.add(cron)

@@ -20,7 +20,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from loom.threads import public_thread_id, thread_key
 from server import queue, telemetry
-from server.assistants import AssistantRow, merged_run
+from server.assistants import AssistantRow, merged_run, run_metadata
 from server.auth import Caller, CurrentCaller, matches
 from server.context import validate_context
 from server.db import RunRow, ThreadRow, insert_row, new_id, now, transaction
@@ -145,7 +145,9 @@ class Admission:
         if active and body.multitask_strategy in ("interrupt", "rollback"):
             replaced = queue.replace_inflight(active, body.multitask_strategy)
         created = now()
-        metadata = self._run_metadata(thread)
+        config_metadata = self.body.config.metadata if self.body.config else None
+        layers = (self.assistant.metadata_, thread.metadata, config_metadata, self.asked["metadata"])
+        metadata = run_metadata(self.assistant.assistant_id, *layers)
         self.kwargs["metadata"] = metadata  # what the graph finds in ``config["metadata"]``
         run = RunRow(
             run_id=new_id(),
@@ -168,13 +170,6 @@ class Admission:
         thread.store(session, self.assistant)
         insert_row(session, run)
         return run, replaced, True
-
-    def _run_metadata(self, thread: AdmittedThread) -> dict[str, Any]:
-        """As langgraph-api: the assistant's metadata, the thread's, the config's, then the request's (the
-        later wins), so a graph finds a tag its client put on the thread (a tenant, a channel) on every run."""
-        config_metadata = (self.body.config.metadata if self.body.config else None) or {}
-        merged = {**self.assistant.metadata_, **thread.metadata, **config_metadata, **self.asked["metadata"]}
-        return {**merged, "assistant_id": self.assistant.assistant_id}
 
     def _thread(self, session: Session) -> AdmittedThread:
         """The run's thread: found (and passing the project's auth filter), or new with the run's metadata."""

@@ -1,12 +1,14 @@
-"""Scheduled runs in the database: firings pass admission like requests, and a schedule must name a date."""
+"""Scheduled runs: firings pass admission like requests and carry their thread's metadata; each cron can fire."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
+from loom.processes import LoomServer
 from server.crons import fire_due, next_fire
 from server.db import CronRow, RunRow, ThreadRow, now, open_database
 from server.errors import ApiError
@@ -51,3 +53,43 @@ def test_a_schedule_that_names_no_date_is_422(schedule: str) -> None:
         next_fire(schedule, None, now())
     assert (refused.value.status, refused.value.code) == (422, "invalid_schedule")
     assert "never fires" in str(refused.value)
+
+
+async def test_a_fired_run_carries_its_thread_s_and_cron_s_metadata(database_url: str) -> None:
+    """As a requested run: the thread's tags, then the cron's, reach the run and the graph's config metadata."""
+    engine, sessions = await open_database(database_url)
+    try:
+        async with sessions.begin() as session:
+            session.add(ThreadRow(thread_id="t", owner="ann", metadata_={"tenant": "acme", "channel": "email"}))
+            await session.flush()
+            cron = due_cron("t")
+            cron.metadata_ = {"channel": "cron", "assistant_id": "spoofed"}
+            session.add(cron)
+        [run_id] = await fire_due(sessions, capacity=3)
+        async with sessions() as session:
+            run = await session.get_one(RunRow, run_id)
+        assert run.metadata_ == run.kwargs["metadata"]
+        assert {key: run.metadata_[key] for key in ("tenant", "channel", "cron_id", "assistant_id")} == {
+            "tenant": "acme", "channel": "cron", "cron_id": cron.cron_id, "assistant_id": "a",
+        }  # fmt: skip
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("end_time", ["2020-01-01T00:00:00Z", "2020-01-01T00:00:00"])
+async def test_a_cron_that_ends_before_its_first_firing_is_422(server: LoomServer, end_time: str) -> None:
+    """It would never fire; a naive end_time is read as UTC (it used to be a 500 beside the zoned first date)."""
+    cron = {"assistant_id": "approval", "schedule": "0 0 * * *", "end_time": end_time}
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        refused = await http.post("/runs/crons", json=cron)
+        later = (datetime.now(UTC) + timedelta(days=30)).replace(tzinfo=None).isoformat()
+        accepted = await http.post("/runs/crons", json={**cron, "end_time": later})
+        listed = (await http.post("/runs/crons/search", json={"limit": 1000})).json()
+        if accepted.status_code == 200:
+            await http.delete(f"/runs/crons/{accepted.json()['cron_id']}")
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"].startswith("end_time: ")
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["end_time"].endswith(("+00:00", "Z"))
+    assert [c["cron_id"] for c in listed].count(accepted.json()["cron_id"]) == 1
+    assert all(c["end_time"] != "2020-01-01T00:00:00+00:00" for c in listed)
