@@ -202,6 +202,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.http_protocol import head_deadline_protocol
     from server.logs import configure_logging
 
     worker = not hasattr(args, "no_workers")
@@ -216,7 +217,10 @@ def _serve(args: argparse.Namespace) -> int:
         role, args.host, args.port, settings.model_for("router"), settings.data_dir.resolve(),
     )  # fmt: skip
     app = create_app(settings, api=not worker)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), log_config=None)
+    protocol = head_deadline_protocol(settings.header_read_timeout_s)
+    uvicorn.run(
+        app, host=args.host, port=args.port, http=protocol, log_level=settings.log_level.lower(), log_config=None
+    )
     return 0
 
 

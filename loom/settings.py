@@ -227,6 +227,13 @@ class Settings(BaseSettings):
     body_read_timeout_s: float = Field(
         default=10.0, gt=0, le=600, description="Time to receive a whole request body; a slower one gets 408."
     )
+    header_read_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Time to receive a request's line and headers, from the connection opening or the previous "
+        "response; a slower client's connection is closed (408 if it had begun a request).",
+    )
     detect_blocking: bool = Field(
         default=False,
         description="Fail a run that makes a blocking call on the event loop (blockbuster, as langgraph dev "

@@ -27,6 +27,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoomServer]:
         "LOOM_API_KEYS": json.dumps(KEYS),
         "LOOM_USER_PERMISSIONS": json.dumps({"alice": ["read", "write"]}),
         "LOOM_BODY_READ_TIMEOUT_S": "1",
+        "LOOM_HEADER_READ_TIMEOUT_S": "1",
     }
     with serving(tmp_path_factory.mktemp("hardening"), **env) as live:
         yield live
@@ -158,6 +159,31 @@ def test_half_sent_bodies_are_answered_408_and_dropped(server: LoomServer) -> No
             assert b'"code": "body_timeout"' in answer
     finally:
         for sock in sockets:
+            sock.close()
+    assert httpx.get(f"{server.url}/ok").status_code == 200
+
+
+def test_connections_that_never_finish_a_request_head_are_closed(server: LoomServer) -> None:
+    """Silent connections, and half-sent heads before or after a response, would each hold a descriptor for ever."""
+    silent = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(10)]
+    half_sent = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(10)]
+    answered = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    try:
+        for sock in half_sent:
+            sock.sendall(b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-")
+        answered.sendall(b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /ok HTTP/1.1\r\nHost: 12")
+        for sock in (*silent, *half_sent, answered):
+            answer = b""
+            while chunk := sock.recv(4096):  # returns b"" once the server closes the connection
+                answer += chunk
+            if sock in silent:
+                assert answer == b""
+            elif sock in half_sent:
+                assert answer.startswith(b"HTTP/1.1 408") and b'"code": "header_timeout"' in answer, answer
+            else:  # the first request answered, the second's head never finished
+                assert answer.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 408" in answer, answer
+    finally:
+        for sock in (*silent, *half_sent, answered):
             sock.close()
     assert httpx.get(f"{server.url}/ok").status_code == 200
 
