@@ -219,6 +219,13 @@ class Settings(BaseSettings):
         "embedded model also wait for one of its LOOM_LOCAL_PARALLEL slots.",
     )
     server_queue_size: int = Field(default=64, ge=1, le=100_000, description="Accepted runs waiting; then 429.")
+    user_max_unfinished_runs: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="At most this many accepted-but-unfinished runs per user, then 429, so that one user cannot "
+        "fill the queue for everyone (a cron of a user at the limit waits); unset: only the server's limit.",
+    )
     run_retry_budget: int = Field(
         default=10, ge=0, le=1000, description="Retries of transient errors allowed across all nodes of one run."
     )

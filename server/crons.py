@@ -21,7 +21,7 @@ from loom.threads import thread_key
 from server.assistants import AssistantRow, run_metadata
 from server.db import CronRow, RunRow, ThreadRow, new_id, now
 from server.errors import ApiError
-from server.queue import ADMISSION_LOCK, UNFINISHED_COUNT
+from server.queue import ADMISSION_LOCK, OWNER_UNFINISHED_COUNT, UNFINISHED_COUNT
 
 FIRINGS_PER_PASS = 100
 """Crons fired per transaction; the rest wait for the next pass."""
@@ -46,8 +46,9 @@ def next_fire(schedule: str, timezone: str | None, after: datetime) -> datetime:
     return fire
 
 
-async def fire_due(sessions: async_sessionmaker[AsyncSession], capacity: int) -> list[str]:
-    """Insert one run for every cron due now while fewer than ``capacity`` runs are unfinished; answers their ids."""
+async def fire_due(sessions: async_sessionmaker[AsyncSession], capacity: int, per_user: int | None = None) -> list[str]:
+    """Insert one run for every cron due now while fewer than ``capacity`` runs are unfinished (and, with
+    ``per_user``, fewer than that many of its owner's: the others' crons still fire); answers their ids."""
     async with sessions.begin() as session:
         postgres = session.get_bind().dialect.name == "postgresql"
         moment = now()
@@ -70,6 +71,8 @@ async def fire_due(sessions: async_sessionmaker[AsyncSession], capacity: int) ->
                 continue
             if unfinished + len(fired) >= capacity:  # full: this cron and the rest stay due
                 break
+            if per_user is not None and await _owner_unfinished(session, cron.owner) >= per_user:
+                continue  # its owner's share is full: it stays due
             scheduled = cron.next_run_date
             fired.append(await _insert_run(session, cron, scheduled))
             try:  # a time zone's first use reads its file from disk: off the event loop
@@ -77,6 +80,11 @@ async def fire_due(sessions: async_sessionmaker[AsyncSession], capacity: int) ->
             except ApiError:  # no later date: this was its last firing
                 cron.enabled, cron.next_run_date = False, None
         return fired
+
+
+async def _owner_unfinished(session: AsyncSession, owner: str) -> int:
+    """Counted after autoflush, so the runs this pass fired for ``owner`` count too."""
+    return await session.scalar(OWNER_UNFINISHED_COUNT, {"p_owner": owner}) or 0
 
 
 async def _insert_run(session: AsyncSession, cron: CronRow, scheduled: datetime | None) -> str:

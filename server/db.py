@@ -74,7 +74,10 @@ class ThreadRow(Base):
 
 class RunRow(Base):
     __tablename__ = "loom_runs"
-    __table_args__ = (Index("ix_loom_runs_claim", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_loom_runs_claim", "status", "created_at"),
+        Index("ix_loom_runs_owner_status", "owner", "status"),
+    )
 
     run_id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
     thread_id: Mapped[str | None] = mapped_column(ForeignKey("loom_threads.thread_id", ondelete="CASCADE"), index=True)

@@ -31,6 +31,8 @@ from server.errors import ApiError
 UNFINISHED = ("pending", "running")
 UNFINISHED_COUNT = select(func.count()).select_from(RunRow).where(RunRow.status.in_(UNFINISHED))
 """Accepted-but-unfinished runs, every thread: what admission holds against its capacity."""
+OWNER_UNFINISHED_COUNT = UNFINISHED_COUNT.where(RunRow.owner == bindparam("p_owner"))
+"""One user's share of them (``LOOM_USER_MAX_UNFINISHED_RUNS``)."""
 ADMISSION_LOCK = 0x4C4F4F4D  # "LOOM": the advisory lock that serialises run admission on PostgreSQL
 
 
@@ -65,8 +67,9 @@ def lock_admission(session: Session) -> None:
         session.connection().execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK})
 
 
-def admit(session: Session, capacity: int) -> None:
-    """429 unless fewer than ``capacity`` runs are accepted and unfinished (running, queued, or waiting on a thread).
+def admit(session: Session, capacity: int, owner: str, per_user: int | None) -> None:
+    """429 unless fewer than ``capacity`` runs are accepted and unfinished (running, queued, or waiting on a thread),
+    and, with ``per_user``, fewer than that many of them are ``owner``'s: one user cannot fill the queue for all.
 
     Called inside the transaction that inserts the run, after ``lock_admission``: the count and the insert are
     one step.
@@ -74,6 +77,12 @@ def admit(session: Session, capacity: int) -> None:
     unfinished = session.connection().scalar(UNFINISHED_COUNT)
     if (unfinished or 0) >= capacity:
         raise ApiError(429, "queue_full", "the run queue is full; retry later", headers={"Retry-After": "2"})
+    if (
+        per_user is not None
+        and (session.connection().scalar(OWNER_UNFINISHED_COUNT, {"p_owner": owner}) or 0) >= per_user
+    ):
+        message = f"you have {per_user} unfinished runs, the most one user may have queued; retry when one ends"
+        raise ApiError(429, "user_queue_full", message, headers={"Retry-After": "2"})
 
 
 @dataclass

@@ -306,7 +306,7 @@ class RunManager:
                     await self._reap()
                     next_reap = time.monotonic() + self.settings.run_lease_s / 2
                 if time.monotonic() >= next_cron:
-                    await crons.fire_due(self.sessions, self.capacity())
+                    await crons.fire_due(self.sessions, self.capacity(), self.settings.user_max_unfinished_runs)
                     next_cron = time.monotonic() + self.settings.run_poll_s
                 free = self.settings.server_concurrency - len(self._tasks) - self._reserved
                 self._backlog = free <= 0

@@ -62,6 +62,7 @@ async def start_run(
         kwargs=kwargs,
         idempotency_key=idempotency_key,
         capacity=loom.manager.capacity(),
+        per_user=loom.settings.user_max_unfinished_runs,
         lease=loom.manager.lease,
     )
     # The thread's checkpoint is read before the transaction, so the database is not held during it; the
@@ -113,6 +114,8 @@ class Admission:
     idempotency_key: str | None
     capacity: int
     """Accepted-but-unfinished runs allowed (``RunManager.capacity``)."""
+    per_user: int | None
+    """Of which one user's (``LOOM_USER_MAX_UNFINISHED_RUNS``)."""
     lease: Callable[[RunRow], None]
     """Marks a run claimed by this process's worker (``RunManager.lease``)."""
     verdict: ApiError | None = None
@@ -140,7 +143,7 @@ class Admission:
         # checkpoint appear (its ids are new): that verdict holds even behind them
         if self.verdict is not None and (not active or self.verdict.status == 404):
             raise self.verdict
-        queue.admit(session, self.capacity)
+        queue.admit(session, self.capacity, self.user, self.per_user)
         replaced = None
         if active and body.multitask_strategy in ("interrupt", "rollback"):
             replaced = queue.replace_inflight(active, body.multitask_strategy)

@@ -47,6 +47,27 @@ async def test_due_crons_fire_only_while_the_queue_has_room(database_url: str) -
         await engine.dispose()
 
 
+async def test_a_user_at_their_share_waits_while_others_crons_fire(database_url: str) -> None:
+    """``per_user``: ann has a run going and a share of one, so her due cron waits; bo's fires."""
+    engine, sessions = await open_database(database_url)
+    try:
+        async with sessions.begin() as session:
+            session.add_all([ThreadRow(thread_id="t0", owner="ann"), ThreadRow(thread_id="t1", owner="bo")])
+            await session.flush()
+            session.add(RunRow(thread_id="t0", owner="ann", assistant_id="a", graph_id="g", status="running"))
+            session.add_all([due_cron("t0"), due_cron("t1")])
+            await session.flush()
+            (await session.scalars(select(CronRow).where(CronRow.thread_id == "t1"))).one().owner = "bo"
+
+        [fired] = await fire_due(sessions, capacity=10, per_user=1)
+        async with sessions() as session:
+            assert (await session.get_one(RunRow, fired)).owner == "bo"
+            waiting = await session.scalar(select(CronRow).where(CronRow.next_run_date <= now()))
+        assert waiting is not None and waiting.owner == "ann"
+    finally:
+        await engine.dispose()
+
+
 @pytest.mark.parametrize("schedule", ["0 0 30 2 *", "0 0 31 4 *"])
 def test_a_schedule_that_names_no_date_is_422(schedule: str) -> None:
     with pytest.raises(ApiError) as refused:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import aclosing
 from pathlib import Path
 
@@ -190,6 +191,30 @@ async def test_full_queue_answers_429_and_drops_nothing_accepted(tmp_path: Path)
         assert (await finished(client, running, first["run_id"]))["status"] == "success"
         assert (await finished(client, queued, second["run_id"]))["status"] == "success"
         assert (await client.threads.get_state(queued))["values"]["log"] == DONE
+
+
+async def test_one_user_cannot_fill_the_queue_for_everyone(tmp_path: Path) -> None:
+    """``LOOM_USER_MAX_UNFINISHED_RUNS``: alice's second run is a 429 while bob's first is accepted and runs."""
+    keys = json.dumps({"alice": "ka", "bob": "kb"})
+    with serving(tmp_path / "share", LOOM_API_KEYS=keys, LOOM_USER_MAX_UNFINISHED_RUNS="1") as server:
+        alice = get_client(url=server.url, api_key="ka")
+        bob = get_client(url=server.url, api_key="kb")
+        busy, refused, bobs = await new_thread(alice), await new_thread(alice), await new_thread(bob)
+        first = await start_gated(alice, busy)
+        with pytest.raises(RateLimitError) as full:
+            await alice.runs.create(refused, "gated", input=FIXTURE_INPUT)
+        assert int(full.value.response.headers["Retry-After"]) > 0
+        assert full.value.response.json()["code"] == "user_queue_full"
+        assert await alice.runs.list(refused) == []
+
+        open_gate(server, bobs)
+        theirs = await bob.runs.create(bobs, "gated", input=FIXTURE_INPUT)
+        assert (await finished(bob, bobs, theirs["run_id"]))["status"] == "success"
+        open_gate(server, busy)
+        assert (await finished(alice, busy, first["run_id"]))["status"] == "success"
+        open_gate(server, refused)
+        again = await alice.runs.create(refused, "gated", input=FIXTURE_INPUT)  # her share is free again
+        assert (await finished(alice, refused, again["run_id"]))["status"] == "success"
 
 
 async def test_run_timeout_ends_the_run_and_frees_the_thread(tmp_path: Path) -> None:
