@@ -1,4 +1,4 @@
-"""Cancel with action=rollback undoes the run; queued input never swallows a newer interrupt."""
+"""Cancel with action=rollback undoes the run; queued input never swallows a newer interrupt or a lost checkpoint."""
 
 from __future__ import annotations
 
@@ -61,3 +61,24 @@ async def test_rolling_back_a_fork_restores_the_threads_latest_state_not_the_for
     await client.runs.cancel(thread, fork["run_id"], wait=True, action="rollback")
     assert (await client.threads.get_state(thread))["values"] == latest, "the state before the fork, not at its point"
     assert (await client.threads.get(thread))["status"] == "idle"
+
+
+async def test_a_run_queued_at_a_checkpoint_a_rollback_removed_ends_in_error(fixture_server: LoomServer) -> None:
+    """The checkpoint existed when the run was queued; the run before it was rolled back, taking it along.
+    Started anyway, LangGraph would begin from an empty thread and call that success."""
+    client = get_client(url=fixture_server.url)
+    thread = (await client.threads.create())["thread_id"]
+    running = await start_gated(client, thread)
+    history = await client.threads.get_history(thread)
+    [its_own, *_] = [state for state in history if state["metadata"].get("run_id") == running["run_id"]]
+    at = its_own["checkpoint"]["checkpoint_id"]
+    queued = await client.runs.create(
+        thread, "gated", input=FIXTURE_INPUT, checkpoint_id=at, multitask_strategy="enqueue"
+    )
+    await client.runs.cancel(thread, running["run_id"], wait=True, action="rollback")
+    open_gate(fixture_server, thread)
+    refused = await finished(client, thread, queued["run_id"])
+    assert refused["status"] == "error" and refused["error"]["error"] == "CheckpointGone", refused
+    assert at in refused["error"]["message"]
+    assert (await client.threads.get_state(thread))["values"] == {}  # nothing ran from nowhere
+    assert (await client.runs.wait(thread, "gated", input=FIXTURE_INPUT))["log"]  # the thread takes the next run
