@@ -67,9 +67,10 @@ def lock_admission(session: Session) -> None:
         session.connection().execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK})
 
 
-def admit(session: Session, capacity: int, owner: str, per_user: int | None) -> None:
+def admit(session: Session, capacity: int, owner: str, per_user: int | None, replacing: int = 0) -> None:
     """429 unless fewer than ``capacity`` runs are accepted and unfinished (running, queued, or waiting on a thread),
-    and, with ``per_user``, fewer than that many of them are ``owner``'s: one user cannot fill the queue for all.
+    and, with ``per_user``, fewer than that many of them are ``owner``'s, not counting the ``replacing`` runs the
+    new one interrupts or rolls back: one user cannot fill the queue for all, yet can always replace a run.
 
     Called inside the transaction that inserts the run, after ``lock_admission``: the count and the insert are
     one step.
@@ -77,10 +78,9 @@ def admit(session: Session, capacity: int, owner: str, per_user: int | None) -> 
     unfinished = session.connection().scalar(UNFINISHED_COUNT)
     if (unfinished or 0) >= capacity:
         raise ApiError(429, "queue_full", "the run queue is full; retry later", headers={"Retry-After": "2"})
-    if (
-        per_user is not None
-        and (session.connection().scalar(OWNER_UNFINISHED_COUNT, {"p_owner": owner}) or 0) >= per_user
-    ):
+    if per_user is None:
+        return
+    if (session.connection().scalar(OWNER_UNFINISHED_COUNT, {"p_owner": owner}) or 0) - replacing >= per_user:
         message = f"you have {per_user} unfinished runs, the most one user may have queued; retry when one ends"
         raise ApiError(429, "user_queue_full", message, headers={"Retry-After": "2"})
 

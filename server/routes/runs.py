@@ -143,10 +143,9 @@ class Admission:
         # checkpoint appear (its ids are new): that verdict holds even behind them
         if self.verdict is not None and (not active or self.verdict.status == 404):
             raise self.verdict
-        queue.admit(session, self.capacity, self.user, self.per_user)
-        replaced = None
-        if active and body.multitask_strategy in ("interrupt", "rollback"):
-            replaced = queue.replace_inflight(active, body.multitask_strategy)
+        replacing = bool(active) and body.multitask_strategy in ("interrupt", "rollback")
+        queue.admit(session, self.capacity, self.user, self.per_user, len(active) if replacing else 0)
+        replaced = queue.replace_inflight(active, body.multitask_strategy) if replacing else None
         created = now()
         config_metadata = self.body.config.metadata if self.body.config else None
         layers = (self.assistant.metadata_, thread.metadata, config_metadata, self.asked["metadata"])

@@ -194,7 +194,8 @@ async def test_full_queue_answers_429_and_drops_nothing_accepted(tmp_path: Path)
 
 
 async def test_one_user_cannot_fill_the_queue_for_everyone(tmp_path: Path) -> None:
-    """``LOOM_USER_MAX_UNFINISHED_RUNS``: alice's second run is a 429 while bob's first is accepted and runs."""
+    """``LOOM_USER_MAX_UNFINISHED_RUNS``: alice's second run is a 429 while bob's first is accepted and runs;
+    a run that interrupts her running one replaces it, so it is not refused."""
     keys = json.dumps({"alice": "ka", "bob": "kb"})
     with serving(tmp_path / "share", LOOM_API_KEYS=keys, LOOM_USER_MAX_UNFINISHED_RUNS="1") as server:
         alice = get_client(url=server.url, api_key="ka")
@@ -210,8 +211,11 @@ async def test_one_user_cannot_fill_the_queue_for_everyone(tmp_path: Path) -> No
         open_gate(server, bobs)
         theirs = await bob.runs.create(bobs, "gated", input=FIXTURE_INPUT)
         assert (await finished(bob, bobs, theirs["run_id"]))["status"] == "success"
+        # replacing her running run is not one more
+        replacement = await alice.runs.create(busy, "gated", input=FIXTURE_INPUT, multitask_strategy="interrupt")
         open_gate(server, busy)
-        assert (await finished(alice, busy, first["run_id"]))["status"] == "success"
+        assert (await finished(alice, busy, replacement["run_id"]))["status"] == "success"
+        assert (await alice.runs.get(busy, first["run_id"]))["status"] == "interrupted"
         open_gate(server, refused)
         again = await alice.runs.create(refused, "gated", input=FIXTURE_INPUT)  # her share is free again
         assert (await finished(alice, refused, again["run_id"]))["status"] == "success"
