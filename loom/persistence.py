@@ -59,7 +59,8 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
             yield saver
     else:
         postgres = await _import("langgraph.checkpoint.postgres.aio")
-        async with postgres.AsyncPostgresSaver.from_conn_string(url) as saver:
+        async with _postgres_pool(url) as pool:
+            saver = postgres.AsyncPostgresSaver(pool)
             await saver.setup()
             yield saver
 
@@ -91,10 +92,37 @@ async def open_store(
     else:
         postgres = await _import("langgraph.store.postgres.aio")
         native = index if index is not None and await _pgvector_available(url) else None
-        async with postgres.AsyncPostgresStore.from_conn_string(url, index=native, ttl=ttl) as pg_store:
+        async with _postgres_pool(url) as pool:
+            pg_store = postgres.AsyncPostgresStore(pool, index=native, ttl=ttl)
             await pg_store.setup()
             async with _swept(pg_store, ttl):
                 yield pg_store if index is None or native else PythonVectorIndex(pg_store, index)
+
+
+POSTGRES_POOL_SIZE = 10
+"""Connections per pool (one for the checkpointer, one for the store, per process): each is held for one
+statement or transaction, not for a run, so a few serve many concurrent runs."""
+
+
+@asynccontextmanager
+async def _postgres_pool(url: str) -> AsyncIterator[Any]:
+    """Connections for LangGraph's PostgreSQL checkpointer or store, checked as each is taken and replaced
+    when broken. ``from_conn_string`` opens one connection for the process's life: once a restart, a
+    failover or an idle-connection killer closed it, every later run of the process failed."""
+    pools, rows = await _import("psycopg_pool"), await _import("psycopg.rows")
+    pool = pools.AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=POSTGRES_POOL_SIZE,
+        open=False,
+        check=pools.AsyncConnectionPool.check_connection,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": rows.dict_row},  # as LangGraph's own
+    )
+    await pool.open(wait=True)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 def _sqlite_loads_extensions() -> bool:

@@ -11,6 +11,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from graphs.assistant import build_graph
 from loom.persistence import open_checkpointer, open_store, sqlite_file
+from loom.processes import scratch_postgres_database
 from loom.settings import Settings
 from loom.sqlite_saver import ThreadedSqliteSaver
 from state.common import RunContext
@@ -88,3 +89,33 @@ async def test_sqlite_store_outlives_its_connection(loom_env: Settings) -> None:
 async def test_postgres_store_outlives_its_connection(postgres_url: str, loom_env: Settings) -> None:
     settings = loom_env.model_copy(update={"checkpoint_url": postgres_url})
     assert await stored_after_reopening(settings) == {"likes": "short answers"}
+
+
+def _cut_connections(url: str) -> None:
+    """What a PostgreSQL restart, a failover or an idle-connection killer does to every open session."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    with psycopg.connect(url, autocommit=True) as admin:
+        cut = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        assert admin.execute(cut, (database,)).fetchall(), "Loom's connections were open"
+
+
+@pytest.mark.postgres
+async def test_postgres_checkpointer_and_store_survive_cut_connections(
+    postgres_url: str, loom_env: Settings, scripted: type[ScriptedModels]
+) -> None:
+    """They used to hold one connection each for the process's life: once cut, every later run failed."""
+    with scratch_postgres_database(postgres_url) as url:
+        settings = loom_env.model_copy(update={"checkpoint_url": url})
+        thread = {"configurable": {"thread_id": f"cut-{uuid.uuid4()}"}}
+        async with open_checkpointer(settings) as saver, open_store(settings) as store:
+            graph = build_graph(scripted(content_writer=["A long poem.", "A short poem."]), saver)
+            await graph.ainvoke({"messages": [HumanMessage("Write a poem")]}, thread, context=RunContext())
+            await store.aput(("users", "demo"), "tone", {"likes": "short answers"})
+            await asyncio.to_thread(_cut_connections, url)
+            state = await graph.ainvoke({"messages": [HumanMessage("shorter")]}, thread, context=RunContext())
+            item = await store.aget(("users", "demo"), "tone")
+        assert [m.text for m in state["messages"]][-1] == "A short poem." and len(state["messages"]) == 4
+        assert item is not None and item.value == {"likes": "short answers"}
