@@ -39,7 +39,7 @@ from loom.threads import public_thread_id
 from nodes.models import retry_budget
 from server import crons, logs, observe, queue
 from server.bus import EventBus
-from server.context import validate_context
+from server.context import own_context_schema, validate_context
 from server.db import TERMINAL, RunRow, now, transaction
 from server.errors import ApiError
 from server.store_scope import with_caller_store
@@ -429,8 +429,10 @@ class RunManager:
             legacy_messages = LegacyMessages() if "messages" in requested else None
             subgraphs = bool(kwargs.get("stream_subgraphs")) or "events" in requested
             options: dict[str, Any] = {
+                # a project's own schema may validate to a falsy value ({}): only graphs without one get RunContext
                 "context": validate_context(graph, kwargs.get("context"))
-                or run_context(run["owner"], kwargs.get("context"), self._granted(run["owner"], kwargs)),
+                if own_context_schema(graph) is not None
+                else run_context(run["owner"], kwargs.get("context"), self._granted(run["owner"], kwargs)),
                 "stream_mode": modes or ["values"],  # "events" alone: the graph still streams, its parts are dropped
                 "output_keys": graph.output_channels,  # as langgraph-api: values/updates show the output schema only
                 # as langgraph-api: only when asked (LangGraph's parts differ with it, e.g. tool message ids)

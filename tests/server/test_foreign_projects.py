@@ -50,7 +50,7 @@ def notes(tmp_path: Path) -> Iterator[LoomServer]:
 async def test_a_hyphenated_project_with_its_own_context_schema(greeter: LoomServer) -> None:
     client = get_client(url=greeter.url)
     assistants = await client.assistants.search()
-    assert [a["graph_id"] for a in assistants] == ["greeter"]
+    assert sorted(a["graph_id"] for a in assistants) == ["echo", "greeter"]
     drawing = await client.assistants.get_graph("greeter")
     assert {node["id"] for node in drawing["nodes"]} >= {"greet"}
     thread = await client.threads.create()
@@ -83,6 +83,15 @@ async def test_context_that_does_not_fit_the_schema_is_a_422_naming_the_field(gr
         )
     assert answer.status_code == 422
     assert answer.json()["code"] == "invalid_context" and "context.greeting" in answer.json()["detail"]
+
+
+async def test_a_context_schema_that_validates_to_an_empty_dict_is_the_graph_s_own(greeter: LoomServer) -> None:
+    """An all-optional TypedDict validates ``{}`` to ``{}``: the graph gets that, not Loom's own ``RunContext``."""
+    client = get_client(url=greeter.url)
+    said = await client.runs.wait(None, "echo", input={"said": "hi"}, context={})
+    assert said == {"said": "hi", "heard": {}}
+    toned = await client.runs.wait(None, "echo", input={"said": "hi"}, context={"tone": "dry"})
+    assert toned == {"said": "hi", "heard": {"tone": "dry"}}
 
 
 async def test_a_src_package_through_a_factory_and_a_module_path(notes: LoomServer) -> None:
