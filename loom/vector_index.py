@@ -70,8 +70,10 @@ class PythonVectorIndex(BaseStore):
         where = (VECTORS, *op.namespace)
         if op.value is None or op.index is False:
             return PutOp(where, op.key, None)
-        paths = self.fields if op.index is None else op.index
-        texts = [text for path in paths for text in get_text_at_path(op.value, tokenize_path(path))]
+        # As LangGraph's stores: a configured field goes to get_text_at_path as written, so "$" (the default) is
+        # the whole value as JSON text; a put's own ``index`` paths are tokenized first, so "$" there is a key.
+        paths: list[Any] = self.fields if op.index is None else [tokenize_path(path) for path in op.index]
+        texts = [text for path in paths for text in get_text_at_path(op.value, path)]
         vectors = await self.embeddings.aembed_documents(texts) if texts else []
         return PutOp(where, op.key, {"vectors": vectors}, index=False, ttl=op.ttl)
 

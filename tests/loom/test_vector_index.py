@@ -6,6 +6,7 @@ import math
 import re
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langgraph.store.base import BaseStore, IndexConfig
@@ -36,6 +37,7 @@ def words(texts: list[str]) -> list[list[float]]:
 
 
 INDEX = IndexConfig(dims=32, embed=words, fields=["text"])
+WHOLE = IndexConfig(dims=32, embed=words)  # no fields: LangGraph's default ["$"], the whole value as JSON text
 
 
 async def ranked(store: BaseStore, query: str) -> list[tuple[str, float | None]]:
@@ -72,6 +74,25 @@ async def test_python_ranking_scores_as_langgraphs_in_memory_store(tmp_path: Pat
         await store.aput(("users", "alice", "memories"), "cat", {"text": FACTS["cat"]}, index=False)
         assert "cat" not in [key for key, _ in await ranked(store, "What is my cat called?")]
         assert (await store.aget(("users", "alice", "memories"), "cat")) is not None
+
+
+@pytest.mark.parametrize("index", [WHOLE, IndexConfig(dims=32, embed=words, fields=["$"])])
+async def test_the_whole_value_is_embedded_for_the_path_dollar_as_langgraph_does(tmp_path: Path, index: Any) -> None:
+    """``"$"`` (and no ``fields`` at all) embeds the value as JSON text, as LangGraph's stores do; a put's own
+    ``index`` paths are taken as those stores take them."""
+    reference = InMemoryStore(index=index)
+    await fill(reference)
+    async with AsyncSqliteStore.from_conn_string(str(tmp_path / "plain.sqlite")) as plain:
+        await plain.setup()
+        store = PythonVectorIndex(plain, index)
+        await fill(store)
+        for where in (reference, store):
+            await where.aput(("users", "alice", "notes"), "tea", {"text": "green tea", "when": "morning"}, index=["$"])
+            await where.aput(("users", "alice", "notes"), "walk", {"text": "a long walk", "when": "morning"}, ["when"])
+        for query in ("How does the user take their coffee?", "What is my cat called?", "morning tea"):
+            expected = [(key, score) for key, score in await ranked(reference, query) if score is not None]
+            assert await ranked(store, query) == expected
+        assert (await ranked(store, "coffee"))[0][0] == "coffee"
 
 
 async def test_semantic_search_on_the_default_store(loom_env: Settings) -> None:

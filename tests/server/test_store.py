@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from loom.processes import LoomServer
+from loom.processes import PROJECT_ROOT, LoomServer
 from tests.server.live import assert_error, serving
 
 pytestmark = pytest.mark.live
 
+PROJECTS = PROJECT_ROOT / "tests" / "data" / "projects"
 KEYS = {"alice": "ka", "bob": "kb", "john.smith@example.com": "kj", "john%2Esmith@example%2Ecom": "kk"}
 
 
@@ -87,3 +89,19 @@ async def test_ids_with_dots_have_a_store_of_their_own(server: LoomServer) -> No
         assert ["memories"] not in (await other.store.list_namespaces())["namespaces"]
     await email.store.delete_item(["memories"], key="tone")
     assert await email.store.get_item(["memories"], key="tone") is None
+
+
+async def test_an_index_without_fields_embeds_the_whole_value(tmp_path: Path) -> None:
+    """``store.index`` without ``fields`` takes LangGraph's default ``["$"]``: each value is embedded as JSON text."""
+    embed = PROJECTS / "memo" / "src" / "memo_agent" / "embed.py"
+    config = {
+        "graphs": {"echo": f"{PROJECTS / 'greeter' / 'my-agent' / 'echo.py'}:graph"},
+        "store": {"index": {"embed": f"{embed}:embed", "dims": 64}},
+    }
+    (tmp_path / "langgraph.json").write_text(json.dumps(config))
+    with serving(tmp_path / "server", fixtures=False, LOOM_GRAPHS_CONFIG=str(tmp_path / "langgraph.json")) as live:
+        client = get_client(url=live.url)
+        await client.store.put_item(["memories"], "chess", {"content": "likes chess", "context": "told us"})
+        await client.store.put_item(["memories"], "tea", {"content": "drinks green tea", "context": "told us"})
+        found = (await client.store.search_items(["memories"], query="who likes chess?"))["items"]
+    assert [item["key"] for item in found] == ["chess", "tea"] and found[0]["score"] > found[1]["score"]
