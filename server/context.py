@@ -5,18 +5,19 @@ the request's context is checked as ``RunContextBody`` (a name, permissions that
 Any other graph (a project served from its own ``langgraph.json``) gets the request's ``context``
 validated against its own ``context_schema``, less ``budget``, which Loom reads for every graph
 (``server.usage``). A mismatch is a 422 naming the field when the run is
-created, never a run that fails inside a node.
+created, never a run that fails inside a node. As langgraph-api, such a graph takes the request's
+``config.configurable`` as its context when the request sends none (``configurable_as_context``).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import PydanticUserError, TypeAdapter, ValidationError
 
 from server.errors import ApiError
-from server.schemas import BudgetContext, RunContextBody
+from server.schemas import BudgetContext, RunContextBody, RunCreate
 from state.common import RunContext
 
 
@@ -24,6 +25,24 @@ def own_context_schema(graph: Any) -> Any:
     """The graph's context schema, or None when it is Loom's ``RunContext`` or absent."""
     schema = getattr(graph, "context_schema", None)
     return None if schema in (None, RunContext) else schema
+
+
+Body = TypeVar("Body", bound=RunCreate)
+
+
+def configurable_as_context(graph: Any, body: Body) -> Body:
+    """As langgraph-api: a graph with its own context schema runs with the request's ``config.configurable``
+    (the keys its schema names) as its context when the request sends no ``context``; sending both is a 422.
+    Loom's own graphs never take their context from ``configurable`` (their user is the caller)."""
+    configurable = body.config.configurable if body.config is not None else None
+    schema = own_context_schema(graph)
+    if schema is None or not configurable:
+        return body
+    if body.context:
+        raise ApiError(422, "invalid_request", "context: send context or config.configurable, not both")
+    names = _field_names(schema)
+    context = {key: value for key, value in configurable.items() if names is None or key in names}
+    return body.model_copy(update={"context": context})
 
 
 def validate_context(graph: Any, requested: dict[str, Any] | None) -> Any:
@@ -41,6 +60,17 @@ def validate_context(graph: Any, requested: dict[str, Any] | None) -> Any:
 def _adapter(schema: Any) -> TypeAdapter[Any]:
     """One adapter per schema: building one costs more than the validation, and every run validates."""
     return TypeAdapter(schema)
+
+
+@functools.lru_cache(maxsize=256)
+def _field_names(schema: Any) -> frozenset[str] | None:
+    """The keys the schema's JSON Schema names, as langgraph-api filters a context; None (keep every key) when
+    it names none or cannot be written as JSON Schema, as langgraph-api then keeps them."""
+    try:
+        properties = _adapter(schema).json_schema().get("properties")
+    except PydanticUserError:
+        return None
+    return frozenset(properties) if properties else None
 
 
 def _checked(schema: Any, requested: dict[str, Any] | None) -> Any:

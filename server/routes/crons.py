@@ -13,6 +13,7 @@ from sqlalchemy import asc, desc, func, select
 from loom.threads import public_thread_id, thread_key
 from server.assistants import canonical_id, merged_run
 from server.auth import Caller, CurrentCaller, matches, metadata_match
+from server.context import configurable_as_context
 from server.crons import next_fire
 from server.db import CronRow, now
 from server.deps import Loom, Services, visible_thread
@@ -56,7 +57,8 @@ async def _create(loom: Services, caller: Caller, thread_id: str | None, body: C
     asked = {"thread_id": thread_id, "assistant_id": body.assistant_id, "metadata": dict(body.metadata or {})}
     await caller.authorize("crons", "create", asked)  # a project's handler may stamp metadata on it
     assistant = await loom.assistant(body.assistant_id, user)
-    body, graph_id = merged_run(body, assistant), assistant.graph_id
+    graph_id = assistant.graph_id
+    body = merged_run(configurable_as_context(loom.graphs[graph_id], body), assistant)
     validate_input(loom, graph_id, body.input)
     if body.command is not None:
         raise ApiError(422, "invalid_cron", "command: a cron starts new runs; send input")

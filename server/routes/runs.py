@@ -22,7 +22,7 @@ from loom.threads import public_thread_id, thread_key
 from server import queue, telemetry
 from server.assistants import AssistantRow, merged_run, run_metadata
 from server.auth import Caller, CurrentCaller, matches
-from server.context import validate_context
+from server.context import configurable_as_context, validate_context
 from server.db import RunRow, ThreadRow, insert_row, new_id, now, transaction
 from server.deps import Loom, Services, thread_keys, visible_run, visible_thread
 from server.errors import ApiError, not_found
@@ -251,7 +251,7 @@ def _stored_thread(session: Session, thread_id: str, user: str) -> AdmittedThrea
 async def prepared(loom: Services, user: str, body: RunCreate) -> tuple[RunCreate, AssistantRow]:
     """The body with its assistant's config and context underneath, its input and context checked (422)."""
     assistant = await loom.assistant(body.assistant_id, user)
-    body = merged_run(body, assistant)
+    body = merged_run(configurable_as_context(loom.graphs[assistant.graph_id], body), assistant)
     validate_input(loom, assistant.graph_id, body.input)
     validate_context(loom.graphs[assistant.graph_id], body.context)
     if assistant.graph_id not in loom.manager.per_run:  # a factory's nodes may depend on the run's config

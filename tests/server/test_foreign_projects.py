@@ -94,6 +94,29 @@ async def test_a_context_schema_that_validates_to_an_empty_dict_is_the_graph_s_o
     assert toned == {"said": "hi", "heard": {"tone": "dry"}}
 
 
+async def test_config_configurable_is_the_context_when_a_request_sends_none(greeter: LoomServer) -> None:
+    """As langgraph-api: a graph with its own context schema takes the request's ``config.configurable`` as its
+    context when the request sends no ``context`` (only the schema's keys, over an assistant's context); a
+    request with both is refused."""
+    client = get_client(url=greeter.url)
+    hello = {"messages": [{"role": "user", "content": "x"}]}
+    salut = {"configurable": {"greeting": "Salut", "unrelated": 1}}
+    said = await client.runs.wait(None, "greeter", input=hello, config=salut)
+    assert isinstance(said, dict) and said["messages"][-1]["content"].startswith("Salut, demo")
+    spanish = await client.assistants.create("greeter", context={"greeting": "Hola"})
+    said = await client.runs.wait(None, spanish["assistant_id"], input=hello, config=salut)
+    assert isinstance(said, dict) and said["messages"][-1]["content"].startswith("Salut, demo")
+    heard = await client.runs.wait(None, "echo", input={"said": "x"}, config={"configurable": {"tone": "dry", "x": 1}})
+    assert isinstance(heard, dict) and heard["heard"] == {"tone": "dry"}
+    cron = await client.crons.create("greeter", schedule="0 0 1 1 *", input=hello, config=salut)
+    assert cron["payload"]["context"] == {"greeting": "Salut"}
+    async with httpx.AsyncClient(base_url=greeter.url) as http:
+        both = {"assistant_id": "greeter", "input": hello, "config": salut, "context": {"greeting": "Hi"}}
+        answer = await http.post("/runs/wait", json=both)
+    assert answer.status_code == 422 and answer.json()["code"] == "invalid_request"
+    assert answer.json()["detail"].startswith("context:")
+
+
 async def test_a_src_package_through_a_factory_and_a_module_path(notes: LoomServer) -> None:
     client = get_client(url=notes.url)
     assert sorted(a["graph_id"] for a in await client.assistants.search()) == ["counter", "notes"]
