@@ -12,9 +12,10 @@ created, never a run that fails inside a node. As langgraph-api, such a graph ta
 from __future__ import annotations
 
 import functools
-from typing import Any, TypeVar
+from typing import Any, NotRequired, Required, TypeVar, get_args, get_origin
 
 from pydantic import PydanticUserError, TypeAdapter, ValidationError
+from typing_extensions import TypedDict, get_type_hints, is_typeddict
 
 from server.errors import ApiError
 from server.schemas import BudgetContext, RunContextBody, RunCreate
@@ -53,13 +54,33 @@ def validate_context(graph: Any, requested: dict[str, Any] | None) -> Any:
         return None
     requested = dict(requested or {})
     _checked(BudgetContext, {"budget": requested.pop("budget", None)})
-    return _checked(schema, requested)
+    return _checked(_keys_optional(schema), requested)
 
 
 @functools.lru_cache(maxsize=256)
 def _adapter(schema: Any) -> TypeAdapter[Any]:
     """One adapter per schema: building one costs more than the validation, and every run validates."""
     return TypeAdapter(schema)
+
+
+@functools.lru_cache(maxsize=256)
+def _keys_optional(schema: Any) -> Any:
+    """A TypedDict schema with every key optional, the values still typed: LangGraph passes a TypedDict context
+    through as given and never asks for its required keys (templates run without one), so neither does Loom.
+    Dataclasses and pydantic models stay as they are: LangGraph builds them, so a missing field would fail."""
+    if not is_typeddict(schema):
+        return schema
+    hints = {name: _unwrapped(hint) for name, hint in get_type_hints(schema, include_extras=True).items()}
+    make_typed_dict: Any = TypedDict  # called with a name known at run time, which mypy's checks of it refuse
+    lenient = make_typed_dict(schema.__name__, hints, total=False)
+    if (config := getattr(schema, "__pydantic_config__", None)) is not None:
+        lenient.__pydantic_config__ = config
+    return lenient
+
+
+def _unwrapped(hint: Any) -> Any:
+    """``Required[X]`` and ``NotRequired[X]`` as ``X``: in a ``total=False`` TypedDict every key is optional."""
+    return get_args(hint)[0] if get_origin(hint) in (Required, NotRequired) else hint
 
 
 @functools.lru_cache(maxsize=256)

@@ -14,14 +14,19 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from langgraph.graph import START, MessagesState, StateGraph
 from langgraph_sdk import get_client
+from pydantic import BaseModel
 
 from loom.processes import LoomServer
+from server.context import validate_context
+from server.errors import ApiError
 from tests.openai_server import ScriptedOpenAI, call, last_is_tool, text
 
 pytestmark = pytest.mark.live
@@ -86,12 +91,45 @@ async def test_context_that_does_not_fit_the_schema_is_a_422_naming_the_field(gr
 
 
 async def test_a_context_schema_that_validates_to_an_empty_dict_is_the_graph_s_own(greeter: LoomServer) -> None:
-    """An all-optional TypedDict validates ``{}`` to ``{}``: the graph gets that, not Loom's own ``RunContext``."""
+    """A TypedDict context validates ``{}`` to ``{}``: the graph gets that, not Loom's own ``RunContext``."""
     client = get_client(url=greeter.url)
     said = await client.runs.wait(None, "echo", input={"said": "hi"}, context={})
     assert said == {"said": "hi", "heard": {}}
     toned = await client.runs.wait(None, "echo", input={"said": "hi"}, context={"tone": "dry"})
     assert toned == {"said": "hi", "heard": {"tone": "dry"}}
+
+
+async def test_a_typeddict_context_may_leave_out_keys_but_not_mistype_them(greeter: LoomServer) -> None:
+    """LangGraph hands a TypedDict context over as the dict it was given, required keys or not (the
+    new-langgraph-project template runs without context under ``langgraph dev``); a key that is there is still
+    checked."""
+    client = get_client(url=greeter.url)
+    heard = await client.runs.wait(None, "echo", input={"said": "x"})
+    assert heard == {"said": "x", "heard": {}}
+    async with httpx.AsyncClient(base_url=greeter.url) as http:
+        body = {"assistant_id": "echo", "input": {"said": "x"}, "context": {"tone": 5}}
+        answer = await http.post("/runs/wait", json=body)
+    assert answer.status_code == 422 and answer.json()["code"] == "invalid_context"
+    assert answer.json()["detail"].startswith("context.tone:")
+
+
+@dataclass
+class Needed:
+    tone: str
+
+
+class NeededModel(BaseModel):
+    tone: str
+
+
+@pytest.mark.parametrize("schema", [Needed, NeededModel])
+def test_dataclass_and_pydantic_contexts_keep_their_required_fields(schema: type) -> None:
+    """LangGraph builds these from the context, so a missing field would fail inside the run: a 422 instead."""
+    graph = StateGraph(MessagesState, context_schema=schema).add_node("n", lambda state: {}).add_edge(START, "n")
+    with pytest.raises(ApiError) as refused:
+        validate_context(graph.compile(), {})
+    assert (refused.value.status, refused.value.code) == (422, "invalid_context")
+    assert str(refused.value).startswith("context.tone:")
 
 
 async def test_config_configurable_is_the_context_when_a_request_sends_none(greeter: LoomServer) -> None:

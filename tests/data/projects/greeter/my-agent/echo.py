@@ -8,8 +8,9 @@ from langgraph.runtime import Runtime
 from typing_extensions import TypedDict
 
 
-class Context(TypedDict, total=False):
+class Context(TypedDict):
     tone: str
+    """Required, as the template's ``my_configurable_param``; LangGraph itself never checks that it is there."""
 
 
 class State(TypedDict, total=False):
