@@ -149,6 +149,9 @@ class Namespaces(BaseModel):
 
 class StateUpdated(BaseModel):
     checkpoint: Checkpoint
+    configurable: Checkpoint
+    """The same checkpoint, as langgraph-api also sends it (JS clients read ``configurable.checkpoint_id``)."""
+    checkpoint_id: str
 
 
 class Ok(BaseModel):

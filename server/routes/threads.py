@@ -228,7 +228,9 @@ async def update_state(thread_id: str, body: StateUpdate, loom: Loom, caller: Cu
         except (ValueError, KeyError, InvalidUpdateError) as exc:  # unknown as_node, values of the wrong shape
             raise ApiError(422, "invalid_state_update", str(exc)) from exc
         thread.updated_at = now()
-    return {"checkpoint": {**new_config["configurable"], "thread_id": thread_id}}
+    checkpoint = {**new_config["configurable"], "thread_id": thread_id}  # the id the client knows, not the key
+    # as langgraph-api: JS clients (Studio, useStream) read ``configurable.checkpoint_id``
+    return {"checkpoint": checkpoint, "configurable": checkpoint, "checkpoint_id": checkpoint["checkpoint_id"]}
 
 
 @router.post("/{thread_id}/history")

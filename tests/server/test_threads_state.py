@@ -79,6 +79,20 @@ async def test_update_state_then_continue(server: LoomServer) -> None:
     assert result == {"request": "invoice #7", "decision": "ok"}
 
 
+async def test_a_state_update_answers_its_checkpoint_as_langgraph_api_does(server: LoomServer) -> None:
+    """``checkpoint``, and the ``configurable`` and ``checkpoint_id`` that JS clients (Studio, useStream) read,
+    all with the id the client knows, never the owner-scoped key."""
+    client = get_client(url=server.url)
+    tid = (await client.threads.create())["thread_id"]
+    await client.runs.wait(tid, "approval", input={"request": "invoice"})
+    updated: Any = await client.threads.update_state(tid, {"request": "invoice #8"})
+    checkpoint = updated["checkpoint"]
+    assert checkpoint["thread_id"] == tid and checkpoint["checkpoint_ns"] == ""
+    shown = checkpoint["checkpoint_id"]
+    assert updated == {"checkpoint": checkpoint, "configurable": checkpoint, "checkpoint_id": shown}
+    assert (await client.threads.get_state(tid))["checkpoint"]["checkpoint_id"] == updated["checkpoint_id"]
+
+
 async def test_fork_from_a_checkpoint_makes_a_branch(server: LoomServer) -> None:
     client = get_client(url=server.url)
     tid = (await client.threads.create())["thread_id"]
