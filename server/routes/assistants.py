@@ -276,9 +276,19 @@ def _config_schema(compiled: Any) -> dict[str, Any]:
 
 
 def _state_schema(compiled: Any) -> dict[str, Any]:
+    """The state's fields, less LangGraph's managed values (``is_last_step``…), which are no channels: never in a
+    thread's values nor written by an update (langgraph-api lists channels only)."""
     from pydantic import TypeAdapter
 
     try:
-        return TypeAdapter(compiled.builder.state_schema).json_schema()
+        schema: dict[str, Any] = TypeAdapter(compiled.builder.state_schema).json_schema()
     except Exception:  # state types that pydantic cannot describe (e.g. arbitrary objects)
         return {"title": compiled.builder.state_schema.__name__, "type": "object"}
+    managed = set(compiled.builder.managed)
+    for name in managed:
+        schema.get("properties", {}).pop(name, None)
+    if required := [name for name in schema.get("required", []) if name not in managed]:
+        schema["required"] = required
+    else:
+        schema.pop("required", None)
+    return schema

@@ -213,3 +213,10 @@ async def test_an_assistants_context_reaches_the_graph_under_the_runs(greeter: L
     assert said["messages"][-1]["content"].startswith("Hola, demo")
     overridden = await client.runs.wait(None, spanish["assistant_id"], input=hello, context={"greeting": "Hey"})
     assert overridden["messages"][-1]["content"].startswith("Hey, demo")
+
+
+async def test_a_state_schema_leaves_out_managed_values(greeter: LoomServer) -> None:
+    """As langgraph-api: ``is_last_step`` (a managed value) is never in a thread's values nor written by an update."""
+    state_schema = (await get_client(url=greeter.url).assistants.get_schemas("echo"))["state_schema"]
+    assert sorted(state_schema["properties"]) == ["heard", "said"]
+    assert "is_last_step" not in state_schema.get("required", [])

@@ -4,6 +4,7 @@ context LangGraph hands it (a dict with only the keys the run was given; None wh
 from typing import Any
 
 from langgraph.graph import StateGraph
+from langgraph.managed import IsLastStep
 from langgraph.runtime import Runtime
 from typing_extensions import TypedDict
 
@@ -16,6 +17,7 @@ class Context(TypedDict):
 class State(TypedDict, total=False):
     said: str
     heard: dict[str, Any]
+    is_last_step: IsLastStep  # a managed value, as in the react-agent template: LangGraph's, not state
 
 
 def echo(state: State, runtime: Runtime[Context]) -> State:
