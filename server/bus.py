@@ -22,6 +22,10 @@ SignalHandler = Callable[[str, str], None]
 """Called with ``(run_id, reason)`` when some process asks for a run to stop."""
 
 
+class BusUnavailable(ConnectionError):
+    """The bus cannot be read just now (Redis down): a run's end is then read from the database instead."""
+
+
 class EventBus(Protocol):
     """What the run engine needs from a message bus; :class:`LocalBus` and ``RedisBus`` implement it."""
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import logging
+import sqlite3
 from typing import Any
 
+import redis.exceptions
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -36,8 +42,42 @@ def allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
+log = logging.getLogger("loom.server")
+RETRY_AFTER_OUTAGE_S = "5"
+
+
+def outage_errors() -> tuple[type[Exception], ...]:
+    """What a database or Redis raises when it cannot be reached just now: the request was fine, try again."""
+    kinds: list[type[Exception]] = [
+        sqlalchemy.exc.OperationalError,  # connection refused or cut, SQLite's disk I/O errors
+        sqlalchemy.exc.InterfaceError,
+        sqlalchemy.exc.TimeoutError,  # no pooled connection came free
+        sqlite3.OperationalError,  # the SQLite checkpointer and store
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+    ]
+    for module, name in (("psycopg", "OperationalError"), ("psycopg_pool", "PoolTimeout")):  # the postgres extra
+        with contextlib.suppress(ImportError):
+            kinds.append(getattr(importlib.import_module(module), name))
+    return tuple(kinds)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     install_openapi(app)
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        what = f"{type(exc).__name__}: {exc}"
+        log.warning("%s %s: a backend is unavailable: %s", request.method, request.url.path, what)
+        message = "a database or Redis is unreachable just now; retry later"
+        return JSONResponse(error_body("unavailable", message), 503, headers={"Retry-After": RETRY_AFTER_OUTAGE_S})
+
+    for kind in outage_errors():
+        app.add_exception_handler(kind, unavailable)
+
+    @app.exception_handler(Exception)
+    async def internal_error(_request: Request, _exc: Exception) -> JSONResponse:
+        """A bug: JSON like every other error (Starlette logs the traceback); never the exception's text."""
+        return JSONResponse(error_body("internal_error", "the server failed to answer this request"), 500)
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:

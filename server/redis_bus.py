@@ -17,10 +17,12 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.driver_info import DriverInfo
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from loom.settings import Settings
-from server.bus import SignalHandler
+from server.bus import BusUnavailable, SignalHandler
 from server.streams import Event, dumps
 
 log = logging.getLogger("loom.server")
@@ -28,6 +30,7 @@ log = logging.getLogger("loom.server")
 SIGNALS = "loom:signals"
 WORK = "loom:work"
 READ_BATCH = 512
+RESUBSCRIBE_MIN_S, RESUBSCRIBE_MAX_S = 0.1, 5.0
 
 
 def events_key(run_id: str) -> str:
@@ -56,6 +59,35 @@ class RedisBus:
         self._listener = asyncio.create_task(self._listen(pubsub, on_signal), name="loom-redis-listener")
 
     async def _listen(self, pubsub: Any, on_signal: SignalHandler) -> None:
+        """Signals and wake-ups for as long as the process runs: a dropped subscription (Redis restarted, the
+        connection killed) is made again, with backoff. Meanwhile stops still arrive, later, through the
+        lease heartbeat, which reads them from the database, and new work through the dispatcher's poll."""
+        while True:
+            try:
+                await self._receive(pubsub, on_signal)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("Redis subscription lost (%s); subscribing again", exc)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                pubsub = await self._subscribe_again()
+
+    async def _subscribe_again(self) -> Any:
+        pause = RESUBSCRIBE_MIN_S
+        while True:
+            await asyncio.sleep(pause)
+            pubsub: Any = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(SIGNALS, WORK)
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                pause = min(pause * 2, RESUBSCRIBE_MAX_S)
+                continue
+            log.info("Redis subscription restored")
+            self._work.set()  # work announced while unsubscribed is looked for now
+            return pubsub
+
+    async def _receive(self, pubsub: Any, on_signal: SignalHandler) -> None:
         try:
             while True:
                 message = await pubsub.get_message(timeout=None)
@@ -67,9 +99,10 @@ class RedisBus:
                 elif channel == SIGNALS:
                     run_id, _, reason = message["data"].decode().partition(" ")
                     on_signal(run_id, reason)
-        finally:
+        except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+            raise
 
     async def stop(self) -> None:
         if self._listener is not None:
@@ -86,8 +119,8 @@ class RedisBus:
         key = events_key(run_id)
         for _ in range(3):  # another writer (a worker whose lease lapsed) may have moved the stream on
             first = run_id not in self._next
-            seq = self._next[run_id] if not first else await self._last_seq(run_id) + 1
             try:
+                seq = self._next[run_id] if not first else await self._last_seq(run_id) + 1
                 async with self.redis.pipeline(transaction=False) as pipe:
                     pipe.xadd(key, fields, id=f"{seq}-0", maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
                     if first:
@@ -96,22 +129,34 @@ class RedisBus:
             except ResponseError:
                 self._next.pop(run_id, None)
                 continue
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # Redis carries events, not runs: the run goes on and its outcome is recorded in the database,
+                # where a client that missed this event finds the run's end
+                log.warning("event %s of run %s lost: Redis unreachable (%s)", name, run_id, exc)
+                return
             self._next[run_id] = seq + 1
             return
         log.error("could not append %s to the event stream of run %s", name, run_id)
 
     async def close(self, run_id: str) -> None:
         self._next.pop(run_id, None)
-        await self.redis.expire(events_key(run_id), self.ttl_s)
+        with contextlib.suppress(RedisConnectionError, RedisTimeoutError):  # it expires anyway (``live_ttl_s``)
+            await self.redis.expire(events_key(run_id), self.ttl_s)
 
     async def has(self, run_id: str) -> bool:
-        return bool(await self.redis.exists(events_key(run_id)))
+        try:
+            return bool(await self.redis.exists(events_key(run_id)))
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise BusUnavailable(str(exc)) from exc
 
     async def follow(self, run_id: str, after: int, idle_s: float) -> AsyncIterator[Event | None]:
         key = events_key(run_id)
         last = f"{after}-0"
         while True:
-            answer = await self.redis.xread({key: last}, count=READ_BATCH, block=int(idle_s * 1000))
+            try:
+                answer = await self.redis.xread({key: last}, count=READ_BATCH, block=int(idle_s * 1000))
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                raise BusUnavailable(str(exc)) from exc
             if not answer:
                 yield None
                 continue
@@ -120,11 +165,17 @@ class RedisBus:
                 yield Event(int(last.split("-")[0]), fields[b"name"].decode(), fields[b"data"].decode())
 
     async def signal(self, run_id: str, reason: str) -> None:
-        await self.redis.publish(SIGNALS, f"{run_id} {reason}")
+        """Best effort: the stop is already in the run's row, which the worker's heartbeat reads anyway."""
+        try:
+            await self.redis.publish(SIGNALS, f"{run_id} {reason}")
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("stop of run %s not signalled (Redis unreachable: %s); its heartbeat will see it", run_id, exc)
 
     async def wake(self) -> None:
+        """Best effort: workers also poll the database for pending runs."""
         self._work.set()
-        await self.redis.publish(WORK, "")
+        with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+            await self.redis.publish(WORK, "")
 
     async def wait_for_work(self, timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):

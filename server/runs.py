@@ -38,7 +38,7 @@ from loom.settings import Settings
 from loom.threads import public_thread_id
 from nodes.models import retry_budget
 from server import crons, logs, observe, queue
-from server.bus import EventBus
+from server.bus import BusUnavailable, EventBus
 from server.context import own_context_schema, validate_context
 from server.db import TERMINAL, RunRow, now, transaction
 from server.errors import ApiError
@@ -253,22 +253,29 @@ class RunManager:
 
     # events ----------------------------------------------------------------------------------
     async def events(self, run_id: str, after: int = 0, known_status: str | None = None) -> AsyncIterator[Event]:
-        """The run's events after ``after`` until its ``end``; a run that ended where no stream is left gets one."""
+        """The run's events after ``after`` until its ``end``; a run that ended where no stream is left gets one,
+        and so does a run whose stream cannot be read (Redis down): its end, once the database records it."""
         idle_s = max(self.settings.run_poll_s * 5, 1.0)
-        if known_status in TERMINAL and not await self.bus.has(run_id):
-            yield await self._synthetic_end(run_id, after)
-            return
-        async for event in self.bus.follow(run_id, after, idle_s):
-            if event is None:  # quiet: the writer may be gone for good; the database knows
-                status = await self._status(run_id)
-                if status is None or status in TERMINAL:
-                    yield await self._synthetic_end(run_id, after, status)
-                    return
-                continue
-            after = event.seq
-            yield event
-            if event.name == "end":
+        try:
+            if known_status in TERMINAL and not await self.bus.has(run_id):
+                yield await self._synthetic_end(run_id, after)
                 return
+            async for event in self.bus.follow(run_id, after, idle_s):
+                if event is None:  # quiet: the writer may be gone for good; the database knows
+                    status = await self._status(run_id)
+                    if status is None or status in TERMINAL:
+                        yield await self._synthetic_end(run_id, after, status)
+                        return
+                    continue
+                after = event.seq
+                yield event
+                if event.name == "end":
+                    return
+        except BusUnavailable as exc:
+            log.warning("events of run %s unreadable (%s); its end is read from the database", run_id, exc)
+            while (status := await self._status(run_id)) not in (None, *TERMINAL):
+                await asyncio.sleep(idle_s)
+            yield await self._synthetic_end(run_id, after, status)
 
     async def _status(self, run_id: str) -> str | None:
         status: str | None = await transaction(
