@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import re
 import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +61,21 @@ async def fill(store: BaseStore) -> None:
     await store.aput(("users", "bob", "memories"), "other", {"text": "Bob drinks coffee"})
 
 
-async def test_python_ranking_scores_as_langgraphs_in_memory_store(tmp_path: Path) -> None:
-    """The fallback, whatever this Python's sqlite3 can do: the same scores, unindexed items left out."""
-    reference = InMemoryStore(index=INDEX)
+@asynccontextmanager
+async def filled_side_by_side(tmp_path: Path, index: Any) -> AsyncIterator[tuple[BaseStore, PythonVectorIndex]]:
+    """LangGraph's in-memory store and the Python index over a plain SQLite store, both given the same items."""
+    reference = InMemoryStore(index=index)
     await fill(reference)
     async with AsyncSqliteStore.from_conn_string(str(tmp_path / "plain.sqlite")) as plain:
         await plain.setup()
-        store = PythonVectorIndex(plain, INDEX)
+        store = PythonVectorIndex(plain, index)
         await fill(store)
+        yield reference, store
+
+
+async def test_python_ranking_scores_as_langgraphs_in_memory_store(tmp_path: Path) -> None:
+    """The fallback, whatever this Python's sqlite3 can do: the same scores, unindexed items left out."""
+    async with filled_side_by_side(tmp_path, INDEX) as (reference, store):
         for query in ("How does the user take their coffee?", "What is my cat called?", "a river city"):
             expected = [(key, score) for key, score in await ranked(reference, query) if score is not None]
             assert await ranked(store, query) == expected
@@ -80,12 +89,7 @@ async def test_python_ranking_scores_as_langgraphs_in_memory_store(tmp_path: Pat
 async def test_the_whole_value_is_embedded_for_the_path_dollar_as_langgraph_does(tmp_path: Path, index: Any) -> None:
     """``"$"`` (and no ``fields`` at all) embeds the value as JSON text, as LangGraph's stores do; a put's own
     ``index`` paths are taken as those stores take them."""
-    reference = InMemoryStore(index=index)
-    await fill(reference)
-    async with AsyncSqliteStore.from_conn_string(str(tmp_path / "plain.sqlite")) as plain:
-        await plain.setup()
-        store = PythonVectorIndex(plain, index)
-        await fill(store)
+    async with filled_side_by_side(tmp_path, index) as (reference, store):
         for where in (reference, store):
             await where.aput(("users", "alice", "notes"), "tea", {"text": "green tea", "when": "morning"}, index=["$"])
             await where.aput(("users", "alice", "notes"), "walk", {"text": "a long walk", "when": "morning"}, ["when"])

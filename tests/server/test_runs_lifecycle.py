@@ -174,17 +174,22 @@ async def test_idempotency_key_returns_the_same_run(server: LoomServer) -> None:
     assert len(await client.runs.list(tid)) == 1
 
 
+async def refused_as_full(client: LangGraphClient, thread_id: str, code: str) -> None:
+    """A run on ``thread_id`` is a 429 ``code`` with ``Retry-After``, and nothing of it is stored."""
+    with pytest.raises(RateLimitError) as full:
+        await client.runs.create(thread_id, "gated", input=FIXTURE_INPUT)
+    assert int(full.value.response.headers["Retry-After"]) > 0
+    assert full.value.response.json()["code"] == code
+    assert await client.runs.list(thread_id) == []
+
+
 async def test_full_queue_answers_429_and_drops_nothing_accepted(tmp_path: Path) -> None:
     with serving(tmp_path / "queue", LOOM_SERVER_CONCURRENCY="1", LOOM_SERVER_QUEUE_SIZE="1") as server:
         client = get_client(url=server.url)
         running, queued, refused = [await new_thread(client) for _ in range(3)]
         first = await start_gated(client, running)  # the only worker is busy with it
         second = await client.runs.create(queued, "gated", input=FIXTURE_INPUT)  # fills the queue
-        with pytest.raises(RateLimitError) as full:
-            await client.runs.create(refused, "gated", input=FIXTURE_INPUT)
-        assert int(full.value.response.headers["Retry-After"]) > 0
-        assert full.value.response.json()["code"] == "queue_full"
-        assert await client.runs.list(refused) == []
+        await refused_as_full(client, refused, "queue_full")
 
         open_gate(server, running)
         open_gate(server, queued)
@@ -202,11 +207,7 @@ async def test_one_user_cannot_fill_the_queue_for_everyone(tmp_path: Path) -> No
         bob = get_client(url=server.url, api_key="kb")
         busy, refused, bobs = await new_thread(alice), await new_thread(alice), await new_thread(bob)
         first = await start_gated(alice, busy)
-        with pytest.raises(RateLimitError) as full:
-            await alice.runs.create(refused, "gated", input=FIXTURE_INPUT)
-        assert int(full.value.response.headers["Retry-After"]) > 0
-        assert full.value.response.json()["code"] == "user_queue_full"
-        assert await alice.runs.list(refused) == []
+        await refused_as_full(alice, refused, "user_queue_full")
 
         open_gate(server, bobs)
         theirs = await bob.runs.create(bobs, "gated", input=FIXTURE_INPUT)
