@@ -94,9 +94,10 @@ def around(
 
 def instrument(stamps: Stamps) -> None:
     """Wrap the server's stage boundaries before the app is built (the routes look these names up per call)."""
-    from server import metrics, queue
+    from server.engine import queue
+    from server.engine.manager import RunManager
+    from server.observability import metrics
     from server.routes import runs as run_routes
-    from server.runs import RunManager
 
     observe: Callable[..., Any] = metrics.HttpObserver.__call__
 

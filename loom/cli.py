@@ -203,7 +203,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from server.app import create_app
     from server.http_protocol import head_deadline_protocol
-    from server.logs import configure_logging
+    from server.observability.logs import configure_logging
 
     worker = not hasattr(args, "no_workers")
     updates: dict[str, Any] = {"run_workers": worker or not args.no_workers}

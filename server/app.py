@@ -15,20 +15,21 @@ from starlette.middleware.cors import CORSMiddleware
 
 from loom.persistence import open_checkpointer, open_store
 from loom.settings import Settings, get_settings
-from server import metrics, support_routes, telemetry
 from server.assistants import default_name, ensure_defaults
 from server.blocking import blocking_detection
-from server.bus import open_bus
 from server.db import open_database
 from server.deps import Services, graph_description
+from server.engine.bus import open_bus
+from server.engine.manager import RunManager
+from server.engine.thread_ttl import sweeping, thread_ttl
 from server.errors import install_error_handlers
-from server.metrics import HttpObserver
 from server.middleware import BodyLimit
+from server.observability import telemetry
+from server.observability.metrics import HttpObserver
+from server.openapi import install_openapi
 from server.registry import auth_handlers, graph_specs, http_config
-from server.routes import artifacts, assistants, crons, runs, store, system, tasks, threads, usage
-from server.runs import RunManager
+from server.routes import artifacts, assistants, crons, metrics, runs, store, support, system, tasks, threads, usage
 from server.store_config import store_options
-from server.thread_ttl import sweeping, thread_ttl
 
 log = logging.getLogger("loom.server")
 LOCAL_CORS: dict[str, Any] = {
@@ -90,7 +91,8 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
     if settings.metrics or telemetry.tracer() is not None:
         app.add_middleware(HttpObserver)  # outermost: sees every answer, the edge's 413/408 too
     install_error_handlers(app)
-    routes = (system, assistants, threads, usage, crons, runs, store, tasks, artifacts, support_routes)
+    install_openapi(app)
+    routes = (system, assistants, threads, usage, crons, runs, store, tasks, artifacts, support)
     modules = routes if api else (system,)
     if settings.metrics:
         app.include_router(metrics.router)

@@ -101,7 +101,7 @@ class RunRow(Base):
     # run's start from the checkpoints (``RunManager._restore_start``). Left in the table, nullable, so a
     # process of the previous version still reads and inserts runs during a rolling upgrade.
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    """Tokens, model calls and USD by node and model (``server.usage``), written when the run ends."""
+    """Tokens, model calls and USD by node and model (``server.engine.usage``), written when the run ends."""
     output: Mapped[str | None] = mapped_column(Text, nullable=True)
     """The final values (output schema) as JSON, written with the outcome: ``/wait`` answers from any process,
     also for a stateless run whose checkpoints are gone. Stored as the text already serialised, never re-encoded."""

@@ -19,9 +19,9 @@ from server import assistants
 from server.assistants import AssistantRow
 from server.auth import Caller, matches
 from server.db import RunRow, ThreadRow
+from server.engine.manager import RunManager
 from server.errors import not_found
 from server.registry import graph_specs, load_module
-from server.runs import RunManager
 
 
 @dataclass

@@ -16,8 +16,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
-from server.openapi import install_openapi
-
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any):
@@ -63,7 +61,7 @@ def outage_errors() -> tuple[type[Exception], ...]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    install_openapi(app)
+    """Answer every failure as Loom's JSON error body (``{detail, code}``)."""
 
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         what = f"{type(exc).__name__}: {exc}"

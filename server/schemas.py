@@ -74,7 +74,7 @@ class RunConfig(BaseModel):
 class RunContextBody(BaseModel):
     """The ``context`` of a run of Loom's own graphs: ``permissions`` may only narrow what the server grants.
 
-    Graphs with their own context schema validate ``context`` against it instead (``server.context``)."""
+    Graphs with their own context schema validate ``context`` against it instead (``server.engine.context``)."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -13,10 +13,10 @@ from sqlalchemy import asc, desc, func, select
 from loom.threads import public_thread_id, thread_key
 from server.assistants import canonical_id, merged_run
 from server.auth import Caller, CurrentCaller, matches, metadata_match
-from server.context import configurable_as_context
-from server.crons import next_fire
 from server.db import CronRow, now
 from server.deps import Loom, Services, visible_thread
+from server.engine.context import configurable_as_context
+from server.engine.crons import next_fire
 from server.errors import ApiError, not_found
 from server.routes.runs import run_kwargs, validate_input
 from server.schemas import RunCreate, Strict

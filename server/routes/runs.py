@@ -19,14 +19,15 @@ from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from loom.threads import public_thread_id, thread_key
-from server import queue, telemetry
 from server.assistants import AssistantRow, merged_run, run_metadata
 from server.auth import Caller, CurrentCaller, matches
-from server.context import configurable_as_context, validate_context
 from server.db import RunRow, ThreadRow, insert_row, new_id, now, transaction
 from server.deps import Loom, Services, thread_keys, visible_run, visible_thread
+from server.engine import queue
+from server.engine.context import configurable_as_context, validate_context
+from server.engine.manager import interrupt_views, output_values
 from server.errors import ApiError, not_found
-from server.runs import interrupt_views, output_values
+from server.observability import telemetry
 from server.schemas import MAX_OFFSET, RunCreate, StreamMode
 from state.common import USER_TURN
 
@@ -43,7 +44,7 @@ async def start_run(
     """Validate, admit and store a run in one transaction; the row is committed before the caller gets an answer.
 
     Capacity, the thread's one-active-run rule and the multitask strategy are decided in that same
-    transaction (``server.queue``), so a request gets a committed run or a 4xx, never both.
+    transaction (``server.engine.queue``), so a request gets a committed run or a 4xx, never both.
     """
     user = caller.identity
     body, assistant = await prepared(loom, user, body)

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from server import queue
 from server.deps import Loom
+from server.engine import queue
 
 router = APIRouter(tags=["system"])
 

@@ -1,4 +1,4 @@
-"""``GET /threads/{id}/usage``: what a thread's runs spent, by node and by model (``server.usage``)."""
+"""``GET /threads/{id}/usage``: what a thread's runs spent, by node and by model (``server.engine.usage``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import select
 from server.auth import CurrentCaller
 from server.db import RunRow
 from server.deps import Loom, visible_thread
-from server.usage import merge
+from server.engine.usage import merge
 
 router = APIRouter(prefix="/threads", tags=["threads"])
 

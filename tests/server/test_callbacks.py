@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import REGISTRY
 
 from nodes.models import retry_budget
-from server.callbacks import RunObserver
+from server.observability.callbacks import RunObserver
 from tests.server.fixture_graphs import ProviderDown, build_flaky
 from tests.server.obs_graphs import build_traced
 

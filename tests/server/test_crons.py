@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from loom.processes import LoomServer
-from server.crons import fire_due, next_fire
 from server.db import CronRow, RunRow, ThreadRow, now, open_database
+from server.engine.crons import fire_due, next_fire
 from server.errors import ApiError
 
 

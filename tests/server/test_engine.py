@@ -10,7 +10,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from server.bus import LocalBus
+from server.engine.bus import LocalBus
 from tests.server.live import DEADLINE_S, FIXTURE_INPUT, finished, new_server, open_gate, serving, start_gated
 
 pytestmark = pytest.mark.live

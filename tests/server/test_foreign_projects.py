@@ -25,7 +25,7 @@ from langgraph_sdk import get_client
 from pydantic import BaseModel
 
 from loom.processes import LoomServer
-from server.context import validate_context
+from server.engine.context import validate_context
 from server.errors import ApiError
 from tests.openai_server import ScriptedOpenAI, call, last_is_tool, text
 

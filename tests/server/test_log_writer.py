@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from loom.settings import Settings
-from server.logs import BoundedQueueHandler, configure_logging
+from server.observability.logs import BoundedQueueHandler, configure_logging
 
 
 class StalledStream:

@@ -21,8 +21,8 @@ from sqlalchemy.engine import make_url
 
 from loom.processes import free_port, scratch_postgres_database
 from loom.settings import Settings
-from server.bus import BusUnavailable
-from server.redis_bus import RedisBus
+from server.engine.bus import BusUnavailable
+from server.engine.redis_bus import RedisBus
 from tests.conftest import require_postgres
 from tests.server.live import serving
 

@@ -20,7 +20,7 @@ from graphs.support import build_graph
 from loom.settings import get_settings
 from nodes.models.fake import tool_call
 from server.errors import install_error_handlers
-from server.support_routes import router
+from server.routes.support import router
 from state.common import RunContext
 from tests.conftest import ScriptedModels
 from tests.webhook_receiver import WebhookReceiver

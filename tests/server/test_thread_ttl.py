@@ -28,8 +28,8 @@ from loom.processes import PROJECT_ROOT, LoomServer, scratch_postgres_database
 from loom.settings import Settings
 from loom.threads import thread_key
 from server.db import RunRow, ThreadRow, new_id, now, open_database
+from server.engine.thread_ttl import ThreadTTL, parse_ttl, sweep
 from server.registry import ConfigError
-from server.thread_ttl import ThreadTTL, parse_ttl, sweep
 from services.paths import artifacts_folder
 from tests.server.live import DEADLINE_S, is_custom, new_server, open_gate, until
 

@@ -1,4 +1,4 @@
-"""What each run spent: tokens, model calls and USD by node and model (``server/usage.py``)."""
+"""What each run spent: tokens, model calls and USD by node and model (``server/engine/usage.py``)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ batches from a background thread (OTLP/HTTP; the exporter reads the other ``OTEL
 A run crosses processes as a row, so its trace does too: the API stores the W3C ``traceparent`` of the
 request's span in the run's ``kwargs`` and the worker that claims the run continues that trace with a
 ``run.queued`` span (creation to claim) and a ``run.attempt`` span, under which the graph's callback
-handler (``server.callbacks``) opens node, model and tool spans.
+handler (``server.observability.callbacks``) opens node, model and tool spans.
 """
 
 from __future__ import annotations

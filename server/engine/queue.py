@@ -194,7 +194,7 @@ class Outcome:
     output: str | None
     """The final values, already JSON."""
     usage: dict[str, Any] | None = None
-    """Tokens, model calls and USD by node and model (``server.usage``)."""
+    """Tokens, model calls and USD by node and model (``server.engine.usage``)."""
 
 
 @dataclass

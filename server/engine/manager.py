@@ -1,11 +1,11 @@
 """The run manager: workers that claim runs from the database, execute them, and announce them on the bus.
 
-A run is a row (see ``server.queue``): accepted in one transaction with its admission check, claimed
+A run is a row (see ``server.engine.queue``): accepted in one transaction with its admission check, claimed
 by a worker in another, kept under a renewed lease while it runs, finished in a third. Workers execute
 with ``graph.astream`` on the shared checkpointer with ``durability="sync"``: every finished step is on
 disk before the next starts, so a run taken over after its worker died resumes from its last
 checkpoint and finished nodes do not run again. Events and cancel signals travel on the bus
-(``server.bus``): in process when embedded, Redis in scale mode; the code path is the same.
+(``server.engine.bus``): in process when embedded, Redis in scale mode; the code path is the same.
 """
 
 from __future__ import annotations
@@ -37,14 +37,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from loom.settings import Settings
 from loom.threads import public_thread_id
 from nodes.models import retry_budget
-from server import crons, logs, observe, queue
-from server.bus import BusUnavailable, EventBus
-from server.context import own_context_schema, validate_context
 from server.db import TERMINAL, RunRow, now, transaction
+from server.engine import crons, queue
+from server.engine.bus import BusUnavailable, EventBus
+from server.engine.context import own_context_schema, validate_context
+from server.engine.streams import Event, dumps
+from server.engine.usage import BudgetExceeded, UsageMeter, run_limits
 from server.errors import ApiError
+from server.observability import logs, observe
 from server.store_scope import with_caller_store
-from server.streams import Event, dumps
-from server.usage import BudgetExceeded, UsageMeter, run_limits
 from state.common import Permission, RunContext
 
 log = logging.getLogger("loom.server")

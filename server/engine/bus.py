@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from loom.settings import Settings
-from server.streams import Event, RunStream, dumps
+from server.engine.streams import Event, RunStream, dumps
 
 SignalHandler = Callable[[str, str], None]
 """Called with ``(run_id, reason)`` when some process asks for a run to stop."""
@@ -114,7 +114,7 @@ class LocalBus:
 def open_bus(settings: Settings) -> EventBus:
     """Redis when ``LOOM_REDIS_URL`` is set, else the in-process bus."""
     if settings.redis_url:
-        from server.redis_bus import RedisBus
+        from server.engine.redis_bus import RedisBus
 
         return RedisBus(settings)
     return LocalBus(settings)

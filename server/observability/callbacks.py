@@ -22,7 +22,7 @@ from langgraph.errors import GraphBubbleUp
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
-from server import metrics
+from server.observability import metrics
 
 CONTENT_LIMIT = 4000
 

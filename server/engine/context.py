@@ -1,10 +1,10 @@
 """A run's ``context``, validated against the schema of the graph it is for.
 
-Loom's graphs take ``RunContext``, whose user and grants come from the server (``server.runs.run_context``);
+Loom's graphs take ``RunContext``, whose user and grants come from the server (``server.engine.manager.run_context``);
 the request's context is checked as ``RunContextBody`` (a name, permissions that may only narrow).
 Any other graph (a project served from its own ``langgraph.json``) gets the request's ``context``
 validated against its own ``context_schema``, less ``budget``, which Loom reads for every graph
-(``server.usage``). A mismatch is a 422 naming the field when the run is
+(``server.engine.usage``). A mismatch is a 422 naming the field when the run is
 created, never a run that fails inside a node. As langgraph-api, such a graph takes the request's
 ``config.configurable`` as its context when the request sends none (``configurable_as_context``).
 """

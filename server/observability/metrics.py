@@ -1,7 +1,8 @@
-"""Prometheus metrics at ``/metrics``, on API and worker processes alike (each process reports its own).
+"""Prometheus metrics, served at ``/metrics`` (``server.routes.metrics``) by API and worker processes alike
+(each process reports its own).
 
 Counters and histograms are recorded where things happen: HTTP requests in :class:`HttpObserver`, runs
-in the run manager, nodes, model and tool calls in the graph callback handler (``server.callbacks``).
+in the run manager, nodes, model and tool calls in the graph callback handler (``server.observability.callbacks``).
 Queue depth and threads waiting for a human are read from the database when scraped, so every process
 reports the same shared numbers for them. ``LOOM_METRICS=false`` turns all of it off.
 """
@@ -12,16 +13,17 @@ import asyncio
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
 from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import queue, telemetry
 from server.db import ThreadRow
+from server.engine import queue
+from server.observability import telemetry
 
 disable_created_metrics()  # type: ignore[no-untyped-call] # no *_created series: half the output, no use to a dashboard
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -62,20 +64,15 @@ HTTP_SECONDS = Histogram(
 )
 STREAMING_TYPES = (b"text/event-stream", b"application/x-ndjson")
 
-router = APIRouter()
 
-
-@router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    """The Prometheus text format; shared gauges are read from the database first."""
-    sessions = request.app.state.services.sessions
+async def exposition(sessions: async_sessionmaker[AsyncSession]) -> bytes:
+    """The Prometheus text format for ``/metrics``; the shared gauges are read from the database first."""
     for status, count in (await queue.unfinished_counts(sessions)).items():
         QUEUE_DEPTH.labels(status).set(count)
     async with sessions() as session:
         waiting = await session.scalar(select(func.count()).where(ThreadRow.status == "interrupted"))
     INTERRUPTED.set(waiting or 0)
-    text = await asyncio.to_thread(generate_latest)  # the process collector reads /proc
-    return Response(text, media_type=CONTENT_TYPE_LATEST)
+    return await asyncio.to_thread(generate_latest)  # the process collector reads /proc
 
 
 def run_finished(graph: str, status: str, seconds: float) -> None:

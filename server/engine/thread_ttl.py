@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from loom.settings import Settings
 from loom.threads import public_thread_id
 from server.db import RunRow, ThreadRow, now
-from server.queue import UNFINISHED
+from server.engine.queue import UNFINISHED
 from server.registry import ConfigError, config_section
 from services.paths import remove_thread_artifacts
 

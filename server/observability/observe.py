@@ -11,9 +11,9 @@ from opentelemetry import trace
 
 from loom.settings import Settings
 from loom.threads import public_thread_id
-from server import logs, metrics, telemetry
-from server.callbacks import RunObserver
 from server.db import RunRow, now
+from server.observability import logs, metrics, telemetry
+from server.observability.callbacks import RunObserver
 
 
 @contextmanager

@@ -21,8 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.settings import Budget, Settings, model_key
-from server import metrics
 from server.db import RunRow
+from server.observability import metrics
 
 LimitName = Literal["usd", "tokens", "model_calls"]
 Totals = dict[str, Any]

@@ -22,7 +22,7 @@ from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 from loom.settings import Settings
-from server import telemetry
+from server.observability import telemetry
 
 RUN_IDS: ContextVar[dict[str, str] | None] = ContextVar("loom_log_ids", default=None)
 SECRET_SHAPES = re.compile(r"(?i)(bearer\s+)[^\s\"',]+|\bsk-[A-Za-z0-9_\-]{6,}")

@@ -22,8 +22,8 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from loom.settings import Settings
-from server.bus import BusUnavailable, SignalHandler
-from server.streams import Event, dumps
+from server.engine.bus import BusUnavailable, SignalHandler
+from server.engine.streams import Event, dumps
 
 log = logging.getLogger("loom.server")
 

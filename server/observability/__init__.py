@@ -1,0 +1,1 @@
+"""What Loom records about runs: OpenTelemetry spans, LangChain callbacks, Prometheus metrics, logs."""

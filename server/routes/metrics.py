@@ -1,0 +1,16 @@
+"""``/metrics``: this process's Prometheus metrics (``server.observability.metrics``); ``LOOM_METRICS=false``: off."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from server.observability.metrics import exposition
+
+router = APIRouter()
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """The Prometheus text format; shared gauges (queue depth, threads waiting for a human) read from the database."""
+    return Response(await exposition(request.app.state.services.sessions), media_type=CONTENT_TYPE_LATEST)
