@@ -154,10 +154,21 @@ def user_for_key(settings: Settings, key: str | None) -> str:
 
 def _built_in(request: Request) -> User:
     settings: Settings = request.app.state.settings
-    header = request.headers.get("authorization", "")
-    key = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key")
-    identity = user_for_key(settings, key)
+    identity = user_for_key(settings, presented_key(request))
     return User(identity, identity, tuple(settings.granted(identity)))
+
+
+def presented_key(request: Request) -> str | None:
+    """The API key the request carries, as ``Authorization: Bearer`` or ``x-api-key``.
+
+    Two different keys are a 400: serving the request as either user would be a guess.
+    """
+    header = request.headers.get("authorization", "")
+    bearer = header[7:].strip() if header.lower().startswith("bearer ") else None
+    api_key = request.headers.get("x-api-key")
+    if bearer and api_key and not hmac.compare_digest(bearer.encode(), api_key.encode()):
+        raise ApiError(400, "ambiguous_credentials", "authorization, x-api-key: two different keys were sent; send one")
+    return bearer or api_key
 
 
 # custom auth -------------------------------------------------------------------------------------

@@ -45,6 +45,18 @@ async def test_requests_without_a_valid_key_are_401(server: LoomServer) -> None:
         assert (await http.get("/ok")).status_code == 200, "health needs no key"
 
 
+async def test_two_different_keys_in_one_request_are_a_400_naming_both_headers(server: LoomServer) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        both = {"Authorization": "Bearer ka", "x-api-key": "kb"}
+        before = [await as_user(server, user).threads.count() for user in KEYS]
+        answer = await http.post("/threads", json={}, headers=both)
+        assert_error(answer, 400, "ambiguous_credentials")
+        assert "authorization" in answer.json()["detail"] and "x-api-key" in answer.json()["detail"]
+        assert [await as_user(server, user).threads.count() for user in KEYS] == before, "nothing was created"
+        same = {"Authorization": "Bearer ka", "x-api-key": "ka"}
+        assert (await http.post("/threads", json={}, headers=same)).status_code == 200
+
+
 async def test_another_users_thread_and_runs_are_404(server: LoomServer) -> None:
     alice, bob = as_user(server, "alice"), as_user(server, "bob")
     thread = await alice.threads.create(metadata={"owner_check": True})
