@@ -94,7 +94,7 @@ def around(
 
 def instrument(stamps: Stamps) -> None:
     """Wrap the server's stage boundaries before the app is built (the routes look these names up per call)."""
-    from server.engine import queue
+    from server.engine import admission, queue
     from server.engine.manager import RunManager
     from server.observability import metrics
     from server.routes import runs as run_routes
@@ -114,7 +114,7 @@ def instrument(stamps: Stamps) -> None:
     def admitting(sessions: Any, work: Any) -> bool:
         return getattr(work, "__name__", "") == "admit"
 
-    around(run_routes, "transaction", "admission begins", "admission committed", stamps, only=admitting)
+    around(admission, "transaction", "admission begins", "admission committed", stamps, only=admitting)
     around(run_routes, "start_run", "route", "route", stamps)
     around(RunManager, "_stream_graph", "graph starts", "graph ends", stamps)
     around(RunManager, "_finish", "graph ends", "end published", stamps)

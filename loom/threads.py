@@ -31,3 +31,8 @@ def public_thread_id(key: str) -> str:
 
 def is_key(value: str) -> bool:
     return public_thread_id(value) != value
+
+
+def thread_keys(owner: str, thread_id: str) -> list[str]:
+    """Where ``owner``'s thread ``thread_id`` may be stored: under its key, or (made before keys) its bare id."""
+    return [thread_key(owner, thread_id)] + ([] if is_key(thread_id) else [thread_id])

@@ -14,14 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from loom.settings import Settings
-from loom.threads import is_key, public_thread_id, thread_key
+from loom.threads import public_thread_id, thread_keys
 from server import assistants
 from server.assistants import AssistantRow
 from server.auth import Caller, matches
 from server.db import RunRow, ThreadRow
+from server.engine import preparation
 from server.engine.manager import RunManager
+from server.engine.preparation import PreparedRun
 from server.errors import not_found
 from server.registry import graph_specs, load_module
+from server.schemas import RunCreate
 
 
 @dataclass
@@ -45,6 +48,11 @@ class Services:
             self.defaults[row.assistant_id] = row
         return row
 
+    async def prepare(self, user: str, body: RunCreate) -> PreparedRun:
+        """``body`` with the assistant it names, checked against its graph (``server.engine.preparation``)."""
+        assistant = await self.assistant(body.assistant_id, user)
+        return preparation.prepare(user, body, assistant, self.graphs, self.manager.per_run)
+
 
 @lru_cache(maxsize=256)
 def graph_description(graph_id: str) -> str | None:
@@ -60,11 +68,6 @@ async def get_services(request: Request) -> Services:
 
 
 Loom = Annotated[Services, Depends(get_services)]
-
-
-def thread_keys(user: str, thread_id: str) -> list[str]:
-    """Where ``user``'s thread ``thread_id`` may be stored: under its key, or (made before keys) its bare id."""
-    return [thread_key(user, thread_id)] + ([] if is_key(thread_id) else [thread_id])
 
 
 def stored_thread(session: Session, thread_id: str, user: str, for_update: bool = False) -> ThreadRow | None:

@@ -10,19 +10,23 @@ admission as requests: while the queue is full a due cron waits, and fires once 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
-from sqlalchemy import select, text
+from sqlalchemy import Select, asc, desc, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.threads import thread_key
 from server.assistants import AssistantRow, run_metadata
+from server.auth import Filters, matches, metadata_match
 from server.db import CronRow, RunRow, ThreadRow, new_id, now
 from server.engine.queue import ADMISSION_LOCK, OWNER_UNFINISHED_COUNT, UNFINISHED_COUNT
-from server.errors import ApiError
+from server.errors import ApiError, not_found
 
+CronOrder = Literal["cron_id", "assistant_id", "thread_id", "next_run_date", "created_at", "updated_at"]
 FIRINGS_PER_PASS = 100
 """Crons fired per transaction; the rest wait for the next pass."""
 
@@ -46,6 +50,63 @@ def next_fire(schedule: str, timezone: str | None, after: datetime) -> datetime:
     return fire
 
 
+# the schedule as stored ---------------------------------------------------------------------------
+async def store(sessions: async_sessionmaker[AsyncSession], cron: CronRow) -> None:
+    """Insert a new cron; committed when this returns."""
+    async with sessions.begin() as session:
+        session.add(cron)
+
+
+async def remove(sessions: async_sessionmaker[AsyncSession], cron_id: str, owner: str, filters: Filters) -> None:
+    """Delete ``owner``'s cron ``cron_id``; 404 (ApiError) if it is another's, filtered out, or unknown."""
+    async with sessions.begin() as session:
+        cron = await session.get(CronRow, cron_id)
+        if cron is None or cron.owner != owner or not matches(cron.metadata_, filters):
+            raise not_found("cron", cron_id)
+        await session.delete(cron)
+
+
+async def search(
+    sessions: async_sessionmaker[AsyncSession], selection: CronSelection, enabled: bool | None, sort_by: CronOrder,
+    descending: bool,
+) -> list[CronRow]:  # fmt: skip
+    """The crons ``selection`` names, ``enabled`` or not if asked, sorted by ``sort_by``."""
+    query = selection.query() if enabled is None else selection.query().where(CronRow.enabled.is_(enabled))
+    query = query.order_by((desc if descending else asc)(getattr(CronRow, sort_by)))
+    async with sessions() as session:
+        return list((await session.scalars(query)).all())
+
+
+async def count(
+    sessions: async_sessionmaker[AsyncSession], selection: CronSelection, metadata: dict[str, Any] | None,
+    filters: Filters,
+) -> int:  # fmt: skip
+    """How many crons ``selection`` names that have the ``metadata`` pairs and pass the project's auth ``filters``."""
+    async with sessions() as session:
+        if metadata or filters:
+            return len(metadata_match((await session.scalars(selection.query())).all(), metadata, filters))
+        total = await session.scalar(select(func.count()).select_from(selection.query().subquery()))
+    return int(total or 0)
+
+
+@dataclass(frozen=True)
+class CronSelection:
+    """One owner's crons, of one assistant (its canonical id) or one thread (its public id) if given."""
+
+    owner: str
+    assistant_id: str | None = None
+    thread_id: str | None = None
+
+    def query(self) -> Select[CronRow]:
+        query = select(CronRow).where(CronRow.owner == self.owner)
+        if self.assistant_id:
+            query = query.where(CronRow.assistant_id == self.assistant_id)
+        if self.thread_id:  # the owner's only: under its key, or its bare id if made before keys
+            query = query.where(CronRow.thread_id.in_((thread_key(self.owner, self.thread_id), self.thread_id)))
+        return query
+
+
+# firing ---------------------------------------------------------------------------------------------
 async def fire_due(sessions: async_sessionmaker[AsyncSession], capacity: int, per_user: int | None = None) -> list[str]:
     """Insert one run for every cron due now while fewer than ``capacity`` runs are unfinished (and, with
     ``per_user``, fewer than that many of its owner's: the others' crons still fire); answers their ids."""

@@ -21,7 +21,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any, get_args
 
@@ -30,12 +30,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command, Interrupt
+from langgraph.types import Command
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.settings import Settings
-from loom.threads import public_thread_id
 from nodes.models import retry_budget
 from server.db import TERMINAL, RunRow, now, transaction
 from server.engine import crons, queue
@@ -43,6 +42,7 @@ from server.engine.bus import BusUnavailable, EventBus
 from server.engine.context import own_context_schema, validate_context
 from server.engine.streams import Event, dumps
 from server.engine.usage import BudgetExceeded, UsageMeter, run_limits
+from server.engine.wire import CONFIG_MODES, checkpoint_of, debug_checkpoint, interrupt_views, output_values, public_ids
 from server.errors import ApiError
 from server.observability import logs, observe
 from server.store_scope import with_caller_store
@@ -299,8 +299,9 @@ class RunManager:
         status: str | None = json.loads(last.data).get("status")
         return status
 
-    def recorded(self, run_id: str) -> queue.Outcome | None:
-        """The outcome as this process committed it, if it ran the run: a waiter here reads it without a query."""
+    def take_recorded(self, run_id: str) -> queue.Outcome | None:
+        """The outcome as this process committed it, if it ran the run, handed over once (it is forgotten here):
+        a waiter here reads it without a query."""
         return self._outcomes.pop(run_id, None)
 
     # workers ---------------------------------------------------------------------------------
@@ -560,17 +561,6 @@ class RunManager:
         await self.bus.close(run_id)
 
 
-def output_values(graph: CompiledStateGraph[Any, Any, Any, Any], values: Any, interrupts: list[dict[str, Any]]) -> Any:
-    """What ``/wait`` answers: as langgraph-api, the output schema's keys, not internal state, and the
-    pending ``__interrupt__`` list, which SDK callers test for to know that the run waits on them."""
-    channels = graph.output_channels
-    if not isinstance(values, dict):
-        return values
-    if not isinstance(channels, str):
-        values = {key: value for key, value in values.items() if key in channels}
-    return {**values, "__interrupt__": interrupts} if interrupts else values
-
-
 async def with_events(
     graph: Any, payload: Any, config: dict[str, Any], options: dict[str, Any], run_id: str
 ) -> AsyncIterator[tuple[tuple[str, ...], str, Any]]:
@@ -588,55 +578,6 @@ async def with_events(
                 yield tuple(ns), mode, chunk
             else:
                 yield (), "events", event
-
-
-def checkpoint_of(config: RunnableConfig | None) -> dict[str, Any] | None:
-    """A checkpoint's config as langgraph-api shows it (``checkpoint``, ``parent_checkpoint``), with the public id."""
-    if not config:
-        return None
-    configurable = config.get("configurable") or {}
-    keys = ("thread_id", "checkpoint_ns", "checkpoint_id", "checkpoint_map")
-    checkpoint = {key: configurable.get(key) for key in keys if key in configurable or key == "checkpoint_ns"}
-    if isinstance(key := checkpoint.get("thread_id"), str):
-        checkpoint["thread_id"] = public_thread_id(key)
-    return checkpoint
-
-
-def interrupt_views(interrupts: Iterable[Interrupt]) -> list[dict[str, Any]]:
-    """Interrupts as langgraph-api shows them: ``{id, value}``."""
-    return [{"id": i.id, "value": i.value} for i in interrupts]
-
-
-def debug_checkpoint(payload: dict[str, Any]) -> dict[str, Any]:
-    """A ``debug`` checkpoint event's payload with ``checkpoint`` and ``parent_checkpoint`` beside the configs,
-    and each task's ``state`` config as its ``checkpoint``: what Studio's timeline reads, as langgraph-api sends."""
-    tasks = [
-        {key: value for key, value in task.items() if key != "state"} | {"checkpoint": task["state"]["configurable"]}
-        if isinstance(task.get("state"), dict) and task["state"].get("configurable")
-        else task
-        for task in payload.get("tasks") or ()
-    ]
-    checkpoints = {
-        "checkpoint": checkpoint_of(payload.get("config")),
-        "parent_checkpoint": checkpoint_of(payload.get("parent_config")),
-    }
-    return {**payload, **checkpoints, "tasks": tasks}
-
-
-CONFIG_MODES = frozenset({"checkpoints", "debug", "events"})
-"""Stream modes whose parts carry checkpoint configs, so the thread's key, which clients must not see."""
-
-
-def public_ids(value: Any) -> Any:
-    """``value`` with every ``thread_id`` shown as the id its owner knows (``loom.threads``)."""
-    if isinstance(value, dict):
-        return {
-            k: public_thread_id(v) if k == "thread_id" and isinstance(v, str) else public_ids(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [public_ids(item) for item in value]
-    return value
 
 
 def run_config(run_id: str, run: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -8,17 +8,15 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Response
 from pydantic import Field
-from sqlalchemy import asc, desc, func, select
 
-from loom.threads import public_thread_id, thread_key
-from server.assistants import canonical_id, merged_run
-from server.auth import Caller, CurrentCaller, matches, metadata_match
+from loom.threads import public_thread_id
+from server.assistants import canonical_id
+from server.auth import Caller, CurrentCaller, metadata_match
 from server.db import CronRow, now
 from server.deps import Loom, Services, visible_thread
-from server.engine.context import configurable_as_context
-from server.engine.crons import next_fire
-from server.errors import ApiError, not_found
-from server.routes.runs import run_kwargs, validate_input
+from server.engine import crons
+from server.engine.crons import CronOrder, next_fire
+from server.errors import ApiError
 from server.schemas import RunCreate, Strict
 
 router = APIRouter(tags=["crons"])
@@ -41,7 +39,7 @@ class CronSearch(Strict):
     metadata: dict[str, Any] | None = None
     limit: int = Field(default=10, ge=1, le=1000)
     offset: int = Field(default=0, ge=0)
-    sort_by: Literal["cron_id", "assistant_id", "thread_id", "next_run_date", "created_at", "updated_at"] = "created_at"
+    sort_by: CronOrder = "created_at"
     sort_order: Literal["asc", "desc"] = "desc"
     select: list[str] | None = None
 
@@ -56,10 +54,7 @@ async def _create(loom: Services, caller: Caller, thread_id: str | None, body: C
     user = caller.identity
     asked = {"thread_id": thread_id, "assistant_id": body.assistant_id, "metadata": dict(body.metadata or {})}
     await caller.authorize("crons", "create", asked)  # a project's handler may stamp metadata on it
-    assistant = await loom.assistant(body.assistant_id, user)
-    graph_id = assistant.graph_id
-    body = merged_run(configurable_as_context(loom.graphs[graph_id], body), assistant)
-    validate_input(loom, graph_id, body.input)
+    prepared = await loom.prepare(user, body)
     if body.command is not None:
         raise ApiError(422, "invalid_cron", "command: a cron starts new runs; send input")
     first = await asyncio.to_thread(next_fire, body.schedule, body.timezone, now())  # may read a zone file
@@ -69,59 +64,58 @@ async def _create(loom: Services, caller: Caller, thread_id: str | None, body: C
         if end_time <= first:
             message = f"end_time: {end_time.isoformat()} is not after the first firing, {first.isoformat()}"
             raise ApiError(422, "invalid_cron", message)
-    kwargs = run_kwargs(body, ephemeral=False, exclude=CRON_ONLY)
-    async with loom.sessions.begin() as session:
-        if thread_id is not None:
+    if thread_id is not None:
+        async with loom.sessions() as session:
             thread_id = (await visible_thread(session, thread_id, caller, "read")).thread_id
-        cron = CronRow(
-            owner=user,
-            assistant_id=assistant.assistant_id,
-            graph_id=graph_id,
-            thread_id=thread_id,
-            schedule=body.schedule,
-            timezone=body.timezone,
-            payload={"kwargs": kwargs, "multitask_strategy": body.multitask_strategy},
-            metadata_=asked["metadata"],
-            enabled=body.enabled,
-            on_run_completed=body.on_run_completed,
-            end_time=end_time,
-            next_run_date=first if body.enabled else None,
-        )
-        session.add(cron)
+    kwargs = prepared.kwargs(ephemeral=False, exclude=CRON_ONLY)
+    cron = CronRow(
+        owner=user,
+        assistant_id=prepared.assistant.assistant_id,
+        graph_id=prepared.graph_id,
+        thread_id=thread_id,
+        schedule=body.schedule,
+        timezone=body.timezone,
+        payload={"kwargs": kwargs, "multitask_strategy": body.multitask_strategy},
+        metadata_=asked["metadata"],
+        enabled=body.enabled,
+        on_run_completed=body.on_run_completed,
+        end_time=end_time,
+        next_run_date=first if body.enabled else None,
+    )
+    await crons.store(loom.sessions, cron)
     return cron_view(cron)
 
 
 @router.post("/threads/{thread_id}/runs/crons")
 async def create_for_thread(thread_id: str, body: CronCreate, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    """Schedule runs on the thread: each firing of ``schedule`` (cron syntax, in ``timezone``) starts one, admitted
+    like any run; answers 200 with the cron. 403 if the project's auth refuses, 404 for an unknown thread or
+    assistant, 422 for a bad schedule, zone, ``end_time`` or run body (naming the field)."""
     return await _create(loom, caller, thread_id, body)
 
 
 @router.post("/runs/crons")
 async def create(body: CronCreate, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    """Schedule stateless runs: each firing starts one on a new thread of its own; answers 200 with the cron.
+    403 if the project's auth refuses, 404 for an unknown assistant, 422 for a bad schedule, zone, ``end_time``
+    or run body (naming the field)."""
     return await _create(loom, caller, None, body)
 
 
 @router.delete("/runs/crons/{cron_id}", status_code=204)
 async def delete(cron_id: str, loom: Loom, caller: CurrentCaller) -> Response:
+    """Delete the cron (runs it started stay); 204, or 404 for a cron the caller cannot see."""
     filters = await caller.authorize("crons", "delete", {"cron_id": cron_id})
-    async with loom.sessions.begin() as session:
-        cron = await session.get(CronRow, cron_id)
-        if cron is None or cron.owner != caller.identity or not matches(cron.metadata_, filters):
-            raise not_found("cron", cron_id)
-        await session.delete(cron)
+    await crons.remove(loom.sessions, cron_id, caller.identity, filters)
     return Response(status_code=204)
 
 
 @router.post("/runs/crons/search")
 async def search(body: CronSearch, loom: Loom, caller: CurrentCaller) -> list[dict[str, Any]]:
+    """The caller's crons matching the filters, sorted and paged (``select``: only those fields); 200."""
     filters = await caller.authorize("crons", "search", body.model_dump())
-    query = _filtered(loom, caller.identity, body.assistant_id, body.thread_id)
-    if body.enabled is not None:
-        query = query.where(CronRow.enabled.is_(body.enabled))
-    order = desc if body.sort_order == "desc" else asc
-    query = query.order_by(order(getattr(CronRow, body.sort_by)))
-    async with loom.sessions() as session:
-        rows = list((await session.scalars(query)).all())
+    selection = _selection(loom, caller.identity, body.assistant_id, body.thread_id)
+    rows = await crons.search(loom.sessions, selection, body.enabled, body.sort_by, body.sort_order == "desc")
     rows = metadata_match(rows, body.metadata, filters)
     rows = rows[body.offset : body.offset + body.limit]
     views = [cron_view(row) for row in rows]
@@ -130,22 +124,15 @@ async def search(body: CronSearch, loom: Loom, caller: CurrentCaller) -> list[di
 
 @router.post("/runs/crons/count")
 async def count(body: CronCount, loom: Loom, caller: CurrentCaller) -> int:
+    """How many of the caller's crons match the filters; 200 with the number."""
     filters = await caller.authorize("crons", "search", body.model_dump())
-    query = _filtered(loom, caller.identity, body.assistant_id, body.thread_id)
-    async with loom.sessions() as session:
-        if body.metadata or filters:
-            return len(metadata_match((await session.scalars(query)).all(), body.metadata, filters))
-        total = await session.scalar(select(func.count()).select_from(query.subquery()))
-    return int(total or 0)
+    selection = _selection(loom, caller.identity, body.assistant_id, body.thread_id)
+    return await crons.count(loom.sessions, selection, body.metadata, filters)
 
 
-def _filtered(loom: Services, user: str, assistant_id: str | None, thread_id: str | None) -> Any:
-    query = select(CronRow).where(CronRow.owner == user)
-    if assistant_id:
-        query = query.where(CronRow.assistant_id == canonical_id(assistant_id, loom.graphs))
-    if thread_id:
-        query = query.where(CronRow.thread_id.in_((thread_key(user, thread_id), thread_id)))  # the owner's only
-    return query
+def _selection(loom: Services, user: str, assistant_id: str | None, thread_id: str | None) -> crons.CronSelection:
+    assistant = canonical_id(assistant_id, loom.graphs) if assistant_id else None
+    return crons.CronSelection(user, assistant, thread_id)
 
 
 def cron_view(cron: CronRow) -> dict[str, Any]:

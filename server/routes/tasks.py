@@ -16,14 +16,13 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
-from sqlalchemy import select
 
 from loom.threads import public_thread_id, thread_key
 from server.auth import CurrentCaller, CurrentUser
-from server.db import RunRow, ThreadRow, new_id
+from server.db import ThreadRow, new_id
 from server.deps import Loom, Services, owned_thread
+from server.engine import admission, records
 from server.errors import ApiError, not_found
-from server.routes.runs import start_run
 from server.schemas import RunCreate, TaskCreate
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -33,40 +32,49 @@ STATUS = {"pending": "running", "running": "running", "success": "completed", "i
 
 @router.post("", status_code=201)
 async def create(body: TaskCreate, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    """Store a task (a thread of ``graph_id``) to execute later; 201 with its ``task_id`` and ``pending``, 404 for
+    a graph the server does not serve."""
     if body.graph_id not in loom.graphs:
         raise not_found("assistant", body.graph_id)
-    async with loom.sessions.begin() as session:
-        thread = ThreadRow(
-            thread_id=thread_key(user, new_id()),
-            owner=user,
-            graph_id=body.graph_id,
-            metadata_={"kind": "task", "task_description": body.task_description},
-        )
-        session.add(thread)
+    thread = ThreadRow(
+        thread_id=thread_key(user, new_id()),
+        owner=user,
+        graph_id=body.graph_id,
+        metadata_={"kind": "task", "task_description": body.task_description},
+    )
+    await records.store_thread(loom.sessions, thread)
     return {"task_id": public_thread_id(thread.thread_id), "status": "pending", "created_at": thread.created_at}
 
 
 @router.post("/{task_id}/execute")
 async def execute(task_id: str, loom: Loom, caller: CurrentCaller) -> StreamingResponse:
+    """Run the task once and stream its progress as NDJSON (``step_started``, ``partial_output``,
+    ``step_completed``, ``step_failed``, ``task_completed``, ``task_failed``, ``task_waiting``).
+
+    Answers 200 with the stream; 404 for an unknown task, 409 if it has been executed already, 429 when the run
+    queue is full."""
     async with loom.sessions() as session:
         thread = await _task(session, task_id, caller.identity)
-        if await _latest_run(session, thread.thread_id) is not None:
-            raise ApiError(409, "task_already_executed", "this task has been executed; create a new task")
+    if await records.latest_run(loom.sessions, thread.thread_id) is not None:
+        raise ApiError(409, "task_already_executed", "this task has been executed; create a new task")
     body = RunCreate(
         assistant_id=str(thread.graph_id),
         input={"messages": [{"role": "user", "content": thread.metadata_["task_description"]}]},
         stream_mode=["custom", "messages-tuple"],
         multitask_strategy="reject",
     )
-    run = await start_run(loom, caller, task_id, body, None)
+    prepared = await loom.prepare(caller.identity, body)
+    run = await admission.admit(loom.manager, caller, task_id, prepared, None)
     return StreamingResponse(_task_events(loom, run.run_id), media_type="application/x-ndjson")
 
 
 @router.get("/{task_id}/status")
 async def status(task_id: str, loom: Loom, user: CurrentUser) -> dict[str, Any]:
+    """The task's status (``pending``, ``running``, ``waiting_for_approval``, ``completed``, ``failed``), its run,
+    plan, step results and final output; 200, or 404 for an unknown task."""
     async with loom.sessions() as session:
         thread = await _task(session, task_id, user)
-        run = await _latest_run(session, thread.thread_id)
+    run = await records.latest_run(loom.sessions, thread.thread_id)
     values: dict[str, Any] = {}
     if run is not None:
         config: RunnableConfig = {"configurable": {"thread_id": thread.thread_id}}
@@ -88,12 +96,6 @@ async def _task(session: Any, task_id: str, user: str) -> ThreadRow:
     if thread.metadata_.get("kind") != "task":
         raise ApiError(404, "task_not_found", f"task {task_id!r} not found")
     return thread
-
-
-async def _latest_run(session: Any, key: str) -> RunRow | None:
-    query = select(RunRow).where(RunRow.thread_id == key).order_by(RunRow.created_at.desc()).limit(1)
-    run: RunRow | None = await session.scalar(query)
-    return run
 
 
 async def _task_events(loom: Services, run_id: str) -> AsyncIterator[str]:
@@ -130,9 +132,8 @@ def _translate(name: str, data: Any) -> list[tuple[str, Any]]:
 
 
 async def _completion(loom: Services, run_id: str) -> dict[str, Any]:
-    async with loom.sessions() as session:
-        run = await session.get(RunRow, run_id)
-    values = json.loads(run.output) if run is not None and run.output else {}  # stored by whichever worker ran it
+    output = await records.stored_output(loom.sessions, run_id)
+    values = json.loads(output) if output else {}  # stored by whichever worker ran it
     report = values.get("report")
     return {"final_output": _final_output(values), "failed": bool(report), "report": report}
 

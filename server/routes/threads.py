@@ -19,7 +19,7 @@ from loom.threads import is_key, public_thread_id, thread_key
 from server.auth import Caller, CurrentCaller, metadata_match
 from server.db import RunRow, ThreadRow, insert_row, new_id, now, transaction
 from server.deps import Loom, Services, owned_thread, stored_thread, visible_thread
-from server.engine.manager import checkpoint_of, interrupt_views
+from server.engine.wire import checkpoint_of, interrupt_views
 from server.errors import ApiError, not_found
 from server.schemas import (
     CheckpointRef,

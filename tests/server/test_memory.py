@@ -75,7 +75,7 @@ async def test_outcomes_nobody_waits_for_are_bounded(loom_env: object, monkeypat
                 run_ids.append((await http.post("/runs", json=body)).json()["run_id"])
                 assert await manager.wait(run_ids[-1]) == "success"
         assert set(manager._outcomes) == set(run_ids[-5:])
-        assert manager.recorded(run_ids[-1]).status == "success" and run_ids[-1] not in manager._outcomes
+        assert manager.take_recorded(run_ids[-1]).status == "success" and run_ids[-1] not in manager._outcomes
 
 
 def rss_mib() -> float:
