@@ -37,7 +37,8 @@ from services.stores.db import Base
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 RunStatus = Literal["pending", "running", "success", "error", "interrupted", "cancelled", "timeout"]
 T = TypeVar("T")
-TERMINAL: frozenset[str] = frozenset({"success", "error", "interrupted", "cancelled", "timeout"})
+TERMINAL: frozenset[RunStatus] = frozenset({"success", "error", "interrupted", "cancelled", "timeout"})
+"""The statuses a run ends with; ``pending`` and ``running`` are unfinished (``server.engine.queue.UNFINISHED``)."""
 
 
 def now() -> datetime:
@@ -66,7 +67,7 @@ class ThreadRow(Base):
     """The key (``loom.threads.thread_key``): the id the API shows, scoped by the owner."""
     owner: Mapped[str] = mapped_column(String(128), index=True)
     graph_id: Mapped[str | None] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(16), default="idle", index=True)
+    status: Mapped[ThreadStatus] = mapped_column(String(16), default="idle", index=True)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now, onupdate=now)
@@ -84,7 +85,7 @@ class RunRow(Base):
     owner: Mapped[str] = mapped_column(String(128), index=True)
     assistant_id: Mapped[str] = mapped_column(String(64))
     graph_id: Mapped[str] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    status: Mapped[RunStatus] = mapped_column(String(16), default="pending", index=True)
     multitask_strategy: Mapped[str] = mapped_column(String(16), default="enqueue")
     kwargs: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """The run body as accepted (input/command, config, context, stream modes…), replayed on recovery."""

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from loom.threads import thread_key, thread_keys
 from server.assistants import AssistantRow, run_metadata
 from server.auth import Caller, matches
-from server.db import RunRow, ThreadRow, insert_row, new_id, now, transaction
+from server.db import RunRow, ThreadRow, ThreadStatus, insert_row, new_id, now, transaction
 from server.engine import queue
 from server.engine.manager import RunManager
 from server.engine.preparation import PreparedRun, refusal
@@ -229,7 +229,7 @@ class AdmittedThread:
     thread_id: str
     owner: str
     graph_id: str | None
-    status: str
+    status: ThreadStatus
     metadata: dict[str, Any]
     new: bool = False
 

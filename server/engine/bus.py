@@ -27,17 +27,79 @@ class BusUnavailable(ConnectionError):
 
 
 class EventBus(Protocol):
-    """What the run engine needs from a message bus; :class:`LocalBus` and ``RedisBus`` implement it."""
+    """What the run engine needs from a message bus; :class:`LocalBus` and ``RedisBus`` implement it.
 
-    async def start(self, on_signal: SignalHandler) -> None: ...
-    async def stop(self) -> None: ...
-    async def publish(self, run_id: str, name: str, data: object) -> None: ...
-    async def close(self, run_id: str) -> None: ...
-    def follow(self, run_id: str, after: int, idle_s: float) -> AsyncIterator[Event | None]: ...
-    async def has(self, run_id: str) -> bool: ...
-    async def signal(self, run_id: str, reason: str) -> None: ...
-    async def wake(self) -> None: ...
-    async def wait_for_work(self, timeout_s: float) -> None: ...
+    Nothing on the bus is the truth about a run (the database is): a lost event or signal delays a reader or
+    a stop, never loses a run. Publishing never fails a run; reading may raise ``BusUnavailable``.
+    """
+
+    async def start(self, on_signal: SignalHandler) -> None:
+        """Begin delivering stop signals to this process.
+
+        Args:
+            on_signal: called with ``(run_id, reason)`` for every ``signal`` any process sends (this one's
+                included); it must not block (it runs on the event loop, or on the bus's reader task).
+        """
+        ...
+
+    async def stop(self) -> None:
+        """Stop delivering signals and release the bus's connections; published streams stay readable elsewhere."""
+        ...
+
+    async def publish(self, run_id: str, name: str, data: object) -> None:
+        """Append an event to the run's stream, numbered one past the last (the SSE ``id``).
+
+        Args:
+            run_id: the run whose stream it goes on (created on first use; reopened for a new attempt).
+            name: the SSE event name (``metadata``, a stream mode, ``mode|ns``, ``error``, ``end``).
+            data: JSON-serialisable; serialised once, here.
+        """
+        ...
+
+    async def close(self, run_id: str) -> None:
+        """Mark the run's stream ended: readers get what is left, and it expires ``stream_ttl_s`` later."""
+        ...
+
+    def follow(self, run_id: str, after: int, idle_s: float) -> AsyncIterator[Event | None]:
+        """The run's events numbered above ``after``, in order, then live ones as they are published.
+
+        Args:
+            run_id: the run; a stream nobody has written yet is waited for (the writer may not have started).
+            after: the last sequence number the reader has (``Last-Event-ID``; 0 for all).
+            idle_s: after this long without an event, ``None`` is yielded and following goes on.
+
+        Returns:
+            An iterator of events and ``None`` heartbeats. The ``None`` is the reader's chance to ask the
+            database whether the run has ended where no event will come (its writer died): a reader stops
+            itself, at the ``end`` event or on such a check. The iterator may also stop once the stream is
+            closed and read (in process); it never stops on its own on Redis.
+
+        Raises:
+            BusUnavailable: the stream cannot be read (Redis down); the run's end is then the database's.
+        """
+        ...
+
+    async def has(self, run_id: str) -> bool:
+        """Whether the run's stream is still kept (not yet expired or evicted). Raises ``BusUnavailable``."""
+        ...
+
+    async def signal(self, run_id: str, reason: str) -> None:
+        """Ask whichever process runs ``run_id`` to stop it (``reason``: ``cancelled``, ``interrupt``,
+        ``rollback``). Best effort: the request is also in the run's row, which the worker's heartbeat reads."""
+        ...
+
+    async def wake(self) -> None:
+        """Tell every worker that work may be waiting (a run queued, a slot freed). Best effort: workers poll."""
+        ...
+
+    async def wait_for_work(self, timeout_s: float) -> None:
+        """Return after a ``wake`` (from any process, since the last return) or after ``timeout_s``.
+
+        Args:
+            timeout_s: the longest wait (the dispatcher's ``run_poll_s``); returning tells nothing about
+                whether work exists: the caller claims from the database and may find none.
+        """
+        ...
 
 
 class LocalBus:

@@ -22,6 +22,7 @@ import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, get_args
 
@@ -36,8 +37,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.settings import Settings
 from nodes.models import retry_budget
-from server.db import TERMINAL, RunRow, now, transaction
+from server.db import TERMINAL, RunRow, RunStatus, ThreadStatus, now, transaction
 from server.engine import crons, queue
+from server.engine.attempt import RunAttempt
 from server.engine.bus import BusUnavailable, EventBus
 from server.engine.context import own_context_schema, validate_context
 from server.engine.streams import Event, dumps
@@ -67,6 +69,18 @@ class ThreadInterrupted(QueuedRunRefused):
 
 class CheckpointGone(QueuedRunRefused):
     """Raised before a queued run starts from a checkpoint that a rollback removed while it waited."""
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How an attempt ended, before ``_finish`` reads the thread's state and records it."""
+
+    status: RunStatus
+    error: dict[str, Any] | None
+    reason: str | None
+    """Why it was stopped, if it was (``cancelled``, ``interrupt``, ``rollback``)."""
+    meter: UsageMeter | None
+    """The attempt's usage meter, once the graph was about to start."""
 
 
 class SlotGuard:
@@ -361,17 +375,14 @@ class RunManager:
             await self._attempt(run)
 
     async def _attempt(self, run: RunRow) -> None:
+        """One attempt of ``run``, from its ``metadata`` event to its recorded outcome; never raises but when
+        this process stops or lost the run's lease (the run is then another worker's)."""
         run_id = run.run_id
-        snapshot: dict[str, Any] = {
-            "thread_id": run.thread_id,
-            "graph_id": run.graph_id,
-            "assistant_id": run.assistant_id,
-            "owner": run.owner,
-            "kwargs": dict(run.kwargs),
-            "attempt": run.attempt,
-            "started": time.monotonic(),
-        }
-        status, error = "success", None
+        attempt = RunAttempt.of(run)
+        status: RunStatus = "success"
+        error: dict[str, Any] | None = None
+        reason: str | None = None
+        meter: UsageMeter | None = None
         try:
             try:
                 if run.cancel_requested:  # asked to stop between attempts
@@ -381,14 +392,15 @@ class RunManager:
                     await self.bus.publish(run_id, "recovered", {"run_id": run_id, "attempt": run.attempt})
                 async with asyncio.timeout(self.settings.run_timeout_s):
                     with retry_budget(self.settings.run_retry_budget):
-                        await self._stream_graph(run_id, snapshot)
+                        await self._refuse_changed_thread(attempt)
+                        meter = UsageMeter(self.settings, await run_limits(self.settings, self.sessions, attempt))
+                        await self._stream_graph(attempt, meter)
             except asyncio.CancelledError:
                 if self._stopping or run_id in self._lost:
                     raise
                 self._uncancel()
                 reason = self._reasons.get(run_id) or run.cancel_requested
                 status = "interrupted" if reason == "interrupt" else "cancelled"
-                snapshot["reason"] = reason
             except TimeoutError:
                 message = f"run exceeded {self.settings.run_timeout_s}s"
                 status, error = "timeout", {"error": "TimeoutError", "message": message}
@@ -403,7 +415,7 @@ class RunManager:
                 log.exception("run %s failed", run_id)
                 status, error = "error", {"error": type(exc).__name__, "message": str(exc)}
             self._stoppable.discard(run_id)
-            await self._finish(run_id, snapshot, status, error)
+            await self._finish(attempt, Ending(status, error, reason, meter))
         finally:
             self._stoppable.discard(run_id)
             self._checked.discard(run_id)
@@ -420,19 +432,17 @@ class RunManager:
             while task.cancelling():
                 task.uncancel()
 
-    async def _stream_graph(self, run_id: str, run: dict[str, Any]) -> None:
-        kwargs = run["kwargs"]
-        graph = self.graphs[run["graph_id"]]
-        if run["attempt"] == 1 and run_id not in self._checked:  # it waited: an interrupt may have appeared
-            await self._refuse_changed_thread(graph, run["thread_id"], kwargs)
-        config = with_caller_store(run_config(run_id, run, kwargs), graph.store, run["owner"])
-        run["meter"] = UsageMeter(self.settings, await run_limits(self.settings, self.sessions, run))
+    async def _stream_graph(self, attempt: RunAttempt, meter: UsageMeter) -> None:
+        """Run the graph and publish its stream parts as the run's events (``meter`` counts its model calls)."""
+        run_id, kwargs = attempt.run_id, attempt.kwargs
+        graph = self.graphs[attempt.graph_id]
+        config = with_caller_store(run_config(attempt), graph.store, attempt.owner)
         # the meter counts every model call and refuses nodes past the budget; the observer traces and measures
-        config["callbacks"] = [run["meter"], *observe.callbacks(run_id, run, self.settings)]
+        config["callbacks"] = [meter, *observe.callbacks(attempt, self.settings)]
         async with contextlib.AsyncExitStack() as factory_scope:  # a per-run factory's context ends with the run
-            if (rebuild := self.per_run.get(run["graph_id"])) is not None:
+            if (rebuild := self.per_run.get(attempt.graph_id)) is not None:
                 graph = await rebuild(stack=factory_scope, config=config)
-            payload = await self._payload(run_id, run["thread_id"], kwargs, run["attempt"])
+            payload = await self._payload(attempt)
             requested = kwargs.get("stream_mode") or ["values"]
             modes = sorted({"messages" if mode.startswith("messages") else mode for mode in requested} & GRAPH_MODES)
             legacy_messages = LegacyMessages() if "messages" in requested else None
@@ -441,7 +451,7 @@ class RunManager:
                 # a project's own schema may validate to a falsy value ({}): only graphs without one get RunContext
                 "context": validate_context(graph, kwargs.get("context"))
                 if own_context_schema(graph) is not None
-                else run_context(run["owner"], kwargs.get("context"), self._granted(run["owner"], kwargs)),
+                else run_context(attempt.owner, kwargs.get("context"), self._granted(attempt.owner, kwargs)),
                 "stream_mode": modes or ["values"],  # "events" alone: the graph still streams, its parts are dropped
                 "output_keys": graph.output_channels,  # as langgraph-api: values/updates show the output schema only
                 # as langgraph-api: only when asked (LangGraph's parts differ with it, e.g. tool message ids)
@@ -468,36 +478,41 @@ class RunManager:
                 else:
                     await self.bus.publish(run_id, mode + suffix, public_ids(chunk) if mode in CONFIG_MODES else chunk)
 
-    def _granted(self, owner: str, kwargs: dict[str, Any]) -> tuple[Permission, ...]:
+    def _granted(self, owner: str, kwargs: Mapping[str, Any]) -> tuple[Permission, ...]:
         """The grants the caller was authenticated with (custom auth's ``permissions``), else the settings'."""
         if (user := kwargs.get("auth_user")) is None:
             return self.settings.granted(owner)
         return tuple(p for p in get_args(Permission) if p in (user.get("permissions") or ()))
 
-    async def _restore_start(self, run_id: str, run: dict[str, Any]) -> None:
+    async def _restore_start(self, attempt: RunAttempt) -> None:
         """Rollback: the thread's latest state becomes what it was before this run.
 
         That is the newest checkpoint older than the run's first (a checkpoint's metadata names its run, and
         checkpoint ids grow with time): the first one's parent, but for a fork, whose first checkpoint descends
         from the checkpoint it forked. Looked up only now: few runs are rolled back.
         """
-        thread: RunnableConfig = {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
+        thread_id = attempt.thread_id
+        thread: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
         first = None
-        async for saved in self.checkpointer.alist(thread, filter={"run_id": run_id}):
+        async for saved in self.checkpointer.alist(thread, filter={"run_id": attempt.run_id}):
             first = saved  # newest first: the last one is the run's first
         if first is None:  # the run wrote nothing: the thread is as it was
             return
         before = [saved async for saved in self.checkpointer.alist(thread, before=first.config, limit=1)]
         if not before:  # the run started on an empty thread: all its checkpoints are its own work
-            await self.checkpointer.adelete_thread(run["thread_id"])
+            await self.checkpointer.adelete_thread(thread_id or "")
             return
         start = before[0].config["configurable"]["checkpoint_id"]
-        config: RunnableConfig = {"configurable": {"thread_id": run["thread_id"], "checkpoint_id": start}}
-        await self.graphs[run["graph_id"]].aupdate_state(config, None, as_node="__copy__")
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_id": start}}
+        await self.graphs[attempt.graph_id].aupdate_state(config, None, as_node="__copy__")
 
-    async def _refuse_changed_thread(self, graph: Any, thread_id: str | None, kwargs: dict[str, Any]) -> None:
+    async def _refuse_changed_thread(self, attempt: RunAttempt) -> None:
         """A run queued with new input must not silently drop an interrupt raised while it waited, nor start
-        from nothing because its checkpoint was rolled back meanwhile."""
+        from nothing because its checkpoint was rolled back meanwhile. A run started as it was admitted (or
+        taken over from a worker that died) is not checked: its thread has not changed since."""
+        if attempt.number > 1 or attempt.run_id in self._checked:
+            return
+        thread_id, kwargs = attempt.thread_id, attempt.kwargs
         if thread_id and (checkpoint_id := kwargs.get("checkpoint_id")):
             at = {"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": checkpoint_id}}
             if await self.checkpointer.aget_tuple(at) is None:  # type: ignore[arg-type]
@@ -507,15 +522,16 @@ class RunManager:
             return
         if not thread_id or kwargs.get("input") is None:
             return
-        snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
-        if snapshot.interrupts:
+        state = await self.graphs[attempt.graph_id].aget_state({"configurable": {"thread_id": thread_id}})
+        if state.interrupts:
             raise ThreadInterrupted(
                 "the thread is waiting on an interrupt raised after this run was queued; answer it with command.resume"
             )
 
-    async def _payload(self, run_id: str, thread_id: str | None, kwargs: dict[str, Any], attempt: int) -> Any:
+    async def _payload(self, attempt: RunAttempt) -> Any:
         """What to start the graph with; a recovered run resumes from its own last checkpoint."""
-        if attempt > 1 and thread_id:
+        run_id, thread_id, kwargs = attempt.run_id, attempt.thread_id, attempt.kwargs
+        if attempt.number > 1 and thread_id:
             latest = await self.checkpointer.aget_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
             if latest is not None and (latest.metadata or {}).get("run_id") == run_id:
                 return None
@@ -523,26 +539,27 @@ class RunManager:
             return Command(resume=command.get("resume"), update=command.get("update"), goto=command.get("goto") or ())
         return kwargs.get("input")
 
-    async def _finish(self, run_id: str, run: dict[str, Any], status: str, error: dict[str, Any] | None) -> None:
+    async def _finish(self, attempt: RunAttempt, ending: Ending) -> None:
         """Record the outcome and free the thread before telling clients, so their next call finds it idle."""
-        error = logs.scrub(error, self.settings)
-        thread_id = run["thread_id"]
+        run_id, thread_id, status = attempt.run_id, attempt.thread_id, ending.status
+        error = logs.scrub(ending.error, self.settings)
         interrupts: list[dict[str, Any]] = []
         checkpoint = output = None
-        thread_status = "error" if status in ("error", "timeout") else "idle"
-        if thread_id and run.get("reason") == "rollback":
-            await self._restore_start(run_id, run)
+        thread_status: ThreadStatus = "error" if status in ("error", "timeout") else "idle"
+        if thread_id and ending.reason == "rollback":
+            await self._restore_start(attempt)
         if thread_id:
-            snapshot = await self.graphs[run["graph_id"]].aget_state({"configurable": {"thread_id": thread_id}})
-            interrupts = interrupt_views(snapshot.interrupts)
-            checkpoint = checkpoint_of(snapshot.config)
-            output = dumps(output_values(self.graphs[run["graph_id"]], snapshot.values, interrupts))
-            if status == "success" and (interrupts or snapshot.next):
+            graph = self.graphs[attempt.graph_id]
+            state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+            interrupts = interrupt_views(state.interrupts)
+            checkpoint = checkpoint_of(state.config)
+            output = dumps(output_values(graph, state.values, interrupts))
+            if status == "success" and (interrupts or state.next):
                 status = "interrupted"
             # a pending question outlives any later failure on the thread
-            if interrupts or (snapshot.next and status in ("interrupted", "success")):
+            if interrupts or (state.next and status in ("interrupted", "success")):
                 thread_status = "interrupted"
-        usage = run["meter"].summary() if "meter" in run else None
+        usage = ending.meter.summary() if ending.meter is not None else None
         outcome = queue.Outcome(status, error, thread_id, thread_status, output, usage)
         recorded = await queue.finish(self.sessions, self.worker_id, run_id, outcome)
         if recorded == "lost":
@@ -552,8 +569,8 @@ class RunManager:
         self._outcomes[run_id] = outcome
         if len(self._outcomes) > KEPT_OUTCOMES:
             self._outcomes.popitem(last=False)
-        observe.finished(run, status, error, self.settings)
-        if thread_id and run["kwargs"].get("ephemeral"):
+        observe.finished(attempt, status, error, self.settings)
+        if thread_id and attempt.kwargs.get("ephemeral"):
             await self.checkpointer.adelete_thread(thread_id)
         if error:
             await self.bus.publish(run_id, "error", error)
@@ -580,17 +597,18 @@ async def with_events(
                 yield (), "events", event
 
 
-def run_config(run_id: str, run: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+def run_config(attempt: RunAttempt) -> dict[str, Any]:
     """The graph's config, with the keys langgraph-api adds and graphs read (``configurable.run_id``,
     ``assistant_id``, ``graph_id``, ``user_id``; ``metadata.graph_id``, ``assistant_id``, ``run_attempt``)."""
+    kwargs, run_id, owner = attempt.kwargs, attempt.run_id, attempt.owner
     config = dict(kwargs.get("config") or {})
-    ids = {"run_id": run_id, "graph_id": run["graph_id"], "assistant_id": run["assistant_id"]}
-    configurable = {**(config.get("configurable") or {}), **ids, "thread_id": run["thread_id"]}
+    ids = {"run_id": run_id, "graph_id": attempt.graph_id, "assistant_id": attempt.assistant_id}
+    configurable = {**(config.get("configurable") or {}), **ids, "thread_id": attempt.thread_id}
     # the caller's identity, where langgraph-api puts it; never taken from the request (langgraph-api keeps
     # a ``user_id`` the request sends; here it is always the server's)
-    configurable["langgraph_auth_user_id"] = configurable["user_id"] = run["owner"]
+    configurable["langgraph_auth_user_id"] = configurable["user_id"] = owner
     configurable["langgraph_auth_user"] = kwargs.get("auth_user") or {
-        "identity": run["owner"],
+        "identity": owner,
         "is_authenticated": True,
     }
     if kwargs.get("checkpoint_id"):
@@ -599,8 +617,8 @@ def run_config(run_id: str, run: dict[str, Any], kwargs: dict[str, Any]) -> dict
         **(config.get("metadata") or {}),
         **(kwargs.get("metadata") or {}),
         **ids,
-        "run_attempt": run["attempt"],
-        "user_id": run["owner"],
+        "run_attempt": attempt.number,
+        "user_id": owner,
     }
     return {**config, "configurable": configurable, "metadata": metadata, "run_id": run_id}
 

@@ -25,10 +25,10 @@ from sqlalchemy import JSON, Select, and_, bindparam, exists, func, or_, select,
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, aliased
 
-from server.db import RunRow, ThreadRow, now, transaction
+from server.db import RunRow, RunStatus, ThreadRow, ThreadStatus, now, transaction
 from server.errors import ApiError
 
-UNFINISHED = ("pending", "running")
+UNFINISHED: tuple[RunStatus, ...] = ("pending", "running")
 UNFINISHED_COUNT = select(func.count()).select_from(RunRow).where(RunRow.status.in_(UNFINISHED))
 """Accepted-but-unfinished runs, every thread: what admission holds against its capacity."""
 OWNER_UNFINISHED_COUNT = UNFINISHED_COUNT.where(RunRow.owner == bindparam("p_owner"))
@@ -187,10 +187,10 @@ def _renew(session: Session, worker: str, run_ids: list[str], lease_s: float) ->
 class Outcome:
     """How a run ended, as ``finish`` records it."""
 
-    status: str
+    status: RunStatus
     error: dict[str, Any] | None
     thread_id: str | None
-    thread_status: str
+    thread_status: ThreadStatus
     output: str | None
     """The final values, already JSON."""
     usage: dict[str, Any] | None = None
@@ -200,7 +200,7 @@ class Outcome:
 @dataclass
 class Reaped:
     requeued: list[str]
-    ended: list[tuple[str, str]]
+    ended: list[tuple[str, RunStatus]]
     """(run id, final status) of runs that will not be tried again."""
 
 
@@ -295,7 +295,9 @@ def _finish(session: Session, worker: str, run_id: str, outcome: Outcome) -> Lit
     return "queued" if freed.scalar() else "idle"
 
 
-async def request_cancel(sessions: async_sessionmaker[AsyncSession], run_id: str, reason: str) -> str | None:
+async def request_cancel(
+    sessions: async_sessionmaker[AsyncSession], run_id: str, reason: str
+) -> Literal["cancelled", "stopping"] | None:
     """Cancel a queued run at once, or ask the worker of a running one to stop.
 
     Answers ``"cancelled"`` (it never started), ``"stopping"`` (its worker will stop it) or None (already over).
@@ -303,7 +305,7 @@ async def request_cancel(sessions: async_sessionmaker[AsyncSession], run_id: str
     return await transaction(sessions, functools.partial(_request_cancel, run_id=run_id, reason=reason))
 
 
-def _request_cancel(session: Session, run_id: str, reason: str) -> str | None:
+def _request_cancel(session: Session, run_id: str, reason: str) -> Literal["cancelled", "stopping"] | None:
     found = session.get(RunRow, run_id, with_for_update=True)
     if found is None or found.status not in UNFINISHED:
         return None

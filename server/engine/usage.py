@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.settings import Budget, Settings, model_key
 from server.db import RunRow
+from server.engine.attempt import RunAttempt
 from server.observability import metrics
 
 LimitName = Literal["usd", "tokens", "model_calls"]
@@ -176,16 +177,16 @@ _ZERO = {"input_tokens": 0, "output_tokens": 0, "model_calls": 0, "cost_usd": 0.
 
 
 async def run_limits(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], run: dict[str, Any]
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], attempt: RunAttempt
 ) -> list[Limit]:
     """The run's limits: its request's ``context.budget``, and the server's ceilings (which it cannot raise)."""
-    requested = (run["kwargs"].get("context") or {}).get("budget")
+    requested = (attempt.kwargs.get("context") or {}).get("budget")
     limits = _limits(Budget.model_validate(requested) if requested else None, "run")
     limits += _limits(settings.run_budget, "server")
-    limits += _limits(settings.assistant_budgets.get(run["graph_id"]), "assistant")
+    limits += _limits(settings.assistant_budgets.get(attempt.graph_id), "assistant")
     daily = settings.user_daily_budgets
-    if (budget := daily.get(run["owner"], daily.get("*"))) is not None:
-        today = await spent_today(sessions, run["owner"])
+    if (budget := daily.get(attempt.owner, daily.get("*"))) is not None:
+        today = await spent_today(sessions, attempt.owner)
         limits += [
             Limit(limit.limit, limit.allowed, "user_day", spent_on(today, limit.limit))
             for limit in _limits(budget, "user_day")

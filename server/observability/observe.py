@@ -12,6 +12,7 @@ from opentelemetry import trace
 from loom.settings import Settings
 from loom.threads import public_thread_id
 from server.db import RunRow, now
+from server.engine.attempt import RunAttempt
 from server.observability import logs, metrics, telemetry
 from server.observability.callbacks import RunObserver
 
@@ -28,20 +29,20 @@ def attempt(run: RunRow, worker_id: str, settings: Settings) -> Iterator[None]:
         yield
 
 
-def callbacks(run_id: str, run: dict[str, Any], settings: Settings) -> list[RunObserver]:
+def callbacks(attempt: RunAttempt, settings: Settings) -> list[RunObserver]:
     """The graph callback handler for this run's config, or none when neither tracing nor metrics is on."""
     tracer = telemetry.tracer()
     if tracer is None and not settings.metrics:
         return []
     root = trace.get_current_span() if tracer is not None else None
-    thread_id = public_thread_id(run["thread_id"] or "")
-    ids = {"loom.run_id": run_id, "loom.thread_id": thread_id, "loom.user_id": run["owner"]}
-    return [RunObserver(run["graph_id"], tracer, root, ids, content=settings.trace_content, measure=settings.metrics)]
+    thread_id = public_thread_id(attempt.thread_id or "")
+    ids = {"loom.run_id": attempt.run_id, "loom.thread_id": thread_id, "loom.user_id": attempt.owner}
+    return [RunObserver(attempt.graph_id, tracer, root, ids, content=settings.trace_content, measure=settings.metrics)]
 
 
-def finished(run: dict[str, Any], status: str, error: dict[str, Any] | None, settings: Settings) -> None:
+def finished(attempt: RunAttempt, status: str, error: dict[str, Any] | None, settings: Settings) -> None:
     """The run's outcome on its span and in the run counters (called once its row says so)."""
     if telemetry.tracer() is not None:
         telemetry.set_outcome(trace.get_current_span(), status, error)
     if settings.metrics:
-        metrics.run_finished(run["graph_id"], status, time.monotonic() - run["started"])
+        metrics.run_finished(attempt.graph_id, status, time.monotonic() - attempt.started)
