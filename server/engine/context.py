@@ -1,6 +1,6 @@
 """A run's ``context``, validated against the schema of the graph it is for.
 
-Loom's graphs take ``RunContext``, whose user and grants come from the server (``server.engine.manager.run_context``);
+Loom's graphs take ``RunContext``, whose user and grants come from the server (``server.engine.execution.run_context``);
 the request's context is checked as ``RunContextBody`` (a name, permissions that may only narrow).
 Any other graph (a project served from its own ``langgraph.json``) gets the request's ``context``
 validated against its own ``context_schema``, less ``budget``, which Loom reads for every graph

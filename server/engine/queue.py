@@ -1,7 +1,8 @@
 """The run queue is the runs table: admission, claims, leases and cancellation are database transactions.
 
 No process holds the truth about a run in memory. A run is admitted in the transaction that inserts
-it (capacity and the thread's multitask rule are checked there); a worker claims the oldest pending
+it (``server.engine.admission``, which uses this module's lock, capacity check and replacement of the
+thread's runs in flight); a worker claims the oldest pending
 run of each idle thread and marks thread and run in one transaction; while it runs, the worker renews
 a lease; a run whose lease lapsed (its worker died) goes back to pending with ``attempt + 1``.
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-import server.engine.manager
+import server.engine.finishing
 from loom.settings import get_settings
 from server.app import create_app
 from server.blocking import blocking_detection
@@ -62,7 +62,7 @@ async def test_memory_stays_flat_over_a_thousand_runs(
 async def test_outcomes_nobody_waits_for_are_bounded(loom_env: object, monkeypatch: pytest.MonkeyPatch) -> None:
     """Background runs nobody waits on leave their outcome for a waiter that never comes: the newest are kept."""
     monkeypatch.setenv("LOOM_GRAPHS_CONFIG", str(FIXTURE_GRAPHS))
-    monkeypatch.setattr(server.engine.manager, "KEPT_OUTCOMES", 5)
+    monkeypatch.setattr(server.engine.finishing, "KEPT_OUTCOMES", 5)
     get_settings.cache_clear()
     app = await asyncio.to_thread(create_app)
     async with app.router.lifespan_context(app):
