@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from loom.settings import Budget
 
@@ -89,6 +90,20 @@ class BudgetContext(BaseModel):
     budget: Budget | None = None
 
 
+def stream_mode_problem(value: Any) -> str | None:
+    """What is wrong with a ``stream_mode`` (a mode or a list of them), naming the element and the modes there are;
+    None when nothing is."""
+    modes = [value] if isinstance(value, str) else value
+    if not isinstance(modes, list):
+        return "must be a stream mode or a list of them"
+    allowed = get_args(StreamMode)
+    for index, mode in enumerate(modes):
+        if mode not in allowed:
+            where = "" if isinstance(value, str) else f" (item {index})"
+            return f"{mode!r}{where} is no stream mode; the modes are {', '.join(allowed)}"
+    return None
+
+
 class RunCreate(Strict):
     assistant_id: str
     input: dict[str, Any] | None = None
@@ -113,6 +128,14 @@ class RunCreate(Strict):
     on_completion: Literal["delete", "keep"] | None = None
     durability: Literal["sync", "async", "exit"] | None = None
     checkpoint_during: StrictBool | None = None
+
+    @field_validator("stream_mode", mode="before")
+    @classmethod
+    def known_modes(cls, value: Any) -> Any:
+        """A typo is named with the modes there are (pydantic's own message would name its union's members)."""
+        if (problem := stream_mode_problem(value)) is not None:
+            raise PydanticCustomError("stream_mode", problem)
+        return value
 
     @model_validator(mode="after")
     def input_or_command(self) -> RunCreate:

@@ -12,12 +12,13 @@ created, never a run that fails inside a node. As langgraph-api, such a graph ta
 from __future__ import annotations
 
 import functools
-from typing import Any, NotRequired, Required, TypeVar, get_args, get_origin
+from typing import Any, TypeVar
 
-from pydantic import PydanticUserError, TypeAdapter, ValidationError
-from typing_extensions import TypedDict, get_type_hints, is_typeddict
+from pydantic import ValidationError
+from typing_extensions import get_type_hints, is_typeddict
 
 from server.errors import ApiError
+from server.graph_schemas import adapter, pydantic_ready, typed_dict_like, unwrapped
 from server.schemas import BudgetContext, RunContextBody, RunCreate
 from state.common import RunContext
 
@@ -58,29 +59,15 @@ def validate_context(graph: Any, requested: dict[str, Any] | None) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
-def _adapter(schema: Any) -> TypeAdapter[Any]:
-    """One adapter per schema: building one costs more than the validation, and every run validates."""
-    return TypeAdapter(schema)
-
-
-@functools.lru_cache(maxsize=256)
 def _keys_optional(schema: Any) -> Any:
     """A TypedDict schema with every key optional, the values still typed: LangGraph passes a TypedDict context
     through as given and never asks for its required keys (templates run without one), so neither does Loom.
     Dataclasses and pydantic models stay as they are: LangGraph builds them, so a missing field would fail."""
     if not is_typeddict(schema):
         return schema
-    hints = {name: _unwrapped(hint) for name, hint in get_type_hints(schema, include_extras=True).items()}
-    make_typed_dict: Any = TypedDict  # called with a name known at run time, which mypy's checks of it refuse
-    lenient = make_typed_dict(schema.__name__, hints, total=False)
-    if (config := getattr(schema, "__pydantic_config__", None)) is not None:
-        lenient.__pydantic_config__ = config
-    return lenient
-
-
-def _unwrapped(hint: Any) -> Any:
-    """``Required[X]`` and ``NotRequired[X]`` as ``X``: in a ``total=False`` TypedDict every key is optional."""
-    return get_args(hint)[0] if get_origin(hint) in (Required, NotRequired) else hint
+    schema = pydantic_ready(schema)  # a typing.TypedDict (Python < 3.12) too
+    hints = {name: unwrapped(hint) for name, hint in get_type_hints(schema, include_extras=True).items()}
+    return typed_dict_like(schema, hints, total=False)
 
 
 @functools.lru_cache(maxsize=256)
@@ -88,15 +75,18 @@ def _field_names(schema: Any) -> frozenset[str] | None:
     """The keys the schema's JSON Schema names, as langgraph-api filters a context; None (keep every key) when
     it names none or cannot be written as JSON Schema, as langgraph-api then keeps them."""
     try:
-        properties = _adapter(schema).json_schema().get("properties")
-    except PydanticUserError:
+        properties = found.json_schema().get("properties") if (found := adapter(schema)) is not None else None
+    except Exception:  # any type a project may declare: pydantic's errors vary
         return None
     return frozenset(properties) if properties else None
 
 
 def _checked(schema: Any, requested: dict[str, Any] | None) -> Any:
+    """``requested`` as ``schema`` (422 naming the field); as it is when pydantic cannot read ``schema``."""
+    if (found := adapter(schema)) is None:
+        return requested or {}
     try:
-        return _adapter(schema).validate_python(requested or {})
+        return found.validate_python(requested or {})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in ("context", *first["loc"]))

@@ -20,6 +20,7 @@ from langchain_core.runnables import RunnableConfig
 from server.assistants import AssistantRow, merged_run
 from server.engine.context import configurable_as_context, validate_context
 from server.errors import ApiError, not_found
+from server.graph_schemas import input_jsonschema
 from server.schemas import RunCreate
 from state.common import USER_TURN
 
@@ -61,7 +62,7 @@ def prepare(
     """
     graph = graphs[assistant.graph_id]
     body = merged_run(configurable_as_context(graph, body), assistant)
-    validate_input(graph, body.input)
+    validate_input(assistant.graph_id, graph, body.input)
     validate_context(graph, body.context)
     if assistant.graph_id not in per_run:
         validate_breakpoints(graph, body)
@@ -93,11 +94,13 @@ def node_names(graph: Any) -> frozenset[str]:
     return frozenset(graph.nodes).union(*(sub.nodes for _, sub in graph.get_subgraphs(recurse=True)))
 
 
-def validate_input(graph: Any, payload: dict[str, Any] | None) -> None:
+def validate_input(graph_id: str, graph: Any, payload: dict[str, Any] | None) -> None:
     """Check input against the graph's input schema: unknown fields and malformed messages are 422."""
     if payload is None:
         return
-    schema = input_schema(graph)
+    schema = input_jsonschema(graph_id, graph)
+    if schema is None:  # a schema that cannot be written as JSON Schema: LangGraph checks the input itself
+        return
     properties = schema.get("properties", {})
     for field in payload:
         if field not in properties:
@@ -115,13 +118,6 @@ def validate_input(graph: Any, payload: dict[str, Any] | None) -> None:
     if schema.get(USER_TURN) and (not parsed or parsed[-1].type != "human"):
         got = f"the last is {parsed[-1].type!r}" if parsed else "there are none"
         raise ApiError(422, "invalid_input", f"input.messages: this graph answers a user's message, and {got}")
-
-
-@lru_cache(maxsize=64)
-def input_schema(graph: Any) -> dict[str, Any]:
-    """The input's JSON schema; building it costs ~40 ms of CPU, so once per graph."""
-    schema: dict[str, Any] = graph.get_input_jsonschema()
-    return schema
 
 
 async def refusal(graph: Any, thread_key: str, body: RunCreate) -> ApiError | None:

@@ -21,6 +21,7 @@ from server.auth import Caller, CurrentCaller, matches, metadata_match
 from server.db import CronRow, now
 from server.deps import Loom, Services
 from server.errors import ApiError, not_found
+from server.graph_schemas import schemas_of
 from server.schemas import MAX_OFFSET, JsonInt, Strict
 
 router = APIRouter(prefix="/assistants", tags=["assistants"])
@@ -212,13 +213,13 @@ async def subgraphs_in(
     assistant_id: str, namespace: str | None, loom: Loom, caller: CurrentCaller, recurse: bool = False
 ) -> dict[str, Any]:
     compiled = loom.graphs[(await _readable(loom, caller, assistant_id)).graph_id]
-    return {ns: schemas_of(sub) for ns, sub in compiled.get_subgraphs(namespace=namespace, recurse=recurse)}
+    return {ns: schemas_of(ns, sub) for ns, sub in compiled.get_subgraphs(namespace=namespace, recurse=recurse)}
 
 
 @router.get("/{assistant_id}/schemas")
 async def schemas(assistant_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
     graph_id = (await _readable(loom, caller, assistant_id)).graph_id
-    return {"graph_id": graph_id, **schemas_of(loom.graphs[graph_id])}
+    return {"graph_id": graph_id, **schemas_of(graph_id, loom.graphs[graph_id])}
 
 
 async def _readable(loom: Services, caller: Caller, assistant_id: str) -> AssistantRow:
@@ -249,46 +250,3 @@ def _matching(loom: Services, user: str, body: AssistantCount) -> Any:
     if body.name:
         query = query.where(func.lower(AssistantRow.name).contains(body.name.lower(), autoescape=True))
     return query
-
-
-def schemas_of(compiled: Any) -> dict[str, Any]:
-    return {
-        "input_schema": compiled.get_input_jsonschema(),
-        "output_schema": compiled.get_output_jsonschema(),
-        "state_schema": _state_schema(compiled),
-        "config_schema": _config_schema(compiled),
-        "context_schema": compiled.get_context_jsonschema(),
-    }
-
-
-CONFIG_INTERNALS = ("__pregel_checkpointer", "__pregel_store", "checkpoint_id", "checkpoint_ns", "thread_id")
-
-
-def _config_schema(compiled: Any) -> dict[str, Any]:
-    """``configurable`` as LangGraph types it (the context schema), as langgraph-api answers; {} without one."""
-    context: dict[str, Any] | None = compiled.get_context_jsonschema()
-    if not context:
-        return {}
-    schema = copy.deepcopy(context)
-    for key in CONFIG_INTERNALS:
-        schema.get("properties", {}).pop(key, None)
-    return schema
-
-
-def _state_schema(compiled: Any) -> dict[str, Any]:
-    """The state's fields, less LangGraph's managed values (``is_last_step``…), which are no channels: never in a
-    thread's values nor written by an update (langgraph-api lists channels only)."""
-    from pydantic import TypeAdapter
-
-    try:
-        schema: dict[str, Any] = TypeAdapter(compiled.builder.state_schema).json_schema()
-    except Exception:  # state types that pydantic cannot describe (e.g. arbitrary objects)
-        return {"title": compiled.builder.state_schema.__name__, "type": "object"}
-    managed = set(compiled.builder.managed)
-    for name in managed:
-        schema.get("properties", {}).pop(name, None)
-    if required := [name for name in schema.get("required", []) if name not in managed]:
-        schema["required"] = required
-    else:
-        schema.pop("required", None)
-    return schema

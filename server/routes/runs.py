@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -18,7 +18,7 @@ from server.engine import admission, records
 from server.engine.queue import UNFINISHED
 from server.engine.wire import JsonText, run_path, run_view
 from server.errors import ApiError
-from server.schemas import MAX_OFFSET, RunCreate, StreamMode
+from server.schemas import MAX_OFFSET, RunCreate, stream_mode_problem
 
 router = APIRouter(tags=["runs"])
 NDJSON = "application/x-ndjson"
@@ -232,9 +232,8 @@ def joined_modes(asked: list[str]) -> Callable[[str], bool] | None:
     modes: set[str] = set()
     for value in filter(None, asked):  # the SDK sends ``stream_mode=`` when it was given none
         parsed = _json_list(value) if value.startswith("[") else [value]
-        unknown = [mode for mode in parsed if mode not in get_args(StreamMode)]
-        if unknown:
-            raise ApiError(422, "invalid_request", f"stream_mode: unknown mode {unknown[0]!r}")
+        if (problem := stream_mode_problem(parsed)) is not None:
+            raise ApiError(422, "invalid_request", f"stream_mode: {problem}")
         modes.update(parsed)
     if not modes:
         return None

@@ -75,8 +75,9 @@ async def test_invalid_input_and_unknown_fields_are_422_naming_the_field(http: h
     assert "frobnicate" in body["detail"]
     bad_messages = {"assistant_id": "assistant", "input": {"messages": [{"role": "wizard", "content": "hi"}]}}
     assert "messages" in assert_error(await http.post(runs, json=bad_messages), 422)["detail"]
-    body = assert_error(await http.post(runs, json={"assistant_id": "gated", "stream_mode": "everything"}), 422)
-    assert "stream_mode" in body["detail"]
+    typo = {"assistant_id": "gated", "stream_mode": ["values", "updatez"]}
+    body = assert_error(await http.post(runs, json=typo), 422)
+    assert body["detail"].startswith("stream_mode: 'updatez' (item 1) is no stream mode; the modes are values, updates")
     body = assert_error(await http.post("/threads", json={"metadata": {}, "colour": "red"}), 422)
     assert "colour" in body["detail"]
     assert_error(await http.post("/threads/search", json={"limit": 0}), 422)

@@ -281,3 +281,40 @@ async def test_a_project_whose_graph_and_client_share_the_users_store(
     )
     assert isinstance(answer, dict) and answer["messages"][-1]["content"] == "I don't know your cat yet."
     assert openai_server.unused == []
+
+
+@pytest.fixture
+def typed(tmp_path: Path) -> Iterator[LoomServer]:
+    yield from serve("typed", tmp_path)
+
+
+async def test_typing_typeddict_state_input_and_context_on_python_3_11(typed: LoomServer) -> None:
+    """pydantic refuses ``typing.TypedDict`` before Python 3.12; LangGraph takes it, and so does Loom: the
+    schemas are the project's own (nested ones too), runs are checked against them and stream, state reads."""
+    client = get_client(url=typed.url)
+    schemas = await client.assistants.get_schemas("typed")
+    assert schemas["input_schema"]["title"] == "Input" and set(schemas["input_schema"]["properties"]) == {
+        "messages",
+        "topic",
+    }
+    assert set(schemas["output_schema"]["properties"]) == {"messages"}
+    assert set(schemas["state_schema"]["properties"]) == {"messages", "topic", "seen", "style"}
+    assert schemas["context_schema"]["$defs"]["Style"]["properties"]["shout"]["type"] == "boolean"
+    thread = await client.threads.create()
+    hello = {"messages": [{"role": "user", "content": "hi"}], "topic": "tea"}
+    context = {"tone": "dry", "style": {"shout": True}}
+    parts = [
+        part
+        async for part in client.runs.stream(
+            thread["thread_id"], "typed", input=hello, context=context, stream_mode=["values", "updates"]
+        )
+    ]
+    assert {"values", "updates"} <= {part.event for part in parts}, [p for p in parts if p.event == "error"]
+    state = await client.threads.get_state(thread["thread_id"])
+    assert state["values"]["messages"][-1]["content"] == "DRY NOTE ON TEA" and state["values"]["seen"] == ["tea"]
+    async with httpx.AsyncClient(base_url=typed.url) as http:
+        mistyped = {"assistant_id": "typed", "input": hello, "context": {"style": {"shout": "very"}}}
+        answer = await http.post("/runs/wait", json=mistyped)
+        assert answer.status_code == 422 and answer.json()["detail"].startswith("context.style.shout:")
+        unknown = await http.post("/runs/wait", json={"assistant_id": "typed", "input": {"topik": "x"}})
+        assert unknown.status_code == 422 and unknown.json()["detail"].startswith("input.topik:")
