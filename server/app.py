@@ -27,7 +27,7 @@ from server.middleware import BodyLimit
 from server.observability import telemetry
 from server.observability.metrics import HttpObserver
 from server.openapi import install_openapi
-from server.registry import auth_handlers, graph_specs, http_config
+from server.registry import auth_handlers, build_all, graph_specs, http_config
 from server.routes import artifacts, assistants, crons, metrics, runs, store, support, system, tasks, threads, usage
 from server.store_config import store_options
 
@@ -57,13 +57,11 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
             ttl = await asyncio.to_thread(thread_ttl)  # a bad checkpointer.ttl stops every process at start
             engine, sessions = await open_database(settings.resolved_database_url(), settings.sqlite_synchronous)
             specs = graph_specs()
-            graphs: dict[str, Any] = {
-                graph_id: await spec.build(checkpointer, store, factories) for graph_id, spec in specs.items()
-            }
+            graphs = await build_all(specs, checkpointer, store, factories)
             per_run = {
-                graph_id: functools.partial(spec.build, checkpointer, store, target=factory)
-                for graph_id, spec in specs.items()
-                if (factory := spec.run_factory()) is not None
+                graph_id: functools.partial(specs[graph_id].build, checkpointer, store, target=factory)
+                for graph_id in graphs
+                if (factory := specs[graph_id].run_factory()) is not None
             }
             manager = RunManager(settings, sessions, graphs, checkpointer, open_bus(settings), per_run)
             app.state.services = Services(settings, sessions, graphs, checkpointer, manager, store)

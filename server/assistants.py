@@ -20,6 +20,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.db import UtcDateTime, now, transaction
 from server.errors import ApiError, not_found
+from server.registry import require_loaded
 from server.schemas import RunConfig
 from services.stores.db import Base
 
@@ -109,8 +110,12 @@ def visible_to(user: str) -> Any:
 
 def stored(session: Session, assistant_id: str, user: str, graphs: Any, lock: bool = False) -> AssistantRow:
     """The caller's (or a default) assistant by id or graph id, for a graph this server serves; else 404."""
+    require_loaded(graphs, assistant_id)  # a graph id whose graph failed to load: say so, not "not found"
     row = session.get(AssistantRow, canonical_id(assistant_id, graphs), with_for_update=lock)
-    if row is None or not visible(row.owner, user) or row.graph_id not in graphs:
+    if row is None or not visible(row.owner, user):
+        raise not_found("assistant", assistant_id)
+    if row.graph_id not in graphs:
+        require_loaded(graphs, row.graph_id)
         raise not_found("assistant", assistant_id)
     return row
 

@@ -180,7 +180,7 @@ async def _custom(auth: Auth, request: Request) -> User:
         returned = await authenticate(**_arguments(authenticate, request))
     except Auth.exceptions.HTTPException as exc:
         raise ApiError(exc.status_code, _code(exc.status_code), str(exc.detail)) from exc
-    return _user(returned)
+    return user_of(returned)
 
 
 def _arguments(authenticate: Any, request: Request) -> dict[str, Any]:
@@ -201,7 +201,7 @@ def _arguments(authenticate: Any, request: Request) -> dict[str, Any]:
     return {name: available[name]() for name in names if name in available}
 
 
-def _user(returned: Any) -> User:
+def user_of(returned: Any) -> User:
     """A string, a ``MinimalUserDict`` (or any mapping with ``identity``), or an object with ``identity``."""
     if isinstance(returned, str):
         return User(returned, returned)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
+from langgraph_sdk.runtime import AccessContext
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -17,21 +21,22 @@ from loom.settings import Settings
 from loom.threads import public_thread_id, thread_keys
 from server import assistants
 from server.assistants import AssistantRow
-from server.auth import Caller, matches
+from server.auth import Caller, User, matches
 from server.db import RunRow, ThreadRow
 from server.engine import preparation
 from server.engine.manager import RunManager
 from server.engine.preparation import PreparedRun
 from server.errors import not_found
-from server.registry import graph_specs, load_module
+from server.registry import FactoryCall, Graphs, graph_specs, load_module
 from server.schemas import RunCreate
+from server.store_scope import ScopedStore
 
 
 @dataclass
 class Services:
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
-    graphs: dict[str, CompiledStateGraph[Any, Any, Any, Any]]
+    graphs: Graphs
     checkpointer: BaseCheckpointSaver[str]
     manager: RunManager
     store: BaseStore
@@ -52,6 +57,21 @@ class Services:
         """``body`` with the assistant it names, checked against its graph (``server.engine.preparation``)."""
         assistant = await self.assistant(body.assistant_id, user)
         return preparation.prepare(user, body, assistant, self.graphs, self.manager.per_run)
+
+    @contextlib.asynccontextmanager
+    async def graph_for(
+        self, graph_id: str, access: AccessContext, user: User, config: RunnableConfig | dict[str, Any] | None = None
+    ) -> AsyncIterator[CompiledStateGraph[Any, Any, Any, Any]]:
+        """The graph as its factory builds it for ``access`` by ``user`` (langgraph-api's ``ServerRuntime``:
+        state reads and updates, schemas and drawings), open while the caller uses it; a graph that is no
+        factory taking arguments is the one built at start."""
+        rebuild = self.manager.per_run.get(graph_id)
+        if rebuild is None:
+            yield self.graphs[graph_id]
+            return
+        call = FactoryCall(access, config or {}, user, ScopedStore(self.store, user.identity))
+        async with contextlib.AsyncExitStack() as stack:
+            yield await rebuild(stack=stack, call=call)
 
 
 @lru_cache(maxsize=256)

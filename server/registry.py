@@ -2,7 +2,8 @@
 
 Any project's file works, not only Loom's: ``graphs`` entries are ``./path/file.py:attr`` (relative to
 the file) or ``package.module:attr``; the target is a compiled graph, an uncompiled ``StateGraph``,
-or a factory (no arguments or a ``RunnableConfig``; sync, async, or an async context manager).
+or a factory (sync, async, or an async context manager) taking nothing, a ``RunnableConfig``, a
+``langgraph_sdk.runtime.ServerRuntime`` or both (by annotation, as langgraph-api reads them).
 ``dependencies`` go on the import path and ``env`` (a ``.env`` file or a mapping) fills the
 environment where it is unset. The file is ``LOOM_GRAPHS_CONFIG`` (``loom --config``), else
 ``./langgraph.json`` in the working directory, else Loom's own.
@@ -15,14 +16,15 @@ import importlib
 import importlib.util
 import inspect
 import json
+import logging
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, is_dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import StateGraph
@@ -30,12 +32,16 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 from langgraph_sdk import Auth
+from langgraph_sdk.runtime import AccessContext, ServerRuntime, _ExecutionRuntime, _ReadRuntime
+from pydantic import BaseModel
 
 from loom.settings import get_settings
+from server.errors import ApiError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CONFIG = PROJECT_ROOT / "langgraph.json"
 _IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")
+log = logging.getLogger("loom.server")
 
 
 class ConfigError(ValueError):
@@ -66,28 +72,30 @@ class GraphSpec:
         return getattr(module, self.attribute)
 
     def run_factory(self) -> Any | None:
-        """A factory that takes a ``RunnableConfig`` is called again for every run, with that run's config, as
-        langgraph-api does ("rebuild graph at runtime"); other targets are built once (None)."""
+        """A factory that takes a config or a ``ServerRuntime`` is called again wherever the graph is used (a run,
+        a state read or update, its schemas and drawing), as langgraph-api does ("rebuild graph at runtime");
+        other targets are built once (None)."""
         value = self.load()
-        return value if _is_factory(value) and _wants_config(value) else None
+        return value if _is_factory(value) and _takes_arguments(value) else None
 
     async def build(
         self,
         checkpointer: Checkpointer = None,
         store: BaseStore | None = None,
         stack: Any = None,
-        config: RunnableConfig | None = None,
+        call: FactoryCall | None = None,
         target: Any = None,
     ) -> CompiledStateGraph[Any, Any, Any, Any]:
         """A compiled graph bound to ``checkpointer`` and ``store``; the project's own object stays untouched.
 
-        A factory is called here with ``config`` (at start: an empty one); an async context manager stays
-        open on ``stack`` (an ``AsyncExitStack``) for as long as the caller uses the graph. ``target`` is what
-        ``load`` returned, when the caller kept it (imports touch the file system, which the event loop must not).
+        A factory is called here as ``call`` says (at start: for ``assistants.read``, with no user and an empty
+        config); an async context manager stays open on ``stack`` (an ``AsyncExitStack``) for as long as the caller
+        uses the graph. ``target`` is what ``load`` returned, when the caller kept it (imports touch the file
+        system, which the event loop must not).
         """
         value = self.load() if target is None else target
         if _is_factory(value):
-            value = await _call_factory(value, stack, config or RunnableConfig(configurable={}))
+            value = await _call_factory(value, stack, call or FactoryCall(store=store))
         if isinstance(value, StateGraph):
             return value.compile(checkpointer=checkpointer, store=store, name=self.graph_id)
         if isinstance(value, CompiledStateGraph):
@@ -98,18 +106,79 @@ class GraphSpec:
         raise ConfigError(f"graph {self.graph_id!r}: {self.target} is a {type(value).__name__}, not a graph")
 
 
+@dataclass(frozen=True)
+class FactoryCall:
+    """Why and for whom a factory is called, as langgraph-api's ``ServerRuntime`` tells it."""
+
+    access: AccessContext = "assistants.read"
+    config: RunnableConfig | dict[str, Any] = field(default_factory=dict)
+    user: Any = None
+    """The caller (a ``langgraph_sdk`` ``BaseUser``); None when the graph is built at start."""
+    store: BaseStore | None = None
+    """The store as the caller sees it (their namespaces only)."""
+    context: Any = None
+    """The run's context (``threads.create_run`` only)."""
+
+    def runtime(self, annotation: Any) -> Any:
+        """The ``ServerRuntime`` for a parameter annotated ``annotation`` (``ServerRuntime[Context]`` gets the
+        context as a ``Context`` when its graph declares no schema of its own)."""
+        if self.access != "threads.create_run":
+            return _ReadRuntime(access_context=self.access, user=self.user, store=self.store)  # type: ignore[arg-type]
+        context, wanted = self.context, next(iter(get_args(annotation)), None)
+        if isinstance(context, dict) and wanted is not None and (is_dataclass(wanted) or _is_model(wanted)):
+            context = wanted(**context)
+        return _ExecutionRuntime(access_context=self.access, user=self.user, store=self.store, context=context)  # type: ignore[arg-type]
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
 def _is_factory(value: Any) -> bool:
     return callable(value) and not isinstance(value, CompiledStateGraph | StateGraph)
 
 
-def _wants_config(factory: Any) -> bool:
-    """As ``langgraph dev``: a factory with a required parameter gets a ``RunnableConfig``, others nothing."""
-    parameters = inspect.signature(factory).parameters.values()
-    return any(p.default is inspect.Parameter.empty and p.kind != p.VAR_KEYWORD for p in parameters)
+def _takes_arguments(factory: Any) -> bool:
+    return bool(_parameters(factory))
 
 
-async def _call_factory(factory: Any, stack: Any, config: RunnableConfig) -> Any:
-    produced = factory(config) if _wants_config(factory) else factory()
+def _parameters(factory: Any) -> list[tuple[inspect.Parameter, Any]]:
+    """The parameters a factory is given, each with its annotation if it is a ``ServerRuntime`` (else None), as
+    langgraph-api reads them: a ``ServerRuntime`` parameter gets the runtime, any other required one the config."""
+    try:
+        hints = get_type_hints(inspect.unwrap(factory))
+    except Exception:  # a forward reference the module cannot resolve: read the annotations as written
+        hints = {}
+    given = []
+    for parameter in inspect.signature(factory).parameters.values():
+        annotation = hints.get(parameter.name, parameter.annotation)
+        required = parameter.default is parameter.empty and parameter.kind not in (
+            parameter.VAR_POSITIONAL,
+            parameter.VAR_KEYWORD,
+        )
+        if _is_runtime(annotation):
+            given.append((parameter, annotation))
+        elif required:
+            given.append((parameter, None))
+    return given
+
+
+def _is_runtime(annotation: Any) -> bool:
+    if isinstance(annotation, str):
+        return "ServerRuntime" in annotation
+    origin = get_origin(annotation) or annotation
+    return origin is ServerRuntime or origin in (_ExecutionRuntime, _ReadRuntime)
+
+
+async def _call_factory(factory: Any, stack: Any, call: FactoryCall) -> Any:
+    args, kwargs = [], {}
+    for parameter, runtime in _parameters(factory):
+        value = call.config if runtime is None else call.runtime(runtime)
+        if parameter.kind is parameter.POSITIONAL_ONLY:
+            args.append(value)
+        else:
+            kwargs[parameter.name] = value
+    produced = factory(*args, **kwargs)
     if inspect.isawaitable(produced):
         produced = await produced
     if isinstance(produced, contextlib.AbstractAsyncContextManager):
@@ -117,6 +186,44 @@ async def _call_factory(factory: Any, stack: Any, config: RunnableConfig) -> Any
             raise ConfigError("a graph factory that is an async context manager needs the server's lifespan")
         produced = await stack.enter_async_context(produced)
     return produced
+
+
+class Graphs(dict[str, CompiledStateGraph[Any, Any, Any, Any]]):
+    """The served graphs by id. A graph that failed to load is absent (not searched, not counted), and naming it
+    (``graphs[id]``, ``require``) is a clear error instead of an unknown name."""
+
+    def __init__(self, loaded: dict[str, CompiledStateGraph[Any, Any, Any, Any]], failed: dict[str, str]) -> None:
+        super().__init__(loaded)
+        self.failed = failed
+        """Graph id → why it failed to load."""
+
+    def require(self, graph_id: str) -> None:
+        """A 500 naming the graph and its load error, if ``graph_id`` failed to load."""
+        if graph_id in self.failed:
+            message = f"graph {graph_id!r} failed to load when the server started ({self.failed[graph_id]}); "
+            raise ApiError(500, "graph_failed_to_load", message + "fix the project and restart the server")
+
+    def __missing__(self, graph_id: str) -> CompiledStateGraph[Any, Any, Any, Any]:
+        self.require(graph_id)
+        raise KeyError(graph_id)
+
+
+async def build_all(specs: dict[str, GraphSpec], checkpointer: Checkpointer, store: BaseStore, stack: Any) -> Graphs:
+    """Every graph of ``specs``, built at start; one that fails is logged by name and left out, not fatal."""
+    loaded, failed = {}, {}
+    for graph_id, spec in specs.items():
+        try:
+            loaded[graph_id] = await spec.build(checkpointer, store, stack)
+        except Exception as exc:  # the project's own code: an import, a factory, anything may fail
+            log.exception("graph %r (%s) failed to load and is not served", graph_id, spec.target)
+            failed[graph_id] = f"{type(exc).__name__}: {exc}"
+    return Graphs(loaded, failed)
+
+
+def require_loaded(graphs: Any, graph_id: str) -> None:
+    """``Graphs.require`` for whatever mapping of graphs a caller holds."""
+    if isinstance(graphs, Graphs):
+        graphs.require(graph_id)
 
 
 def config_path() -> Path:

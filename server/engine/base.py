@@ -36,7 +36,8 @@ class ManagerBase:
         self.sessions = sessions
         self.graphs = graphs
         self.per_run = per_run or {}
-        """Graphs whose factory takes a config: rebuilt for each run with the run's config."""
+        """Graphs whose factory takes a config or a ``ServerRuntime``: rebuilt for each run (and each state read or
+        update, schema or drawing: ``Services.graph_for``)."""
         self.checkpointer = checkpointer
         self.bus = bus
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

@@ -18,6 +18,7 @@ from langgraph.errors import GraphRecursionError
 from langgraph.types import Command
 
 from nodes.models import retry_budget
+from server.auth import user_of
 from server.db import RunRow, RunStatus
 from server.engine.attempt import RunAttempt
 from server.engine.context import own_context_schema, validate_context
@@ -25,7 +26,8 @@ from server.engine.finishing import Ending, Finishing
 from server.engine.usage import BudgetExceeded, UsageMeter, run_limits
 from server.engine.wire import CONFIG_MODES, debug_checkpoint, public_ids
 from server.observability import observe
-from server.store_scope import with_caller_store
+from server.registry import FactoryCall
+from server.store_scope import ScopedStore, with_caller_store
 from state.common import Permission, RunContext
 
 log = logging.getLogger("loom.server")
@@ -119,7 +121,7 @@ class Execution(Finishing):
         config["callbacks"] = [meter, *observe.callbacks(attempt, self.settings)]
         async with contextlib.AsyncExitStack() as factory_scope:  # a per-run factory's context ends with the run
             if (rebuild := self.per_run.get(attempt.graph_id)) is not None:
-                graph = await rebuild(stack=factory_scope, config=config)
+                graph = await rebuild(stack=factory_scope, call=factory_call(graph, attempt, config))
             payload = await self._payload(attempt)
             requested = kwargs.get("stream_mode") or ["values"]
             modes = sorted({"messages" if mode.startswith("messages") else mode for mode in requested} & GRAPH_MODES)
@@ -279,3 +281,13 @@ def messages_events(chunk: Any, requested: list[str], legacy: LegacyMessages | N
     if legacy is not None:
         events.extend(legacy.add(message, metadata))
     return events
+
+
+def factory_call(graph: Any, attempt: RunAttempt, config: dict[str, Any]) -> FactoryCall:
+    """How a factory is called for a run: its config, its caller, their store, its context (as the graph's own
+    schema reads it, else as the request sent it)."""
+    requested = {k: v for k, v in (attempt.kwargs.get("context") or {}).items() if k != "budget"}
+    context = validate_context(graph, requested) if own_context_schema(graph) is not None else requested
+    user = user_of(config["configurable"]["langgraph_auth_user"])
+    store = ScopedStore(graph.store, attempt.owner) if graph.store is not None else None
+    return FactoryCall("threads.create_run", config, user, store, context)

@@ -6,7 +6,6 @@ The rows and the rules (default assistants, visibility, config/context kept in s
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import uuid
 from typing import Any, Literal
@@ -196,10 +195,7 @@ async def graph(
     assistant_id: str, loom: Loom, caller: CurrentCaller, xray: int | bool = Query(False)
 ) -> dict[str, Any]:
     row = await _readable(loom, caller, assistant_id)
-    if (rebuild := loom.manager.per_run.get(row.graph_id)) is None:
-        return loom.graphs[row.graph_id].get_graph(xray=xray).to_json()
-    async with contextlib.AsyncExitStack() as stack:  # a factory taking a config: drawn as this assistant builds it
-        built = await rebuild(stack=stack, config=copy.deepcopy(row.config))
+    async with _built(loom, row, caller) as built:  # a factory: drawn as it builds for this assistant and caller
         return built.get_graph(xray=xray).to_json()
 
 
@@ -212,14 +208,21 @@ async def subgraphs(assistant_id: str, loom: Loom, caller: CurrentCaller, recurs
 async def subgraphs_in(
     assistant_id: str, namespace: str | None, loom: Loom, caller: CurrentCaller, recurse: bool = False
 ) -> dict[str, Any]:
-    compiled = loom.graphs[(await _readable(loom, caller, assistant_id)).graph_id]
-    return {ns: schemas_of(ns, sub) for ns, sub in compiled.get_subgraphs(namespace=namespace, recurse=recurse)}
+    async with _built(loom, await _readable(loom, caller, assistant_id), caller) as compiled:
+        found = compiled.get_subgraphs(namespace=namespace, recurse=recurse)
+        return {ns: schemas_of(ns, sub) for ns, sub in found}
 
 
 @router.get("/{assistant_id}/schemas")
 async def schemas(assistant_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
-    graph_id = (await _readable(loom, caller, assistant_id)).graph_id
-    return {"graph_id": graph_id, **schemas_of(graph_id, loom.graphs[graph_id])}
+    row = await _readable(loom, caller, assistant_id)
+    async with _built(loom, row, caller) as compiled:
+        return {"graph_id": row.graph_id, **schemas_of(row.graph_id, compiled)}
+
+
+def _built(loom: Services, row: AssistantRow, caller: Caller) -> Any:
+    """The assistant's graph as its factory builds it for reading (``assistants.read``) with the assistant's config."""
+    return loom.graph_for(row.graph_id, "assistants.read", caller.user, copy.deepcopy(row.config))
 
 
 async def _readable(loom: Services, caller: Caller, assistant_id: str) -> AssistantRow:
@@ -236,6 +239,7 @@ def _allowed(row: AssistantRow, filters: dict[str, Any], assistant_id: str) -> A
 
 
 def _graph_served(loom: Services, graph_id: str) -> None:
+    loom.graphs.require(graph_id)
     if graph_id not in loom.graphs:
         raise not_found("graph", graph_id)
 

@@ -11,6 +11,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
+from langgraph_sdk.runtime import AccessContext
 from pydantic import StrictBool
 from sqlalchemy import asc, desc, select
 from sqlalchemy.orm import Session
@@ -219,14 +220,14 @@ async def update_state(thread_id: str, body: StateUpdate, loom: Loom, caller: Cu
         key = (await visible_thread(session, thread_id, caller, "update")).thread_id
     async with loom.sessions.begin() as session, loom.manager.idle_thread(thread_key(user, thread_id), key):
         thread = await owned_thread(session, thread_id, user)
-        graph = _graph_of(loom, thread)
         config = _config(key, body.checkpoint_id or (body.checkpoint.checkpoint_id if body.checkpoint else None))
-        if config["configurable"].get("checkpoint_id"):
-            await _snapshot_or_404(graph, config)
-        try:
-            new_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)
-        except (ValueError, KeyError, InvalidUpdateError) as exc:  # unknown as_node, values of the wrong shape
-            raise ApiError(422, "invalid_state_update", str(exc)) from exc
+        async with _graph_of(loom, thread, "threads.update", caller) as graph:
+            if config["configurable"].get("checkpoint_id"):
+                await _snapshot_or_404(graph, config)
+            try:
+                new_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)
+            except (ValueError, KeyError, InvalidUpdateError) as exc:  # unknown as_node, values of the wrong shape
+                raise ApiError(422, "invalid_state_update", str(exc)) from exc
         thread.updated_at = now()
     checkpoint = {**new_config["configurable"], "thread_id": thread_id}  # the id the client knows, not the key
     # as langgraph-api: JS clients (Studio, useStream) read ``configurable.checkpoint_id``
@@ -241,13 +242,13 @@ async def history(thread_id: str, body: HistoryQuery, loom: Loom, caller: Curren
         return []
     before_id = body.before_id()
     before_config = _config(thread.thread_id, before_id) if before_id else None
-    graph = _graph_of(loom, thread)
     config = _config(thread.thread_id)
-    states = graph.aget_state_history(config, filter=body.metadata, before=before_config, limit=body.limit)
-    try:
-        return [snapshot_view(s) async for s in states]
-    except ValueError as exc:  # the checkpointer refuses a metadata filter key it cannot query
-        raise ApiError(422, "invalid_filter", f"metadata: {exc}") from exc
+    async with _graph_of(loom, thread, "threads.read", caller) as graph:
+        states = graph.aget_state_history(config, filter=body.metadata, before=before_config, limit=body.limit)
+        try:
+            return [snapshot_view(s) async for s in states]
+        except ValueError as exc:  # the checkpointer refuses a metadata filter key it cannot query
+            raise ApiError(422, "invalid_filter", f"metadata: {exc}") from exc
 
 
 @router.get("/{thread_id}/history")
@@ -264,7 +265,8 @@ async def _state(
         thread = await visible_thread(session, thread_id, caller, "read")
     if thread.graph_id is None:
         return snapshot_view(None, thread_id)
-    snapshot = await _snapshot_or_404(_graph_of(loom, thread), _config(thread.thread_id, checkpoint_id), subgraphs)
+    async with _graph_of(loom, thread, "threads.read", caller) as graph:
+        snapshot = await _snapshot_or_404(graph, _config(thread.thread_id, checkpoint_id), subgraphs)
     return snapshot_view(snapshot, thread_id)
 
 
@@ -276,10 +278,11 @@ async def _snapshot_or_404(graph: Any, config: RunnableConfig, subgraphs: bool =
     return snapshot
 
 
-def _graph_of(loom: Services, thread: ThreadRow) -> Any:
+def _graph_of(loom: Services, thread: ThreadRow, access: AccessContext, caller: Caller) -> Any:
+    """The thread's graph, as its factory builds it for ``access`` by the caller (a context manager)."""
     if thread.graph_id is None:
         raise ApiError(409, "thread_has_no_graph", "this thread has no runs yet, so it has no state to update")
-    return loom.graphs[thread.graph_id]
+    return loom.graph_for(thread.graph_id, access, caller.user, _config(thread.thread_id))
 
 
 def _config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:

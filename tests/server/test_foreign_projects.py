@@ -318,3 +318,61 @@ async def test_typing_typeddict_state_input_and_context_on_python_3_11(typed: Lo
         assert answer.status_code == 422 and answer.json()["detail"].startswith("context.style.shout:")
         unknown = await http.post("/runs/wait", json={"assistant_id": "typed", "input": {"topik": "x"}})
         assert unknown.status_code == 422 and unknown.json()["detail"].startswith("input.topik:")
+
+
+async def test_a_servertime_factory_is_called_per_user_and_access_context(tmp_path: Path) -> None:
+    """As langgraph-api calls a factory taking ``ServerRuntime``: for runs (with the caller and the run's context),
+    state reads and updates, schemas and drawings, each time with the caller and their own store."""
+    calls = tmp_path / "calls.jsonl"
+    config = PROJECTS / "toolbox" / "langgraph.json"
+    server = LoomServer(tmp_path / "server", {"TOOLBOX_CALLS": str(calls)}, ["--config", str(config)]).start()
+    try:
+        ada, bob = (get_client(url=server.url, headers={"Authorization": f"Bearer token-{n}"}) for n in ("ada", "bob"))
+        drawn = {node["id"] for node in (await ada.assistants.get_graph("toolbox"))["nodes"]}
+        assert {"agent", "search", "delete_user"} <= drawn
+        assert "delete_user" not in {node["id"] for node in (await bob.assistants.get_graph("toolbox"))["nodes"]}
+        assert "messages" in (await bob.assistants.get_schemas("toolbox"))["input_schema"]["properties"]
+        thread = (await ada.threads.create())["thread_id"]
+        hello = {"messages": [{"role": "user", "content": "hi"}]}
+        said = await ada.runs.wait(thread, "toolbox", input=hello, context={"clock": True})
+        assert isinstance(said, dict) and said["messages"][-1]["content"] == "ada may use search, delete_user, clock"
+        said = await bob.runs.wait(None, "toolbox", input=hello)
+        assert isinstance(said, dict) and said["messages"][-1]["content"] == "bob may use search"
+        assert (await ada.threads.get_state(thread))["values"]["messages"][0]["content"] == "hi"
+        assert len(await ada.threads.get_history(thread)) >= 2
+        await ada.threads.update_state(thread, {"messages": [{"role": "user", "content": "edited"}]}, as_node="agent")
+        mine = await ada.store.get_item(["toolbox"], "last_tools")
+        assert mine is not None and mine["value"] == {"tools": ["search", "delete_user", "clock"]}
+        theirs = await bob.store.get_item(["toolbox"], "last_tools")
+        assert theirs is not None and theirs["value"] == {"tools": ["search"]}
+    finally:
+        server.stop()
+    made = [json.loads(line) for line in calls.read_text().splitlines()]
+    seen = {(call["access"], call["user"]) for call in made}
+    assert ("assistants.read", None) in seen  # at start, for the default assistant's name and the input checks
+    for access in ("assistants.read", "threads.create_run", "threads.read", "threads.update"):
+        assert (access, "ada") in seen, (access, seen)
+    assert {("assistants.read", "bob"), ("threads.create_run", "bob")} <= seen
+    runs = [call for call in made if call["access"] == "threads.create_run"]
+    assert [(call["user"], call["context"]) for call in runs] == [("ada", {"clock": True}), ("bob", {"clock": False})]
+
+
+@pytest.fixture
+def broken(tmp_path: Path) -> Iterator[LoomServer]:
+    yield from serve("broken", tmp_path)
+
+
+async def test_a_graph_that_fails_to_load_is_named_and_the_others_are_served(broken: LoomServer) -> None:
+    client = get_client(url=broken.url)
+    assert [a["graph_id"] for a in await client.assistants.search()] == ["echo"]
+    assert await client.runs.wait(None, "echo", input={"said": "hi"}) == {"said": "hi", "heard": {}}
+    async with httpx.AsyncClient(base_url=broken.url) as http:
+        for answer in (
+            await http.get("/assistants/broken"),
+            await http.post("/runs/wait", json={"assistant_id": "broken", "input": {}}),
+            await http.post("/assistants", json={"graph_id": "broken"}),
+        ):
+            assert answer.status_code == 500 and answer.json()["code"] == "graph_failed_to_load"
+            assert answer.json()["detail"].startswith("graph 'broken' failed to load when the server started")
+            assert "ModuleNotFoundError: No module named 'a_package_nobody_installed'" in answer.json()["detail"]
+    assert "graph 'broken' (./broken.py:graph) failed to load and is not served" in broken.log.read_text()
