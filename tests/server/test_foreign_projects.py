@@ -320,14 +320,14 @@ async def test_typing_typeddict_state_input_and_context_on_python_3_11(typed: Lo
         assert unknown.status_code == 422 and unknown.json()["detail"].startswith("input.topik:")
 
 
-async def test_a_servertime_factory_is_called_per_user_and_access_context(tmp_path: Path) -> None:
+async def test_a_server_runtime_factory_is_called_per_user_and_access_context(tmp_path: Path) -> None:
     """As langgraph-api calls a factory taking ``ServerRuntime``: for runs (with the caller and the run's context),
     state reads and updates, schemas and drawings, each time with the caller and their own store."""
     calls = tmp_path / "calls.jsonl"
     config = PROJECTS / "toolbox" / "langgraph.json"
     server = LoomServer(tmp_path / "server", {"TOOLBOX_CALLS": str(calls)}, ["--config", str(config)]).start()
     try:
-        ada, bob = (get_client(url=server.url, headers={"Authorization": f"Bearer token-{n}"}) for n in ("ada", "bob"))
+        ada, bob = (get_client(url=server.url, headers={"x-user": n}) for n in ("ada", "bob"))
         drawn = {node["id"] for node in (await ada.assistants.get_graph("toolbox"))["nodes"]}
         assert {"agent", "search", "delete_user"} <= drawn
         assert "delete_user" not in {node["id"] for node in (await bob.assistants.get_graph("toolbox"))["nodes"]}
