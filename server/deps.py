@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -26,10 +27,12 @@ from server.db import RunRow, ThreadRow
 from server.engine import preparation
 from server.engine.manager import RunManager
 from server.engine.preparation import PreparedRun
-from server.errors import not_found
+from server.errors import ApiError, not_found
 from server.registry import FactoryCall, Graphs, graph_specs, load_module
 from server.schemas import RunCreate
 from server.store_scope import ScopedStore
+
+log = logging.getLogger("loom.server")
 
 
 @dataclass
@@ -71,7 +74,13 @@ class Services:
             return
         call = FactoryCall(access, config or {}, user, ScopedStore(self.store, user.identity))
         async with contextlib.AsyncExitStack() as stack:
-            yield await rebuild(stack=stack, call=call)
+            try:
+                built = await rebuild(stack=stack, call=call)
+            except Exception as exc:  # the project's own code
+                log.exception("graph %r: its factory failed for %s by %r", graph_id, access, user.identity)
+                message = f"graph {graph_id!r}: its factory failed for {access} ({type(exc).__name__}: {exc})"
+                raise ApiError(500, "graph_factory_failed", message) from exc
+            yield built
 
 
 @lru_cache(maxsize=256)

@@ -345,6 +345,10 @@ async def test_a_server_runtime_factory_is_called_per_user_and_access_context(tm
         assert mine is not None and mine["value"] == {"tools": ["search", "delete_user", "clock"]}
         theirs = await bob.store.get_item(["toolbox"], "last_tools")
         assert theirs is not None and theirs["value"] == {"tools": ["search"]}
+        async with httpx.AsyncClient(base_url=server.url, headers={"x-user": "eve"}) as eve:
+            refused = await eve.get("/assistants/toolbox/schemas")  # the factory raises for eve
+        assert refused.status_code == 500 and refused.json()["code"] == "graph_factory_failed"
+        assert "assistants.read (PermissionError: eve may not use the toolbox)" in refused.json()["detail"]
     finally:
         server.stop()
     made = [json.loads(line) for line in calls.read_text().splitlines()]

@@ -53,6 +53,8 @@ async def graph(config: dict[str, Any], runtime: ServerRuntime[Context]) -> Asyn
     context = checked(runtime)
     user = runtime.user
     identity = user.identity if user is not None else None
+    if identity == "eve":
+        raise PermissionError("eve may not use the toolbox")
     tools = tools_for(list(user.permissions) if user is not None else [], context)
     record = {"access": runtime.access_context, "user": identity, "context": context and asdict(context)}
     await asyncio.to_thread(append, json.dumps({**record, "tools": tools}))
