@@ -37,6 +37,7 @@ from pydantic import BaseModel
 
 from loom.settings import get_settings
 from server.errors import ApiError
+from server.graph_schemas import adapter
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CONFIG = PROJECT_ROOT / "langgraph.json"
@@ -126,7 +127,8 @@ class FactoryCall:
             return _ReadRuntime(access_context=self.access, user=self.user, store=self.store)  # type: ignore[arg-type]
         context, wanted = self.context, next(iter(get_args(annotation)), None)
         if isinstance(context, dict) and wanted is not None and (is_dataclass(wanted) or _is_model(wanted)):
-            context = wanted(**context)
+            checked = adapter(wanted)
+            context = checked.validate_python(context) if checked is not None else wanted(**context)
         return _ExecutionRuntime(access_context=self.access, user=self.user, store=self.store, context=context)  # type: ignore[arg-type]
 
 
