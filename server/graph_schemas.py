@@ -34,7 +34,7 @@ def adapter(schema: Any) -> TypeAdapter[Any] | None:
     try:
         return TypeAdapter(pydantic_ready(schema))
     except Exception as exc:  # any type a project may declare: pydantic's errors vary
-        log.warning("%r cannot be read by pydantic (%s): values of it go unchecked", schema, exc)
+        log.warning("pydantic cannot read %r (%s): Loom leaves its values unchecked", schema, exc)
         return None
 
 
@@ -77,8 +77,10 @@ def _typed_dict(schema: Any, seen: dict[Any, Any]) -> Any:
     fields = {name: _rebuilt(unwrapped(hint), seen) for name, hint in hints.items()}
     if type(schema).__module__ != "typing" and all(fields[name] is unwrapped(hints[name]) for name in hints):
         return schema
-    required = schema.__required_keys__
-    keyed = {name: Required[hint] if name in required else NotRequired[hint] for name, hint in fields.items()}
+    keyed = {
+        name: Required[hint] if _required(schema, name, hints[name]) else NotRequired[hint]
+        for name, hint in fields.items()
+    }
     seen[schema] = rebuilt = typed_dict_like(schema, keyed)
     return rebuilt
 
@@ -91,6 +93,14 @@ def typed_dict_like(schema: Any, fields: dict[str, Any], total: bool = True) -> 
     if (config := getattr(schema, "__pydantic_config__", None)) is not None:
         made.__pydantic_config__ = config
     return made
+
+
+def _required(schema: Any, name: str, hint: Any) -> bool:
+    """Whether a key is required: as its ``Required``/``NotRequired`` says (Python 3.11's ``typing.TypedDict`` misses
+    them when annotations are strings), else as the class's totality says."""
+    if get_origin(hint) in (Required, NotRequired):
+        return get_origin(hint) is Required
+    return name in schema.__required_keys__
 
 
 def unwrapped(hint: Any) -> Any:
@@ -129,7 +139,10 @@ def _io_jsonschema(graph: Any, which: str) -> dict[str, Any]:
     builder = getattr(graph, "builder", None)
     typ = getattr(builder, f"{which}_schema", None)
     if is_typeddict(typ):
-        return _json_schema(typ)
+        try:
+            return _json_schema(typ)
+        except Exception:  # a field pydantic cannot describe: the others are still written
+            return _fieldwise(graph, typ)
     schema: dict[str, Any] = getattr(graph, f"get_{which}_jsonschema")()
     return schema
 
@@ -159,8 +172,12 @@ def _config_jsonschema(compiled: Any) -> dict[str, Any]:
 
 def _state_jsonschema(compiled: Any) -> dict[str, Any]:
     """The state's fields, less LangGraph's managed values (``is_last_step``…), which are no channels: never in a
-    thread's values nor written by an update (langgraph-api lists channels only)."""
-    schema = _json_schema(compiled.builder.state_schema)
+    thread's values nor written by an update (langgraph-api lists channels only). A field pydantic cannot
+    describe (an arbitrary class) is any value there, so the others are still shown."""
+    try:
+        schema = _json_schema(compiled.builder.state_schema)
+    except Exception:  # any type a project may declare: pydantic's errors vary
+        schema = _fieldwise(compiled, compiled.builder.state_schema)
     managed = set(compiled.builder.managed)
     for name in managed:
         schema.get("properties", {}).pop(name, None)
@@ -169,3 +186,15 @@ def _state_jsonschema(compiled: Any) -> dict[str, Any]:
     else:
         schema.pop("required", None)
     return schema
+
+
+def _fieldwise(compiled: Any, typ: Any) -> dict[str, Any]:
+    """``typ``'s channels one by one, each as its own JSON Schema or, if it has none, any value (as langgraph-api
+    writes a state it cannot describe whole)."""
+    properties: dict[str, Any] = {}
+    for name in compiled.builder.schemas[typ]:
+        try:
+            properties[name] = _json_schema(compiled.builder.channels[name].UpdateType)
+        except Exception:  # not a channel (a managed value), or a type pydantic cannot describe: any value
+            properties[name] = {}
+    return {"title": getattr(typ, "__name__", "State"), "type": "object", "properties": properties}
