@@ -36,7 +36,7 @@ from langgraph_sdk.runtime import AccessContext, ServerRuntime, _ExecutionRuntim
 from pydantic import BaseModel
 
 from loom.settings import get_settings
-from server.errors import ApiError
+from server.errors import ApiError, not_found
 from server.graph_schemas import adapter
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -204,6 +204,12 @@ class Graphs(dict[str, CompiledStateGraph[Any, Any, Any, Any]]):
         if graph_id in self.failed:
             message = f"graph {graph_id!r} failed to load when the server started ({self.failed[graph_id]}); "
             raise ApiError(500, "graph_failed_to_load", message + "fix the project and restart the server")
+
+    def served(self, graph_id: str) -> None:
+        """Nothing if ``graph_id`` is served; else its load error, or a 404 for a name no graph has."""
+        self.require(graph_id)
+        if graph_id not in self:
+            raise not_found("graph", graph_id)
 
     def __missing__(self, graph_id: str) -> CompiledStateGraph[Any, Any, Any, Any]:
         self.require(graph_id)

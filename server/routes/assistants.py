@@ -84,7 +84,7 @@ class LatestVersion(Strict):
 
 @router.post("")
 async def create(body: AssistantCreate, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
-    _graph_served(loom, body.graph_id)
+    loom.graphs.served(body.graph_id)
     user, asked = caller.identity, {**body.model_dump(), "metadata": dict(body.metadata or {})}
     await caller.authorize("assistants", "create", asked)  # a project's handler may stamp metadata on it
     config, context = assistants.synced(dict(body.config or {}), body.context)
@@ -138,7 +138,7 @@ async def get(assistant_id: str, loom: Loom, caller: CurrentCaller) -> dict[str,
 async def patch(assistant_id: str, body: AssistantPatch, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
     filters = await caller.authorize("assistants", "update", {"assistant_id": assistant_id, **body.model_dump()})
     if body.graph_id is not None:
-        _graph_served(loom, body.graph_id)
+        loom.graphs.served(body.graph_id)
     config, context = assistants.synced(dict(body.config or {}), body.context)
     async with loom.sessions.begin() as session:
         row = _allowed(await find_own(session, assistant_id, caller.identity, loom.graphs), filters, assistant_id)
@@ -238,16 +238,10 @@ def _allowed(row: AssistantRow, filters: dict[str, Any], assistant_id: str) -> A
     return row
 
 
-def _graph_served(loom: Services, graph_id: str) -> None:
-    loom.graphs.require(graph_id)
-    if graph_id not in loom.graphs:
-        raise not_found("graph", graph_id)
-
-
 def _matching(loom: Services, user: str, body: AssistantCount) -> Any:
     """The caller's and the default assistants of served graphs, by graph and name (metadata is matched after)."""
     if body.graph_id is not None:
-        _graph_served(loom, body.graph_id)
+        loom.graphs.served(body.graph_id)
     query = select(AssistantRow).where(visible_to(user), AssistantRow.graph_id.in_(list(loom.graphs)))
     if body.graph_id is not None:
         query = query.where(AssistantRow.graph_id == body.graph_id)

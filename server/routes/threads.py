@@ -48,8 +48,8 @@ async def create(body: ThreadCreate, loom: Loom, caller: CurrentCaller) -> dict[
     user = caller.identity
     value: dict[str, Any] = {"thread_id": body.thread_id, "metadata": dict(body.metadata), "if_exists": body.if_exists}
     await caller.authorize("threads", "create", value)  # a project's handler may stamp metadata on it
-    if body.graph_id is not None and body.graph_id not in loom.graphs:
-        raise not_found("graph", body.graph_id)
+    if body.graph_id is not None:
+        loom.graphs.served(body.graph_id)
 
     def create_or_find(session: Session) -> tuple[ThreadRow, bool]:
         if body.thread_id and (existing := stored_thread(session, body.thread_id, user)) is not None:

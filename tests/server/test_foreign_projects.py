@@ -375,6 +375,7 @@ async def test_a_graph_that_fails_to_load_is_named_and_the_others_are_served(bro
             await http.get("/assistants/broken"),
             await http.post("/runs/wait", json={"assistant_id": "broken", "input": {}}),
             await http.post("/assistants", json={"graph_id": "broken"}),
+            await http.post("/threads", json={"graph_id": "broken"}),
         ):
             assert answer.status_code == 500 and answer.json()["code"] == "graph_failed_to_load"
             assert answer.json()["detail"].startswith("graph 'broken' failed to load when the server started")
