@@ -120,7 +120,7 @@ def schema_of(graph_id: str, what: str, build: Callable[[], dict[str, Any] | Non
 def schemas_of(graph_id: str, compiled: Any) -> dict[str, Any]:
     """What ``/assistants/{id}/schemas`` answers for a compiled graph (or subgraph)."""
     return {
-        "input_schema": input_jsonschema(graph_id, compiled),
+        "input_schema": schema_of(graph_id, "input", lambda: _io_jsonschema(compiled, "input")),
         "output_schema": schema_of(graph_id, "output", lambda: _io_jsonschema(compiled, "output")),
         "state_schema": schema_of(graph_id, "state", lambda: _state_jsonschema(compiled)),
         "config_schema": schema_of(graph_id, "config", lambda: _config_jsonschema(compiled)),
@@ -130,7 +130,8 @@ def schemas_of(graph_id: str, compiled: Any) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=64)
 def input_jsonschema(graph_id: str, graph: Any) -> dict[str, Any] | None:
-    """The input's JSON schema (None if it cannot be written); building it costs ~40 ms of CPU, so once per graph."""
+    """The input's JSON schema as runs are checked against it (None if it cannot be written); building it costs
+    ~40 ms of CPU, so once per graph."""
     return schema_of(graph_id, "input", lambda: _io_jsonschema(graph, "input"))
 
 
