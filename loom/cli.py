@@ -225,12 +225,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _db(args: argparse.Namespace) -> None:
-    """``loom db upgrade``: the same migrations every server applies when it starts."""
+    """``loom db upgrade``: the set-up every server does when it starts: Loom's tables (Alembic migrations),
+    the checkpointer's and the store's, each under ``setting_up``'s lock on PostgreSQL."""
     from server.db import open_database
 
-    url = get_settings().resolved_database_url()
-    engine, _ = await open_database(url)
-    await engine.dispose()
+    settings = get_settings()
+    url = settings.resolved_database_url()
+    options = await asyncio.to_thread(store_options, settings)
+    async with open_checkpointer(settings), open_store(settings, **options):
+        engine, _ = await open_database(url)
+        await engine.dispose()
     console.print(f"[green]database at head[/green] {url.split('@')[-1]}")
 
 

@@ -61,7 +61,8 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         postgres = await _import("langgraph.checkpoint.postgres.aio")
         async with _postgres_pool(url) as pool:
             saver = postgres.AsyncPostgresSaver(pool)
-            await saver.setup()
+            async with setting_up(url):
+                await saver.setup()
             yield saver
 
 
@@ -94,9 +95,36 @@ async def open_store(
         native = index if index is not None and await _pgvector_available(url) else None
         async with _postgres_pool(url) as pool:
             pg_store = postgres.AsyncPostgresStore(pool, index=native, ttl=ttl)
-            await pg_store.setup()
+            async with setting_up(url):
+                await pg_store.setup()
             async with _swept(pg_store, ttl):
                 yield pg_store if index is None or native else PythonVectorIndex(pg_store, index)
+
+
+SETUP_LOCK = 0x4C475355  # "LGSU"
+"""The PostgreSQL advisory lock a process holds while it sets up the checkpointer's or the store's tables.
+LangGraph's ``setup()`` reads which of its migrations ran, then runs the rest, so two processes starting
+together on an empty database both create ``checkpoint_migrations`` and one fails (``UniqueViolation``).
+Loom's own tables have a lock of their own (``server.migrations``), held for the migration's transaction."""
+SETUP_POLL_S = 0.1
+
+
+@asynccontextmanager
+async def setting_up(url: str) -> AsyncIterator[None]:
+    """One process at a time through the block, on a connection of its own (closing it releases the lock).
+
+    The lock is taken by polling, not by a blocking ``pg_advisory_lock``: LangGraph's migrations run
+    ``CREATE INDEX CONCURRENTLY``, which waits for every open transaction in the database, a process
+    blocked waiting for this lock included, and that one waits for the index: neither would ever end.
+    """
+    psycopg = await _import("psycopg")
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        while not (await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (SETUP_LOCK,))).fetchone())[0]:
+            await asyncio.sleep(SETUP_POLL_S)  # another process is setting up: no statement open meanwhile
+        try:
+            yield
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
 
 
 POSTGRES_POOL_SIZE = 10

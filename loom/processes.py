@@ -59,9 +59,18 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def spawn(self, command: list[str], cwd: Path, timeout_s: float) -> None:
+        self.launch(command, cwd)
+        self.wait_serving(timeout_s)
+
+    def launch(self, command: list[str], cwd: Path) -> None:
+        """The process started, not yet serving: several can be launched at one moment, then waited for."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, cwd=cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_serving(self, timeout_s: float) -> None:
+        """Returns once ``/ok`` answers; raises with the log's tail if the process exits or never serves."""
+        assert self.process is not None, "launch() first"
         try:
             wait_until_serving(self.process, self.url, self.log, timeout_s)
         except TimeoutError:
@@ -107,6 +116,11 @@ class LoomServer(ServerProcess):
 
     def start(self) -> LoomServer:
         self.spawn(self.command(), PROJECT_ROOT, timeout_s=60)
+        return self
+
+    def launch_now(self) -> LoomServer:
+        """Started without waiting for it to serve (``wait_serving``): for processes that must start together."""
+        self.launch(self.command(), PROJECT_ROOT)
         return self
 
 

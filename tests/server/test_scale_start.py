@@ -1,0 +1,41 @@
+"""Scale mode started the way an operator does it: an API replica and two workers at one moment on an empty
+PostgreSQL database, with no ``loom db upgrade`` first. Every process sets up Loom's tables, the
+checkpointer's and the store's under one advisory lock, so none of them fails on a table another is creating.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from langgraph_sdk import get_client
+
+from loom.processes import LoomServer, scratch_postgres_database
+from tests.conftest import require_postgres, require_redis
+from tests.server.live import new_server
+
+pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.redis]
+
+
+@pytest.mark.parametrize("attempt", range(3))
+async def test_an_api_and_two_workers_started_together_on_an_empty_database_all_serve(
+    attempt: int, tmp_path: Path
+) -> None:
+    with scratch_postgres_database(require_postgres(), "loom_start") as database:
+        env = {"LOOM_DATABASE_URL": database, "LOOM_CHECKPOINT_URL": database, "LOOM_REDIS_URL": require_redis()}
+        env = new_server(tmp_path, **env).env
+        processes = [LoomServer(tmp_path, env, role=role) for role in ("api", "worker", "worker")]
+        try:
+            for process in processes:
+                process.launch_now()
+            for process in processes:
+                process.wait_serving(timeout_s=120)
+            client = get_client(url=processes[0].url)
+            thread = (await client.threads.create())["thread_id"]
+            answer = await client.runs.wait(thread, "whoami", input={"request": "x"})
+            assert answer == {"request": "x", "user_id": "demo", "permissions": ["read"]}
+        finally:
+            for process in processes:
+                process.stop()
+        for process in processes:
+            assert "Traceback" not in process.log.read_text(), process.log.read_text()[-4000:]
