@@ -4,16 +4,26 @@ PY := $(VENV)/bin/python
 
 .PHONY: run test lint format eval-routing clean
 
-$(VENV)/.installed: pyproject.toml uv-overrides.txt
+PORT ?= 8123
+# see uv-overrides.txt for the override
+INSTALL = $(VENV)/bin/uv pip install -p $(PY) --compile-bytecode --override uv-overrides.txt
+
+# What serving needs (PostgreSQL's drivers included, for scale mode); the dev tools come with the first
+# `make test` or `make lint`.
+$(VENV)/.runtime: pyproject.toml uv-overrides.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip uv
 	# --compile-bytecode: with PYTHONDONTWRITEBYTECODE set (as on CI here) every process, each server a test
 	# starts included, would otherwise compile its imports again: ~7 s of CPU per start on the 2-core machine
-	$(VENV)/bin/uv pip install -p $(PY) --compile-bytecode --override uv-overrides.txt -e '.[dev]'  # see uv-overrides.txt
+	$(INSTALL) -e '.[postgres,pdf]'
 	touch $@
 
-run: $(VENV)/.installed
-	$(VENV)/bin/loom serve
+$(VENV)/.installed: $(VENV)/.runtime
+	$(INSTALL) -e '.[dev]'
+	touch $@
+
+run: $(VENV)/.runtime
+	$(VENV)/bin/loom serve --port $(PORT)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import socket
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,13 +21,14 @@ from rich.console import Console
 from rich.table import Table
 
 from loom.persistence import open_checkpointer, open_store
-from loom.settings import get_settings
+from loom.settings import Settings, get_settings
 from server.registry import get_spec, graph_specs
 from server.store_config import store_options
 from server.store_scope import with_caller_store
 from state.common import RunContext
 
 console = Console()
+log = logging.getLogger("loom.server")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,18 +213,47 @@ def _serve(args: argparse.Namespace) -> int:
     if args.concurrency:
         updates["server_concurrency"] = args.concurrency
     settings = get_settings().model_copy(update=updates)
-    role = "worker" if worker else "API" + ("" if settings.run_workers else " (no workers)")
     configure_logging(settings)  # uvicorn's loggers too (log_config=None): one format for the whole process
-    logging.getLogger("loom.server").info(
-        "Loom %s on http://%s:%s · model %s · data in %s · API docs at /docs",
-        role, args.host, args.port, settings.model_for("router"), settings.data_dir.resolve(),
-    )  # fmt: skip
+    listening = _listening(args.host, args.port)
+    if listening is None:
+        return 2
+    log.info("%s", _banner(settings, worker, args.host, args.port))
     app = create_app(settings, api=not worker)
     protocol = head_deadline_protocol(settings.header_read_timeout_s)
-    uvicorn.run(
-        app, host=args.host, port=args.port, http=protocol, log_level=settings.log_level.lower(), log_config=None
-    )
-    return 0
+    config = uvicorn.Config(app, http=protocol, log_level=settings.log_level.lower(), log_config=None)
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises Ctrl-C's again once it has shut down
+        server.run(sockets=[listening])
+    return 0 if server.started else 3  # 3: the app did not start (uvicorn's own code for it)
+
+
+def _banner(settings: Settings, worker: bool, host: str, port: int) -> str:
+    """What the process is and where: the model only when Loom's own graphs are served (a project's own graphs
+    choose theirs), the API docs only where there is an API."""
+    from server.registry import BUNDLED_CONFIG, config_path
+
+    role = "worker" if worker else "API" + ("" if settings.run_workers else " (no workers)")
+    served = config_path()
+    graphs = f"model {settings.model_for('router')}" if served == BUNDLED_CONFIG else f"graphs of {served}"
+    where = "health at /ok" if worker else "API docs at /docs"
+    return f"Loom {role} on http://{host}:{port} · {graphs} · data in {settings.data_dir.resolve()} · {where}"
+
+
+def _listening(host: str, port: int) -> socket.socket | None:
+    """The server's socket, bound before the app starts, so a taken port fails at once and says so (uvicorn
+    binds after start-up: it logged "startup complete", then the error). None, the error logged, if taken."""
+    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as exc:
+        listening.close()
+        log.error(
+            "cannot listen on %s:%s (%s): stop what uses it, or choose another port: "
+            "loom serve --port N (make run PORT=N)", host, port, exc.strerror or exc,
+        )  # fmt: skip
+        return None
+    return listening
 
 
 async def _db(args: argparse.Namespace) -> None:

@@ -78,6 +78,14 @@ class Connection(aiosqlite.Connection):
         """A cursor made here, not on the thread: making one is a Python object, no SQLite work."""
         return _Ready(PrefetchingCursor(self, self._conn.cursor()))
 
+    async def close(self) -> None:
+        """The sync connection first: left for the garbage collector, it rolled back on the closed SQLite
+        connection and logged an ERROR traceback at every shutdown."""
+        if self.sync_connection is not None:
+            sync, self.sync_connection = self.sync_connection, None
+            await self._execute(sync.close)  # type: ignore[no-untyped-call]
+        await super().close()
+
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """``work(connection)`` on the connection's thread: a whole unit of work in one trip."""
         result: T = await self._execute(work, self._conn)  # type: ignore[no-untyped-call]

@@ -5,12 +5,15 @@ checkpointer's and the store's under one advisory lock, so none of them fails on
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 from langgraph_sdk import get_client
 
-from loom.processes import LoomServer, scratch_postgres_database
+from loom.processes import PROJECT_ROOT, LoomServer, scratch_postgres_database
 from tests.conftest import require_postgres, require_redis
 from tests.server.live import new_server
 
@@ -39,3 +42,15 @@ async def test_an_api_and_two_workers_started_together_on_an_empty_database_all_
                 process.stop()
         for process in processes:
             assert "Traceback" not in process.log.read_text(), process.log.read_text()[-4000:]
+
+
+def test_db_upgrade_sets_up_loom_s_tables_the_checkpointer_s_and_the_store_s(tmp_path: Path) -> None:
+    with scratch_postgres_database(require_postgres(), "loom_upgrade") as database:
+        env = new_server(tmp_path, LOOM_DATABASE_URL=database, LOOM_CHECKPOINT_URL=database).env
+        upgrade = [sys.executable, "-m", "loom", "db", "upgrade"]
+        done = subprocess.run(upgrade, cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+        with psycopg.connect(database) as conn:
+            tables = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    expected = {"alembic_version", "loom_runs", "checkpoints", "checkpoint_migrations", "store", "store_migrations"}
+    assert expected <= tables
