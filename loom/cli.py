@@ -249,8 +249,8 @@ def _listening(host: str, port: int) -> socket.socket | None:
     except OSError as exc:
         listening.close()
         log.error(
-            "cannot listen on %s:%s (%s): stop what uses it, or choose another port: "
-            "loom serve --port N (make run PORT=N)", host, port, exc.strerror or exc,
+            "cannot listen on %s:%s (%s): stop what uses it, or choose another port with --port N "
+            "(make run PORT=N)", host, port, exc.strerror or exc,
         )  # fmt: skip
         return None
     return listening
