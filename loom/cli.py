@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import uuid
 from collections.abc import Sequence
@@ -222,9 +223,16 @@ def _serve(args: argparse.Namespace) -> int:
     protocol = head_deadline_protocol(settings.header_read_timeout_s)
     config = uvicorn.Config(app, http=protocol, log_level=settings.log_level.lower(), log_config=None)
     server = uvicorn.Server(config)
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises Ctrl-C's again once it has shut down
+    # Once shut down, uvicorn raises the signal that stopped it again: Ctrl-C's as KeyboardInterrupt, and
+    # SIGTERM's, by default, killed the process before its last log lines were written (no atexit ran).
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[listening])
     return 0 if server.started else 3  # 3: the app did not start (uvicorn's own code for it)
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _banner(settings: Settings, worker: bool, host: str, port: int) -> str:

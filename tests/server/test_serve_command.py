@@ -23,9 +23,9 @@ async def test_a_clean_shutdown_on_sqlite_logs_no_error(stop: signal.Signals, tm
         assert (await client.runs.wait(thread, "whoami", input={"request": "x"}))["request"] == "x"
         assert server.process is not None
         server.process.send_signal(stop)
-        server.process.wait(timeout=60)
+        assert server.process.wait(timeout=60) == 0
     log = server.log.read_text()
-    assert "Application shutdown complete" in log
+    assert log.rstrip().endswith(f"Finished server process [{server.process.pid}]"), log[-2000:]
     assert " ERROR " not in log and "Traceback" not in log, log[-4000:]
 
 
