@@ -21,6 +21,7 @@ from langgraph.types import Command
 from rich.console import Console
 from rich.table import Table
 
+from loom.eval_cli import add_eval_commands
 from loom.persistence import open_checkpointer, open_store
 from loom.settings import Settings, get_settings
 from server.registry import get_spec, graph_specs
@@ -97,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = command("eval-routing", _eval_routing, "measure the assistant router on the labelled set")
     evaluate.add_argument("--data", default="tests/data/routing.jsonl")
     evaluate.add_argument("--limit", type=int, default=0)
+    add_eval_commands(commands)
     return parser
 
 

@@ -1,0 +1,155 @@
+"""``loom eval run`` and ``loom eval compare``: experiments from the command line, shown as rich tables."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from langgraph_sdk import get_client
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from loom.datasets import load_dataset
+from loom.experiments import Change, ExampleResult, Experiment, RunOptions, compare, load, run_experiment, save
+from loom.settings import get_settings
+
+
+def add_eval_commands(commands: Any) -> None:
+    """``eval run`` and ``eval compare`` under one ``eval`` command of ``loom``'s subcommands."""
+    about = "run a dataset as an experiment, or compare two experiments"
+    evaluate = commands.add_parser("eval", help=about, description=about)
+    actions = evaluate.add_subparsers(required=True, metavar="action")
+    run = actions.add_parser("run", help="run every example of a dataset and store the experiment")
+    run.set_defaults(handler=_run)
+    run.add_argument("dataset", type=Path, help="a JSONL dataset (see evals/README.md)")
+    run.add_argument("--graph", required=True, help="the graph id the dataset is for")
+    run.add_argument("--assistant", help="assistant id to run (default: the graph's own)")
+    run.add_argument("--judge", help="provider:model that judges rubric criteria")
+    run.add_argument("--repetitions", type=int, default=1)
+    run.add_argument("--concurrency", type=int, default=1)
+    run.add_argument("--min-score", type=float, default=0.0, help="exit 1 when the score is below this")
+    run.add_argument("--json", type=Path, help="also write the experiment to this file")
+    run.add_argument("--url", help="a running Loom server (default: start one for this experiment)")
+    run.add_argument("--config", type=Path, help="the project's langgraph.json (default: as `loom serve`)")
+    diff = actions.add_parser("compare", help="list the examples whose verdicts changed between two experiments")
+    diff.set_defaults(handler=_compare)
+    diff.add_argument("before", help="experiment id or JSON file")
+    diff.add_argument("after", help="experiment id or JSON file")
+    diff.add_argument("--config", type=Path, help=argparse.SUPPRESS)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    console = Console()
+    examples = load_dataset(args.dataset)
+    options = RunOptions(
+        dataset=str(args.dataset),
+        graph=args.graph,
+        assistant_id=args.assistant or args.graph,
+        judge=args.judge,
+        repetitions=args.repetitions,
+        concurrency=args.concurrency,
+    )
+    data_dir = get_settings().data_dir.resolve()
+    async with _server(args.url, data_dir) as url:
+        with _progress(console) as progress:
+            task = progress.add_task(f"{args.dataset.name} on {args.graph}", total=len(examples) * args.repetitions)
+            experiment = await run_experiment(get_client(url=url), examples, options, lambda _r: progress.advance(task))
+    path = save(experiment, data_dir)
+    if args.json:
+        args.json.write_text(experiment.model_dump_json(indent=2), encoding="utf-8")
+    show(experiment, console)
+    console.print(f"[dim]stored as {path}[/dim]")
+    if experiment.score < args.min_score:
+        console.print(f"[red]score {experiment.score:.1%} is below --min-score {args.min_score:.1%}[/red]")
+        return 1
+    return 0
+
+
+@asynccontextmanager
+async def _server(url: str | None, data_dir: Path) -> AsyncIterator[str]:
+    """The given server's URL, or a Loom server started for this experiment (stopped after it)."""
+    if url:
+        yield url.rstrip("/")
+        return
+    from loom.processes import LoomServer
+
+    server = LoomServer(data_dir)
+    await asyncio.to_thread(server.start)
+    try:
+        yield server.url
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+def _progress(console: Console) -> Progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=console, transient=True)
+
+
+def show(experiment: Experiment, console: Console) -> None:
+    """The per-example table, the error analysis by component, and the summary."""
+    table = Table("example", "ok", "failed checks", "component", "tokens", "ms", "USD", title=experiment.experiment_id)
+    for result in experiment.examples:
+        table.add_row(
+            result.id + (f" #{result.repetition}" if experiment.repetitions > 1 else ""),
+            "[green]✓[/green]" if result.passed else "[red]✗[/red]",
+            _failures(result),
+            result.component or "",
+            str(result.tokens),
+            f"{result.latency_ms:.0f}",
+            "?" if result.cost_usd is None else f"{result.cost_usd:.6f}",
+        )
+    console.print(table)
+    failing = len([r for r in experiment.examples if not r.passed])
+    analysis = Table("component", "failing examples", "share of failures", title="error analysis")
+    for component, count in experiment.components.items():
+        analysis.add_row(component, str(count), f"{count / max(failing, 1):.0%}")
+    if experiment.components:
+        console.print(analysis)
+    summary = Table("metric", "value", title="summary")
+    summary.add_row(
+        "score", f"{experiment.score:.1%} ({len(experiment.examples) - failing}/{len(experiment.examples)})"
+    )
+    for name, rate in experiment.checks.items():
+        summary.add_row(f"check {name}", f"{rate:.1%}")
+    summary.add_row("latency p50 / p95", f"{experiment.latency_p50_ms:.0f} / {experiment.latency_p95_ms:.0f} ms")
+    cost = experiment.cost_per_example_usd
+    summary.add_row("cost per example", "unknown" if cost is None else f"${cost:.6f}")
+    summary.add_row("tokens", str(experiment.tokens))
+    console.print(summary)
+
+
+def _failures(result: ExampleResult) -> str:
+    return "\n".join(f"{name}: {v.reason}" for name, v in result.checks.items() if not v.passed)
+
+
+async def _compare(args: argparse.Namespace) -> int:
+    console = Console()
+    data_dir = get_settings().data_dir.resolve()
+    before, after = load(args.before, data_dir), load(args.after, data_dir)
+    changes = compare(before, after)
+    table = Table(
+        "example", "before", "after", "checks that changed", title=f"{before.experiment_id} → {after.experiment_id}"
+    )
+    for change in changes:
+        table.add_row(_label(change), _mark(change.before), _mark(change.after), _flips(change))
+    console.print(table)
+    console.print(f"score {before.score:.1%} → {after.score:.1%}; {len(changes)} example(s) changed")
+    return 0
+
+
+def _label(change: Change) -> str:
+    return change.id + (f" #{change.repetition}" if change.repetition else "")
+
+
+def _mark(passed: bool | None) -> str:
+    return {True: "[green]pass[/green]", False: "[red]fail[/red]", None: "[dim]absent[/dim]"}[passed]
+
+
+def _flips(change: Change) -> str:
+    return ", ".join(f"{name} {_mark(a)}→{_mark(b)}" for name, (a, b) in change.checks.items())

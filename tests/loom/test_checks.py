@@ -1,0 +1,99 @@
+"""The code checks on traces built from history in the API's shape: verdicts, reasons and the component blamed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loom.checks import check_sequence, code_checks, first_component, trace_from_history
+from loom.datasets import Example
+from loom.experiments import percentile
+
+
+def checkpoint(next_: list[str], values: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
+    tasks = [{"name": name, "result": (results or {}).get(name), "interrupts": []} for name in next_]
+    return {"next": next_, "values": values, "tasks": tasks}
+
+
+def ai(text: str, *tools: str, id: str) -> dict[str, Any]:
+    return {"type": "ai", "id": id, "content": text, "tool_calls": [{"name": t, "args": {}, "id": t} for t in tools]}
+
+
+HUMAN = {"type": "human", "id": "h", "content": "Where is order 7?"}
+ROUTED = {"messages": [HUMAN], "route": {"specialist": "image_generator"}}
+CALLED = {**ROUTED, "messages": [HUMAN, ai("", "make_image", id="a1")]}
+ANSWERED = {**ROUTED, "messages": [*CALLED["messages"], ai("Here is a picture.", id="a2")]}
+HISTORY = [  # newest first, as /threads/{id}/history answers
+    checkpoint([], ANSWERED),
+    checkpoint(["agent"], CALLED, {"agent": {"messages": [ANSWERED["messages"][-1]]}}),
+    checkpoint(["agent"], ROUTED, {"agent": {"messages": [CALLED["messages"][-1]]}}),
+    checkpoint(["router"], {"messages": [HUMAN]}, {"router": {"route": ROUTED["route"]}}),
+    checkpoint(["__start__"], {}),
+]
+
+
+def run(expected: dict[str, Any]) -> tuple[dict[str, tuple[bool, str]], str | None]:
+    trace = trace_from_history(HISTORY, {"values": ANSWERED, "next": []}, tokens=120, cost=None, latency_ms=900.0)
+    findings = code_checks(Example.model_validate({"inputs": "Where is order 7?", "expected": expected}), trace)
+    verdicts = {name: (f.verdict.passed, f.verdict.reason) for name, f in findings.items()}
+    return verdicts, first_component(findings)
+
+
+def test_the_earliest_broken_expectation_names_the_component() -> None:
+    verdicts, component = run(
+        {"state": {"route.specialist": "coder"}, "tools": ["search"], "contains": ["python"], "max_steps": 2}
+    )
+    assert verdicts == {
+        "state": (False, "route.specialist is 'image_generator', expected 'coder'"),
+        "tools": (False, "tools ['make_image'] do not subset-match ['search']"),
+        "contains": (False, "answer lacks ['python']"),
+        "max_steps": (False, "3 steps > 2"),
+    }
+    assert component == "router"
+
+
+def test_later_failures_are_blamed_on_the_node_that_made_them() -> None:
+    verdicts, component = run({"state": {"route.specialist": "image_generator"}, "not_contains": ["picture"]})
+    assert verdicts["state"][0] and not verdicts["not_contains"][0] and component == "agent"
+    _, component = run({"tools": ["search"], "tools_mode": "superset"})
+    assert component == "agent"
+
+
+def test_budgets_have_no_component_and_an_unpriced_cost_fails() -> None:
+    verdicts, component = run({"max_tokens": 100, "max_cost_usd": 1.0, "max_latency_ms": 1000})
+    assert verdicts == {
+        "max_tokens": (False, "120 tokens > 100"),
+        "max_cost_usd": (False, "unknown USD (a model without a price)"),
+        "max_latency_ms": (True, "900 ms ≤ 1000"),
+    }
+    assert component is None
+
+
+def test_the_four_match_modes_are_agentevals_modes() -> None:
+    ran = [(0, "router"), (1, "agent"), (2, "tools"), (3, "agent")]
+
+    def passes(expected: list[str], mode: Any) -> bool:
+        return check_sequence("nodes", expected, mode, ran).verdict.passed
+
+    assert passes(["router", "agent", "tools", "agent"], "strict")
+    assert not passes(["router", "tools", "agent", "agent"], "strict")
+    assert passes(["agent", "tools", "agent", "router"], "unordered")
+    assert not passes(["router", "agent", "tools"], "unordered")
+    assert passes(["router", "agent"], "superset") and not passes(["router", "writer"], "superset")
+    assert passes(["router", "agent", "agent", "tools", "writer"], "subset")
+    assert not passes(["router", "agent", "tools"], "subset")  # agent ran twice: agentevals counts calls
+
+
+def test_a_run_stopped_by_interrupt_counts_the_stopped_node() -> None:
+    stopped = {"next": ["approve"], "values": ROUTED, "tasks": [{"name": "approve", "interrupts": [{"value": 1}]}]}
+    history = [stopped, checkpoint(["router"], {"messages": [HUMAN]}, {"router": {}}), checkpoint(["__start__"], {})]
+    trace = trace_from_history(history, {**stopped, "interrupts": [{"value": 1}]}, 0, 0.0, 1.0)
+    example = Example.model_validate({"inputs": "x", "expected": {"nodes": ["router", "approve"], "interrupt": False}})
+    findings = code_checks(example, trace)
+    assert findings["nodes"].verdict.passed and trace.interrupted
+    assert findings["interrupt"].verdict.reason == "stopped for approval before ['approve']"
+    assert findings["interrupt"].component == "approve"
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    assert percentile([10.0, 20.0, 30.0, 40.0], 50) == 20.0 and percentile([10.0, 20.0, 30.0, 40.0], 95) == 40.0
+    assert percentile([], 50) == 0.0
