@@ -65,13 +65,18 @@ class RunTrace:
         """(step index, node) for every node execution, in order."""
         return [(index, node) for index, step in enumerate(self.steps) for node in step.nodes]
 
-    def answer(self) -> tuple[str, int | None]:
-        """The final answer (the last AI message's text) and the step that wrote it."""
-        text = _answer_text(self.final.get("messages"))
+    def answer(self) -> str:
+        """The final answer: the last AI message's text."""
+        return _answer_text(self.final.get("messages"))
+
+    def answered_by(self) -> tuple[int | None, str | None]:
+        """The step and node that wrote the final answer (the first step after which it no longer changed)."""
+        text = self.answer()
         for index in range(len(self.steps) - 1, -1, -1):
             if _answer_text(self.steps[index].values.get("messages")) != text:
-                return text, min(index + 1, len(self.steps) - 1)
-        return text, 0 if self.steps else None
+                step = min(index + 1, len(self.steps) - 1)
+                return step, self.steps[step].nodes[0]
+        return (0, self.steps[0].nodes[0]) if self.steps else (None, None)
 
 
 @dataclass(frozen=True)
@@ -211,8 +216,8 @@ def _divergence(
 
 
 def check_text(expected: Expected, trace: RunTrace) -> dict[str, Finding]:
-    answer, step = trace.answer()
-    node = trace.steps[step].nodes[0] if step is not None and trace.steps else None
+    answer = trace.answer()
+    step, node = trace.answered_by()
     findings: dict[str, Finding] = {}
     lowered = answer.lower()
     if expected.contains is not None:
@@ -286,9 +291,7 @@ def _blame_caller(finding: Finding, trace: RunTrace) -> Finding:
     if finding.verdict.passed:
         return finding
     if finding.step is None:
-        _answer, step = trace.answer()
-        node = trace.steps[step].nodes[0] if step is not None and trace.steps else None
-        return Finding(finding.verdict, step, node)
+        return Finding(finding.verdict, *trace.answered_by())
     callers = [call.node for call in trace.tool_calls if call.step == finding.step]
     return Finding(finding.verdict, finding.step, callers[0] if callers else finding.component)
 

@@ -30,6 +30,9 @@ def add_eval_commands(commands: Any) -> None:
     run.add_argument("--graph", required=True, help="the graph id the dataset is for")
     run.add_argument("--assistant", help="assistant id to run (default: the graph's own)")
     run.add_argument("--judge", help="provider:model that judges rubric criteria")
+    run.add_argument(
+        "--evaluator", action="append", default=[], help="./file.py:function or module:function (repeatable)"
+    )
     run.add_argument("--repetitions", type=int, default=1)
     run.add_argument("--concurrency", type=int, default=1)
     run.add_argument("--min-score", type=float, default=0.0, help="exit 1 when the score is below this")
@@ -51,6 +54,7 @@ async def _run(args: argparse.Namespace) -> int:
         graph=args.graph,
         assistant_id=args.assistant or args.graph,
         judge=args.judge,
+        evaluators=args.evaluator,
         repetitions=args.repetitions,
         concurrency=args.concurrency,
     )

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,8 @@ from pydantic import BaseModel, Field
 from loom.checks import Finding, RunTrace, Verdict, first_component, trace_from_history
 from loom.checks import code_checks as run_code_checks
 from loom.datasets import Example
+from loom.evaluators import Evaluator, load_evaluator
+from loom.evaluators import apply as apply_evaluators
 
 JUDGE_PROMPT = """You grade one answer of an AI assistant against ONE yes/no criterion.
 Answer true only when the criterion clearly holds for the answer; otherwise false. Explain in one sentence.
@@ -96,6 +99,7 @@ class RunOptions(BaseModel):
     graph: str
     assistant_id: str
     judge: str | None = None
+    evaluators: list[str] = Field(default_factory=list, description="./file.py:function or module:function")
     repetitions: int = Field(default=1, ge=1)
     concurrency: int = Field(default=1, ge=1)
 
@@ -103,17 +107,29 @@ class RunOptions(BaseModel):
 Progress = Callable[[ExampleResult], None]
 
 
+@dataclass(frozen=True)
+class Session:
+    """What every run of one experiment shares."""
+
+    client: LangGraphClient
+    options: RunOptions
+    experiment_id: str
+    has_messages: bool
+    evaluators: list[Evaluator]
+
+
 async def run_experiment(
     client: LangGraphClient, examples: list[Example], options: RunOptions, progress: Progress | None = None
 ) -> Experiment:
     """Run every example ``options.repetitions`` times, at most ``options.concurrency`` at once."""
     experiment_id = f"{options.graph}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-    has_messages = await _input_has_messages(client, options.assistant_id)
+    evaluators = [await asyncio.to_thread(load_evaluator, reference) for reference in options.evaluators]
+    session = Session(client, options, experiment_id, await _input_has_messages(client, options), evaluators)
     limit = asyncio.Semaphore(options.concurrency)
 
     async def one(example: Example, repetition: int) -> ExampleResult:
         async with limit:
-            result = await run_example(client, example, options, experiment_id, repetition, has_messages)
+            result = await run_example(session, example, repetition)
         if progress:
             progress(result)
         return result
@@ -127,8 +143,8 @@ def _position(examples: list[Example], result: ExampleResult) -> int:
     return next(index for index, example in enumerate(examples) if example.id == result.id)
 
 
-async def _input_has_messages(client: LangGraphClient, assistant_id: str) -> bool:
-    schemas = await client.assistants.get_schemas(assistant_id)
+async def _input_has_messages(client: LangGraphClient, options: RunOptions) -> bool:
+    schemas = await client.assistants.get_schemas(options.assistant_id)
     return "messages" in ((schemas.get("input_schema") or {}).get("properties") or {})
 
 
@@ -141,21 +157,15 @@ def graph_input(example: Example, has_messages: bool) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": example.inputs}]}
 
 
-async def run_example(
-    client: LangGraphClient,
-    example: Example,
-    options: RunOptions,
-    experiment_id: str,
-    repetition: int,
-    has_messages: bool,
-) -> ExampleResult:
-    """One real run on a new thread, then its checks from the thread's state and checkpoints."""
-    tags = {"experiment_id": experiment_id, "example_id": example.id, "repetition": repetition}
+async def execute(session: Session, example: Example, repetition: int) -> tuple[dict[str, Any], RunTrace]:
+    """One real run on a new thread, tagged with the experiment; the finished run and its trace."""
+    client = session.client
+    tags = {"experiment_id": session.experiment_id, "example_id": example.id, "repetition": repetition}
     thread = await client.threads.create(metadata=tags)
     thread_id = thread["thread_id"]
     started = time.perf_counter()
-    payload = graph_input(example, has_messages)
-    run = await client.runs.create(thread_id, options.assistant_id, input=payload, metadata=tags)
+    payload = graph_input(example, session.has_messages)
+    run = await client.runs.create(thread_id, session.options.assistant_id, input=payload, metadata=tags)
     await client.runs.join(thread_id, run["run_id"])
     latency_ms = round((time.perf_counter() - started) * 1000, 1)
     finished: dict[str, Any] = dict(await client.runs.get(thread_id, run["run_id"]))
@@ -163,12 +173,18 @@ async def run_example(
     history: list[dict[str, Any]] = [dict(h) for h in await client.threads.get_history(thread_id, limit=1000)]
     usage: dict[str, Any] = finished.get("usage") or {}
     tokens, cost = int(usage.get("total_tokens") or 0), usage.get("cost_usd", 0.0)
-    trace = trace_from_history(history, state, tokens, cost, latency_ms)
+    return finished, trace_from_history(history, state, tokens, cost, latency_ms)
+
+
+async def run_example(session: Session, example: Example, repetition: int) -> ExampleResult:
+    """Run one example, then its code checks, the judge's rubric and the custom evaluators."""
+    finished, trace = await execute(session, example, repetition)
     findings = run_code_checks(example, trace)
     scores: list[CriterionScore] = []
     if example.rubric:
-        scores = await judge(options.judge, example, trace)
+        scores = await judge(session.options.judge, example, trace)
         findings["rubric"] = rubric_finding(scores, trace)
+    findings |= await apply_evaluators(session.evaluators, example, trace)
     error = run_error(finished)
     if error is not None:
         findings["run"] = Finding(Verdict(passed=False, reason=f"the run failed: {error}"))
@@ -179,12 +195,12 @@ async def run_example(
         checks={name: finding.verdict for name, finding in findings.items()},
         component=first_component(findings),
         rubric=scores,
-        run_id=run["run_id"],
-        thread_id=thread_id,
+        run_id=finished["run_id"],
+        thread_id=finished["thread_id"],
         status=finished["status"],
-        tokens=tokens,
-        latency_ms=latency_ms,
-        cost_usd=cost,
+        tokens=trace.tokens,
+        latency_ms=trace.latency_ms,
+        cost_usd=trace.cost_usd,
         error=error,
     )
 
@@ -207,7 +223,7 @@ async def judge(spec: str | None, example: Example, trace: RunTrace) -> list[Cri
         raise ValueError(f"example {example.id} has a rubric: give --judge provider:model")
     model = await asyncio.to_thread(load_chat_model, spec)
     evaluator = create_async_llm_as_judge(prompt=JUDGE_PROMPT, judge=model, feedback_key="criterion")
-    answer, _step = trace.answer()
+    answer = trace.answer()
     request = example.inputs if isinstance(example.inputs, str) else str(example.inputs)
     scores = []
     for criterion in example.rubric:
@@ -221,10 +237,8 @@ def rubric_finding(scores: list[CriterionScore], trace: RunTrace) -> Finding:
     failed = [score.criterion for score in scores if not score.score]
     if not failed:
         return Finding(Verdict(passed=True, reason=f"{len(scores)}/{len(scores)} criteria met"))
-    _answer, step = trace.answer()
-    node = trace.steps[step].nodes[0] if step is not None and trace.steps else None
     reason = f"{len(scores) - len(failed)}/{len(scores)} criteria met; not: {failed[0]!r}"
-    return Finding(Verdict(passed=False, reason=reason), step, node)
+    return Finding(Verdict(passed=False, reason=reason), *trace.answered_by())
 
 
 def summarise(experiment_id: str, options: RunOptions, results: list[ExampleResult]) -> Experiment:
@@ -301,13 +315,13 @@ class Change(BaseModel):
 
 
 def compare(before: Experiment, after: Experiment) -> list[Change]:
-    """Examples (by id and repetition) whose overall or per-check verdicts changed, or that only one has."""
+    """Examples (by id and repetition) whose overall verdict or a check both ran changed, or that only one has."""
     old = {(r.id, r.repetition): r for r in before.examples}
     new = {(r.id, r.repetition): r for r in after.examples}
     changes = []
     for key in [*old, *(k for k in new if k not in old)]:
         a, b = old.get(key), new.get(key)
-        names = sorted({*(a.checks if a else {}), *(b.checks if b else {})})
+        names = sorted(set(a.checks) & set(b.checks)) if a and b else []  # a check only one ran is no change
         flipped = {n: (_verdict(a, n), _verdict(b, n)) for n in names if _verdict(a, n) != _verdict(b, n)}
         if a is None or b is None or a.passed != b.passed or flipped:
             passed = (a.passed if a else None), (b.passed if b else None)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from loom.checks import check_sequence, code_checks, first_component, trace_from_history
 from loom.datasets import Example
+from loom.evaluators import apply as apply_evaluators
+from loom.evaluators import load_evaluator
 from loom.experiments import percentile
 
 
@@ -97,3 +103,28 @@ def test_a_run_stopped_by_interrupt_counts_the_stopped_node() -> None:
 def test_percentiles_are_nearest_rank() -> None:
     assert percentile([10.0, 20.0, 30.0, 40.0], 50) == 20.0 and percentile([10.0, 20.0, 30.0, 40.0], 95) == 40.0
     assert percentile([], 50) == 0.0
+
+
+def mentions_picture(*, outputs: str, **_: Any) -> dict[str, Any]:
+    return {"key": "picture", "score": "picture" in outputs, "comment": f"answer: {outputs}"}
+
+
+async def test_custom_evaluators_from_a_file_or_a_module(tmp_path: Path) -> None:
+    (tmp_path / "my_evals.py").write_text(
+        "async def short(*, outputs, state, **_):\n"
+        "    return [{'key': 'short', 'score': 0.0, 'comment': f'{len(outputs)} chars'},\n"
+        "            {'key': 'routed', 'score': 1, 'comment': state['route']['specialist']}]\n"
+    )
+    references = ["./my_evals.py:short", "tests.loom.test_checks:mentions_picture"]
+    evaluators = [await asyncio.to_thread(load_evaluator, reference) for reference in references]
+    trace = trace_from_history(HISTORY, {"values": ANSWERED, "next": []}, tokens=1, cost=0.0, latency_ms=1.0)
+    findings = await apply_evaluators(evaluators, Example.model_validate({"inputs": "x"}), trace)
+    assert {key: (f.verdict.passed, f.verdict.reason, f.component) for key, f in findings.items()} == {
+        "short": (False, "18 chars", "agent"),
+        "routed": (True, "image_generator", None),
+        "picture": (True, "answer: Here is a picture.", None),
+    }
+    with pytest.raises(ValueError, match="has no function 'nope'"):
+        await asyncio.to_thread(load_evaluator, "./my_evals.py:nope")
+    with pytest.raises(ValueError, match=r"write ./file.py:function or module:function"):
+        load_evaluator("my_evals.py")

@@ -142,8 +142,13 @@ def test_an_experiment_names_the_failing_examples_checks_and_components_and_comp
     dataset = tmp_path / "orders.jsonl"
     dataset.write_text("".join(json.dumps(example) + "\n" for example in DATASET))
 
+    (tmp_path / "custom.py").write_text(  # a custom evaluator, from a file in the working directory
+        "def brief(*, outputs, **_):\n    return {'key': 'brief', 'score': len(outputs) < 80, 'comment': 'length'}\n"
+    )
     openai_server.add(*first_script())
-    result, first = run_experiment(dataset, tmp_path / "first.json", "--min-score", "0.9")
+    result, first = run_experiment(
+        dataset, tmp_path / "first.json", "--min-score", "0.9", "--evaluator", "./custom.py:brief"
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "below --min-score" in result.stdout
     assert not openai_server.unused and not openai_server.rejected
@@ -154,7 +159,7 @@ def test_an_experiment_names_the_failing_examples_checks_and_components_and_comp
     }
     assert first["score"] == 0.5
     assert first["checks"] == {
-        "contains": 0.3333, "interrupt": 0.5, "max_cost_usd": 1.0, "max_steps": 1.0, "max_tokens": 1.0,
+        "brief": 1.0, "contains": 0.3333, "interrupt": 0.5, "max_cost_usd": 1.0, "max_steps": 1.0, "max_tokens": 1.0,
         "nodes": 0.5, "not_contains": 1.0, "rubric": 0.5, "state": 0.6667, "tools": 0.6667,
     }  # fmt: skip
     assert first["components"] == {"classify": 2, "answer": 1}
