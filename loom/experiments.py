@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langgraph_sdk.client import LangGraphClient
+from langgraph_sdk.errors import LangGraphError, NotFoundError
 from pydantic import BaseModel, Field
 
 from loom.checks import Finding, RunTrace, Verdict, first_component, trace_from_history
@@ -114,7 +115,6 @@ class Session:
     client: LangGraphClient
     options: RunOptions
     experiment_id: str
-    has_messages: bool
     evaluators: list[Evaluator]
 
 
@@ -124,12 +124,17 @@ async def run_experiment(
     """Run every example ``options.repetitions`` times, at most ``options.concurrency`` at once."""
     experiment_id = f"{options.graph}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     evaluators = [await asyncio.to_thread(load_evaluator, reference) for reference in options.evaluators]
-    session = Session(client, options, experiment_id, await _input_has_messages(client, options), evaluators)
+    has_messages = await _input_has_messages(client, options)
+    preflight(examples, options, has_messages)
+    session = Session(client, options, experiment_id, evaluators)
     limit = asyncio.Semaphore(options.concurrency)
 
     async def one(example: Example, repetition: int) -> ExampleResult:
         async with limit:
-            result = await run_example(session, example, repetition)
+            try:
+                result = await run_example(session, example, repetition)
+            except LangGraphError as exc:  # the server refused or failed this run: a failed example, not a crash
+                result = failed_example(example, repetition, f"{type(exc).__name__}: {exc}")
         if progress:
             progress(result)
         return result
@@ -144,16 +149,37 @@ def _position(examples: list[Example], result: ExampleResult) -> int:
 
 
 async def _input_has_messages(client: LangGraphClient, options: RunOptions) -> bool:
-    schemas = await client.assistants.get_schemas(options.assistant_id)
+    try:
+        schemas = await client.assistants.get_schemas(options.assistant_id)
+    except NotFoundError:
+        raise ValueError(f"the server has no assistant or graph {options.assistant_id!r}") from None
     return "messages" in ((schemas.get("input_schema") or {}).get("properties") or {})
 
 
-def graph_input(example: Example, has_messages: bool) -> dict[str, Any]:
-    """The run's input: a string is the user's message, for a graph whose input has ``messages``."""
+def preflight(examples: list[Example], options: RunOptions, has_messages: bool) -> None:
+    """Refuse, before any run, a dataset this experiment cannot judge or send."""
+    problems = []
+    if options.judge is None and (rubric := [e.id for e in examples if e.rubric]):
+        problems.append(f"examples {', '.join(rubric)} have a rubric: give --judge provider:model")
+    if not has_messages and (texts := [e.id for e in examples if isinstance(e.inputs, str)]):
+        problems.append(f"examples {', '.join(texts)} give a message, but {options.graph}'s input has no 'messages'")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def failed_example(example: Example, repetition: int, error: str) -> ExampleResult:
+    """An example whose run could not be made or read."""
+    verdict = Verdict(passed=False, reason=f"the run failed: {error}")
+    return ExampleResult(
+        id=example.id, repetition=repetition, passed=False, checks={"run": verdict}, component=None, run_id=None,
+        thread_id=None, status="error", tokens=0, latency_ms=0.0, cost_usd=None, error=error,
+    )  # fmt: skip
+
+
+def graph_input(example: Example) -> dict[str, Any]:
+    """The run's input: a string is the user's message (:func:`preflight` checked the graph takes ``messages``)."""
     if isinstance(example.inputs, dict):
         return dict(example.inputs)
-    if not has_messages:
-        raise ValueError(f"example {example.id}: a string input needs a graph whose input has 'messages'")
     return {"messages": [{"role": "user", "content": example.inputs}]}
 
 
@@ -164,7 +190,7 @@ async def execute(session: Session, example: Example, repetition: int) -> tuple[
     thread = await client.threads.create(metadata=tags)
     thread_id = thread["thread_id"]
     started = time.perf_counter()
-    payload = graph_input(example, session.has_messages)
+    payload = graph_input(example)
     run = await client.runs.create(thread_id, session.options.assistant_id, input=payload, metadata=tags)
     await client.runs.join(thread_id, run["run_id"])
     latency_ms = round((time.perf_counter() - started) * 1000, 1)
@@ -182,7 +208,7 @@ async def run_example(session: Session, example: Example, repetition: int) -> Ex
     findings = run_code_checks(example, trace)
     scores: list[CriterionScore] = []
     if example.rubric:
-        scores = await judge(session.options.judge, example, trace)
+        scores = await judge(str(session.options.judge), example, trace)
         findings["rubric"] = rubric_finding(scores, trace)
     findings |= await apply_evaluators(session.evaluators, example, trace)
     error = run_error(finished)
@@ -213,14 +239,12 @@ def run_error(run: dict[str, Any]) -> str | None:
     return str(error.get("message") or error or run["status"]) if isinstance(error, dict) else str(error)
 
 
-async def judge(spec: str | None, example: Example, trace: RunTrace) -> list[CriterionScore]:
+async def judge(spec: str, example: Example, trace: RunTrace) -> list[CriterionScore]:
     """openevals' LLM-as-judge, once per rubric criterion: a boolean score with its reasoning."""
     from openevals.llm import create_async_llm_as_judge
 
     from nodes.models import load_chat_model
 
-    if spec is None:
-        raise ValueError(f"example {example.id} has a rubric: give --judge provider:model")
     model = await asyncio.to_thread(load_chat_model, spec)
     evaluator = create_async_llm_as_judge(prompt=JUDGE_PROMPT, judge=model, feedback_key="criterion")
     answer = trace.answer()

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from loom.processes import LoomServer
 from loom.settings import Settings
 from tests import openai_server as scripted
 from tests.openai_server import Body, Reply, ScriptedOpenAI, last_is_tool, system_says, text
@@ -193,6 +194,24 @@ def test_an_experiment_names_the_failing_examples_checks_and_components_and_comp
         ["greeting", "pass", "fail", "not_contains pass→fail"],
     ], compared.stdout
     assert "2 example(s) changed" in compared.stdout
+
+
+@pytest.mark.live
+def test_what_an_experiment_cannot_run_is_a_clear_error_before_any_run(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"inputs": "hi", "expected": {"nodes_mode": "strict"}}\n')
+    result = loom("eval", "run", str(bad), "--graph", "orders", "--url", "http://127.0.0.1:9")
+    assert result.returncode == 2 and "bad.jsonl:1: expected: nodes_mode is given without nodes" in result.stdout
+    dataset = tmp_path / "orders.jsonl"
+    dataset.write_text(json.dumps(DATASET[0]) + "\n")
+    server = LoomServer(tmp_path / "server", {"LOOM_GRAPHS_CONFIG": str(CONFIG)}).start()
+    try:
+        unknown = loom("eval", "run", str(dataset), "--graph", "nope", "--url", server.url)
+        no_judge = loom("eval", "run", str(dataset), "--graph", "orders", "--url", server.url)
+    finally:
+        server.stop()
+    assert unknown.returncode == 2 and "the server has no assistant or graph 'nope'" in unknown.stdout
+    assert no_judge.returncode == 2 and "examples ok have a rubric: give --judge provider:model" in no_judge.stdout
 
 
 def test_compare_names_a_missing_experiment(loom_env: Settings) -> None:
