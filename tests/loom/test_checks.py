@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from loom.checks import check_sequence, code_checks, first_component, trace_from_history
+from loom.checks import Verdict, check_sequence, code_checks, first_component, trace_from_history
 from loom.datasets import Example
 from loom.evaluators import apply as apply_evaluators
 from loom.evaluators import load_evaluator
-from loom.experiments import percentile
+from loom.experiments import ExampleResult, RunOptions, compare, percentile, summarise
 
 
 def checkpoint(next_: list[str], values: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -128,3 +128,34 @@ async def test_custom_evaluators_from_a_file_or_a_module(tmp_path: Path) -> None
         await asyncio.to_thread(load_evaluator, "./my_evals.py:nope")
     with pytest.raises(ValueError, match=r"write ./file.py:function or module:function"):
         load_evaluator("my_evals.py")
+
+
+def result(id: str, repetition: int, passed: bool, component: str | None, latency: float) -> ExampleResult:
+    checks = {"state": Verdict(passed=passed, reason="r"), "contains": Verdict(passed=True, reason="r")}
+    return ExampleResult(
+        id=id, repetition=repetition, passed=passed, checks=checks, component=component, run_id="r", thread_id="t",
+        status="success", tokens=10, latency_ms=latency, cost_usd=0.001,
+    )  # fmt: skip
+
+
+def test_repetitions_are_rows_of_their_own_and_compare_matches_them() -> None:
+    options = RunOptions(dataset="d.jsonl", graph="g", assistant_id="g", repetitions=2)
+    rows = [result("a", 0, True, None, 100), result("b", 0, False, "router", 300),
+            result("a", 1, False, "writer", 200), result("b", 1, False, "router", 400)]  # fmt: skip
+    before = summarise("before", options, rows)
+    assert (before.score, before.checks, before.components) == (
+        0.25,
+        {"contains": 1.0, "state": 0.25},
+        {"router": 2, "writer": 1},
+    )
+    assert (before.latency_p50_ms, before.latency_p95_ms, before.cost_per_example_usd, before.tokens) == (
+        200,
+        400,
+        0.001,
+        40,
+    )
+    after = summarise("after", options, [*rows[:2], result("a", 1, True, None, 200), rows[3]])
+    changes = compare(before, after)
+    assert [(c.id, c.repetition, c.before, c.after, c.checks) for c in changes] == [
+        ("a", 1, False, True, {"state": (False, True)})
+    ]
