@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,8 +16,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loom.datasets import load_dataset
-from loom.experiments import Change, ExampleResult, Experiment, RunOptions, compare, load, run_experiment, save
+from loom.datasets import Example, load_dataset
+from loom.experiments import (
+    Change,
+    ClientFor,
+    ExampleResult,
+    Experiment,
+    RunOptions,
+    compare,
+    load,
+    run_experiment,
+    save,
+    user_of,
+)
 from loom.settings import get_settings
 
 
@@ -59,10 +72,10 @@ async def _run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
     )
     data_dir = get_settings().data_dir.resolve()
-    async with _server(args.url, data_dir) as url:
+    async with _server(args.url, data_dir, examples) as client_for:
         with _progress(console) as progress:
             task = progress.add_task(f"{args.dataset.name} on {args.graph}", total=len(examples) * args.repetitions)
-            experiment = await run_experiment(get_client(url=url), examples, options, lambda _r: progress.advance(task))
+            experiment = await run_experiment(client_for, examples, options, lambda _r: progress.advance(task))
     path = save(experiment, data_dir)
     if args.json:
         args.json.write_text(experiment.model_dump_json(indent=2), encoding="utf-8")
@@ -75,17 +88,21 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 @asynccontextmanager
-async def _server(url: str | None, data_dir: Path) -> AsyncIterator[str]:
-    """The given server's URL, or a Loom server started for this experiment (stopped after it)."""
+async def _server(url: str | None, data_dir: Path, examples: list[Example]) -> AsyncIterator[ClientFor]:
+    """Clients of the given server (its ``LANGGRAPH_API_KEY``, if any, is the caller's), or of a Loom server
+    started for this experiment with an API key for each user the examples name, so each run acts as its user."""
     if url:
-        yield url.rstrip("/")
+        client = get_client(url=url.rstrip("/"))
+        yield lambda _example: client
         return
     from loom.processes import LoomServer
 
-    server = LoomServer(data_dir)
+    keys = {user: secrets.token_urlsafe(24) for user in sorted({user_of(example) for example in examples})}
+    server = LoomServer(data_dir, env={"LOOM_API_KEYS": json.dumps(keys)})
     await asyncio.to_thread(server.start)
     try:
-        yield server.url
+        clients = {user: get_client(url=server.url, api_key=key) for user, key in keys.items()}
+        yield lambda example: clients[user_of(example)]
     finally:
         await asyncio.to_thread(server.stop)
 

@@ -106,27 +106,34 @@ class RunOptions(BaseModel):
 
 
 Progress = Callable[[ExampleResult], None]
+ClientFor = Callable[[Example], LangGraphClient]
+"""The client an example's run is made with: the identity of its ``metadata.user_id`` where the server knows it."""
+
+
+def user_of(example: Example) -> str:
+    """The user an example assumes (``metadata.user_id``), ``demo`` when it names none."""
+    return str(example.metadata.get("user_id") or "demo")
 
 
 @dataclass(frozen=True)
 class Session:
     """What every run of one experiment shares."""
 
-    client: LangGraphClient
+    client_for: ClientFor
     options: RunOptions
     experiment_id: str
     evaluators: list[Evaluator]
 
 
 async def run_experiment(
-    client: LangGraphClient, examples: list[Example], options: RunOptions, progress: Progress | None = None
+    client_for: ClientFor, examples: list[Example], options: RunOptions, progress: Progress | None = None
 ) -> Experiment:
     """Run every example ``options.repetitions`` times, at most ``options.concurrency`` at once."""
     experiment_id = f"{options.graph}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     evaluators = [await asyncio.to_thread(load_evaluator, reference) for reference in options.evaluators]
-    has_messages = await _input_has_messages(client, options)
+    has_messages = await _input_has_messages(client_for(examples[0]), options)
     preflight(examples, options, has_messages)
-    session = Session(client, options, experiment_id, evaluators)
+    session = Session(client_for, options, experiment_id, evaluators)
     limit = asyncio.Semaphore(options.concurrency)
 
     async def one(example: Example, repetition: int) -> ExampleResult:
@@ -185,7 +192,7 @@ def graph_input(example: Example) -> dict[str, Any]:
 
 async def execute(session: Session, example: Example, repetition: int) -> tuple[dict[str, Any], RunTrace]:
     """One real run on a new thread, tagged with the experiment; the finished run and its trace."""
-    client = session.client
+    client = session.client_for(example)
     tags = {"experiment_id": session.experiment_id, "example_id": example.id, "repetition": repetition}
     thread = await client.threads.create(metadata=tags)
     thread_id = thread["thread_id"]

@@ -28,7 +28,7 @@ CONFIG = Path(__file__).parent / "evals" / "langgraph.json"
 SHIPPED = "The answer says the order has shipped"
 DATASET = [
     {"id": "ok", "inputs": "Where is my order 42?", "rubric": [SHIPPED],
-     "expected": {"state": {"label": "order"}, "tools": ["lookup_order"], "contains": ["shipped"],
+     "expected": {"state": {"label": "order", "user": "demo"}, "tools": ["lookup_order"], "contains": ["shipped"],
                   "max_tokens": 100000, "max_cost_usd": 1.0}},
     {"id": "misrouted", "inputs": "Where is my order 7?",
      "expected": {"state": {"label": "order"}, "tools": ["lookup_order"], "tools_mode": "superset",
@@ -41,8 +41,8 @@ DATASET = [
     {"id": "refund-missed", "inputs": "Please refund order 6",
      "expected": {"state": {"label": "refund"}, "nodes": ["classify", "approve"], "nodes_mode": "superset",
                   "interrupt": True}},
-    {"id": "greeting", "inputs": "Hello there",
-     "expected": {"state": {"label": "other"}, "not_contains": ["refund"], "max_steps": 3}},
+    {"id": "greeting", "inputs": "Hello there", "metadata": {"user_id": "alice"},  # the run acts for alice
+     "expected": {"state": {"label": "other", "user": "alice"}, "not_contains": ["refund"], "max_steps": 3}},
 ]  # fmt: skip
 
 

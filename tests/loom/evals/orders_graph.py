@@ -1,5 +1,6 @@
 """A small customer-service graph for the experiment tests: every decision is a model call, so a scripted
-model decides which node goes wrong. ``classify`` labels the request (one word), a refund stops in
+model decides which node goes wrong. ``classify`` labels the request (one word) and notes who the run acts
+for, a refund stops in
 ``approve`` for a human, anything else goes to ``answer``, which may call ``lookup_order``."""
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.prebuilt import ToolNode
+from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from typing_extensions import TypedDict
 
 from nodes.models import model_for, settings_models
+from state.common import RunContext
 
 
 class OrdersState(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
     label: NotRequired[Literal["order", "refund", "other"]]
+    user: NotRequired[str]
 
 
 @tool
@@ -28,11 +32,11 @@ def lookup_order(order_id: str) -> str:
     return f"order {order_id}: shipped on Monday"
 
 
-async def classify(state: OrdersState) -> dict[str, Any]:
+async def classify(state: OrdersState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     model = await model_for(settings_models, "router")
     reply = await model.ainvoke([SystemMessage("Classify: answer order, refund or other."), *state["messages"]])
     label = reply.text.strip().lower()
-    return {"label": label if label in ("order", "refund") else "other"}
+    return {"label": label if label in ("order", "refund") else "other", "user": runtime.context.user_id}
 
 
 def after_classify(state: OrdersState) -> Literal["approve", "answer"]:
@@ -54,7 +58,7 @@ def after_answer(state: OrdersState) -> Literal["tools", "__end__"]:
     return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
 
 
-builder = StateGraph(OrdersState)
+builder = StateGraph(OrdersState, context_schema=RunContext)
 builder.add_node("classify", classify)
 builder.add_node("approve", approve)
 builder.add_node("answer", answer)
