@@ -180,7 +180,13 @@ def _state_blame(trace: RunTrace, path: str, expected: Any) -> tuple[int | None,
 def check_sequence(kind: str, expected: list[str], mode: MatchMode, actual: list[tuple[int, str]]) -> Finding:
     """``nodes`` or ``tools``: agentevals' trajectory match in ``mode``, each name a tool call of its own.
 
-    A node run is blamed on the node before it (whose output chose it); a tool call on itself."""
+    ``strict`` compares the whole sequence; the other modes compare the names that ran, each once (a node in
+    a loop runs many times; agentevals alone would count each run). A node run is blamed on the node before
+    it (whose output chose it); a tool call on itself."""
+    if mode != "strict":
+        first = {name: (step, name) for step, name in reversed(actual)}  # the earliest run of each name
+        actual = sorted(first.values(), key=actual.index)
+        expected = list(dict.fromkeys(expected))
     names = [name for _, name in actual]
     evaluator = create_trajectory_match_evaluator(trajectory_match_mode=mode, tool_args_match_mode="ignore")
     result: Any = evaluator(outputs=_as_trajectory(names), reference_outputs=_as_trajectory(expected))
