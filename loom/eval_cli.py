@@ -17,18 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from loom.datasets import Example, load_dataset
-from loom.experiments import (
-    Change,
-    ClientFor,
-    ExampleResult,
-    Experiment,
-    RunOptions,
-    compare,
-    load,
-    run_experiment,
-    save,
-    user_of,
-)
+from loom.experiment_record import Change, ExampleResult, Experiment, RunOptions, compare, load, save
+from loom.experiments import ClientFor, run_experiment, user_of
 from loom.settings import get_settings
 
 

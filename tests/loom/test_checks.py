@@ -12,7 +12,7 @@ from loom.checks import Verdict, check_sequence, code_checks, first_component, t
 from loom.datasets import Example
 from loom.evaluators import apply as apply_evaluators
 from loom.evaluators import load_evaluator
-from loom.experiments import ExampleResult, RunOptions, compare, percentile, summarise
+from loom.experiment_record import ExampleResult, RunOptions, compare, percentile, summarise
 
 
 def checkpoint(next_: list[str], values: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
