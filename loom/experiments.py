@@ -185,7 +185,10 @@ def run_error(run: dict[str, Any]) -> str | None:
 
 
 async def judge(spec: str, example: Example, trace: RunTrace) -> list[CriterionScore]:
-    """openevals' LLM-as-judge, once per rubric criterion: a boolean score with its reasoning."""
+    """openevals' LLM-as-judge, once per rubric criterion: a boolean score with its reasoning.
+
+    A judge that fails or answers outside its schema scores the criterion 0 with the error as the reason, so
+    one bad answer of the judge costs a verdict, not the experiment."""
     from openevals.llm import create_async_llm_as_judge
 
     from nodes.models import load_chat_model
@@ -196,7 +199,11 @@ async def judge(spec: str, example: Example, trace: RunTrace) -> list[CriterionS
     request = example.inputs if isinstance(example.inputs, str) else str(example.inputs)
     scores = []
     for criterion in example.rubric:
-        result: Any = await evaluator(inputs=request, outputs=answer, criterion=criterion)
+        try:
+            result: Any = await evaluator(inputs=request, outputs=answer, criterion=criterion)
+        except Exception as exc:  # any provider's error, or an answer that is not the schema's JSON
+            scores.append(CriterionScore(criterion=criterion, score=0, reason=f"the judge failed: {exc!r}"[:500]))
+            continue
         scores.append(CriterionScore(criterion=criterion, score=1 if result["score"] else 0, reason=result["comment"]))
     return scores
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from loom.datasets import Example
 from loom.evaluators import apply as apply_evaluators
 from loom.evaluators import load_evaluator
 from loom.experiment_record import ExampleResult, RunOptions, compare, percentile, summarise
+from loom.experiments import judge, rubric_finding
 
 
 def checkpoint(next_: list[str], values: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -159,3 +161,24 @@ def test_repetitions_are_rows_of_their_own_and_compare_matches_them() -> None:
     assert [(c.id, c.repetition, c.before, c.after, c.checks) for c in changes] == [
         ("a", 1, False, True, {"state": (False, True)})
     ]
+
+
+async def test_the_judge_scores_each_criterion_on_a_loom_model_and_survives_a_bad_answer(tmp_path: Path) -> None:
+    """Loom's own structured-output path (the fake model here, the embedded model the same way) under openevals."""
+    script = tmp_path / "judge.json"
+    script.write_text(json.dumps([
+        {"json": {"reasoning": "It shows a picture.", "score": True}},
+        {"json": {"reasoning": "No price is given.", "score": False}},
+        "not JSON at all",
+    ]))  # fmt: skip
+    example = Example.model_validate(
+        {"inputs": "Draw me a cat", "rubric": ["Shows a picture", "Says a price", "Is kind"]}
+    )
+    trace = trace_from_history(HISTORY, {"values": ANSWERED, "next": []}, tokens=1, cost=0.0, latency_ms=1.0)
+    scores = await judge(f"fake:{script}", example, trace)
+    assert [(s.criterion, s.score) for s in scores] == [("Shows a picture", 1), ("Says a price", 0), ("Is kind", 0)]
+    assert scores[1].reason == "No price is given." and scores[2].reason.startswith("the judge failed: ")
+    finding = rubric_finding(scores, trace)
+    assert (finding.verdict.passed, finding.verdict.reason, finding.component) == (
+        False, "1/3 criteria met; not: 'Says a price'", "agent"
+    )  # fmt: skip
