@@ -59,6 +59,8 @@ class RunTrace:
     cost_usd: float | None = 0.0
     latency_ms: float = 0.0
     tool_calls: list[ToolCall] = field(default_factory=list)
+    failed: tuple[str, ...] = ()
+    """Nodes whose task ended in an error (a failed run's culprit)."""
 
     @property
     def ran(self) -> list[tuple[int, str]]:
@@ -100,13 +102,14 @@ def trace_from_history(
             results = {task["name"]: task.get("result") for task in before.get("tasks", [])}
             steps.append(Step(nodes, results, after.get("values") or {}))
     last = checkpoints[-1] if checkpoints else {}
-    stopped = [task["name"] for task in last.get("tasks", []) if task.get("interrupts")]
-    if stopped:  # a node that called interrupt() ran up to it: it is part of the trajectory, as in agentevals
+    stopped = [task["name"] for task in last.get("tasks", []) if task.get("interrupts") or task.get("error")]
+    if stopped:  # a node that called interrupt() or raised ran up to there: it is part of the trajectory
         steps.append(Step(tuple(stopped), {}, last.get("values") or {}))
     pending = tuple(state.get("next") or ())
     interrupted = bool(state.get("interrupts")) or any(task.get("interrupts") for task in state.get("tasks", []))
     trace = RunTrace(steps, state.get("values") or {}, interrupted, pending, tokens, cost, latency_ms)
-    return replace(trace, tool_calls=_tool_calls(trace))
+    failed = tuple(task["name"] for task in state.get("tasks", []) if task.get("error"))
+    return replace(trace, tool_calls=_tool_calls(trace), failed=failed)
 
 
 def _tool_calls(trace: RunTrace) -> list[ToolCall]:

@@ -158,7 +158,8 @@ async def run_example(session: Session, example: Example, repetition: int) -> Ex
     findings |= await apply_evaluators(session.evaluators, example, trace)
     error = run_error(finished)
     if error is not None:
-        findings["run"] = Finding(Verdict(passed=False, reason=f"the run failed: {error}"))
+        culprit = trace.failed[0] if trace.failed else None
+        findings["run"] = Finding(Verdict(passed=False, reason=f"the run failed: {error}"), len(trace.steps), culprit)
     return ExampleResult(
         id=example.id,
         repetition=repetition,

@@ -102,6 +102,12 @@ def test_a_run_stopped_by_interrupt_counts_the_stopped_node() -> None:
     assert findings["interrupt"].component == "approve"
 
 
+def test_a_node_that_raised_is_the_failed_runs_culprit() -> None:
+    state = {"values": ROUTED, "next": ["agent"], "tasks": [{"name": "agent", "error": "ValueError('boom')"}]}
+    trace = trace_from_history([state, *HISTORY[3:]], state, tokens=1, cost=0.0, latency_ms=1.0)
+    assert trace.failed == ("agent",) and [node for _, node in trace.ran] == ["router", "agent"]
+
+
 def test_percentiles_are_nearest_rank() -> None:
     assert percentile([10.0, 20.0, 30.0, 40.0], 50) == 20.0 and percentile([10.0, 20.0, 30.0, 40.0], 95) == 40.0
     assert percentile([], 50) == 0.0
