@@ -149,11 +149,17 @@ def value_at(values: Any, path: str) -> Any:
     return values
 
 
-def check_state(expected: dict[str, Any], trace: RunTrace) -> Finding:
+def check_state(expected: dict[str, Any], trace: RunTrace, diverged: Finding | None = None) -> Finding:
+    """Final-state paths. The blame is the first node that wrote a wrong value; when the run left the expected
+    nodes (``diverged``, the failed nodes check), a value left before that point is the missing nodes' to
+    change (intake's initial ``request.status`` that ``escalate`` never set), so the divergence is blamed."""
     wrong = {path: value for path, value in expected.items() if value_at(trace.final, path) != value}
     if not wrong:
         return Finding(Verdict(passed=True, reason=f"{len(expected)} state value(s) as expected"))
     blames = sorted((_state_blame(trace, path, value) for path, value in wrong.items()), key=_order)
+    if diverged is not None and diverged.step is not None:
+        fork = diverged.step
+        blames = [b for b in blames if _order(b) >= fork] or [(diverged.step, diverged.component)]
     path = next(iter(wrong))
     actual = value_at(trace.final, path)
     shown = "missing" if actual is _MISSING else repr(actual)
@@ -280,10 +286,11 @@ def code_checks(example: Example, trace: RunTrace) -> dict[str, Finding]:
     """Every code check ``example.expected`` asks for, keyed as its ``expected`` key."""
     expected = example.expected
     findings: dict[str, Finding] = {}
-    if expected.state is not None:
-        findings["state"] = check_state(expected.state, trace)
     if expected.nodes is not None:
         findings["nodes"] = check_sequence("nodes", expected.nodes, expected.nodes_mode, trace.ran)
+    if expected.state is not None:
+        nodes = findings.get("nodes")
+        findings["state"] = check_state(expected.state, trace, nodes if nodes and not nodes.verdict.passed else None)
     if expected.tools is not None:
         tools = [(call.step, call.name) for call in trace.tool_calls]
         finding = check_sequence("tools", expected.tools, expected.tools_mode, tools)

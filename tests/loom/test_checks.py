@@ -188,3 +188,25 @@ async def test_the_judge_scores_each_criterion_on_a_loom_model_and_survives_a_ba
     assert (finding.verdict.passed, finding.verdict.reason, finding.component) == (
         False, "1/3 criteria met; not: 'Says a price'", "agent"
     )  # fmt: skip
+
+
+def test_a_value_left_before_the_run_left_its_path_is_blamed_on_the_divergence() -> None:
+    """Support's escalation: intake opens the request, triage picks ``general``, ``escalate`` never runs."""
+    opened = {"request": {"status": "open"}}
+    triaged = {**opened, "triage": {"category": "general"}}
+    history = [
+        checkpoint([], triaged),
+        checkpoint(["general"], triaged, {"general": {}}),
+        checkpoint(["triage"], opened, {"triage": {"triage": triaged["triage"]}}),
+        checkpoint(["intake"], {}, {"intake": opened}),
+        checkpoint(["__start__"], {}),
+    ]
+    trace = trace_from_history(history, {"values": triaged, "next": []}, tokens=1, cost=0.0, latency_ms=1.0)
+    state = {"triage.category": "escalation", "request.status": "escalated"}
+    alone = code_checks(Example.model_validate({"inputs": "x", "expected": {"state": state}}), trace)
+    assert first_component(alone) == "intake"  # without the nodes it should have run, the first wrong write
+    expected = {"state": state, "nodes": ["intake", "triage", "escalate"], "nodes_mode": "superset"}
+    findings = code_checks(Example.model_validate({"inputs": "x", "expected": expected}), trace)
+    assert (findings["state"].component, findings["nodes"].component, first_component(findings)) == (
+        "triage", "triage", "triage"
+    )  # fmt: skip
