@@ -45,7 +45,12 @@ class Dispatch(Leases):
 
     @contextlib.contextmanager
     def slot_guard(self) -> Iterator[SlotGuard]:
-        """A worker slot reserved by ``take`` for a run inserted as already claimed, released however it ends."""
+        """A worker slot for a run inserted as already claimed, released however the block ends.
+
+        Returns:
+            The guard: its ``take()`` reserves a free slot here (at most one; False if none is free, workers
+            are off, or the process is stopping); the slot is released on exit unless the run was started.
+        """
         guard = SlotGuard(self)
         try:
             yield guard
@@ -61,7 +66,11 @@ class Dispatch(Leases):
         return True
 
     def lease(self, run: RunRow) -> None:
-        """Mark a run being inserted as claimed by this worker (the thread row is marked busy by the caller)."""
+        """Mark a run being inserted as claimed by this worker (the thread row is marked busy by the caller).
+
+        Args:
+            run: the transient row admission is about to insert: set ``running`` under this worker's lease.
+        """
         run.status, run.lease_owner = "running", self.worker_id
         run.lease_expires_at = now() + timedelta(seconds=self.settings.run_lease_s)
 
@@ -102,7 +111,11 @@ class Dispatch(Leases):
 
     @contextlib.asynccontextmanager
     async def creating(self, thread_id: str | None) -> AsyncIterator[None]:
-        """Run creation on one thread is serialised in this process (the database decides across processes)."""
+        """Run creation on one thread is serialised in this process (the database decides across processes).
+
+        Args:
+            thread_id: the thread's key; None (a stateless run's new thread) takes no lock.
+        """
         if thread_id is None:
             yield
             return
@@ -113,14 +126,18 @@ class Dispatch(Leases):
     @contextlib.asynccontextmanager
     async def idle_thread(self, lock: str, thread_id: str | None = None) -> AsyncIterator[None]:
         """Holds run creation under ``lock`` (the thread's key) while the state of ``thread_id`` (the stored
-        thread, the key unless the thread predates keys) changes outside a run; 409 if a run has it."""
+        thread, the key unless the thread predates keys) changes outside a run.
+
+        Raises:
+            ApiError: 409 ``thread_busy`` if a run is queued or running on the thread.
+        """
         async with self.creating(lock):
             if await self.active_run(thread_id or lock):
                 raise ApiError(409, "thread_busy", "the thread has an active run; cancel or wait for it first")
             yield
 
     async def active_run(self, thread_id: str) -> str | None:
-        """The oldest run queued or running on ``thread_id``, if any."""
+        """The id of the oldest run queued or running on the stored thread ``thread_id``; None if it has none."""
         runs = await transaction(self.sessions, functools.partial(queue.inflight, thread_id=thread_id))
         return runs[0].run_id if runs else None
 

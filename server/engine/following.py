@@ -90,6 +90,10 @@ class Following(ManagerBase):
         return status
 
     def take_recorded(self, run_id: str) -> queue.Outcome | None:
-        """The outcome as this process committed it, if it ran the run, handed over once (it is forgotten here):
-        a waiter here reads it without a query."""
+        """The outcome as this process committed it, handed over once (it is forgotten here), so a waiter here
+        reads it without a query.
+
+        Returns:
+            The outcome, or None if another process ran the run, or a waiter here took it already.
+        """
         return self._outcomes.pop(run_id, None)

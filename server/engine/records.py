@@ -1,6 +1,8 @@
-"""Stored runs, read and removed for the routes: a thread's runs, a finished run's answer, its deletion.
+"""Stored runs, read and removed for the routes: a thread's runs, a finished run's answer, its deletion (and the
+thread a task stores before its run).
 
-The routes never run SQL themselves; what they read of the runs table is here, next to the queue that writes it.
+The run, cron and task routes never run SQL themselves; what they read of the runs table is here, next to the
+queue that writes it.
 """
 
 from __future__ import annotations

@@ -46,7 +46,8 @@ class StopRequests(Following):
         task.add_done_callback(self._background.discard)
 
     async def cancel_thread(self, thread_id: str) -> None:
-        """Cancel every run queued or running on a thread and wait for them to stop (thread deletion)."""
+        """Cancel every run queued or running on the stored thread ``thread_id`` and wait (at most
+        ``REPLACED_WAIT_S``) for them to stop: before the thread is deleted."""
         runs = await transaction(self.sessions, functools.partial(queue.inflight, thread_id=thread_id))
         for run in runs:
             await self.cancel(run.run_id)

@@ -80,14 +80,15 @@ async def test_a_hyphenated_project_with_its_own_context_schema(greeter: LoomSer
 
 
 async def test_context_that_does_not_fit_the_schema_is_a_422_naming_the_field(greeter: LoomServer) -> None:
+    """For a run, and for a cron at its creation (not each of its runs failing later): both are prepared alike."""
+    body = {"assistant_id": "greeter", "input": {"messages": []}, "context": {"greeting": ["not", "text"]}}
     async with httpx.AsyncClient(base_url=greeter.url) as http:
         thread = (await http.post("/threads", json={})).json()
-        answer = await http.post(
-            f"/threads/{thread['thread_id']}/runs",
-            json={"assistant_id": "greeter", "input": {"messages": []}, "context": {"greeting": ["not", "text"]}},
-        )
-    assert answer.status_code == 422
-    assert answer.json()["code"] == "invalid_context" and "context.greeting" in answer.json()["detail"]
+        answer = await http.post(f"/threads/{thread['thread_id']}/runs", json=body)
+        cron = await http.post("/runs/crons", json={**body, "schedule": "0 * * * *"})
+    for refused in (answer, cron):
+        assert refused.status_code == 422
+        assert refused.json()["code"] == "invalid_context" and "context.greeting" in refused.json()["detail"]
 
 
 async def test_a_context_schema_that_validates_to_an_empty_dict_is_the_graph_s_own(greeter: LoomServer) -> None:

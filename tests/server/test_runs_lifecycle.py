@@ -174,6 +174,21 @@ async def test_idempotency_key_returns_the_same_run(server: LoomServer) -> None:
     assert len(await client.runs.list(tid)) == 1
 
 
+async def test_runs_are_listed_by_status_and_an_unknown_status_is_refused(server: LoomServer) -> None:
+    """``GET /threads/{id}/runs?status=`` takes a run status; a typo is a 422 naming the field, not an empty list."""
+    client = get_client(url=server.url)
+    tid = await new_thread(client)
+    open_gate(server, tid)
+    run = await client.runs.create(tid, "gated", input=FIXTURE_INPUT)
+    await finished(client, tid, run["run_id"])
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        done = (await http.get(f"/threads/{tid}/runs", params={"status": "success"})).json()
+        assert [listed["run_id"] for listed in done] == [run["run_id"]]
+        assert (await http.get(f"/threads/{tid}/runs", params={"status": "pending"})).json() == []
+        refused = assert_error(await http.get(f"/threads/{tid}/runs", params={"status": "succes"}), 422)
+    assert "status" in refused["detail"]
+
+
 async def refused_as_full(client: LangGraphClient, thread_id: str, code: str) -> None:
     """A run on ``thread_id`` is a 429 ``code`` with ``Retry-After``, and nothing of it is stored."""
     with pytest.raises(RateLimitError) as full:
