@@ -14,8 +14,7 @@ import pytest
 from langgraph_sdk import get_client
 
 from loom.processes import LanggraphDev
-from tests.graphs.team_scripts import GOAL, served_research_and_article
-from tests.openai_server import (
+from tests.fixtures.openai_server import (
     Reply,
     ScriptedOpenAI,
     call,
@@ -26,6 +25,7 @@ from tests.openai_server import (
     text,
     tools_offered,
 )
+from tests.graphs.team_scripts import GOAL, served_research_and_article
 
 pytestmark = pytest.mark.live
 
@@ -44,13 +44,7 @@ def model_server() -> Iterator[ScriptedOpenAI]:
 def langgraph_dev(tmp_path_factory: pytest.TempPathFactory, model_server: ScriptedOpenAI) -> Iterator[str]:
     """``langgraph dev`` on the project's own ``langgraph.json``, as Studio users start it."""
     workdir = tmp_path_factory.mktemp("langgraph-dev")
-    env = {
-        "LOOM_MODEL": "openai:gpt-4o-mini",
-        "OPENAI_BASE_URL": model_server.url,
-        "OPENAI_API_KEY": "sk-scripted-test-key",
-        "LOOM_DATA_DIR": str(workdir / "data"),
-    }
-    server = LanggraphDev(workdir, env=env).start()
+    server = LanggraphDev(workdir, env={**model_server.env, "LOOM_DATA_DIR": str(workdir / "data")}).start()
     try:
         yield server.url
     finally:

@@ -9,7 +9,7 @@ import pytest
 
 from bench.run_stages import STAGES, measure
 from bench.server_latency import BENCH_CONFIG
-from tests.conftest import SetEnv
+from tests.fixtures.env import SetEnv
 
 pytestmark = pytest.mark.live
 

@@ -13,7 +13,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
 from nodes.models.fake import tool_call
-from tests.openai_server import Reply, call, last_is_tool, replying, text, tools_offered, writing
+from tests.fixtures.openai_server import Reply, call, last_is_tool, replying, text, tools_offered, writing
 
 GOAL = "Write a short article on the impact of async programming, with sources"
 

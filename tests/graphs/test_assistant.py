@@ -16,7 +16,8 @@ from loom.settings import Settings, get_settings
 from nodes.models.fake import tool_call, tool_calls
 from services.paths import artifacts_folder
 from state.common import RunContext
-from tests.conftest import ScriptedModels, SetEnv
+from tests.fixtures.env import SetEnv
+from tests.fixtures.models import ScriptedModels
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "assistant.mmd"
 

@@ -8,7 +8,8 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 
 from graphs.code_reflection import build_graph
-from tests.conftest import ScriptedModels, SetEnv
+from tests.fixtures.env import SetEnv
+from tests.fixtures.models import ScriptedModels
 
 TESTS = "def test_mean():\n    assert mean([1, 2, 3]) == 2\n\n\ndef test_single():\n    assert mean([5]) == 5\n"
 BUGGY = "def mean(xs):\n    return sum(xs) / (len(xs) - 1)\n"

@@ -11,7 +11,8 @@ from langchain_core.messages import HumanMessage
 from graphs.pipeline import build_graph
 from loom.settings import get_settings
 from services.knowledge.index import get_index
-from tests.conftest import ScriptedModels, SetEnv
+from tests.fixtures.env import SetEnv
+from tests.fixtures.models import ScriptedModels
 from tests.graphs.team_scripts import GOAL, researcher_script, writer_script
 
 JUDGE_FIELDS = ("answers_goal", "claims_supported", "clear_structure", "specific")

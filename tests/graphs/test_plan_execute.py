@@ -20,7 +20,8 @@ from nodes.models.fake import tool_call
 from nodes.plan_execute import steps as plan_steps
 from services.stores.shop import get_shop
 from state.common import Permission, RunContext
-from tests.conftest import ScriptedModels, SetEnv
+from tests.fixtures.env import SetEnv
+from tests.fixtures.models import ScriptedModels
 
 SUNGLASSES = "Find round sunglasses that are in stock and tell me their prices"
 

@@ -12,7 +12,7 @@ from nodes.models import call_model, settings_models
 from nodes.plan_execute.planner import planner_messages
 from nodes.plan_execute.plans import plan_json_schema
 from state.plan_execute import Plan, PlanExecuteState
-from tests.conftest import SetEnv
+from tests.fixtures.env import SetEnv
 
 pytestmark = pytest.mark.embedded_model
 

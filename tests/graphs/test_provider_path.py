@@ -17,9 +17,8 @@ from graphs import assistant, code_reflection, pipeline, plan_execute, superviso
 from nodes.models.outputs import openai_strict_schema
 from nodes.plan_execute.plans import plan_json_schema
 from state.common import RunContext
-from tests.conftest import SetEnv
-from tests.graphs.team_scripts import GOAL, served_research_and_article
-from tests.openai_server import (
+from tests.fixtures.env import SetEnv
+from tests.fixtures.openai_server import (
     ScriptedOpenAI,
     call,
     check_response_format,
@@ -30,6 +29,7 @@ from tests.openai_server import (
     text,
     tools_offered,
 )
+from tests.graphs.team_scripts import GOAL, served_research_and_article
 
 JUDGE_PASS = {
     "answers_goal": True,
@@ -71,7 +71,7 @@ def strict_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 def test_the_fixture_refuses_what_openai_refuses() -> None:
     """The enforcement the graphs are held to: the plan schema as it was would have been refused."""
-    from tests.openai_server import InvalidRequest
+    from tests.fixtures.openai_server import InvalidRequest
 
     loose = {"type": "object", "properties": {"a": {"type": "string", "maxLength": 3}}, "required": ["a"]}
     for schema, message in [

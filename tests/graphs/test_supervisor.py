@@ -13,7 +13,8 @@ from graphs.supervisor import build_graph
 from loom.settings import get_settings
 from nodes.models.fake import tool_call
 from services.knowledge.index import get_index
-from tests.conftest import ScriptedModels, SetEnv
+from tests.fixtures.env import SetEnv
+from tests.fixtures.models import ScriptedModels
 from tests.graphs.team_scripts import GOAL, researcher_script, writer_script
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "supervisor.mmd"

@@ -22,8 +22,8 @@ from nodes.models.fake import tool_call, tool_calls
 from services.stores.accounts import Invoice, Payment, SideEffect, Subscription, get_accounts_db
 from services.stores.support import get_support_store
 from state.common import Permission, RunContext
-from tests.conftest import ScriptedModels
-from tests.webhook_receiver import WebhookReceiver
+from tests.fixtures.models import ScriptedModels
+from tests.fixtures.webhook_receiver import WebhookReceiver
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "support.mmd"
 APPROVE = {"decisions": [{"type": "approve"}]}  # LangChain's HITLResponse

@@ -17,7 +17,7 @@ from graphs.support import build_graph
 from nodes.models.fake import tool_call
 from services.stores.accounts import Payment, SideEffect, get_accounts_db
 from state.common import RunContext
-from tests.conftest import ScriptedModels
+from tests.fixtures.models import ScriptedModels
 from tests.graphs.support_crash_run import CRASH_EXIT
 
 SCRIPT = Path(__file__).with_name("support_crash_run.py")

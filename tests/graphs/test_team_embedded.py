@@ -14,7 +14,7 @@ from langchain_core.messages import HumanMessage
 from graphs import pipeline, supervisor
 from nodes.team.pipeline import JUDGE_CRITERIA
 from services.knowledge.index import get_index
-from tests.conftest import SetEnv
+from tests.fixtures.env import SetEnv
 from tests.graphs.team_scripts import GOAL
 
 pytestmark = pytest.mark.embedded_model

@@ -15,7 +15,7 @@ from loom.processes import scratch_postgres_database
 from loom.settings import Settings
 from loom.sqlite_saver import ThreadedSqliteSaver
 from state.common import RunContext
-from tests.conftest import ScriptedModels
+from tests.fixtures.models import ScriptedModels
 
 
 async def two_turns(settings: Settings, scripted: type[ScriptedModels]) -> list[str]:

@@ -51,7 +51,7 @@ def test_strict_schema_closes_objects_requires_everything_and_drops_what_openai_
 async def test_an_answer_cut_off_by_max_tokens_is_a_counted_failure_with_its_usage(openai_server: Any) -> None:
     """OpenAI's SDK raises on ``finish_reason: length``; the node still gets a reply it can fall back from."""
     from nodes.models import model_for, settings_models
-    from tests.openai_server import Reply
+    from tests.fixtures.openai_server import Reply
 
     openai_server.add(Reply(content='{"label": "ok", "reason": "and then it went on and', cut_off=True))
     before = parse_failures().get("unit_cut", 0)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from nodes.support.triage import priority_cue, triage_request, wording_cue
-from tests.conftest import ScriptedModels
+from tests.fixtures.models import ScriptedModels
 
 CONFIG: Any = {"configurable": {}}
 

@@ -1,16 +1,16 @@
-"""Helpers for the live-server tests: servers shared by a module, gates, and reading streams.
+"""Helpers for the live-server tests: gates, reading streams, raw HTTP (servers: ``tests.fixtures.servers``).
 
-A server process costs seconds to start on a small machine, so each test module shares one
-(``serving``) and every test works on its own threads; tests that need special settings start
-their own. Tests synchronise on stream events (``until``), never on sleeps.
+A server process costs seconds to start on a small machine, so test modules share one (the ``server``
+fixture) and every test works on its own threads; tests that need special settings start their own.
+Tests synchronise on stream events (``until``), never on sleeps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,8 @@ import httpx
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.schema import StreamPart
 
-from loom.processes import PROJECT_ROOT, LoomServer
-from tests.conftest import _NETWORK_ENV
+from loom.processes import LoomServer
 
-FIXTURE_GRAPHS = PROJECT_ROOT / "tests" / "server" / "langgraph.test.json"
-PRODUCTION_GRAPHS = PROJECT_ROOT / "langgraph.json"
 DEADLINE_S = 60.0
 """Upper bound on any wait, so a broken server fails a test instead of hanging it."""
 FIXTURE_INPUT: dict[str, Any] = {"log": []}
@@ -30,32 +27,6 @@ DONE = ["step_one", "gate_passed"]
 """The log of a finished run of the ``gated`` fixture graph."""
 MAX_BODY_BYTES = 4096
 """The shared server's body limit (``LOOM_MAX_BODY_BYTES``), small enough to test 413 cheaply."""
-
-
-def new_server(data_dir: Path, fixtures: bool = True, **env: str) -> LoomServer:
-    """A server on the fake model, with no network model reachable; ``fixtures`` adds gated/approval/failing."""
-    settings = {
-        "LOOM_MODEL": "fake:echo",
-        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
-        "LOOM_DETECT_BLOCKING": "true",  # a blocking call on the server's event loop fails the run
-        **env,
-    }
-    if fixtures:
-        settings["LOOM_GRAPHS_CONFIG"] = str(FIXTURE_GRAPHS)
-    server = LoomServer(data_dir, settings)
-    for name in _NETWORK_ENV:
-        if name not in settings:
-            server.env.pop(name, None)
-    return server
-
-
-@contextmanager
-def serving(data_dir: Path, fixtures: bool = True, **env: str) -> Iterator[LoomServer]:
-    server = new_server(data_dir, fixtures, **env).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 # gates (see tests/server/fixture_graphs.py) -----------------------------------------------------
@@ -138,3 +109,19 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
 
 def ndjson(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# the keyed server (``keyed_server`` in tests/server/conftest.py) ---------------------------------
+KEYS = {"alice": "ka", "bob": "kb"}
+"""Its users' API keys; only alice has ``write`` beyond the default ``read``."""
+ALICE, BOB = {"x-api-key": "ka"}, {"x-api-key": "kb"}
+CHART = {"messages": [{"role": "user", "content": "Create a chart from this data: Q1 120, Q2 150, Q3 90"}]}
+
+
+async def thread_with_run(http: httpx.AsyncClient, thread_id: str | None = None) -> str:
+    """A thread with one finished ``assistant`` run that drew a chart (an artifact)."""
+    body = {"thread_id": thread_id} if thread_id else {}
+    tid: str = (await http.post("/threads", json=body)).json()["thread_id"]
+    done = await http.post(f"/threads/{tid}/runs/wait", json={"assistant_id": "assistant", "input": CHART})
+    assert done.status_code == 200 and "__error__" not in done.json(), done.text
+    return tid

@@ -18,7 +18,8 @@ from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError, NotFoundError
 
 from loom.processes import LoomServer
-from tests.server.live import assert_error, serving
+from tests.fixtures.servers import serving
+from tests.server.live import assert_error
 
 pytestmark = pytest.mark.live
 
@@ -193,11 +194,8 @@ async def test_batch_runs_and_wait_location(server: LoomServer) -> None:
 
 @pytest.fixture
 def greeter(tmp_path: Path) -> Iterator[LoomServer]:
-    server = LoomServer(tmp_path / "greeter", {"LOOM_MODEL": "fake:echo"}, ["--config", str(GREETER)]).start()
-    try:
+    with serving(tmp_path / "greeter", fixtures=False, project=GREETER) as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def test_an_assistants_context_reaches_the_graph_under_the_runs(greeter: LoomServer) -> None:

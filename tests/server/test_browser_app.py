@@ -25,8 +25,8 @@ import pytest
 from langgraph_sdk import get_client
 
 from loom.processes import PROJECT_ROOT, LoomServer
-from tests.openai_server import Body, Reply, ScriptedOpenAI, call, schema_named, text
-from tests.server.live import serving
+from tests.fixtures.openai_server import Body, Reply, ScriptedOpenAI, call, schema_named, text
+from tests.fixtures.servers import serving
 
 pytestmark = pytest.mark.live
 
@@ -104,9 +104,8 @@ def loom(openai_server: ScriptedOpenAI, tmp_path: Path) -> Iterator[LoomServer]:
         *refund_thread("changed my mind", "INV-1001", "Understood, no refund was made."),
         *refund_thread("wrong seat count", "INV-1001", "Refunded part of INV-1001."),
     )
-    model = {"LOOM_MODEL": "openai:gpt-4o-mini", "OPENAI_BASE_URL": openai_server.url, "OPENAI_API_KEY": "sk-test"}
     only_support = str(PAGE / "langgraph.json")  # one graph starts faster than Loom's six
-    with serving(tmp_path / "loom", fixtures=False, LOOM_GRAPHS_CONFIG=only_support, **model) as server:
+    with serving(tmp_path / "loom", fixtures=False, LOOM_GRAPHS_CONFIG=only_support, **openai_server.env) as server:
         yield server
 
 

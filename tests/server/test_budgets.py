@@ -14,7 +14,8 @@ from langgraph_sdk import get_client
 
 from loom.processes import PROJECT_ROOT, LoomServer
 from loom.settings import Settings
-from tests.openai_server import ScriptedOpenAI, text
+from tests.fixtures.openai_server import ScriptedOpenAI, text
+from tests.fixtures.servers import serving
 
 BUDGET_GRAPHS = PROJECT_ROOT / "tests" / "server" / "langgraph.budget.json"
 MINI = "openai:gpt-4o-mini"
@@ -23,9 +24,10 @@ MINI = "openai:gpt-4o-mini"
 @pytest.fixture
 def priced_server(tmp_path: Path, openai_server: ScriptedOpenAI) -> Iterator[LoomServer]:
     """Every role on the scripted OpenAI-compatible server (``openai:gpt-4o-mini``), serving ``priced``."""
-    server = LoomServer(tmp_path / "server", {"LOOM_GRAPHS_CONFIG": str(BUDGET_GRAPHS)}).start()
-    yield server
-    server.stop()
+    with serving(
+        tmp_path / "server", fixtures=False, LOOM_GRAPHS_CONFIG=str(BUDGET_GRAPHS), **openai_server.env
+    ) as server:
+        yield server
 
 
 def counts(server: LoomServer, thread_id: str) -> dict[str, int]:
@@ -126,14 +128,14 @@ async def test_token_and_call_limits_and_bad_budgets(priced_server: LoomServer, 
 def ceiling_server(tmp_path: Path, openai_server: ScriptedOpenAI) -> Iterator[LoomServer]:
     """Two users; carol may make two model calls a day; the review step runs on a model without a price."""
     env = {
+        **openai_server.env,
         "LOOM_GRAPHS_CONFIG": str(BUDGET_GRAPHS),
         "LOOM_API_KEYS": json.dumps({"dave": "key-dave", "carol": "key-carol"}),
         "LOOM_USER_DAILY_BUDGETS": json.dumps({"carol": {"max_model_calls": 2}}),
         "LOOM_MODELS__REVIEW": "openai:unpriced-model",
     }
-    server = LoomServer(tmp_path / "server", env).start()
-    yield server
-    server.stop()
+    with serving(tmp_path / "server", fixtures=False, **env) as server:
+        yield server
 
 
 async def test_a_model_without_a_price_has_unknown_cost_and_stops_a_usd_budget(

@@ -22,7 +22,8 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.schema import ThreadState
 
-from loom.processes import LanggraphDev, LoomServer
+from loom.processes import LanggraphDev
+from tests.fixtures.servers import serving
 
 pytestmark = pytest.mark.live
 
@@ -145,11 +146,8 @@ T = TypeVar("T")
 
 async def on_both(tmp_path: Path, session: Callable[[str], Awaitable[T]]) -> tuple[T, T]:
     """``session`` against Loom first, then against ``langgraph dev``, so the two never compete for the CPU."""
-    loom = LoomServer(tmp_path / "loom").start()
-    try:
+    with serving(tmp_path / "loom", fixtures=False) as loom:
         ours = await session(loom.url)
-    finally:
-        loom.stop()
     reference = LanggraphDev(tmp_path / "dev", env={"LOOM_DATA_DIR": str(tmp_path / "dev" / "data")}).start()
     try:
         theirs = await session(reference.url)

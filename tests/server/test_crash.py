@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import get_client
 
+from tests.fixtures.servers import new_server
 from tests.server.live import (
     FIXTURE_INPUT,
     collect,
     finished,
-    new_server,
     open_gate,
     start_gated,
     step_one_count,

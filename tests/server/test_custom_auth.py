@@ -16,6 +16,7 @@ import pytest
 
 from loom.processes import LoomServer
 from server.auth import matches
+from tests.fixtures.servers import serving
 from tests.server.live import assert_error
 
 pytestmark = pytest.mark.live
@@ -24,12 +25,8 @@ PROJECT = Path(__file__).parents[1] / "data" / "projects" / "guarded"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoomServer]:
-    config = ["--config", str(PROJECT / "langgraph.json")]
-    live = LoomServer(tmp_path_factory.mktemp("guarded"), {"LOOM_MODEL": "fake:echo"}, config).start()
-    try:
+    with serving(tmp_path_factory.mktemp("guarded"), fixtures=False, project=PROJECT / "langgraph.json") as live:
         yield live
-    finally:
-        live.stop()
 
 
 def client(server: LoomServer, token: str | None) -> httpx.AsyncClient:

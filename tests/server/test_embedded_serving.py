@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import get_client
 
-from tests.server.live import serving
+from tests.fixtures.servers import serving
 
 pytestmark = [pytest.mark.live, pytest.mark.embedded_model]
 WRITER_REQUEST = "Write a two-line poem about the sea."  # the keyword router sends it to the content writer

@@ -11,7 +11,8 @@ import pytest
 from langgraph_sdk import get_client
 
 from server.engine.bus import LocalBus
-from tests.server.live import DEADLINE_S, FIXTURE_INPUT, finished, new_server, open_gate, serving, start_gated
+from tests.fixtures.servers import new_server, serving
+from tests.server.live import DEADLINE_S, FIXTURE_INPUT, finished, open_gate, start_gated
 
 pytestmark = pytest.mark.live
 

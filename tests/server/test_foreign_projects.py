@@ -27,7 +27,8 @@ from pydantic import BaseModel
 from loom.processes import LoomServer
 from server.engine.context import validate_context
 from server.errors import ApiError
-from tests.openai_server import ScriptedOpenAI, call, last_is_tool, text
+from tests.fixtures.openai_server import ScriptedOpenAI, call, last_is_tool, text
+from tests.fixtures.servers import serving
 
 pytestmark = pytest.mark.live
 PROJECTS = Path(__file__).parents[1] / "data" / "projects"
@@ -35,11 +36,8 @@ PROJECTS = Path(__file__).parents[1] / "data" / "projects"
 
 def serve(project: str, tmp_path: Path) -> Iterator[LoomServer]:
     config = PROJECTS / project / "langgraph.json"
-    server = LoomServer(tmp_path / "server", {"LOOM_MODEL": "fake:echo"}, ["--config", str(config)]).start()
-    try:
+    with serving(tmp_path / "server", fixtures=False, project=config) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -195,12 +193,9 @@ def memo(tmp_path: Path, openai_server: ScriptedOpenAI) -> Iterator[LoomServer]:
     uv = Path(sys.executable).parent / "uv"
     install = [str(uv), "pip", "install", "-q", "-p", sys.executable, "--no-deps", "--no-build-isolation"]
     subprocess.run([*install, "--target", str(site), str(project)], check=True, capture_output=True)
-    env = {"LOOM_API_KEYS": json.dumps(KEYS), "PYTHONPATH": str(site)}
-    server = LoomServer(tmp_path / "server", env, ["--config", str(project / "langgraph.json")]).start()
-    try:
+    env = {**openai_server.env, "LOOM_API_KEYS": json.dumps(KEYS), "PYTHONPATH": str(site)}
+    with serving(tmp_path / "server", fixtures=False, project=project / "langgraph.json", **env) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def system_prompt(body: dict[str, Any]) -> str:

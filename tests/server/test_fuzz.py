@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 from loom.processes import LoomServer
 from loom.settings import Settings
 from server.app import create_app
-from tests.server.live import serving
+from tests.fixtures.servers import serving
 
 pytestmark = pytest.mark.live
 

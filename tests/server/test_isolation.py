@@ -16,7 +16,7 @@ from loom.processes import LoomServer
 from loom.threads import public_thread_id, thread_key
 from server.db import RunRow, ThreadRow, open_database
 from server.deps import find_thread
-from tests.server.live import serving
+from tests.fixtures.servers import serving
 
 pytestmark = pytest.mark.live
 

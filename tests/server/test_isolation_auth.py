@@ -12,7 +12,8 @@ from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError
 
 from loom.processes import LoomServer
-from tests.server.live import assert_error, collect, serving
+from tests.fixtures.servers import serving
+from tests.server.live import assert_error, collect
 
 pytestmark = pytest.mark.live
 

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.collectors import OtlpCollector, Recorder
-from tests.server.live import serving
+from tests.fixtures.collectors import OtlpCollector, Recorder
+from tests.fixtures.servers import serving
 
 pytestmark = pytest.mark.live
 OBS_GRAPHS = Path(__file__).parent / "langgraph.obs.json"

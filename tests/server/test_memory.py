@@ -14,7 +14,7 @@ from loom.settings import get_settings
 from server.app import create_app
 from server.blocking import blocking_detection
 from server.engine.bus import LocalBus
-from tests.server.live import FIXTURE_GRAPHS
+from tests.fixtures.servers import FIXTURE_GRAPHS
 
 
 @pytest.fixture

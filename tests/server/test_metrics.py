@@ -14,7 +14,8 @@ from langgraph_sdk import get_client
 from prometheus_client.parser import text_string_to_metric_families
 
 from loom.processes import LoomServer
-from tests.server.live import open_gate, serving
+from tests.fixtures.servers import serving
+from tests.server.live import open_gate
 
 pytestmark = pytest.mark.live
 OBS_GRAPHS = Path(__file__).parent / "langgraph.obs.json"

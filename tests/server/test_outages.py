@@ -23,8 +23,8 @@ from loom.processes import free_port, scratch_postgres_database
 from loom.settings import Settings
 from server.engine.bus import BusUnavailable
 from server.engine.redis_bus import RedisBus
-from tests.conftest import require_postgres
-from tests.server.live import serving
+from tests.fixtures.databases import require_postgres
+from tests.fixtures.servers import serving
 
 
 class OwnRedis:

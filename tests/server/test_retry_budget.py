@@ -6,13 +6,11 @@ from pathlib import Path
 
 from langgraph_sdk import get_client
 
-from loom.processes import LoomServer
-from tests.conftest import TEST_GRAPHS
+from tests.fixtures.servers import new_server
 
 
 async def test_spent_retry_budget_ends_the_run_with_a_structured_error(tmp_path: Path) -> None:
-    env = {"LOOM_GRAPHS_CONFIG": str(TEST_GRAPHS), "LOOM_RUN_RETRY_BUDGET": "2"}
-    server = LoomServer(tmp_path / "server", env).start()
+    server = new_server(tmp_path / "server", LOOM_RUN_RETRY_BUDGET="2").start()
     try:
         client = get_client(url=server.url)
         thread = await client.threads.create()

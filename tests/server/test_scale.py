@@ -23,7 +23,8 @@ from sqlalchemy import create_engine, text
 
 from loom.processes import LoomServer, scratch_postgres_database
 from services.stores.accounts import IdempotencyKey
-from tests.conftest import require_postgres, require_redis
+from tests.fixtures.databases import require_postgres, require_redis
+from tests.fixtures.servers import new_server
 from tests.server.live import (
     DONE,
     FIXTURE_INPUT,
@@ -31,7 +32,6 @@ from tests.server.live import (
     finished,
     gates,
     is_custom,
-    new_server,
     open_gate,
     start_gated,
     step_one_count,
@@ -74,8 +74,7 @@ def cluster(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     processes: list[LoomServer] = []
 
     def start(role: str, extra: list[str] | None = None) -> LoomServer:
-        template = new_server(data_dir, **env)
-        process = LoomServer(data_dir, template.env, args=extra, role=role).start()
+        process = new_server(data_dir, args=extra or (), role=role, **env).start()
         processes.append(process)
         return process
 

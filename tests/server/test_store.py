@@ -13,7 +13,8 @@ import pytest
 from langgraph_sdk import get_client
 
 from loom.processes import PROJECT_ROOT, LoomServer
-from tests.server.live import assert_error, serving
+from tests.fixtures.servers import serving
+from tests.server.live import assert_error
 
 pytestmark = pytest.mark.live
 

@@ -13,7 +13,8 @@ from langgraph_sdk import get_client
 from langgraph_sdk.schema import StreamPart
 
 from loom.processes import LoomServer
-from tests.server.live import PRODUCTION_GRAPHS, collect, ndjson, serving
+from tests.fixtures.servers import PRODUCTION_GRAPHS, serving
+from tests.server.live import collect, ndjson
 
 pytestmark = pytest.mark.live
 

@@ -22,8 +22,8 @@ from nodes.models.fake import tool_call
 from server.errors import install_error_handlers
 from server.routes.support import router
 from state.common import RunContext
-from tests.conftest import ScriptedModels
-from tests.webhook_receiver import WebhookReceiver
+from tests.fixtures.models import ScriptedModels
+from tests.fixtures.webhook_receiver import WebhookReceiver
 
 KEYS = {"demo": "key-demo", "alice": "key-alice"}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 
 from loom.processes import LoomServer
+from tests.fixtures.servers import serving
 
 REQUEST = "Find round sunglasses that are in stock and tell me their prices"
 
@@ -51,14 +52,11 @@ async def test_bad_task_input_is_rejected_with_the_field(live_server: LoomServer
 
 async def test_on_local_models_partial_output_quotes_the_steps_results(tmp_path: Path) -> None:
     """Seed 004's stream on the embedded model: the answer is the steps' rows, not the 135M model's summary."""
-    server = LoomServer(tmp_path / "server", {"LOOM_MODEL": "local:smollm2"}).start()
-    try:
+    with serving(tmp_path / "server", fixtures=False, LOOM_MODEL="local:smollm2") as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
             task_id = (await http.post("/tasks", json={"task_description": REQUEST})).json()["task_id"]
             async with http.stream("POST", f"/tasks/{task_id}/execute") as response:
                 events = [json.loads(line) async for line in response.aiter_lines() if line]
-    finally:
-        server.stop()
     partial = "".join(e["data"]["content"] for e in events if e["event_type"] == "partial_output")
     assert "Lennon Round Classic · 89.0" in partial and "Round Titanium Polarised · 219.0" in partial
     assert events[-1]["event_type"] == "task_completed" and events[-1]["data"]["final_output"] == partial

@@ -31,7 +31,8 @@ from server.db import RunRow, ThreadRow, new_id, now, open_database
 from server.engine.thread_ttl import ThreadTTL, parse_ttl, sweep
 from server.registry import ConfigError
 from services.paths import artifacts_folder
-from tests.server.live import DEADLINE_S, is_custom, new_server, open_gate, until
+from tests.fixtures.servers import new_server
+from tests.server.live import DEADLINE_S, is_custom, open_gate, until
 
 FIXTURES = PROJECT_ROOT / "tests" / "server" / "fixture_graphs.py"
 TTL = {"strategy": "delete", "default_ttl": 60, "sweep_interval_minutes": 0.005}

@@ -16,9 +16,9 @@ import pytest
 from langgraph_sdk import get_client
 
 from loom.processes import LoomServer, scratch_postgres_database
-from tests.collectors import OtlpCollector, Recorder, Span
-from tests.conftest import require_postgres, require_redis
-from tests.server.live import new_server
+from tests.fixtures.collectors import OtlpCollector, Recorder, Span
+from tests.fixtures.databases import require_postgres, require_redis
+from tests.fixtures.servers import new_server
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.redis]
 OBS_GRAPHS = Path(__file__).parent / "langgraph.obs.json"
@@ -56,8 +56,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         processes: list[LoomServer] = []
         try:
             for role in ("api", "worker", "worker"):
-                template = new_server(data_dir, fixtures=False, **env)
-                processes.append(LoomServer(data_dir, template.env, role=role).start())
+                processes.append(new_server(data_dir, fixtures=False, role=role, **env).start())
             yield Cluster(processes[0], processes[1:], collector, langsmith)
         finally:
             for process in processes:

@@ -12,7 +12,7 @@ from loom.settings import Settings
 from services.stores.support import RequestConflict, SupportStore
 from services.webhooks import notify
 from state.support import SupportRequest, Turn
-from tests.webhook_receiver import WebhookReceiver
+from tests.fixtures.webhook_receiver import WebhookReceiver
 
 T0 = datetime(2026, 10, 6, 9, 0, 0)
 
