@@ -28,7 +28,7 @@ from loom.processes import LoomServer
 from server.engine.context import validate_context
 from server.errors import ApiError
 from tests.fixtures.openai_server import ScriptedOpenAI, call, last_is_tool, text
-from tests.fixtures.servers import serving
+from tests.fixtures.servers import new_server, serving
 
 pytestmark = pytest.mark.live
 PROJECTS = Path(__file__).parents[1] / "data" / "projects"
@@ -321,7 +321,7 @@ async def test_a_server_runtime_factory_is_called_per_user_and_access_context(tm
     state reads and updates, schemas and drawings, each time with the caller and their own store."""
     calls = tmp_path / "calls.jsonl"
     config = PROJECTS / "toolbox" / "langgraph.json"
-    server = LoomServer(tmp_path / "server", {"TOOLBOX_CALLS": str(calls)}, ["--config", str(config)]).start()
+    server = new_server(tmp_path / "server", fixtures=False, project=config, TOOLBOX_CALLS=str(calls)).start()
     try:
         ada, bob = (get_client(url=server.url, headers={"x-user": n}) for n in ("ada", "bob"))
         drawn = {node["id"] for node in (await ada.assistants.get_graph("toolbox"))["nodes"]}
