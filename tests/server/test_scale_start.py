@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from langgraph_sdk import get_client
 
-from loom.processes import PROJECT_ROOT, LoomServer, scratch_postgres_database
-from tests.conftest import require_postgres, require_redis
-from tests.server.live import new_server
+from loom.processes import PROJECT_ROOT, scratch_postgres_database
+from tests.fixtures.databases import require_postgres, require_redis
+from tests.fixtures.servers import new_server
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.redis]
 
@@ -26,8 +26,7 @@ async def test_an_api_and_two_workers_started_together_on_an_empty_database_all_
 ) -> None:
     with scratch_postgres_database(require_postgres(), "loom_start") as database:
         env = {"LOOM_DATABASE_URL": database, "LOOM_CHECKPOINT_URL": database, "LOOM_REDIS_URL": require_redis()}
-        env = new_server(tmp_path, **env).env
-        processes = [LoomServer(tmp_path, env, role=role) for role in ("api", "worker", "worker")]
+        processes = [new_server(tmp_path, role=role, **env) for role in ("api", "worker", "worker")]
         try:
             for process in processes:
                 process.launch_now()

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import get_client
 
-from loom.processes import PROJECT_ROOT, LoomServer
-from tests.server.live import new_server, serving
+from loom.processes import PROJECT_ROOT
+from tests.fixtures.servers import new_server, serving
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -48,7 +48,7 @@ def test_the_banner_names_what_the_process_serves(tmp_path: Path) -> None:
     with serving(tmp_path / "own", fixtures=False) as own:
         assert "model fake:echo" in own.log.read_text() and "API docs at /docs" in own.log.read_text()
     config = PROJECT_ROOT / "tests" / "server" / "langgraph.test.json"
-    worker = LoomServer(tmp_path / "worker", new_server(tmp_path).env, role="worker").start()
+    worker = new_server(tmp_path / "worker", role="worker").start()
     worker.stop()
     banner = worker.log.read_text().splitlines()[0]
     assert f"graphs of {config}" in banner and "health at /ok" in banner, banner
