@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from loom.processes import LoomServer
 from loom.settings import Settings
-from tests import openai_server as scripted
-from tests.openai_server import Body, Reply, ScriptedOpenAI, last_is_tool, system_says, text
+from tests.fixtures import openai_server as scripted
+from tests.fixtures.openai_server import Body, Reply, ScriptedOpenAI, last_is_tool, system_says, text
+from tests.fixtures.servers import new_server
 
 LOOM = str(Path(sys.executable).parent / "loom")
 CONFIG = Path(__file__).parent / "evals" / "langgraph.json"
@@ -204,7 +204,7 @@ def test_what_an_experiment_cannot_run_is_a_clear_error_before_any_run(tmp_path:
     assert result.returncode == 2 and "bad.jsonl:1: expected: nodes_mode is given without nodes" in result.stdout
     dataset = tmp_path / "orders.jsonl"
     dataset.write_text(json.dumps(DATASET[0]) + "\n")
-    server = LoomServer(tmp_path / "server", {"LOOM_GRAPHS_CONFIG": str(CONFIG)}).start()
+    server = new_server(tmp_path / "server", fixtures=False, LOOM_GRAPHS_CONFIG=str(CONFIG)).start()
     try:
         unknown = loom("eval", "run", str(dataset), "--graph", "nope", "--url", server.url)
         no_judge = loom("eval", "run", str(dataset), "--graph", "orders", "--url", server.url)
