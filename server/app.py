@@ -15,8 +15,8 @@ from starlette.middleware.cors import CORSMiddleware
 
 from loom.persistence import open_checkpointer, open_store
 from loom.settings import Settings, get_settings
-from server.assistants import default_name, ensure_defaults
 from server.blocking import blocking_detection
+from server.data.assistants import default_name, ensure_defaults
 from server.db import open_database
 from server.deps import Services, graph_description
 from server.engine.bus import open_bus

@@ -16,13 +16,13 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 from langgraph_sdk.runtime import AccessContext
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
 
 from loom.settings import Settings
-from loom.threads import public_thread_id, thread_keys
-from server import assistants
-from server.assistants import AssistantRow
+from loom.threads import public_thread_id
 from server.auth import Caller, User, matches
+from server.data import assistants, threads
+from server.data.assistants import AssistantRow
+from server.data.threads import owned_thread as owned_thread
 from server.db import RunRow, ThreadRow
 from server.engine import preparation
 from server.engine.manager import RunManager
@@ -99,35 +99,16 @@ async def get_services(request: Request) -> Services:
 Loom = Annotated[Services, Depends(get_services)]
 
 
-def stored_thread(session: Session, thread_id: str, user: str, for_update: bool = False) -> ThreadRow | None:
-    """``user``'s thread ``thread_id`` (a public id), stored under its key or, made before keys, its bare id."""
-    for key in thread_keys(user, thread_id):
-        thread = session.get(ThreadRow, key, with_for_update=for_update)
-        if thread is not None and thread.owner == user:
-            return thread
-    return None
-
-
-async def find_thread(session: AsyncSession, thread_id: str, user: str, for_update: bool = False) -> ThreadRow | None:
-    """``stored_thread`` in an async session."""
-    return await session.run_sync(stored_thread, thread_id, user, for_update)
-
-
-async def owned_thread(session: AsyncSession, thread_id: str, user: str) -> ThreadRow:
-    """Another user's thread with the same id is unknown, exactly like an id nobody created."""
-    thread = await find_thread(session, thread_id, user)
-    if thread is None:
-        raise not_found("thread", thread_id)
-    return thread
-
-
 async def visible_thread(session: AsyncSession, thread_id: str, caller: Caller, action: str) -> ThreadRow:
     """The caller's thread, if the project's auth allows ``action`` on it and its metadata passes the filter."""
     filters = await caller.authorize("threads", action, {"thread_id": thread_id})
-    thread = await owned_thread(session, thread_id, caller.identity)
-    if not matches(thread.metadata_, filters):
-        raise not_found("thread", thread_id)
-    return thread
+    return await threads.allowed_thread(session, thread_id, caller.identity, filters)
+
+
+async def caller_thread(loom: Services, thread_id: str, caller: Caller, action: str) -> ThreadRow:
+    """``visible_thread`` read in a session of its own: for routes, which hold none."""
+    filters = await caller.authorize("threads", action, {"thread_id": thread_id})
+    return await threads.read(loom.sessions, thread_id, caller.identity, filters)
 
 
 async def visible_run(session: AsyncSession, thread_id: str, run_id: str, caller: Caller, action: str) -> RunRow:

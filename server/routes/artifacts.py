@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 
 from loom.settings import Settings
 from server.auth import CurrentCaller
-from server.deps import Loom, visible_thread
+from server.deps import Loom, caller_thread
 from server.errors import not_found
 from services.paths import artifact_file
 
@@ -25,8 +25,7 @@ router = APIRouter(tags=["artifacts"])
 )
 async def artifact(thread_id: str, name: str, loom: Loom, caller: CurrentCaller) -> FileResponse:
     """The folder is keyed by owner and thread, and the name must be a bare file name in it."""
-    async with loom.sessions() as session:
-        await visible_thread(session, thread_id, caller, "read")
+    await caller_thread(loom, thread_id, caller, "read")
     try:
         path, media_type = await asyncio.to_thread(_file_and_type, loom.settings, caller.identity, thread_id, name)
     except FileNotFoundError:

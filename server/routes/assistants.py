@@ -1,7 +1,7 @@
 """Assistants: create, read, patch (a new version each time), delete, search, count, versions, set latest.
 
-The rows and the rules (default assistants, visibility, config/context kept in step) are in
-``server.assistants``; these routes only parse, check and answer.
+The rows, their queries and the rules (default assistants, visibility, config/context kept in step) are in
+``server.data.assistants``; these routes only parse, call and answer.
 """
 
 from __future__ import annotations
@@ -12,14 +12,11 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import Field, field_validator
-from sqlalchemy import asc, delete, desc, func, select
 
-from server import assistants
-from server.assistants import AssistantRow, AssistantVersionRow, FieldName, find_own, view, visible_to
-from server.auth import Caller, CurrentCaller, matches, metadata_match
-from server.db import CronRow, now
+from server.auth import Caller, CurrentCaller
+from server.data import assistants
+from server.data.assistants import AssistantRow, FieldName, view
 from server.deps import Loom, Services
-from server.errors import ApiError, not_found
 from server.graph_schemas import schemas_of
 from server.schemas import MAX_OFFSET, JsonInt, Strict
 
@@ -88,32 +85,18 @@ async def create(body: AssistantCreate, loom: Loom, caller: CurrentCaller) -> di
     user, asked = caller.identity, {**body.model_dump(), "metadata": dict(body.metadata or {})}
     await caller.authorize("assistants", "create", asked)  # a project's handler may stamp metadata on it
     config, context = assistants.synced(dict(body.config or {}), body.context)
-    assistant_id = body.assistant_id or str(uuid.uuid4())
-    async with loom.sessions.begin() as session:
-        if (existing := await session.get(AssistantRow, assistant_id)) is not None:
-            if body.if_exists == "raise" or not assistants.visible(existing.owner, user):
-                raise ApiError(409, "assistant_exists", f"assistant {assistant_id!r} already exists")
-            return view(existing)
-        row = AssistantRow(assistant_id=assistant_id, owner=user, graph_id=body.graph_id,
-                           name=body.name or "Untitled", description=body.description, config=config,
-                           context=context or {}, metadata_=asked["metadata"], version=1,
-                           created_at=now(), updated_at=now())  # fmt: skip
-        session.add(row)
-        await session.flush()
-        session.add(assistants.snapshot(row))
+    row = await assistants.create(
+        loom.sessions, body.assistant_id or str(uuid.uuid4()), user, body.if_exists, graph_id=body.graph_id,
+        name=body.name or "Untitled", description=body.description, config=config, context=context or {},
+        metadata_=asked["metadata"],
+    )  # fmt: skip
     return view(row)
 
 
 @router.post("/search")
 async def search(body: AssistantSearch, loom: Loom, caller: CurrentCaller, response: Response) -> list[dict[str, Any]]:
     filters = await caller.authorize("assistants", "search", body.model_dump())
-    query = _matching(loom, caller.identity, body)
-    order = desc if body.sort_order == "desc" else asc
-    column = getattr(AssistantRow, body.sort_by)
-    key = func.lower(column) if body.sort_by in ("name", "graph_id") else column
-    async with loom.sessions() as session:
-        rows = list((await session.scalars(query.order_by(order(key), order(AssistantRow.assistant_id)))).all())
-    rows = metadata_match(rows, body.metadata, filters)
+    rows = await _matching(loom, caller.identity, body, filters, (body.sort_by, body.sort_order))
     page = rows[body.offset : body.offset + body.limit]
     response.headers["X-Pagination-Total"] = str(len(rows))
     if body.offset + body.limit < len(rows):
@@ -124,9 +107,7 @@ async def search(body: AssistantSearch, loom: Loom, caller: CurrentCaller, respo
 @router.post("/count")
 async def count(body: AssistantCount, loom: Loom, caller: CurrentCaller) -> int:
     filters = await caller.authorize("assistants", "search", body.model_dump())
-    async with loom.sessions() as session:
-        rows = list((await session.scalars(_matching(loom, caller.identity, body))).all())
-    return len(metadata_match(rows, body.metadata, filters))
+    return len(await _matching(loom, caller.identity, body, filters))
 
 
 @router.get("/{assistant_id}")
@@ -140,53 +121,30 @@ async def patch(assistant_id: str, body: AssistantPatch, loom: Loom, caller: Cur
     if body.graph_id is not None:
         loom.graphs.served(body.graph_id)
     config, context = assistants.synced(dict(body.config or {}), body.context)
-    async with loom.sessions.begin() as session:
-        row = _allowed(await find_own(session, assistant_id, caller.identity, loom.graphs), filters, assistant_id)
-        row.version = await assistants.latest_version(session, row.assistant_id) + 1
-        row.graph_id = body.graph_id or row.graph_id
-        row.config = config or row.config
-        row.context = row.context if context is None else context
-        row.metadata_ = {**row.metadata_, **(body.metadata or {})}
-        row.name = body.name if body.name is not None else row.name
-        row.description = body.description if body.description is not None else row.description
-        row.updated_at = now()
-        session.add(assistants.snapshot(row))
-    return view(row)
+    changes = {**body.model_dump(include={"graph_id", "metadata", "name", "description"}), "config": config,
+               "context": context}  # fmt: skip
+    return view(await assistants.update(loom.sessions, assistant_id, caller.identity, loom.graphs, filters, changes))
 
 
 @router.delete("/{assistant_id}", status_code=204)
 async def remove(assistant_id: str, loom: Loom, caller: CurrentCaller) -> Response:
     """Its versions and its crons go with it; threads and runs that used it stay."""
     filters = await caller.authorize("assistants", "delete", {"assistant_id": assistant_id})
-    async with loom.sessions.begin() as session:
-        row = _allowed(await find_own(session, assistant_id, caller.identity, loom.graphs), filters, assistant_id)
-        await session.execute(delete(CronRow).where(CronRow.assistant_id == row.assistant_id))
-        await session.execute(delete(AssistantVersionRow).where(AssistantVersionRow.assistant_id == row.assistant_id))
-        await session.delete(row)
+    await assistants.remove(loom.sessions, assistant_id, caller.identity, loom.graphs, filters)
     return Response(status_code=204)
 
 
 @router.post("/{assistant_id}/versions")
 async def versions(assistant_id: str, body: VersionSearch, loom: Loom, caller: CurrentCaller) -> list[dict[str, Any]]:
     row = await _readable(loom, caller, assistant_id)
-    async with loom.sessions() as session:
-        query = select(AssistantVersionRow).where(AssistantVersionRow.assistant_id == row.assistant_id)
-        found = list((await session.scalars(query.order_by(AssistantVersionRow.version.desc()))).all())
-    found = metadata_match(found, body.metadata, {})
+    found = await assistants.versions(loom.sessions, row.assistant_id, body.metadata)
     return [view(version) for version in found[body.offset : body.offset + body.limit]]
 
 
 @router.post("/{assistant_id}/latest")
 async def set_latest(assistant_id: str, body: LatestVersion, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
     filters = await caller.authorize("assistants", "update", {"assistant_id": assistant_id, "version": body.version})
-    async with loom.sessions.begin() as session:
-        row = _allowed(await find_own(session, assistant_id, caller.identity, loom.graphs), filters, assistant_id)
-        chosen = await session.get(AssistantVersionRow, (row.assistant_id, body.version))
-        if chosen is None:
-            raise not_found("assistant_version", f"{assistant_id} v{body.version}")
-        for field in assistants.VERSIONED:
-            setattr(row, field, getattr(chosen, field))
-        row.version, row.updated_at = chosen.version, now()
+    row = await assistants.set_latest(loom.sessions, assistant_id, caller.identity, loom.graphs, filters, body.version)
     return view(row)
 
 
@@ -228,23 +186,14 @@ def _built(loom: Services, row: AssistantRow, caller: Caller) -> Any:
 async def _readable(loom: Services, caller: Caller, assistant_id: str) -> AssistantRow:
     """The assistant, if the project's auth lets the caller read it (its filter on the metadata)."""
     filters = await caller.authorize("assistants", "read", {"assistant_id": assistant_id})
-    return _allowed(await loom.assistant(assistant_id, caller.identity), filters, assistant_id)
+    return assistants.allowed(await loom.assistant(assistant_id, caller.identity), filters, assistant_id)
 
 
-def _allowed(row: AssistantRow, filters: dict[str, Any], assistant_id: str) -> AssistantRow:
-    """A row the handler's filter leaves out looks like one that does not exist."""
-    if not matches(row.metadata_, filters):
-        raise not_found("assistant", assistant_id)
-    return row
-
-
-def _matching(loom: Services, user: str, body: AssistantCount) -> Any:
-    """The caller's and the default assistants of served graphs, by graph and name (metadata is matched after)."""
+async def _matching(
+    loom: Services, user: str, body: AssistantCount, filters: dict[str, Any], order: tuple[str, str] | None = None
+) -> list[AssistantRow]:
+    """The caller's and the default assistants of served graphs that a search or count asks for."""
     if body.graph_id is not None:
         loom.graphs.served(body.graph_id)
-    query = select(AssistantRow).where(visible_to(user), AssistantRow.graph_id.in_(list(loom.graphs)))
-    if body.graph_id is not None:
-        query = query.where(AssistantRow.graph_id == body.graph_id)
-    if body.name:
-        query = query.where(func.lower(AssistantRow.name).contains(body.name.lower(), autoescape=True))
-    return query
+    return await assistants.matching(loom.sessions, user, loom.graphs, filters, body.graph_id, body.name,
+                                     body.metadata, order)  # fmt: skip

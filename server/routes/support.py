@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from loom.settings import Settings, get_settings
 from loom.threads import public_thread_id, thread_key
 from server.auth import CurrentUser
+from server.data import threads
 from server.db import ThreadRow
 from server.deps import Services
 from server.errors import ApiError, not_found
@@ -115,8 +116,7 @@ async def _served_thread(services: Services | None, user: str, request_id: str) 
     """The server's thread for this request, if it ran through the threads API."""
     if services is None:
         return None
-    async with services.sessions() as session:
-        thread = await session.get(ThreadRow, request_id)
+    thread = await threads.by_key(services.sessions, request_id)
     if thread is None or thread.owner != user or thread.graph_id is None:
         return None
     return thread

@@ -13,13 +13,12 @@ from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 from langgraph_sdk.runtime import AccessContext
 from pydantic import StrictBool
-from sqlalchemy import asc, desc, select
-from sqlalchemy.orm import Session
 
-from loom.threads import is_key, public_thread_id, thread_key
-from server.auth import Caller, CurrentCaller, metadata_match
-from server.db import RunRow, ThreadRow, insert_row, new_id, now, transaction
-from server.deps import Loom, Services, owned_thread, stored_thread, visible_thread
+from loom.threads import public_thread_id, thread_key
+from server.auth import Caller, CurrentCaller
+from server.data import threads
+from server.db import ThreadRow
+from server.deps import Loom, Services, caller_thread
 from server.engine.wire import checkpoint_of, interrupt_views
 from server.errors import ApiError, not_found
 from server.schemas import (
@@ -50,30 +49,16 @@ async def create(body: ThreadCreate, loom: Loom, caller: CurrentCaller) -> dict[
     await caller.authorize("threads", "create", value)  # a project's handler may stamp metadata on it
     if body.graph_id is not None:
         loom.graphs.served(body.graph_id)
-
-    def create_or_find(session: Session) -> tuple[ThreadRow, bool]:
-        if body.thread_id and (existing := stored_thread(session, body.thread_id, user)) is not None:
-            if body.if_exists == "raise":
-                raise ApiError(409, "thread_exists", f"thread {body.thread_id!r} already exists")
-            return existing, False
-        thread_id, created = thread_key(user, body.thread_id or new_id()), now()
-        thread = ThreadRow(thread_id=thread_id, owner=user, graph_id=body.graph_id, status="idle",
-                           metadata_=value["metadata"], created_at=created, updated_at=created)  # fmt: skip
-        insert_row(session, thread)
-        return thread, True
-
-    thread, new = await transaction(loom.sessions, create_or_find)
+    thread, new = await threads.create(loom.sessions, user, body.thread_id, body.graph_id, value["metadata"],
+                                       body.if_exists)  # fmt: skip
     return await thread_view(loom, thread, new=new)
 
 
 @router.post("/search")
 async def search(body: ThreadSearch, loom: Loom, caller: CurrentCaller) -> list[dict[str, Any]]:
     filters = await caller.authorize("threads", "search", body.model_dump())
-    order = desc if body.sort_order == "desc" else asc
-    column = ThreadRow.updated_at if body.sort_by == "state_updated_at" else getattr(ThreadRow, body.sort_by)
-    query = _filtered(caller.identity, body).order_by(order(column), order(ThreadRow.thread_id))
-    async with loom.sessions() as session:
-        rows = metadata_match((await session.scalars(query)).all(), body.metadata, filters)
+    rows = await threads.matching(loom.sessions, caller.identity, filters, body.status, body.metadata, body.ids,
+                                  (body.sort_by, body.sort_order))  # fmt: skip
     window = slice(body.offset, body.offset + body.limit)
     if body.values:  # values live in checkpoints: every candidate's state is read (only when asked)
         views = [await thread_view(loom, row) for row in rows]
@@ -117,48 +102,28 @@ def _value(values: Any, key: str) -> Any:
 @router.post("/count")
 async def count(body: ThreadCount, loom: Loom, caller: CurrentCaller) -> int:
     filters = await caller.authorize("threads", "search", body.model_dump())
-    async with loom.sessions() as session:
-        rows = (await session.scalars(_filtered(caller.identity, body))).all()
-    return len(metadata_match(rows, body.metadata, filters))
-
-
-def _filtered(user: str, body: ThreadCount) -> Any:
-    query = select(ThreadRow).where(ThreadRow.owner == user)
-    if body.status:
-        query = query.where(ThreadRow.status == body.status)
-    if isinstance(body, ThreadSearch) and body.ids:  # the caller's keys, and bare ids of threads made before keys
-        keys = [thread_key(user, i) for i in body.ids] + [i for i in body.ids if not is_key(i)]
-        query = query.where(ThreadRow.thread_id.in_(keys))
-    return query
+    return len(await threads.matching(loom.sessions, caller.identity, filters, body.status, body.metadata))
 
 
 @router.get("/{thread_id}")
 async def get(thread_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
-    async with loom.sessions() as session:
-        thread = await visible_thread(session, thread_id, caller, "read")
-    return await thread_view(loom, thread)
+    return await thread_view(loom, await caller_thread(loom, thread_id, caller, "read"))
 
 
 @router.patch("/{thread_id}")
 async def patch(thread_id: str, body: ThreadPatch, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
-    async with loom.sessions.begin() as session:
-        thread = await visible_thread(session, thread_id, caller, "update")
-        thread.metadata_ = {**thread.metadata_, **body.metadata}
-    return await thread_view(loom, thread)
+    filters = await caller.authorize("threads", "update", {"thread_id": thread_id})
+    return await thread_view(loom, await threads.merge_metadata(loom.sessions, thread_id, caller.identity, filters,
+                                                                body.metadata))  # fmt: skip
 
 
 @router.post("/{thread_id}/copy")
 async def copy(thread_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
     """A new thread of the caller's with the same metadata and every checkpoint, so it continues from there."""
-    async with loom.sessions() as session:
-        source = await visible_thread(session, thread_id, caller, "read")
-    value = {"thread_id": None, "metadata": dict(source.metadata_)}
+    source = await caller_thread(loom, thread_id, caller, "read")
+    value: dict[str, Any] = {"thread_id": None, "metadata": dict(source.metadata_)}
     await caller.authorize("threads", "create", value)
-    status = "interrupted" if source.status == "interrupted" else "idle"
-    async with loom.sessions.begin() as session:
-        thread = ThreadRow(thread_id=thread_key(caller.identity, new_id()), owner=caller.identity,
-                           graph_id=source.graph_id, metadata_=value["metadata"], status=status)  # fmt: skip
-        session.add(thread)
+    thread = await threads.add_copy(loom.sessions, source, caller.identity, value["metadata"])
     await _copy_checkpoints(loom.checkpointer, source.thread_id, thread.thread_id)
     return await thread_view(loom, thread)
 
@@ -183,11 +148,9 @@ async def _copy_checkpoints(saver: BaseCheckpointSaver[str], source: str, target
 
 @router.delete("/{thread_id}", status_code=204)
 async def delete(thread_id: str, loom: Loom, caller: CurrentCaller) -> Response:
-    async with loom.sessions() as session:
-        key = (await visible_thread(session, thread_id, caller, "delete")).thread_id
+    key = (await caller_thread(loom, thread_id, caller, "delete")).thread_id
     await loom.manager.cancel_thread(key)
-    async with loom.sessions.begin() as session:
-        await session.delete(await owned_thread(session, thread_id, caller.identity))
+    await threads.delete(loom.sessions, thread_id, caller.identity)
     await loom.checkpointer.adelete_thread(key)
     await asyncio.to_thread(remove_thread_artifacts, loom.settings, caller.identity, thread_id)
     return Response(status_code=204)
@@ -216,10 +179,11 @@ async def get_state_at_checkpoint(
 @router.post("/{thread_id}/state")
 async def update_state(thread_id: str, body: StateUpdate, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
     user = caller.identity
-    async with loom.sessions() as session:
-        key = (await visible_thread(session, thread_id, caller, "update")).thread_id
-    async with loom.sessions.begin() as session, loom.manager.idle_thread(thread_key(user, thread_id), key):
-        thread = await owned_thread(session, thread_id, user)
+    key = (await caller_thread(loom, thread_id, caller, "update")).thread_id
+    async with (
+        loom.manager.idle_thread(thread_key(user, thread_id), key),
+        threads.changing(loom.sessions, thread_id, user) as thread,
+    ):
         config = _config(key, body.checkpoint_id or (body.checkpoint.checkpoint_id if body.checkpoint else None))
         async with _graph_of(loom, thread, "threads.update", caller) as graph:
             if config["configurable"].get("checkpoint_id"):
@@ -228,7 +192,6 @@ async def update_state(thread_id: str, body: StateUpdate, loom: Loom, caller: Cu
                 new_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)
             except (ValueError, KeyError, InvalidUpdateError) as exc:  # unknown as_node, values of the wrong shape
                 raise ApiError(422, "invalid_state_update", str(exc)) from exc
-        thread.updated_at = now()
     checkpoint = {**new_config["configurable"], "thread_id": thread_id}  # the id the client knows, not the key
     # as langgraph-api: JS clients (Studio, useStream) read ``configurable.checkpoint_id``
     return {"checkpoint": checkpoint, "configurable": checkpoint, "checkpoint_id": checkpoint["checkpoint_id"]}
@@ -236,8 +199,7 @@ async def update_state(thread_id: str, body: StateUpdate, loom: Loom, caller: Cu
 
 @router.post("/{thread_id}/history")
 async def history(thread_id: str, body: HistoryQuery, loom: Loom, caller: CurrentCaller) -> list[dict[str, Any]]:
-    async with loom.sessions() as session:
-        thread = await visible_thread(session, thread_id, caller, "read")
+    thread = await caller_thread(loom, thread_id, caller, "read")
     if thread.graph_id is None:
         return []
     before_id = body.before_id()
@@ -261,8 +223,7 @@ async def history_get(
 async def _state(
     loom: Services, thread_id: str, caller: Caller, checkpoint_id: str | None, subgraphs: bool
 ) -> dict[str, Any]:
-    async with loom.sessions() as session:
-        thread = await visible_thread(session, thread_id, caller, "read")
+    thread = await caller_thread(loom, thread_id, caller, "read")
     if thread.graph_id is None:
         return snapshot_view(None, thread_id)
     async with _graph_of(loom, thread, "threads.read", caller) as graph:
@@ -338,11 +299,7 @@ async def thread_view(loom: Services, thread: ThreadRow, new: bool = False) -> d
         for task in snapshot.tasks:
             if task.interrupts:
                 interrupts[task.id] = interrupt_views(task.interrupts)
-    latest = None
-    if not new:
-        async with loom.sessions() as session:
-            query = select(RunRow).where(RunRow.thread_id == thread.thread_id).order_by(RunRow.created_at.desc())
-            latest = await session.scalar(query.limit(1))
+    latest = None if new else await threads.latest_run(loom.sessions, thread.thread_id)
     return {
         "thread_id": public_thread_id(thread.thread_id),
         "created_at": thread.created_at,

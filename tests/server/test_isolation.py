@@ -14,8 +14,8 @@ from langgraph_sdk import get_client
 
 from loom.processes import LoomServer
 from loom.threads import public_thread_id, thread_key
+from server.data.threads import find_thread
 from server.db import RunRow, ThreadRow, open_database
-from server.deps import find_thread
 from tests.fixtures.servers import serving
 
 pytestmark = pytest.mark.live

@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy import create_engine, inspect, text
 
 from server import migrations
-from server.assistants import AssistantRow
+from server.data.assistants import AssistantRow
 from server.db import RunRow, open_database
 
 
