@@ -24,7 +24,8 @@ router = APIRouter(tags=["artifacts"])
     responses={200: {"content": {"image/png": {}, "application/octet-stream": {}}, "description": "The file."}},
 )
 async def artifact(thread_id: str, name: str, loom: Loom, caller: CurrentCaller) -> FileResponse:
-    """The folder is keyed by owner and thread, and the name must be a bare file name in it."""
+    """A file (chart, image) the thread's tools wrote, with its media type. The folder is keyed by owner and
+    thread, and the name must be a bare file name in it; 404 for an unknown thread or file."""
     await caller_thread(loom, thread_id, caller, "read")
     try:
         path, media_type = await asyncio.to_thread(_file_and_type, loom.settings, caller.identity, thread_id, name)

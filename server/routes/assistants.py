@@ -81,6 +81,10 @@ class LatestVersion(Strict):
 
 @router.post("")
 async def create(body: AssistantCreate, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    """Creates an assistant: a served graph with saved config, context, metadata, name and description (send
+    ``context`` or ``config.configurable``, not both: they are kept equal). Answers it at version 1; with
+    ``if_exists="do_nothing"`` the caller's existing one, else 409 ``assistant_exists``; 404 for an unknown
+    graph."""
     loom.graphs.served(body.graph_id)
     user, asked = caller.identity, {**body.model_dump(), "metadata": dict(body.metadata or {})}
     await caller.authorize("assistants", "create", asked)  # a project's handler may stamp metadata on it
@@ -95,6 +99,9 @@ async def create(body: AssistantCreate, loom: Loom, caller: CurrentCaller) -> di
 
 @router.post("/search")
 async def search(body: AssistantSearch, loom: Loom, caller: CurrentCaller, response: Response) -> list[dict[str, Any]]:
+    """The caller's assistants and the graphs' default ones, by ``graph_id``, ``name`` (contains, any case) and
+    ``metadata``, sorted and paged; ``select`` keeps the named fields. Headers ``X-Pagination-Total`` and, when
+    there are more, ``X-Pagination-Next``."""
     filters = await caller.authorize("assistants", "search", body.model_dump())
     rows = await _matching(loom, caller.identity, body, filters, (body.sort_by, body.sort_order))
     page = rows[body.offset : body.offset + body.limit]
@@ -106,17 +113,21 @@ async def search(body: AssistantSearch, loom: Loom, caller: CurrentCaller, respo
 
 @router.post("/count")
 async def count(body: AssistantCount, loom: Loom, caller: CurrentCaller) -> int:
+    """How many assistants a search with these ``graph_id``, ``name`` and ``metadata`` finds."""
     filters = await caller.authorize("assistants", "search", body.model_dump())
     return len(await _matching(loom, caller.identity, body, filters))
 
 
 @router.get("/{assistant_id}")
 async def get(assistant_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    """The assistant, by id or by graph id (its default assistant); 404 if unknown or another user's."""
     return view(await _readable(loom, caller, assistant_id))
 
 
 @router.patch("/{assistant_id}")
 async def patch(assistant_id: str, body: AssistantPatch, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    """Changes the fields sent (metadata is merged) as a new version and answers the assistant. 409
+    ``assistant_is_default`` for a graph's default assistant, 404 for an unknown assistant or graph."""
     filters = await caller.authorize("assistants", "update", {"assistant_id": assistant_id, **body.model_dump()})
     if body.graph_id is not None:
         loom.graphs.served(body.graph_id)
@@ -128,7 +139,8 @@ async def patch(assistant_id: str, body: AssistantPatch, loom: Loom, caller: Cur
 
 @router.delete("/{assistant_id}", status_code=204)
 async def remove(assistant_id: str, loom: Loom, caller: CurrentCaller) -> Response:
-    """Its versions and its crons go with it; threads and runs that used it stay."""
+    """Deletes the assistant with its versions and its crons; threads and runs that used it stay. 204; 409
+    ``assistant_is_default`` for a graph's default assistant, 404 if unknown."""
     filters = await caller.authorize("assistants", "delete", {"assistant_id": assistant_id})
     await assistants.remove(loom.sessions, assistant_id, caller.identity, loom.graphs, filters)
     return Response(status_code=204)
@@ -136,6 +148,7 @@ async def remove(assistant_id: str, loom: Loom, caller: CurrentCaller) -> Respon
 
 @router.post("/{assistant_id}/versions")
 async def versions(assistant_id: str, body: VersionSearch, loom: Loom, caller: CurrentCaller) -> list[dict[str, Any]]:
+    """The assistant's versions, newest first, matching ``metadata``, paged by ``limit`` and ``offset``."""
     row = await _readable(loom, caller, assistant_id)
     found = await assistants.versions(loom.sessions, row.assistant_id, body.metadata)
     return [view(version) for version in found[body.offset : body.offset + body.limit]]
@@ -143,6 +156,8 @@ async def versions(assistant_id: str, body: VersionSearch, loom: Loom, caller: C
 
 @router.post("/{assistant_id}/latest")
 async def set_latest(assistant_id: str, body: LatestVersion, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    """Makes ``version`` the assistant's current one (its saved fields copied back) and answers the
+    assistant; 404 for a version it never had, 409 ``assistant_is_default`` for a default assistant."""
     filters = await caller.authorize("assistants", "update", {"assistant_id": assistant_id, "version": body.version})
     row = await assistants.set_latest(loom.sessions, assistant_id, caller.identity, loom.graphs, filters, body.version)
     return view(row)
@@ -152,6 +167,8 @@ async def set_latest(assistant_id: str, body: LatestVersion, loom: Loom, caller:
 async def graph(
     assistant_id: str, loom: Loom, caller: CurrentCaller, xray: int | bool = Query(False)
 ) -> dict[str, Any]:
+    """The assistant's graph as nodes and edges (``xray``: subgraphs drawn inside, to that depth); a factory's
+    graph as it builds for this assistant's config and the caller (500 ``graph_factory_failed`` if it raises)."""
     row = await _readable(loom, caller, assistant_id)
     async with _built(loom, row, caller) as built:  # a factory: drawn as it builds for this assistant and caller
         return built.get_graph(xray=xray).to_json()
@@ -159,6 +176,8 @@ async def graph(
 
 @router.get("/{assistant_id}/subgraphs")
 async def subgraphs(assistant_id: str, loom: Loom, caller: CurrentCaller, recurse: bool = False) -> dict[str, Any]:
+    """The graph's subgraphs by namespace, each with its input, output, state, config and context schemas;
+    ``recurse`` includes nested ones."""
     return await subgraphs_in(assistant_id, None, loom, caller, recurse)
 
 
@@ -166,6 +185,7 @@ async def subgraphs(assistant_id: str, loom: Loom, caller: CurrentCaller, recurs
 async def subgraphs_in(
     assistant_id: str, namespace: str | None, loom: Loom, caller: CurrentCaller, recurse: bool = False
 ) -> dict[str, Any]:
+    """The subgraphs under ``namespace``, each with its schemas (``recurse``: nested ones too)."""
     async with _built(loom, await _readable(loom, caller, assistant_id), caller) as compiled:
         found = compiled.get_subgraphs(namespace=namespace, recurse=recurse)
         return {ns: schemas_of(ns, sub) for ns, sub in found}
@@ -173,6 +193,7 @@ async def subgraphs_in(
 
 @router.get("/{assistant_id}/schemas")
 async def schemas(assistant_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    """The assistant's graph id with its input, output, state, config and context JSON schemas."""
     row = await _readable(loom, caller, assistant_id)
     async with _built(loom, row, caller) as compiled:
         return {"graph_id": row.graph_id, **schemas_of(row.graph_id, compiled)}

@@ -12,5 +12,6 @@ router = APIRouter()
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    """The Prometheus text format; shared gauges (queue depth, threads waiting for a human) read from the database."""
+    """This process's Prometheus metrics in the text exposition format; shared gauges (queue depth, threads
+    waiting for a human) are read from the database. Absent with ``LOOM_METRICS=false``."""
     return Response(await exposition(request.app.state.services.sessions), media_type=CONTENT_TYPE_LATEST)

@@ -109,6 +109,9 @@ async def authorized(caller: Caller, action: str, namespace: list[str], **asked:
 
 @router.put("/items", status_code=204)
 async def put_item(body: PutItem, store: Store, caller: CurrentCaller) -> Response:
+    """Stores ``value`` under ``namespace`` and ``key`` in the caller's store (replacing an item there), embedded
+    for semantic search per ``index``, expiring after ``ttl`` minutes. 204; 422 for a ``ttl`` the store cannot
+    keep or an ``index`` without ``store.index``; 403 if the project's auth refuses."""
     if body.ttl is not None and not store.supports_ttl:
         raise ApiError(422, "ttl_unsupported", "ttl: this store keeps items until they are deleted")
     if body.index and store.index_config is None:
@@ -129,7 +132,8 @@ async def get_item(
     ],
     refresh_ttl: bool | None = None,
 ) -> dict[str, Any] | None:
-    """A missing item is ``null`` with 200, as langgraph-api answers (the SDK's ``get_item`` returns None)."""
+    """The caller's item at ``namespace`` (labels joined by periods) and ``key``; ``refresh_ttl`` restarts its
+    expiry. A missing item is ``null`` with 200, as langgraph-api answers (the SDK's ``get_item`` returns None)."""
     labels = [label for label in namespace.split(".") if label]  # the pattern guarantees at least one
     item = await store.aget(await authorized(caller, "get", labels, key=key), key, refresh_ttl=refresh_ttl)
     return None if item is None else item.dict()
@@ -137,12 +141,15 @@ async def get_item(
 
 @router.delete("/items", status_code=204)
 async def delete_item(body: DeleteItem, store: Store, caller: CurrentCaller) -> Response:
+    """Deletes the caller's item at ``namespace`` and ``key``; 204, also when there was none."""
     await store.adelete(await authorized(caller, "delete", body.namespace, key=body.key), body.key)
     return Response(status_code=204)
 
 
 @router.post("/items/search")
 async def search_items(body: SearchItems, store: Store, caller: CurrentCaller) -> dict[str, Any]:
+    """The caller's items under ``namespace_prefix`` matching ``filter``, ranked by similarity to ``query``
+    when given (needs ``store.index``, else 422), paged by ``limit`` and ``offset``: ``{items}``."""
     if body.query and store.index_config is None:  # the store would ignore it and return everything: refuse
         raise ApiError(422, "semantic_search_unavailable", "query: no embedding index is configured; use filter")
     asked = {"query": body.query, "filter": body.filter, "limit": body.limit, "offset": body.offset}
@@ -163,6 +170,8 @@ async def search_items(body: SearchItems, store: Store, caller: CurrentCaller) -
 
 @router.post("/namespaces")
 async def list_namespaces(body: ListNamespaces, store: Store, caller: CurrentCaller) -> dict[str, Any]:
+    """The caller's namespaces with this prefix and suffix, cut at ``max_depth`` labels, paged:
+    ``{namespaces}``."""
     asked = {"suffix": body.suffix, "max_depth": body.max_depth, "limit": body.limit, "offset": body.offset}
     prefix = await authorized(caller, "list_namespaces", body.prefix or [], **asked)
     namespaces = await store.alist_namespaces(

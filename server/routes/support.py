@@ -59,6 +59,8 @@ async def list_requests(
     priority: Annotated[Priority | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
+    """The caller's support requests, newest first, filtered by status, category and priority:
+    ``{requests, count}``."""
     filters = {"status": status, "category": category, "priority": priority}
     rows = await _in_store(request, lambda store: store.list_requests(user, filters, limit))
     return {"requests": [_public(row) for row in rows], "count": len(rows)}
@@ -66,6 +68,7 @@ async def list_requests(
 
 @router.get("/requests/{request_id}")
 async def get_request(request: Request, user: CurrentUser, request_id: str) -> dict[str, Any]:
+    """One of the caller's support requests with its turns and approvals; 404 if unknown or another user's."""
     stored = await _stored_id(request, user, request_id)
     found = await _in_store(request, lambda store: store.get_request(user, stored))
     if found is None:
@@ -75,10 +78,10 @@ async def get_request(request: Request, user: CurrentUser, request_id: str) -> d
 
 @router.post("/requests/{request_id}/resolve")
 async def resolve_request(request: Request, user: CurrentUser, request_id: str, body: ResolveBody) -> dict[str, Any]:
-    """Mark the request resolved, in the table and in the thread's checkpointed state, and call the webhook.
-
-    The graph reopens the request if the customer writes again.
-    """
+    """Marks the request resolved, in the table and in the thread's checkpointed state, and calls the
+    support webhook; answers the request with ``webhook_delivered``. 404 for an unknown request, 409
+    ``already_resolved``, 409 ``thread_busy`` while a run has the request's thread. The graph reopens the request
+    if the customer writes again."""
     services: Services | None = getattr(request.app.state, "services", None)
     stored = await _stored_id(request, user, request_id)
     async with contextlib.AsyncExitStack() as held:
@@ -136,4 +139,6 @@ async def _resolve_in_graph(services: Services, thread: ThreadRow, resolved: dic
 
 @router.get("/analytics")
 async def analytics(request: Request, user: CurrentUser) -> dict[str, Any]:
+    """Metrics over the caller's support requests: totals by status, category and priority, mean first-response
+    time, escalation rate and approval decisions."""
     return await _in_store(request, lambda store: store.analytics(user))

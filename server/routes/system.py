@@ -14,11 +14,14 @@ router = APIRouter(tags=["system"])
 
 @router.get("/ok")
 async def ok() -> dict[str, bool]:
+    """Health check: ``{"ok": true}`` while the process serves; needs no API key."""
     return {"ok": True}
 
 
 @router.get("/info")
 async def info(loom: Loom) -> dict[str, Any]:
+    """The server's version, feature flags, served graph ids, run concurrency and queue (runs pending and running,
+    capacity), as LangGraph Studio reads it; needs no API key."""
     return {
         "version": "0.1.0",
         "flags": {"assistants": True, "crons": True, "langsmith": False},

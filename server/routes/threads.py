@@ -43,7 +43,10 @@ class StateAtCheckpoint(Strict):
 
 @router.post("")
 async def create(body: ThreadCreate, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
-    """Ids are per owner (``loom.threads``): an id another user holds is free for this caller."""
+    """Creates a thread: ``thread_id`` optional (a UUID if absent), ``metadata``, ``graph_id``. Ids are per
+    owner (``loom.threads``): an id another user holds is free for this caller. Answers the thread; with
+    ``if_exists="do_nothing"`` the caller's existing one, with ``raise`` (the default) 409 ``thread_exists``;
+    404 for an unknown ``graph_id``."""
     user = caller.identity
     value: dict[str, Any] = {"thread_id": body.thread_id, "metadata": dict(body.metadata), "if_exists": body.if_exists}
     await caller.authorize("threads", "create", value)  # a project's handler may stamp metadata on it
@@ -56,6 +59,8 @@ async def create(body: ThreadCreate, loom: Loom, caller: CurrentCaller) -> dict[
 
 @router.post("/search")
 async def search(body: ThreadSearch, loom: Loom, caller: CurrentCaller) -> list[dict[str, Any]]:
+    """The caller's threads matching ``metadata``, ``status``, ``ids`` and ``values``, sorted and paged; ``select``
+    keeps the named fields, ``extract`` adds ``extracted`` with the values its paths point at."""
     filters = await caller.authorize("threads", "search", body.model_dump())
     rows = await threads.matching(loom.sessions, caller.identity, filters, body.status, body.metadata, body.ids,
                                   (body.sort_by, body.sort_order))  # fmt: skip
@@ -101,17 +106,20 @@ def _value(values: Any, key: str) -> Any:
 
 @router.post("/count")
 async def count(body: ThreadCount, loom: Loom, caller: CurrentCaller) -> int:
+    """How many of the caller's threads match ``metadata`` and ``status``."""
     filters = await caller.authorize("threads", "search", body.model_dump())
     return len(await threads.matching(loom.sessions, caller.identity, filters, body.status, body.metadata))
 
 
 @router.get("/{thread_id}")
 async def get(thread_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    """The thread with its current values, interrupts, and its latest run's config and error; 404 if unknown."""
     return await thread_view(loom, await caller_thread(loom, thread_id, caller, "read"))
 
 
 @router.patch("/{thread_id}")
 async def patch(thread_id: str, body: ThreadPatch, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    """Merges ``metadata`` into the thread's (a key sent wins) and answers the thread; 404 if unknown."""
     filters = await caller.authorize("threads", "update", {"thread_id": thread_id})
     return await thread_view(loom, await threads.merge_metadata(loom.sessions, thread_id, caller.identity, filters,
                                                                 body.metadata))  # fmt: skip
@@ -119,7 +127,8 @@ async def patch(thread_id: str, body: ThreadPatch, loom: Loom, caller: CurrentCa
 
 @router.post("/{thread_id}/copy")
 async def copy(thread_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
-    """A new thread of the caller's with the same metadata and every checkpoint, so it continues from there."""
+    """A new thread of the caller's with the same metadata and every checkpoint, so it continues from there;
+    answers the new thread. 404 if the source is unknown."""
     source = await caller_thread(loom, thread_id, caller, "read")
     value: dict[str, Any] = {"thread_id": None, "metadata": dict(source.metadata_)}
     await caller.authorize("threads", "create", value)
@@ -148,6 +157,8 @@ async def _copy_checkpoints(saver: BaseCheckpointSaver[str], source: str, target
 
 @router.delete("/{thread_id}", status_code=204)
 async def delete(thread_id: str, loom: Loom, caller: CurrentCaller) -> Response:
+    """Cancels the thread's runs and deletes it with its runs, crons, checkpoints and artifacts; 204, 404 if
+    unknown."""
     key = (await caller_thread(loom, thread_id, caller, "delete")).thread_id
     await loom.manager.cancel_thread(key)
     await threads.delete(loom.sessions, thread_id, caller.identity)
@@ -158,6 +169,8 @@ async def delete(thread_id: str, loom: Loom, caller: CurrentCaller) -> Response:
 
 @router.get("/{thread_id}/state")
 async def get_state(thread_id: str, loom: Loom, caller: CurrentCaller, subgraphs: bool = False) -> dict[str, Any]:
+    """The thread's current state: values, next nodes, tasks with their interrupts, checkpoint, metadata;
+    ``subgraphs`` includes subgraphs' states in their tasks. Empty for a thread that has not run."""
     return await _state(loom, thread_id, caller, None, subgraphs)
 
 
@@ -165,6 +178,7 @@ async def get_state(thread_id: str, loom: Loom, caller: CurrentCaller, subgraphs
 async def get_state_at(
     thread_id: str, checkpoint_id: str, loom: Loom, caller: CurrentCaller, subgraphs: bool = False
 ) -> dict[str, Any]:
+    """The thread's state at ``checkpoint_id``; 404 for a checkpoint the thread does not have."""
     return await _state(loom, thread_id, caller, checkpoint_id, subgraphs)
 
 
@@ -172,12 +186,17 @@ async def get_state_at(
 async def get_state_at_checkpoint(
     thread_id: str, body: StateAtCheckpoint, loom: Loom, caller: CurrentCaller
 ) -> dict[str, Any]:
-    """What the SDK's ``get_state(checkpoint=…)`` calls."""
+    """The thread's state at ``checkpoint`` (what the SDK's ``get_state(checkpoint=…)`` calls);
+    404 for a checkpoint the thread does not have."""
     return await _state(loom, thread_id, caller, body.checkpoint.checkpoint_id, body.subgraphs)
 
 
 @router.post("/{thread_id}/state")
 async def update_state(thread_id: str, body: StateUpdate, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    """Writes ``values`` to the thread's state as if node ``as_node`` had returned them, from the latest
+    checkpoint or ``checkpoint_id`` (``as_node="__copy__"`` forks it), and answers the new checkpoint. 409
+    ``thread_busy`` while a run has the thread, 409 ``thread_has_no_graph`` before its first run, 422
+    ``invalid_state_update`` for an unknown node or values of the wrong shape."""
     user = caller.identity
     key = (await caller_thread(loom, thread_id, caller, "update")).thread_id
     async with (
@@ -199,6 +218,8 @@ async def update_state(thread_id: str, body: StateUpdate, loom: Loom, caller: Cu
 
 @router.post("/{thread_id}/history")
 async def history(thread_id: str, body: HistoryQuery, loom: Loom, caller: CurrentCaller) -> list[dict[str, Any]]:
+    """The thread's states, newest first: at most ``limit``, before ``before``, with checkpoint metadata
+    matching ``metadata``; empty for a thread that has not run. 422 for a filter the checkpointer cannot query."""
     thread = await caller_thread(loom, thread_id, caller, "read")
     if thread.graph_id is None:
         return []
@@ -217,6 +238,7 @@ async def history(thread_id: str, body: HistoryQuery, loom: Loom, caller: Curren
 async def history_get(
     thread_id: str, loom: Loom, caller: CurrentCaller, limit: Annotated[int, Query(ge=1, le=1000)] = 10
 ) -> list[dict[str, Any]]:
+    """The thread's last ``limit`` states, newest first (``POST …/history`` with only a limit)."""
     return await history(thread_id, HistoryQuery(limit=limit), loom, caller)
 
 
