@@ -74,7 +74,7 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    data_dir: Path = Field(default=Path(".loom"), description="Checkpoints, stores, artifacts.")
+    # models: the default and per-role model, the embedded model, providers' keys and endpoints --------------------
     model: str | None = Field(
         default=None,
         description="Default model for every role; when unset, openai:gpt-4o-mini if an OpenAI "
@@ -93,7 +93,6 @@ class Settings(BaseSettings):
     local_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 2, ge=1, le=256, description="CPU threads of the embedded model."
     )
-
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("LOOM_OPENAI_API_KEY", "OPENAI_API_KEY")
     )
@@ -113,6 +112,8 @@ class Settings(BaseSettings):
     )
     image_model: str = "dall-e-3"
 
+    # storage: the data folder, the checkpointer's and Loom's own databases ----------------------------------------
+    data_dir: Path = Field(default=Path(".loom"), description="Checkpoints, stores, artifacts.")
     checkpoint_url: str | None = Field(
         default=None,
         description="sqlite:///path or postgresql://…; default: SQLite under data_dir.",
@@ -127,6 +128,7 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL for Loom's own tables; default: SQLite under data_dir.",
     )
 
+    # agents: what the graphs may do in one turn or run ------------------------------------------------------------
     max_handoffs: int = Field(default=3, ge=0, le=20, description="Handoffs allowed per turn.")
     max_tool_rounds: int = Field(default=6, ge=1, le=50, description="Agent↔tool loops per turn.")
     direct_tool_dispatch: bool = Field(
@@ -141,19 +143,9 @@ class Settings(BaseSettings):
     router_confidence: float = Field(
         default=0.6, ge=0.0, le=1.0, description="First-stage confidence that skips the LLM."
     )
-
     support_retry_budget: int = Field(
         default=3, ge=1, le=20, description="Invalid tool calls (unknown tool, bad arguments) a support run may make."
     )
-    support_webhook_url: str | None = Field(
-        default=None, description="Called (POST, JSON) when a support request is escalated or resolved."
-    )
-    support_webhook_retries: int = Field(default=3, ge=0, le=10, description="Retries after a failed webhook call.")
-    support_webhook_backoff_s: float = Field(
-        default=0.5, ge=0.0, le=60.0, description="First retry delay; doubles each retry."
-    )
-    support_webhook_timeout_s: float = Field(default=5.0, gt=0.0, le=60.0, description="Per webhook attempt.")
-
     knowledge_dir: Path | None = Field(
         default=None,
         description="Folder of Markdown, text and PDF documents for search_knowledge_base; "
@@ -175,17 +167,6 @@ class Settings(BaseSettings):
     code_max_attempts: int = Field(
         default=4, ge=1, le=20, description="Code generations (first + fixes) the code-reflection loop may run."
     )
-
-    sandbox_timeout_s: float = Field(
-        default=10.0, gt=0, le=600, description="Wall-clock limit of one run_python call (CPU limit follows it)."
-    )
-    sandbox_memory_mb: int = Field(default=1024, ge=64, le=65_536, description="Address-space limit of sandboxed code.")
-    sandbox_max_output_bytes: int = Field(
-        default=64_000, ge=1_024, le=16_000_000, description="Stdout/stderr kept per stream; more ends the run."
-    )
-    sandbox_max_file_bytes: int = Field(
-        default=16_000_000, ge=1_024, le=1_000_000_000, description="Largest file sandboxed code may write."
-    )
     plan_max_steps: int = Field(default=8, ge=1, le=50, description="Steps a plan may have.")
     plan_max_attempts: int = Field(
         default=3, ge=1, le=10, description="Planner calls per plan when validation sends errors back."
@@ -197,19 +178,33 @@ class Settings(BaseSettings):
     plan_retry_backoff: float = Field(default=2.0, ge=1.0, le=10.0, description="Backoff multiplier.")
     plan_max_replans: int = Field(default=2, ge=0, le=10, description="Replans of a failed plan part per task.")
 
+    # support webhooks: escalations and resolutions posted to a URL ------------------------------------------------
+    support_webhook_url: str | None = Field(
+        default=None, description="Called (POST, JSON) when a support request is escalated or resolved."
+    )
+    support_webhook_retries: int = Field(default=3, ge=0, le=10, description="Retries after a failed webhook call.")
+    support_webhook_backoff_s: float = Field(
+        default=0.5, ge=0.0, le=60.0, description="First retry delay; doubles each retry."
+    )
+    support_webhook_timeout_s: float = Field(default=5.0, gt=0.0, le=60.0, description="Per webhook attempt.")
+
+    # sandbox: the fenced child process that runs model-written Python ---------------------------------------------
+    sandbox_timeout_s: float = Field(
+        default=10.0, gt=0, le=600, description="Wall-clock limit of one run_python call (CPU limit follows it)."
+    )
+    sandbox_memory_mb: int = Field(default=1024, ge=64, le=65_536, description="Address-space limit of sandboxed code.")
+    sandbox_max_output_bytes: int = Field(
+        default=64_000, ge=1_024, le=16_000_000, description="Stdout/stderr kept per stream; more ends the run."
+    )
+    sandbox_max_file_bytes: int = Field(
+        default=16_000_000, ge=1_024, le=1_000_000_000, description="Largest file sandboxed code may write."
+    )
+
+    # serving: the graphs served, the run queue and its workers, streams, Redis (scale mode) -----------------------
     graphs_config: Path | None = Field(
         default=None,
         description="A langgraph.json naming the graphs to serve (loom --config); default: ./langgraph.json in the "
         "working directory if present, else Loom's own.",
-    )
-    api_keys: dict[str, SecretStr] = Field(
-        default_factory=dict,
-        description='User id → API key, e.g. LOOM_API_KEYS=\'{"alice": "sk-…"}\'; empty: one local user.',
-    )
-    user_permissions: dict[str, list[Grant]] = Field(
-        default_factory=dict,
-        description='User id → tool permissions the server grants, e.g. LOOM_USER_PERMISSIONS=\'{"alice": ["read", '
-        '"write"]}\'; a user not listed gets ["read"]. A run\'s context.permissions can only narrow this.',
     )
     server_concurrency: int = Field(
         default=10,
@@ -219,32 +214,17 @@ class Settings(BaseSettings):
         "embedded model also wait for one of its LOOM_LOCAL_PARALLEL slots.",
     )
     server_queue_size: int = Field(default=64, ge=1, le=100_000, description="Accepted runs waiting; then 429.")
-    user_max_unfinished_runs: int | None = Field(
-        default=None,
-        ge=1,
-        le=100_000,
-        description="At most this many accepted-but-unfinished runs per user, then 429, so that one user cannot "
-        "fill the queue for everyone (a cron of a user at the limit waits); unset: only the server's limit.",
+    run_workers: bool = Field(
+        default=True, description="Execute runs in this process; `loom serve --no-workers` serves the API only."
     )
-    run_retry_budget: int = Field(
-        default=10, ge=0, le=1000, description="Retries of transient errors allowed across all nodes of one run."
+    run_lease_s: float = Field(
+        default=10.0, ge=0.5, le=3600, description="A claimed run's lease; renewed every third of it while it runs."
     )
-    run_timeout_s: float = Field(default=600.0, gt=0, le=86_400, description="Wall-clock limit of one run.")
-    max_body_bytes: int = Field(default=1_000_000, ge=1_024, description="Larger request bodies get 413.")
-    body_read_timeout_s: float = Field(
-        default=10.0, gt=0, le=600, description="Time to receive a whole request body; a slower one gets 408."
+    run_max_attempts: int = Field(
+        default=3, ge=1, le=100, description="Attempts (first + after lost leases) before a run ends in error."
     )
-    header_read_timeout_s: float = Field(
-        default=10.0,
-        gt=0,
-        le=600,
-        description="Time to receive a request's line and headers, from the connection opening or the previous "
-        "response; a slower client's connection is closed (408 if it had begun a request).",
-    )
-    detect_blocking: bool = Field(
-        default=False,
-        description="Fail a run that makes a blocking call on the event loop (blockbuster, as langgraph dev "
-        "does); the test suite turns it on.",
+    run_poll_s: float = Field(
+        default=1.0, gt=0, le=60, description="Longest a worker waits before looking for queued runs unprompted."
     )
     stream_buffer_events: int = Field(
         default=20_000, ge=100, description="Events kept per run so a client can rejoin with Last-Event-ID."
@@ -258,19 +238,66 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="redis://… : run events and cancel signals on Redis (scale mode); unset: in process."
     )
-    run_workers: bool = Field(
-        default=True, description="Execute runs in this process; `loom serve --no-workers` serves the API only."
+    detect_blocking: bool = Field(
+        default=False,
+        description="Fail a run that makes a blocking call on the event loop (blockbuster, as langgraph dev "
+        "does); the test suite turns it on.",
     )
-    run_lease_s: float = Field(
-        default=10.0, ge=0.5, le=3600, description="A claimed run's lease; renewed every third of it while it runs."
+
+    # limits: what one request, run or user may take ---------------------------------------------------------------
+    max_body_bytes: int = Field(default=1_000_000, ge=1_024, description="Larger request bodies get 413.")
+    body_read_timeout_s: float = Field(
+        default=10.0, gt=0, le=600, description="Time to receive a whole request body; a slower one gets 408."
     )
-    run_max_attempts: int = Field(
-        default=3, ge=1, le=100, description="Attempts (first + after lost leases) before a run ends in error."
+    header_read_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Time to receive a request's line and headers, from the connection opening or the previous "
+        "response; a slower client's connection is closed (408 if it had begun a request).",
     )
-    run_poll_s: float = Field(
-        default=1.0, gt=0, le=60, description="Longest a worker waits before looking for queued runs unprompted."
+    user_max_unfinished_runs: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="At most this many accepted-but-unfinished runs per user, then 429, so that one user cannot "
+        "fill the queue for everyone (a cron of a user at the limit waits); unset: only the server's limit.",
     )
-    # observability (server/telemetry, server/metrics, server/logs) ------------------------------------
+    run_retry_budget: int = Field(
+        default=10, ge=0, le=1000, description="Retries of transient errors allowed across all nodes of one run."
+    )
+    run_timeout_s: float = Field(default=600.0, gt=0, le=86_400, description="Wall-clock limit of one run.")
+
+    # budgets: prices, and what runs and users may spend -----------------------------------------------------------
+    model_prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="Prices per provider:model, USD per 1M tokens, added to or replacing the built-in table, e.g. "
+        'LOOM_MODEL_PRICES=\'{"openai:gpt-4o-mini": {"input": 0.15, "output": 0.6}}\'.',
+    )
+    run_budget: Budget | None = Field(
+        default=None, description="A ceiling for every run, e.g. LOOM_RUN_BUDGET='{\"max_usd\": 0.5}'."
+    )
+    assistant_budgets: dict[str, Budget] = Field(
+        default_factory=dict,
+        description='Per-run ceilings by graph id, e.g. \'{"pipeline": {"max_tokens": 20000}}\'.',
+    )
+    user_daily_budgets: dict[str, Budget] = Field(
+        default_factory=dict,
+        description='What each user\'s runs may spend per UTC day together, by user id; "*" for users not listed.',
+    )
+
+    # auth: the built-in API keys and the tool permissions each user is granted ------------------------------------
+    api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='User id → API key, e.g. LOOM_API_KEYS=\'{"alice": "sk-…"}\'; empty: one local user.',
+    )
+    user_permissions: dict[str, list[Grant]] = Field(
+        default_factory=dict,
+        description='User id → tool permissions the server grants, e.g. LOOM_USER_PERMISSIONS=\'{"alice": ["read", '
+        '"write"]}\'; a user not listed gets ["read"]. A run\'s context.permissions can only narrow this.',
+    )
+
+    # observability: traces, metrics and logs (server/observability/) ----------------------------------------------
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None,
         validation_alias=AliasChoices("LOOM_OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
@@ -290,23 +317,6 @@ class Settings(BaseSettings):
         """Every configured key, so logs can blank them wherever they appear."""
         keys = [self.openai_api_key, self.azure_openai_api_key, self.tavily_api_key, *self.api_keys.values()]
         return [key.get_secret_value() for key in keys if key is not None and key.get_secret_value()]
-
-    model_prices: dict[str, ModelPrice] = Field(
-        default_factory=dict,
-        description="Prices per provider:model, USD per 1M tokens, added to or replacing the built-in table, e.g. "
-        'LOOM_MODEL_PRICES=\'{"openai:gpt-4o-mini": {"input": 0.15, "output": 0.6}}\'.',
-    )
-    run_budget: Budget | None = Field(
-        default=None, description="A ceiling for every run, e.g. LOOM_RUN_BUDGET='{\"max_usd\": 0.5}'."
-    )
-    assistant_budgets: dict[str, Budget] = Field(
-        default_factory=dict,
-        description='Per-run ceilings by graph id, e.g. \'{"pipeline": {"max_tokens": 20000}}\'.',
-    )
-    user_daily_budgets: dict[str, Budget] = Field(
-        default_factory=dict,
-        description='What each user\'s runs may spend per UTC day together, by user id; "*" for users not listed.',
-    )
 
     @property
     def default_model(self) -> str:

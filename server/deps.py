@@ -37,6 +37,9 @@ log = logging.getLogger("loom.server")
 
 @dataclass
 class Services:
+    """What every route works with, made once by the app's lifespan: the settings, Loom's database sessions,
+    the compiled graphs by id, the checkpointer, the run manager and the store (routes get it as ``Loom``)."""
+
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
     graphs: Graphs
@@ -97,6 +100,7 @@ async def get_services(request: Request) -> Services:
 
 
 Loom = Annotated[Services, Depends(get_services)]
+"""A route's parameter ``loom: Loom`` is the app's ``Services``."""
 
 
 async def visible_thread(session: AsyncSession, thread_id: str, caller: Caller, action: str) -> ThreadRow:
@@ -121,6 +125,8 @@ async def visible_run(session: AsyncSession, thread_id: str, run_id: str, caller
 
 
 async def owned_run(session: AsyncSession, thread_id: str | None, run_id: str, user: str) -> RunRow:
+    """``user``'s run ``run_id``, on the thread with the public id ``thread_id`` unless that is None (a run
+    without a thread); another user's run, or one on another thread, is a 404 like an unknown id."""
     run = await session.get(RunRow, run_id)
     elsewhere = thread_id is not None and (run is None or public_thread_id(run.thread_id or "") != thread_id)
     if run is None or run.owner != user or elsewhere:
