@@ -11,10 +11,9 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from server.responses import DOCUMENTED, MANY, ONE_OR_NULL
+from server.responses import DOCUMENTED, MANY
 
 ERROR_REF = "#/components/schemas/ErrorBody"
 EDGE = {400: "Malformed or non-standard JSON", 401: "Missing or wrong API key (or not authenticated by custom auth)",
@@ -61,14 +60,14 @@ def statuses(path: str, method: str) -> dict[int, str]:
 
 
 def describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
-    """Adds ``ErrorBody`` and the error statuses to every operation, the main answers' shapes
-    (``server/responses.py``), and the media types of streams."""
+    """Adds ``ErrorBody`` and the error statuses to every operation, the shapes of answers that routes return
+    as plain dicts (``server.responses.DOCUMENTED``), and the media types of streams."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    models: list[type[BaseModel]] = [ErrorBody, *(model for model, _ in DOCUMENTED.values())]
-    modes: list[tuple[type[BaseModel], Literal["serialization"]]] = [
-        (m, "serialization") for m in dict.fromkeys(models)
+    shapes = dict.fromkeys([ErrorBody, *(shape for shape, _ in DOCUMENTED.values())])
+    modes: list[tuple[Any, Literal["serialization"], TypeAdapter[Any]]] = [
+        (shape, "serialization", TypeAdapter(shape)) for shape in shapes
     ]
-    _, definitions = models_json_schema(modes, ref_template="#/components/schemas/{model}")
+    _, definitions = TypeAdapter.json_schemas(modes, ref_template="#/components/schemas/{model}")
     components.update(definitions.get("$defs", {}))
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
@@ -94,10 +93,9 @@ def _describe_success(path: str, method: str, responses: dict[str, Any]) -> None
         responses["202"] = {"description": "Cancellation requested"}
         responses["204"] = {"description": "Cancelled (wait=true)"}
     elif (method, path) in DOCUMENTED:
-        model, count = DOCUMENTED[(method, path)]
-        ref: dict[str, Any] = {"$ref": f"#/components/schemas/{model.__name__}"}
-        shapes = {MANY: {"type": "array", "items": ref}, ONE_OR_NULL: {"anyOf": [ref, {"type": "null"}]}}
-        body = shapes.get(count, ref)
+        shape, count = DOCUMENTED[(method, path)]
+        ref: dict[str, Any] = {"$ref": f"#/components/schemas/{shape.__name__}"}
+        body = {"type": "array", "items": ref} if count == MANY else ref
         responses["200"] = {"description": "Success", "content": {"application/json": {"schema": body}}}
 
 

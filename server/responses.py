@@ -1,30 +1,42 @@
-"""The shapes of Loom's main answers, for the OpenAPI document (``server/openapi.py`` attaches them).
+"""The shapes of Loom's answers, each defined once: the routes build these typed dicts and return them as such.
 
-Routes build plain dicts in langgraph-api's shapes; these models only describe them, so the fuzzing
-test can check every answer against the document. Timestamps are strings, in UTC with their offset on
-every engine (``server.db.UtcDateTime``).
+A ``TypedDict`` costs nothing to build (it is a dict), mypy checks that a view builds it whole, and FastAPI takes
+the route's return type for the OpenAPI document and serialises through it. Routes that return a plain dict
+are described by ``DOCUMENTED`` instead (``server/openapi.py`` attaches it), until they return these types too.
+The fuzzing test checks every answer against the document. Timestamps are datetimes, answered in UTC with their
+offset on every engine (``server.db.UtcDateTime``). Keys beyond a shape's are kept (``extra="allow"``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import ConfigDict, Field, with_config
+from typing_extensions import TypedDict
+
+OPEN = ConfigDict(extra="allow")
+"""Keys beyond a shape's are kept. (No ``use_attribute_docstrings``: FastAPI builds a route's response schema at
+its first request, on the event loop, and reading the docstrings reads this file.)"""
 
 
-class Interrupt(BaseModel):
+@with_config(OPEN)
+class Interrupt(TypedDict):
     id: str | None
     value: Any
 
 
-class Checkpoint(BaseModel):
-    thread_id: str | None = None
-    checkpoint_ns: str | None = None
-    checkpoint_id: str | None = None
-    checkpoint_map: dict[str, Any] | None = None
+@with_config(OPEN)
+class Checkpoint(TypedDict, total=False):
+    thread_id: str | None
+    checkpoint_ns: str | None
+    checkpoint_id: str | None
+    checkpoint_map: dict[str, Any] | None
 
 
-class Task(BaseModel):
+@with_config(OPEN)
+class Task(TypedDict):
     id: str
     name: str
     path: list[Any]
@@ -35,24 +47,28 @@ class Task(BaseModel):
     result: Any
 
 
-class ThreadState(BaseModel):
+@with_config(OPEN)
+class ThreadState(TypedDict):
     values: Any
     next: list[str]
     tasks: list[Task]
     checkpoint: Checkpoint | None
     parent_checkpoint: Checkpoint | None
-    metadata: dict[str, Any]
-    created_at: str | None
-    interrupts: list[Interrupt]
     checkpoint_id: str | None
     parent_checkpoint_id: str | None
+    metadata: Mapping[str, Any]
+    created_at: str | None
+    """When the checkpoint was written, as LangGraph records it."""
+    interrupts: list[Interrupt]
 
 
-class Thread(BaseModel):
+@with_config(OPEN)
+class Thread(TypedDict):
     thread_id: str
-    created_at: str
-    updated_at: str
-    state_updated_at: str
+    created_at: datetime
+    updated_at: datetime
+    state_updated_at: str | datetime
+    """When its latest checkpoint was written, as LangGraph records it (``updated_at`` before its first)."""
     metadata: dict[str, Any]
     config: dict[str, Any]
     status: Literal["idle", "busy", "interrupted", "error"]
@@ -61,20 +77,19 @@ class Thread(BaseModel):
     error: dict[str, Any] | None
 
 
-def selected(model: type[BaseModel], **extra: Any) -> type[BaseModel]:
-    """``Selected<model>``: ``model``'s fields, each optional (``select`` may leave it out), then ``extra``."""
-    fields: dict[str, Any] = {}
-    for name, field in model.model_fields.items():
-        annotation: Any = field.annotation
-        fields[name] = (annotation if annotation is Any else annotation | None, None)
-    doc = "A search answer: every field unless ``select`` named some."
-    return create_model(f"Selected{model.__name__}", __doc__=doc, **fields, **extra)
+def selected(shape: Any, **extra: Any) -> Any:
+    """``Selected<shape>``: ``shape``'s keys, each left out when ``select`` names others, then ``extra``."""
+    fields = {**shape.__annotations__, **extra}
+    chosen = TypedDict(f"Selected{shape.__name__}", fields, total=False)  # type: ignore[misc]
+    chosen.__doc__ = "A search answer: every field unless ``select`` named some."
+    return with_config(OPEN)(chosen)
 
 
-SelectedThread = selected(Thread, extracted=(dict[str, Any] | None, None))
+SelectedThread = selected(Thread, extracted=dict[str, Any])
 
 
-class UsageTotals(BaseModel):
+@with_config(OPEN)
+class UsageTotals(TypedDict):
     input_tokens: int
     output_tokens: int
     total_tokens: int
@@ -96,7 +111,8 @@ class ThreadUsage(Usage):
     """Runs whose usage is recorded (it is written when a run ends)."""
 
 
-class Run(BaseModel):
+@with_config(OPEN)
+class Run(TypedDict):
     run_id: str
     thread_id: str | None
     assistant_id: str
@@ -107,11 +123,12 @@ class Run(BaseModel):
     attempt: int
     error: dict[str, Any] | None
     usage: Usage | None
-    created_at: str
-    updated_at: str
+    created_at: datetime
+    updated_at: datetime
 
 
-class AssistantVersion(BaseModel):
+@with_config(OPEN)
+class AssistantVersion(TypedDict):
     assistant_id: str
     graph_id: str
     name: str
@@ -120,74 +137,54 @@ class AssistantVersion(BaseModel):
     context: dict[str, Any]
     metadata: dict[str, Any]
     version: int
-    created_at: str
+    created_at: datetime
 
 
 class Assistant(AssistantVersion):
-    updated_at: str
+    updated_at: datetime
 
 
 SelectedAssistant = selected(Assistant)
 
 
-class Item(BaseModel):
+@with_config(OPEN)
+class Item(TypedDict):
     namespace: list[str]
     key: str
     value: dict[str, Any]
     created_at: str
     updated_at: str
-    score: float | None = Field(default=None, description="Similarity to a search's query (semantic search only).")
+    score: NotRequired[
+        Annotated[float | None, Field(description="Similarity to a search's query (semantic search only).")]
+    ]
 
 
-class ItemList(BaseModel):
+class ItemList(TypedDict):
     items: list[Item]
 
 
-class Namespaces(BaseModel):
+class Namespaces(TypedDict):
     namespaces: list[list[str]]
 
 
-class StateUpdated(BaseModel):
+class StateUpdated(TypedDict):
     checkpoint: Checkpoint
     configurable: Checkpoint
     """The same checkpoint, as langgraph-api also sends it (JS clients read ``configurable.checkpoint_id``)."""
     checkpoint_id: str
 
 
-class Ok(BaseModel):
+class Ok(TypedDict):
     ok: bool
 
 
 ONE = "one"
 MANY = "many"
-ONE_OR_NULL = "one or null"
-DOCUMENTED: dict[tuple[str, str], tuple[type[BaseModel], str]] = {
-    ("get", "/ok"): (Ok, ONE),
-    ("post", "/assistants"): (Assistant, ONE),
-    ("post", "/assistants/search"): (SelectedAssistant, MANY),
-    ("get", "/assistants/{assistant_id}"): (Assistant, ONE),
-    ("patch", "/assistants/{assistant_id}"): (Assistant, ONE),
-    ("post", "/assistants/{assistant_id}/latest"): (Assistant, ONE),
-    ("post", "/assistants/{assistant_id}/versions"): (AssistantVersion, MANY),
-    ("post", "/threads"): (Thread, ONE),
-    ("post", "/threads/search"): (SelectedThread, MANY),
-    ("get", "/threads/{thread_id}"): (Thread, ONE),
-    ("patch", "/threads/{thread_id}"): (Thread, ONE),
-    ("post", "/threads/{thread_id}/copy"): (Thread, ONE),
-    ("get", "/threads/{thread_id}/state"): (ThreadState, ONE),
-    ("get", "/threads/{thread_id}/state/{checkpoint_id}"): (ThreadState, ONE),
-    ("post", "/threads/{thread_id}/state/checkpoint"): (ThreadState, ONE),
-    ("post", "/threads/{thread_id}/state"): (StateUpdated, ONE),
-    ("post", "/threads/{thread_id}/history"): (ThreadState, MANY),
-    ("get", "/threads/{thread_id}/history"): (ThreadState, MANY),
+DOCUMENTED: dict[tuple[str, str], tuple[Any, str]] = {
     ("post", "/threads/{thread_id}/runs"): (Run, ONE),
     ("post", "/runs"): (Run, ONE),
     ("post", "/runs/batch"): (Run, MANY),
     ("get", "/threads/{thread_id}/runs"): (Run, MANY),
     ("get", "/threads/{thread_id}/runs/{run_id}"): (Run, ONE),
-    ("get", "/threads/{thread_id}/usage"): (ThreadUsage, ONE),
-    ("get", "/store/items"): (Item, ONE_OR_NULL),  # null for a missing item, as langgraph-api
-    ("post", "/store/items/search"): (ItemList, ONE),
-    ("post", "/store/namespaces"): (Namespaces, ONE),
 }
-"""(method, path) → the model of its 200 answer: one object, a list of them, or one object or null."""
+"""(method, path) → the shape of its 200 answer, one or a list, for routes that return plain dicts."""

@@ -22,6 +22,7 @@ from server.auth import Filters, matches, metadata_match
 from server.db import CronRow, UtcDateTime, now, transaction
 from server.errors import ApiError, not_found
 from server.registry import require_loaded
+from server.responses import Assistant, AssistantVersion
 from server.schemas import RunConfig
 from services.stores.db import Base
 
@@ -175,8 +176,9 @@ def merged_run(body: Any, assistant: AssistantRow) -> Any:
     return body.model_copy(update={"config": RunConfig.model_validate(config), "context": context})
 
 
-def view(row: AssistantRow | AssistantVersionRow, select_fields: list[FieldName] | None = None) -> dict[str, Any]:
-    found = {
+def version_view(row: AssistantRow | AssistantVersionRow) -> AssistantVersion:
+    """An assistant's version as langgraph-api shows it."""
+    return {
         "assistant_id": row.assistant_id,
         "graph_id": row.graph_id,
         "name": row.name,
@@ -187,9 +189,16 @@ def view(row: AssistantRow | AssistantVersionRow, select_fields: list[FieldName]
         "version": row.version,
         "created_at": row.created_at,
     }
-    if isinstance(row, AssistantRow):
-        found["updated_at"] = row.updated_at
-    return {k: v for k, v in found.items() if k in select_fields} if select_fields else found
+
+
+def view(row: AssistantRow) -> Assistant:
+    """An assistant as langgraph-api shows it: its current version and when it last changed."""
+    return {**version_view(row), "updated_at": row.updated_at}
+
+
+def selected(found: Assistant, select_fields: list[FieldName] | None) -> dict[str, Any]:
+    """The fields a search's ``select`` names (every field without one)."""
+    return {k: v for k, v in found.items() if k in select_fields} if select_fields else dict(found)
 
 
 async def ensure_defaults(sessions: async_sessionmaker[AsyncSession], names: dict[str, tuple[str, str | None]]) -> None:

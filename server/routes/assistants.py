@@ -15,9 +15,10 @@ from pydantic import Field, field_validator
 
 from server.auth import Caller, CurrentCaller
 from server.data import assistants
-from server.data.assistants import AssistantRow, FieldName, view
+from server.data.assistants import AssistantRow, FieldName, selected, version_view, view
 from server.deps import Loom, Services
 from server.graph_schemas import schemas_of
+from server.responses import Assistant, AssistantVersion, SelectedAssistant
 from server.schemas import MAX_OFFSET, JsonInt, Strict
 
 router = APIRouter(prefix="/assistants", tags=["assistants"])
@@ -80,7 +81,7 @@ class LatestVersion(Strict):
 
 
 @router.post("")
-async def create(body: AssistantCreate, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+async def create(body: AssistantCreate, loom: Loom, caller: CurrentCaller) -> Assistant:
     """Creates an assistant: a served graph with saved config, context, metadata, name and description (send
     ``context`` or ``config.configurable``, not both: they are kept equal). Answers it at version 1; with
     ``if_exists="do_nothing"`` the caller's existing one, else 409 ``assistant_exists``; 404 for an unknown
@@ -97,7 +98,7 @@ async def create(body: AssistantCreate, loom: Loom, caller: CurrentCaller) -> di
     return view(row)
 
 
-@router.post("/search")
+@router.post("/search", response_model=list[SelectedAssistant])
 async def search(body: AssistantSearch, loom: Loom, caller: CurrentCaller, response: Response) -> list[dict[str, Any]]:
     """The caller's assistants and the graphs' default ones, by ``graph_id``, ``name`` (contains, any case) and
     ``metadata``, sorted and paged; ``select`` keeps the named fields. Headers ``X-Pagination-Total`` and, when
@@ -108,7 +109,7 @@ async def search(body: AssistantSearch, loom: Loom, caller: CurrentCaller, respo
     response.headers["X-Pagination-Total"] = str(len(rows))
     if body.offset + body.limit < len(rows):
         response.headers["X-Pagination-Next"] = str(body.offset + body.limit)
-    return [view(row, body.select) for row in page]
+    return [selected(view(row), body.select) for row in page]
 
 
 @router.post("/count")
@@ -119,13 +120,13 @@ async def count(body: AssistantCount, loom: Loom, caller: CurrentCaller) -> int:
 
 
 @router.get("/{assistant_id}")
-async def get(assistant_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+async def get(assistant_id: str, loom: Loom, caller: CurrentCaller) -> Assistant:
     """The assistant, by id or by graph id (its default assistant); 404 if unknown or another user's."""
     return view(await _readable(loom, caller, assistant_id))
 
 
 @router.patch("/{assistant_id}")
-async def patch(assistant_id: str, body: AssistantPatch, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+async def patch(assistant_id: str, body: AssistantPatch, loom: Loom, caller: CurrentCaller) -> Assistant:
     """Changes the fields sent (metadata is merged) as a new version and answers the assistant. 409
     ``assistant_is_default`` for a graph's default assistant, 404 for an unknown assistant or graph."""
     filters = await caller.authorize("assistants", "update", {"assistant_id": assistant_id, **body.model_dump()})
@@ -147,15 +148,15 @@ async def remove(assistant_id: str, loom: Loom, caller: CurrentCaller) -> Respon
 
 
 @router.post("/{assistant_id}/versions")
-async def versions(assistant_id: str, body: VersionSearch, loom: Loom, caller: CurrentCaller) -> list[dict[str, Any]]:
+async def versions(assistant_id: str, body: VersionSearch, loom: Loom, caller: CurrentCaller) -> list[AssistantVersion]:
     """The assistant's versions, newest first, matching ``metadata``, paged by ``limit`` and ``offset``."""
     row = await _readable(loom, caller, assistant_id)
     found = await assistants.versions(loom.sessions, row.assistant_id, body.metadata)
-    return [view(version) for version in found[body.offset : body.offset + body.limit]]
+    return [version_view(version) for version in found[body.offset : body.offset + body.limit]]
 
 
 @router.post("/{assistant_id}/latest")
-async def set_latest(assistant_id: str, body: LatestVersion, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+async def set_latest(assistant_id: str, body: LatestVersion, loom: Loom, caller: CurrentCaller) -> Assistant:
     """Makes ``version`` the assistant's current one (its saved fields copied back) and answers the
     assistant; 404 for a version it never had, 409 ``assistant_is_default`` for a default assistant."""
     filters = await caller.authorize("assistants", "update", {"assistant_id": assistant_id, "version": body.version})

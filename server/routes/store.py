@@ -8,15 +8,17 @@ they (or their graphs) wrote them.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Query, Response
 from langgraph.store.base import NOT_PROVIDED
+from langgraph.store.base import Item as StoredItem
 from pydantic import BeforeValidator, Field, StrictBool, StringConstraints, field_validator
 
 from server.auth import Caller, CurrentCaller
 from server.deps import Loom
 from server.errors import ApiError
+from server.responses import Item, ItemList, Namespaces
 from server.schemas import MAX_OFFSET, JsonInt, Strict, json_integer
 from server.store_scope import ScopedStore
 
@@ -131,12 +133,12 @@ async def get_item(
         str, Query(pattern=NAMESPACE_QUERY, description="Labels joined by periods, e.g. memories.profile")
     ],
     refresh_ttl: bool | None = None,
-) -> dict[str, Any] | None:
+) -> Item | None:
     """The caller's item at ``namespace`` (labels joined by periods) and ``key``; ``refresh_ttl`` restarts its
     expiry. A missing item is ``null`` with 200, as langgraph-api answers (the SDK's ``get_item`` returns None)."""
     labels = [label for label in namespace.split(".") if label]  # the pattern guarantees at least one
     item = await store.aget(await authorized(caller, "get", labels, key=key), key, refresh_ttl=refresh_ttl)
-    return None if item is None else item.dict()
+    return None if item is None else _item(item)
 
 
 @router.delete("/items", status_code=204)
@@ -147,7 +149,7 @@ async def delete_item(body: DeleteItem, store: Store, caller: CurrentCaller) -> 
 
 
 @router.post("/items/search")
-async def search_items(body: SearchItems, store: Store, caller: CurrentCaller) -> dict[str, Any]:
+async def search_items(body: SearchItems, store: Store, caller: CurrentCaller) -> ItemList:
     """The caller's items under ``namespace_prefix`` matching ``filter``, ranked by similarity to ``query``
     when given (needs ``store.index``, else 422), paged by ``limit`` and ``offset``: ``{items}``."""
     if body.query and store.index_config is None:  # the store would ignore it and return everything: refuse
@@ -165,11 +167,11 @@ async def search_items(body: SearchItems, store: Store, caller: CurrentCaller) -
         )
     except ValueError as exc:  # e.g. a filter key the store cannot address
         raise ApiError(422, "invalid_filter", f"filter: {exc}") from exc
-    return {"items": [item.dict() for item in items]}
+    return {"items": [_item(item) for item in items]}
 
 
 @router.post("/namespaces")
-async def list_namespaces(body: ListNamespaces, store: Store, caller: CurrentCaller) -> dict[str, Any]:
+async def list_namespaces(body: ListNamespaces, store: Store, caller: CurrentCaller) -> Namespaces:
     """The caller's namespaces with this prefix and suffix, cut at ``max_depth`` labels, paged:
     ``{namespaces}``."""
     asked = {"suffix": body.suffix, "max_depth": body.max_depth, "limit": body.limit, "offset": body.offset}
@@ -182,3 +184,8 @@ async def list_namespaces(body: ListNamespaces, store: Store, caller: CurrentCal
         offset=body.offset,
     )
     return {"namespaces": [list(namespace) for namespace in namespaces]}
+
+
+def _item(item: StoredItem) -> Item:
+    """LangGraph's own view of an item (a search's has ``score``), typed."""
+    return cast(Item, item.dict())

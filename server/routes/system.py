@@ -8,12 +8,13 @@ from fastapi import APIRouter
 
 from server.deps import Loom
 from server.engine import queue
+from server.responses import Ok
 
 router = APIRouter(tags=["system"])
 
 
 @router.get("/ok")
-async def ok() -> dict[str, bool]:
+async def ok() -> Ok:
     """Health check: ``{"ok": true}`` while the process serves; needs no API key."""
     return {"ok": True}
 

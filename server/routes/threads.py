@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Annotated, Any
+from collections.abc import Iterable
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Query, Response
 from langchain_core.runnables import RunnableConfig
@@ -21,6 +22,7 @@ from server.db import ThreadRow
 from server.deps import Loom, Services, caller_thread
 from server.engine.wire import checkpoint_of, interrupt_views
 from server.errors import ApiError, not_found
+from server.responses import Checkpoint, Interrupt, SelectedThread, StateUpdated, Thread, ThreadState
 from server.schemas import (
     CheckpointRef,
     HistoryQuery,
@@ -42,7 +44,7 @@ class StateAtCheckpoint(Strict):
 
 
 @router.post("")
-async def create(body: ThreadCreate, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+async def create(body: ThreadCreate, loom: Loom, caller: CurrentCaller) -> Thread:
     """Creates a thread: ``thread_id`` optional (a UUID if absent), ``metadata``, ``graph_id``. Ids are per
     owner (``loom.threads``): an id another user holds is free for this caller. Answers the thread; with
     ``if_exists="do_nothing"`` the caller's existing one, with ``raise`` (the default) 409 ``thread_exists``;
@@ -57,7 +59,7 @@ async def create(body: ThreadCreate, loom: Loom, caller: CurrentCaller) -> dict[
     return await thread_view(loom, thread, new=new)
 
 
-@router.post("/search")
+@router.post("/search", response_model=list[SelectedThread])
 async def search(body: ThreadSearch, loom: Loom, caller: CurrentCaller) -> list[dict[str, Any]]:
     """The caller's threads matching ``metadata``, ``status``, ``ids`` and ``values``, sorted and paged; ``select``
     keeps the named fields, ``extract`` adds ``extracted`` with the values its paths point at."""
@@ -73,7 +75,7 @@ async def search(body: ThreadSearch, loom: Loom, caller: CurrentCaller) -> list[
     return [_shaped(view, body) for view in page]
 
 
-def _shaped(view: dict[str, Any], body: ThreadSearch) -> dict[str, Any]:
+def _shaped(view: Thread, body: ThreadSearch) -> dict[str, Any]:
     """``select`` keeps the named fields; ``extract`` adds ``extracted`` with the values its paths point at."""
     shaped: dict[str, Any] = {k: v for k, v in view.items() if not body.select or k in body.select}
     if body.extract:
@@ -112,13 +114,13 @@ async def count(body: ThreadCount, loom: Loom, caller: CurrentCaller) -> int:
 
 
 @router.get("/{thread_id}")
-async def get(thread_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+async def get(thread_id: str, loom: Loom, caller: CurrentCaller) -> Thread:
     """The thread with its current values, interrupts, and its latest run's config and error; 404 if unknown."""
     return await thread_view(loom, await caller_thread(loom, thread_id, caller, "read"))
 
 
 @router.patch("/{thread_id}")
-async def patch(thread_id: str, body: ThreadPatch, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+async def patch(thread_id: str, body: ThreadPatch, loom: Loom, caller: CurrentCaller) -> Thread:
     """Merges ``metadata`` into the thread's (a key sent wins) and answers the thread; 404 if unknown."""
     filters = await caller.authorize("threads", "update", {"thread_id": thread_id})
     return await thread_view(loom, await threads.merge_metadata(loom.sessions, thread_id, caller.identity, filters,
@@ -126,7 +128,7 @@ async def patch(thread_id: str, body: ThreadPatch, loom: Loom, caller: CurrentCa
 
 
 @router.post("/{thread_id}/copy")
-async def copy(thread_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+async def copy(thread_id: str, loom: Loom, caller: CurrentCaller) -> Thread:
     """A new thread of the caller's with the same metadata and every checkpoint, so it continues from there;
     answers the new thread. 404 if the source is unknown."""
     source = await caller_thread(loom, thread_id, caller, "read")
@@ -168,7 +170,7 @@ async def delete(thread_id: str, loom: Loom, caller: CurrentCaller) -> Response:
 
 
 @router.get("/{thread_id}/state")
-async def get_state(thread_id: str, loom: Loom, caller: CurrentCaller, subgraphs: bool = False) -> dict[str, Any]:
+async def get_state(thread_id: str, loom: Loom, caller: CurrentCaller, subgraphs: bool = False) -> ThreadState:
     """The thread's current state: values, next nodes, tasks with their interrupts, checkpoint, metadata;
     ``subgraphs`` includes subgraphs' states in their tasks. Empty for a thread that has not run."""
     return await _state(loom, thread_id, caller, None, subgraphs)
@@ -177,7 +179,7 @@ async def get_state(thread_id: str, loom: Loom, caller: CurrentCaller, subgraphs
 @router.get("/{thread_id}/state/{checkpoint_id}")
 async def get_state_at(
     thread_id: str, checkpoint_id: str, loom: Loom, caller: CurrentCaller, subgraphs: bool = False
-) -> dict[str, Any]:
+) -> ThreadState:
     """The thread's state at ``checkpoint_id``; 404 for a checkpoint the thread does not have."""
     return await _state(loom, thread_id, caller, checkpoint_id, subgraphs)
 
@@ -185,14 +187,14 @@ async def get_state_at(
 @router.post("/{thread_id}/state/checkpoint")
 async def get_state_at_checkpoint(
     thread_id: str, body: StateAtCheckpoint, loom: Loom, caller: CurrentCaller
-) -> dict[str, Any]:
+) -> ThreadState:
     """The thread's state at ``checkpoint`` (what the SDK's ``get_state(checkpoint=…)`` calls);
     404 for a checkpoint the thread does not have."""
     return await _state(loom, thread_id, caller, body.checkpoint.checkpoint_id, body.subgraphs)
 
 
 @router.post("/{thread_id}/state")
-async def update_state(thread_id: str, body: StateUpdate, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+async def update_state(thread_id: str, body: StateUpdate, loom: Loom, caller: CurrentCaller) -> StateUpdated:
     """Writes ``values`` to the thread's state as if node ``as_node`` had returned them, from the latest
     checkpoint or ``checkpoint_id`` (``as_node="__copy__"`` forks it), and answers the new checkpoint. 409
     ``thread_busy`` while a run has the thread, 409 ``thread_has_no_graph`` before its first run, 422
@@ -211,13 +213,14 @@ async def update_state(thread_id: str, body: StateUpdate, loom: Loom, caller: Cu
                 new_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)
             except (ValueError, KeyError, InvalidUpdateError) as exc:  # unknown as_node, values of the wrong shape
                 raise ApiError(422, "invalid_state_update", str(exc)) from exc
-    checkpoint = {**new_config["configurable"], "thread_id": thread_id}  # the id the client knows, not the key
+    saved = new_config["configurable"]
+    checkpoint = cast(Checkpoint, {**saved, "thread_id": thread_id})  # the id the client knows, not the key
     # as langgraph-api: JS clients (Studio, useStream) read ``configurable.checkpoint_id``
-    return {"checkpoint": checkpoint, "configurable": checkpoint, "checkpoint_id": checkpoint["checkpoint_id"]}
+    return {"checkpoint": checkpoint, "configurable": checkpoint, "checkpoint_id": saved["checkpoint_id"]}
 
 
 @router.post("/{thread_id}/history")
-async def history(thread_id: str, body: HistoryQuery, loom: Loom, caller: CurrentCaller) -> list[dict[str, Any]]:
+async def history(thread_id: str, body: HistoryQuery, loom: Loom, caller: CurrentCaller) -> list[ThreadState]:
     """The thread's states, newest first: at most ``limit``, before ``before``, with checkpoint metadata
     matching ``metadata``; empty for a thread that has not run. 422 for a filter the checkpointer cannot query."""
     thread = await caller_thread(loom, thread_id, caller, "read")
@@ -237,14 +240,14 @@ async def history(thread_id: str, body: HistoryQuery, loom: Loom, caller: Curren
 @router.get("/{thread_id}/history")
 async def history_get(
     thread_id: str, loom: Loom, caller: CurrentCaller, limit: Annotated[int, Query(ge=1, le=1000)] = 10
-) -> list[dict[str, Any]]:
+) -> list[ThreadState]:
     """The thread's last ``limit`` states, newest first (``POST …/history`` with only a limit)."""
     return await history(thread_id, HistoryQuery(limit=limit), loom, caller)
 
 
 async def _state(
     loom: Services, thread_id: str, caller: Caller, checkpoint_id: str | None, subgraphs: bool
-) -> dict[str, Any]:
+) -> ThreadState:
     thread = await caller_thread(loom, thread_id, caller, "read")
     if thread.graph_id is None:
         return snapshot_view(None, thread_id)
@@ -275,7 +278,7 @@ def _config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
     return {"configurable": configurable}
 
 
-def snapshot_view(snapshot: StateSnapshot | None, thread_id: str | None = None) -> dict[str, Any]:
+def snapshot_view(snapshot: StateSnapshot | None, thread_id: str | None = None) -> ThreadState:
     if snapshot is None:
         return {"values": {}, "next": [], "tasks": [], "checkpoint": None, "metadata": {}, "created_at": None,
                 "parent_checkpoint": None, "interrupts": [], "checkpoint_id": None,
@@ -289,30 +292,38 @@ def snapshot_view(snapshot: StateSnapshot | None, thread_id: str | None = None) 
                 "name": task.name,
                 "path": list(task.path),
                 "error": repr(task.error) if task.error else None,
-                "interrupts": interrupt_views(task.interrupts),
+                "interrupts": _interrupts(task.interrupts),
                 "checkpoint": None,
                 "state": snapshot_view(task.state) if isinstance(task.state, StateSnapshot) else None,
                 "result": task.result,
             }
             for task in snapshot.tasks
         ],
-        "checkpoint": checkpoint_of(snapshot.config),
-        "parent_checkpoint": checkpoint_of(snapshot.parent_config),
+        "checkpoint": _checkpoint(snapshot.config),
+        "parent_checkpoint": _checkpoint(snapshot.parent_config),
         "checkpoint_id": (snapshot.config or {}).get("configurable", {}).get("checkpoint_id"),
         "parent_checkpoint_id": (snapshot.parent_config or {}).get("configurable", {}).get("checkpoint_id"),
         "metadata": snapshot.metadata or {},
         "created_at": snapshot.created_at,
-        "interrupts": interrupt_views(snapshot.interrupts),
+        "interrupts": _interrupts(snapshot.interrupts),
     }
 
 
-async def thread_view(loom: Services, thread: ThreadRow, new: bool = False) -> dict[str, Any]:
+def _interrupts(interrupts: Iterable[Any]) -> list[Interrupt]:
+    return cast(list[Interrupt], interrupt_views(interrupts))  # typed once server.engine.manager's view is
+
+
+def _checkpoint(config: RunnableConfig | None) -> Checkpoint | None:
+    return cast(Checkpoint | None, checkpoint_of(config))  # typed once server.engine.manager's view is
+
+
+async def thread_view(loom: Services, thread: ThreadRow, new: bool = False) -> Thread:
     """The thread as langgraph-api shows it; ``config`` and ``error`` are those of its latest run.
 
     Called with no session open: it reads the latest run in a session of its own. A thread made by this
     request (``new``) has neither checkpoints nor runs, so nothing is read."""
     values: Any = {}
-    interrupts: dict[str, Any] = {}
+    interrupts: dict[str, list[Interrupt]] = {}
     state_updated_at: Any = thread.updated_at
     if thread.graph_id is not None and not new:
         snapshot = await loom.graphs[thread.graph_id].aget_state(_config(thread.thread_id))
@@ -320,7 +331,7 @@ async def thread_view(loom: Services, thread: ThreadRow, new: bool = False) -> d
         state_updated_at = snapshot.created_at or state_updated_at
         for task in snapshot.tasks:
             if task.interrupts:
-                interrupts[task.id] = interrupt_views(task.interrupts)
+                interrupts[task.id] = _interrupts(task.interrupts)
     latest = None if new else await threads.latest_run(loom.sessions, thread.thread_id)
     return {
         "thread_id": public_thread_id(thread.thread_id),
