@@ -1,5 +1,5 @@
-"""Moved to ``server.data.assistants``; these names stay until the run routes, the cron routes and
-``server.engine.crons`` import them from there (then this module goes)."""
+"""Moved to ``server.data.assistants``; these names stay until ``server.engine`` (admission, preparation, crons)
+and the cron routes import them from there (then this module goes)."""
 
 from server.data.assistants import AssistantRow as AssistantRow
 from server.data.assistants import canonical_id as canonical_id
