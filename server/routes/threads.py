@@ -310,11 +310,11 @@ def snapshot_view(snapshot: StateSnapshot | None, thread_id: str | None = None) 
 
 
 def _interrupts(interrupts: Iterable[Any]) -> list[Interrupt]:
-    return cast(list[Interrupt], interrupt_views(interrupts))  # typed once server.engine.manager's view is
+    return cast(list[Interrupt], interrupt_views(interrupts))  # typed once server.engine.wire's view is
 
 
 def _checkpoint(config: RunnableConfig | None) -> Checkpoint | None:
-    return cast(Checkpoint | None, checkpoint_of(config))  # typed once server.engine.manager's view is
+    return cast(Checkpoint | None, checkpoint_of(config))  # typed once server.engine.wire's view is
 
 
 async def thread_view(loom: Services, thread: ThreadRow, new: bool = False) -> Thread:
