@@ -19,8 +19,8 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from loom.threads import thread_key, thread_keys
-from server.assistants import AssistantRow, run_metadata
 from server.auth import Caller, matches
+from server.data.assistants import AssistantRow, run_metadata
 from server.db import RunRow, ThreadRow, ThreadStatus, insert_row, new_id, now, transaction
 from server.engine import queue
 from server.engine.manager import RunManager

@@ -20,8 +20,8 @@ from sqlalchemy import Select, asc, desc, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loom.threads import thread_key
-from server.assistants import AssistantRow, run_metadata
 from server.auth import Filters, matches, metadata_match
+from server.data.assistants import AssistantRow, run_metadata
 from server.db import CronRow, RunRow, ThreadRow, new_id, now
 from server.engine.queue import ADMISSION_LOCK, OWNER_UNFINISHED_COUNT, UNFINISHED_COUNT
 from server.errors import ApiError, not_found

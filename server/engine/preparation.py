@@ -17,7 +17,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, convert_to_messages
 from langchain_core.runnables import RunnableConfig
 
-from server.assistants import AssistantRow, merged_run
+from server.data.assistants import AssistantRow, merged_run
 from server.engine.context import configurable_as_context, validate_context
 from server.errors import ApiError, not_found
 from server.graph_schemas import input_jsonschema

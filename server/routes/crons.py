@@ -10,8 +10,8 @@ from fastapi import APIRouter, Response
 from pydantic import Field
 
 from loom.threads import public_thread_id
-from server.assistants import canonical_id
 from server.auth import Caller, CurrentCaller, metadata_match
+from server.data.assistants import canonical_id
 from server.db import CronRow, now
 from server.deps import Loom, Services, visible_thread
 from server.engine import crons
