@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -73,7 +74,7 @@ async def search(body: ThreadSearch, loom: Loom, caller: CurrentCaller) -> list[
     column = ThreadRow.updated_at if body.sort_by == "state_updated_at" else getattr(ThreadRow, body.sort_by)
     query = _filtered(caller.identity, body).order_by(order(column), order(ThreadRow.thread_id))
     async with loom.sessions() as session:
-        rows = metadata_match((await session.scalars(query)).all(), body.metadata, filters)
+        rows = metadata_match(_listed((await session.scalars(query)).all(), body), body.metadata, filters)
     window = slice(body.offset, body.offset + body.limit)
     if body.values:  # values live in checkpoints: every candidate's state is read (only when asked)
         views = [await thread_view(loom, row) for row in rows]
@@ -119,7 +120,16 @@ async def count(body: ThreadCount, loom: Loom, caller: CurrentCaller) -> int:
     filters = await caller.authorize("threads", "search", body.model_dump())
     async with loom.sessions() as session:
         rows = (await session.scalars(_filtered(caller.identity, body))).all()
-    return len(metadata_match(rows, body.metadata, filters))
+    return len(metadata_match(_listed(rows, body), body.metadata, filters))
+
+
+def _listed(rows: Sequence[ThreadRow], body: ThreadCount) -> Sequence[ThreadRow]:
+    """The threads a search shows: not a stateless run's own (``ephemeral``), which langgraph-api deletes with its
+    run (Loom keeps the row, under which the run's outcome is stored, without checkpoints), unless asked for by
+    ``metadata.ephemeral``."""
+    if "ephemeral" in (body.metadata or {}):
+        return rows
+    return [row for row in rows if not row.metadata_.get("ephemeral")]
 
 
 def _filtered(user: str, body: ThreadCount) -> Any:

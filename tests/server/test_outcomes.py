@@ -79,3 +79,14 @@ async def test_support_state_shows_the_thread_id_the_client_chose(http: httpx.As
     assert state["values"]["request"]["request_id"] == "ticket-7"
     stored = (await http.get("/support/requests/ticket-7")).json()
     assert stored["request_id"] == "ticket-7" and stored["turns"][0]["user_message"] == "What are your opening hours?"
+
+
+async def test_a_stateless_run_leaves_no_thread_a_search_lists(http: httpx.AsyncClient) -> None:
+    before = (await http.post("/threads/search", json={"limit": 1000})).json()
+    answer = await http.post("/runs/wait", json={"assistant_id": "assistant", "input": said("Hello there")})
+    assert answer.status_code == 200 and answer.json()["messages"][-1]["type"] == "ai"
+    after = (await http.post("/threads/search", json={"limit": 1000})).json()
+    assert [t["thread_id"] for t in after] == [t["thread_id"] for t in before]
+    assert (await http.post("/threads/count", json={})).json() == len(before)
+    kept = (await http.post("/threads/count", json={"metadata": {"ephemeral": True}})).json()
+    assert kept >= 1, "still there for whoever asks for them by name"
