@@ -162,7 +162,9 @@ async def _insert_run(session: AsyncSession, cron: CronRow, scheduled: datetime 
     assistant_metadata = assistant.metadata_ if assistant else None
     thread_metadata = thread.metadata_ if thread else None
     config_metadata = (kwargs.get("config") or {}).get("metadata")
-    kwargs["metadata"] = run_metadata(cron.assistant_id, assistant_metadata, thread_metadata, config_metadata, firing)
+    kwargs["metadata"] = run_metadata(
+        cron.assistant_id, cron.graph_id, assistant_metadata, thread_metadata, config_metadata, firing
+    )
     run = RunRow(
         run_id=new_id(),
         thread_id=thread_id,

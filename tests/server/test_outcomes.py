@@ -19,7 +19,7 @@ from langgraph_sdk import get_client
 
 from loom.processes import LoomServer
 from nodes.support.agents import CONFIGURE_A_MODEL
-from tests.server.live import serving
+from tests.server.live import assert_error, serving
 
 pytestmark = pytest.mark.live
 
@@ -88,5 +88,55 @@ async def test_a_stateless_run_leaves_no_thread_a_search_lists(http: httpx.Async
     after = (await http.post("/threads/search", json={"limit": 1000})).json()
     assert [t["thread_id"] for t in after] == [t["thread_id"] for t in before]
     assert (await http.post("/threads/count", json={})).json() == len(before)
-    kept = (await http.post("/threads/count", json={"metadata": {"ephemeral": True}})).json()
-    assert kept >= 1, "still there for whoever asks for them by name"
+    hidden = (await http.post("/threads/count", json={"metadata": {"ephemeral": True}})).json()
+    assert hidden >= 1, "still there for whoever asks for them by name"
+    keep = {"assistant_id": "assistant", "input": said("Hello again"), "on_completion": "keep"}
+    assert (await http.post("/runs/wait", json=keep)).status_code == 200
+    assert (await http.post("/threads/count", json={})).json() == len(before) + 1, "a kept one is listed"
+
+
+async def test_a_run_without_input_is_a_422_unless_it_continues_a_checkpoint(
+    http: httpx.AsyncClient, server: LoomServer
+) -> None:
+    thread_id = (await http.post("/threads", json={})).json()["thread_id"]
+    for path in (f"/threads/{thread_id}/runs/wait", f"/threads/{thread_id}/runs/stream", "/runs/wait", "/runs"):
+        refused = assert_error(await http.post(path, json={"assistant_id": "assistant"}), 422, "invalid_input")
+        assert refused["detail"].startswith("input: required;"), path
+    batch = await http.post(
+        "/runs/batch", json=[{"assistant_id": "assistant", "input": said("Hi")}, {"assistant_id": "assistant"}]
+    )
+    assert assert_error(batch, 422, "invalid_input")["detail"].startswith("1.input: required;")
+    resume = {"assistant_id": "assistant", "command": {"resume": "yes"}}
+    assert_error(await http.post(f"/threads/{thread_id}/runs/wait", json=resume), 409, "nothing_to_resume")
+    assert (await http.get(f"/threads/{thread_id}/runs")).json() == [], "nothing was stored"
+
+    client = get_client(url=server.url)
+    await client.runs.wait(thread_id, "assistant", input=said("Hello there"))
+    again = await client.runs.wait(thread_id, "assistant")  # continues the thread's checkpoint: nothing left to do
+    assert isinstance(again, dict) and "__error__" not in again and again["messages"][-1]["type"] == "ai"
+
+
+async def test_an_empty_message_is_a_422_naming_it(http: httpx.AsyncClient) -> None:
+    for content in ("", "   \n", [{"type": "text", "text": " "}]):
+        body = {"assistant_id": "assistant", "input": {"messages": [{"role": "user", "content": content}]}}
+        refused = assert_error(await http.post("/runs/wait", json=body), 422, "invalid_input")
+        assert refused["detail"].startswith("input.messages.0.content: empty")
+
+
+async def test_a_message_longer_than_the_embedded_model_takes_is_a_422_naming_the_setting(
+    http: httpx.AsyncClient,
+) -> None:
+    long = {"assistant_id": "support", "input": said("Please read this log: " + "error at line 7; " * 1000)}
+    refused = assert_error(await http.post("/runs/wait", json=long), 422, "input_too_long")
+    assert "LOOM_LOCAL_CONTEXT_TOKENS=4096 less LOOM_MODEL_MAX_TOKENS=512" in refused["detail"]
+    assert refused["detail"].startswith("input.messages: about 4,256 tokens (17,022 characters)")
+
+
+async def test_the_first_run_on_a_thread_has_its_graph_id_in_its_metadata(http: httpx.AsyncClient) -> None:
+    thread_id = (await http.post("/threads", json={"metadata": {"channel": "web"}})).json()["thread_id"]
+    body = {"assistant_id": "assistant", "input": said("Hello there")}
+    first = (await http.post(f"/threads/{thread_id}/runs", json=body)).json()
+    assert first["metadata"]["graph_id"] == "assistant" and first["metadata"]["channel"] == "web"
+    await http.get(f"/threads/{thread_id}/runs/{first['run_id']}/join")
+    second = (await http.post(f"/threads/{thread_id}/runs", json=body)).json()
+    assert second["metadata"]["graph_id"] == "assistant"
