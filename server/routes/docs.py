@@ -8,6 +8,8 @@ load nothing from another origin: ReDoc's sidebar credit would otherwise fetch R
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from importlib.resources import files
 
 from fastapi import FastAPI, Request
@@ -22,39 +24,41 @@ ONLY_THIS_ORIGIN = (
 )
 
 
+PAGES: dict[str, tuple[Callable[..., HTMLResponse], str, dict[str, str]]] = {
+    "/docs": (
+        get_swagger_ui_html,
+        "Swagger UI",
+        {
+            "swagger_js_url": "swagger-ui-bundle.js",
+            "swagger_css_url": "swagger-ui.css",
+            "swagger_favicon_url": "favicon.png",
+        },
+    ),
+    "/redoc": (
+        functools.partial(get_redoc_html, with_google_fonts=False),
+        "ReDoc",
+        {"redoc_js_url": "redoc.standalone.js", "redoc_favicon_url": "favicon.png"},
+    ),
+}
+"""Each page: FastAPI's function that draws it, its title, and the files it loads (by that function's arguments)."""
+
+
 def install_docs(app: FastAPI) -> None:
     """Serve the two pages and their files; the app is made with ``docs_url=None, redoc_url=None``."""
     app.mount(ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
+    for path, (draw, name, assets) in PAGES.items():
+        app.add_api_route(path, _page(app, draw, name, assets), include_in_schema=False)
 
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui(request: Request) -> HTMLResponse:
-        """Swagger UI over the OpenAPI document: every route, and "Try it out" against this server."""
+
+def _page(
+    app: FastAPI, draw: Callable[..., HTMLResponse], name: str, assets: dict[str, str]
+) -> Callable[[Request], Awaitable[HTMLResponse]]:
+    async def page(request: Request) -> HTMLResponse:
+        """The page over the OpenAPI document, its files from this server, with a policy loading nothing else."""
         root = request.scope.get("root_path", "")
-        return _own_origin_only(
-            get_swagger_ui_html(
-                openapi_url=f"{root}{app.openapi_url}",
-                title=f"{app.title} - Swagger UI",
-                swagger_js_url=f"{root}{ASSETS}/swagger-ui-bundle.js",
-                swagger_css_url=f"{root}{ASSETS}/swagger-ui.css",
-                swagger_favicon_url=f"{root}{ASSETS}/favicon.png",
-            )
-        )
+        urls = {argument: f"{root}{ASSETS}/{file}" for argument, file in assets.items()}
+        drawn = draw(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - {name}", **urls)
+        drawn.headers["content-security-policy"] = ONLY_THIS_ORIGIN
+        return drawn
 
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc(request: Request) -> HTMLResponse:
-        """ReDoc over the OpenAPI document: the same routes as one readable page."""
-        root = request.scope.get("root_path", "")
-        return _own_origin_only(
-            get_redoc_html(
-                openapi_url=f"{root}{app.openapi_url}",
-                title=f"{app.title} - ReDoc",
-                redoc_js_url=f"{root}{ASSETS}/redoc.standalone.js",
-                redoc_favicon_url=f"{root}{ASSETS}/favicon.png",
-                with_google_fonts=False,
-            )
-        )
-
-
-def _own_origin_only(page: HTMLResponse) -> HTMLResponse:
-    page.headers["content-security-policy"] = ONLY_THIS_ORIGIN
     return page
