@@ -19,7 +19,8 @@ from langgraph_sdk import get_client
 
 from loom.processes import LoomServer
 from nodes.support.agents import CONFIGURE_A_MODEL
-from tests.server.live import assert_error, serving
+from tests.fixtures.servers import serving
+from tests.server.live import assert_error
 
 pytestmark = pytest.mark.live
 
