@@ -6,8 +6,10 @@
                                           ├→ dispatch ─┬→ run_step ×N → dispatch   (Send: ready steps at once)
                                           │            ├→ planner     (replan the failed part, bounded)
                                           │            ├→ synthesize → END   (streamed answer)
-                                          │            └→ report → END       (structured failure report)
+                                          │            └→ report              (structured failure report)
                                           └→ report
+    report → END when the approver rejected the plan; otherwise report → failed, which raises ``PlanFailed``
+    once the report is in the state, so the run ends ``error``, not ``success``.
 
 A step without a tool runs ``step_reasoner``, a small ReAct subgraph over the run's read tools.
 """
@@ -25,7 +27,7 @@ from langgraph.types import Checkpointer
 from nodes.common.agent import after_agent, make_agent
 from nodes.common.permissions import permission_of
 from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
-from nodes.plan_execute.execution import dispatch, intake, make_synthesizer, report
+from nodes.plan_execute.execution import after_report, dispatch, failed, intake, make_synthesizer, report
 from nodes.plan_execute.planner import make_approval, make_planner, make_validator
 from nodes.plan_execute.steps import REASONER, make_step_runner
 from nodes.tools.code import run_python
@@ -71,12 +73,13 @@ def build_graph(
     builder.add_node("run_step", make_step_runner(registry, reasoner))
     builder.add_node("synthesize", make_synthesizer(models), retry_policy=TRANSIENT_RETRY)
     builder.add_node("report", report)
+    builder.add_node("failed", failed)
     builder.add_edge(START, "intake")
     builder.add_edge("intake", "planner")
     builder.add_edge("planner", "validate")
     builder.add_edge("run_step", "dispatch")
     builder.add_edge("synthesize", END)
-    builder.add_edge("report", END)
+    builder.add_conditional_edges("report", after_report, ["failed", END])
     return builder.compile(checkpointer=checkpointer, name="plan_execute")
 
 

@@ -19,6 +19,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from loom.eval_cli import add_eval_commands
@@ -27,7 +28,7 @@ from loom.settings import Settings, get_settings
 from server.registry import get_spec, graph_specs
 from server.store_config import store_options
 from server.store_scope import with_caller_store
-from state.common import RunContext
+from state.common import RequestNotDone, RunContext
 
 console = Console()
 log = logging.getLogger("loom.server")
@@ -45,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyError, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
+    except RequestNotDone as exc:  # the reply said why; the exit status says it too
+        console.print(f"\n[red]not done:[/red] {escape(str(exc))}", highlight=False)
+        return 1
     except KeyboardInterrupt:
         return 130
 

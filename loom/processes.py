@@ -127,11 +127,15 @@ class LoomServer(ServerProcess):
 def absolute_config(config: Path, workdir: Path) -> Path:
     """The same graphs as ``config``, with paths that do not depend on the working directory."""
     spec = json.loads(config.read_text())
-    graphs = {}
-    for graph_id, target in spec["graphs"].items():
+
+    def absolute(target: str) -> str:
         path, _, attribute = target.partition(":")
-        graphs[graph_id] = f"{(config.parent / path).resolve()}:{attribute}"
+        return f"{(config.parent / path).resolve()}:{attribute}"
+
+    graphs = {graph_id: absolute(target) for graph_id, target in spec["graphs"].items()}
     copy = {**spec, "graphs": graphs, "dependencies": [str(PROJECT_ROOT)]}
+    if app := (spec.get("http") or {}).get("app"):  # the routes langgraph dev adds (server/routes/langgraph_dev.py)
+        copy["http"] = {**spec["http"], "app": absolute(app)}
     target_path = workdir / "langgraph.json"
     target_path.write_text(json.dumps(copy, indent=2))
     return target_path

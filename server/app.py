@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import mimetypes
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,6 +30,7 @@ from server.observability.metrics import HttpObserver
 from server.openapi import install_openapi
 from server.registry import auth_handlers, build_all, graph_specs, http_config
 from server.routes import artifacts, assistants, crons, metrics, runs, store, support, system, tasks, threads, usage
+from server.routes.docs import install_docs
 from server.store_config import store_options
 
 log = logging.getLogger("loom.server")
@@ -80,7 +82,9 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
                 await engine.dispose()
                 await asyncio.to_thread(telemetry.flush_tracing)
 
-    app = FastAPI(title="Loom", version="0.1.0", lifespan=lifespan, description=__doc__)
+    app = FastAPI(title="Loom", version="0.1.0", lifespan=lifespan, description=__doc__, docs_url=None, redoc_url=None)
+    install_docs(app)  # from installed files, not a CDN: they work offline
+    mimetypes.init()  # serving those files reads the system's MIME tables once: now, not on the event loop
     app.state.settings = settings
     app.state.auth = auth_handlers()  # None: the built-in API keys (server/auth.py)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, read_timeout_s=settings.body_read_timeout_s)

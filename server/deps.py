@@ -59,10 +59,12 @@ class Services:
             self.defaults[row.assistant_id] = row
         return row
 
-    async def prepare(self, user: str, body: RunCreate) -> PreparedRun:
-        """``body`` with the assistant it names, checked against its graph (``server.engine.preparation``)."""
+    async def prepare(self, user: str, body: RunCreate, stateless: bool = False) -> PreparedRun:
+        """``body`` with the assistant it names, checked against its graph (``server.engine.preparation``);
+        ``stateless``: the run gets a thread of its own."""
         assistant = await self.assistant(body.assistant_id, user)
-        return preparation.prepare(user, body, assistant, self.graphs, self.manager.per_run)
+        window = preparation.InputWindow.of(self.settings)
+        return preparation.prepare(user, body, assistant, self.graphs, self.manager.per_run, window, stateless)
 
     @contextlib.asynccontextmanager
     async def graph_for(

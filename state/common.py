@@ -34,6 +34,11 @@ def user_turn(schema: type[T]) -> type[T]:
     return with_config(ConfigDict(json_schema_extra={USER_TURN: True}))(schema)
 
 
+class RequestNotDone(Exception):
+    """A graph could not do what the user asked. Its reply (already in the state) says why; raising this
+    ends the run ``error`` instead of ``success``, with this message as the run's error."""
+
+
 @dataclass(frozen=True)
 class RunContext:
     """Who a run acts for and what it may do; LangGraph hands it to nodes as ``runtime.context``.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from langgraph_sdk import get_client
 
@@ -118,3 +119,22 @@ async def test_every_graph_runs_its_seed_request_under_langgraph_dev(
     if graph_id == "assistant":
         tool_messages = [m for m in messages if m["type"] == "tool"]
         assert tool_messages and tool_messages[0]["name"] == "search_calendar"
+
+
+async def test_a_chart_link_in_a_reply_serves_the_png_under_langgraph_dev(
+    langgraph_dev: str, model_server: ScriptedOpenAI
+) -> None:
+    model_server.reset()
+    model_server.add(text("Q2 was the best quarter.", when=last_is_tool))
+    client = get_client(url=langgraph_dev)
+    thread = await client.threads.create()
+    ask = {"messages": [{"role": "user", "content": "Create a chart from this data: Q1 120, Q2 150, Q3 90"}]}
+    await client.runs.wait(thread["thread_id"], "assistant", input=ask, context={"user_id": "demo"})
+    (chart,) = (await client.threads.get_state(thread["thread_id"]))["values"]["artifacts"]
+    assert chart["url"] == f"/threads/{thread['thread_id']}/artifacts/{chart['name']}"
+    async with httpx.AsyncClient(base_url=langgraph_dev) as http:
+        served = await http.get(chart["url"])
+        missing = await http.get(f"/threads/{thread['thread_id']}/artifacts/..%2Fsecrets")
+    assert served.status_code == 200 and served.headers["content-type"] == "image/png"
+    assert served.content.startswith(b"\x89PNG")
+    assert missing.status_code == 404

@@ -94,7 +94,8 @@ def tool_rounds_this_turn(messages: list[AnyMessage]) -> int:
 
 
 def quoted_results(history: list[AnyMessage]) -> str:
-    """This turn's tool results, readable: a search's hits one per line, any other result as it came."""
+    """This turn's tool results, readable: a search's hits one per line, other records as ``readable_value``
+    shows them, any other result as it came."""
     results = [m for m in messages_this_turn(history) if isinstance(m, ToolMessage)]
     return "\n\n".join(_readable(result) for result in results)
 
@@ -122,7 +123,7 @@ def _readable(result: ToolMessage) -> str:
     except ValueError:
         return result.text
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-        return result.text
+        return readable_value(data) if isinstance(data, dict | list) else result.text
     source, window = data.get("source", result.name), data.get("window")
     if isinstance(window, dict):
         topic = f" matching “{window['topic']}”" if window.get("topic") else ""
@@ -134,9 +135,15 @@ def _readable(result: ToolMessage) -> str:
 
 
 def _one_line(hit: Any) -> str:
+    if isinstance(hit, list):
+        return "; ".join(_one_line(item) for item in hit)
     if not isinstance(hit, dict):
         return str(hit)
-    values = (str(value) for key, value in hit.items() if value not in (None, "", []) and key not in HIDDEN_FIELDS)
+    values = (
+        f"({_one_line(value)})" if isinstance(value, list | dict) else str(value)
+        for key, value in hit.items()
+        if value not in (None, "", [], {}) and key not in HIDDEN_FIELDS
+    )
     return " · ".join(value if len(value) <= 200 else value[:199] + "…" for value in values)
 
 

@@ -38,6 +38,17 @@ _IMAGE_LEAD = re.compile(
     re.IGNORECASE,
 )
 
+_CHART_LEAD = re.compile(
+    r"^\s*(please\s+)?((can|could) you\s+)?(create|make|draw|plot|chart|graph|show|visuali[sz]e|render|give)?\s*"
+    r"(me\s+)?((an?|the)\s+)?((bar|line|pie)\s+)?((chart|graph|plot)s?\s+)?((of|for|from|showing|with|about)\s+)?",
+    re.IGNORECASE,
+)
+_CHART_WORDS = re.compile(
+    r"\b(this|the|my|following|these|some)\s+(data|numbers|figures|values)\b"
+    r"|\b(as\s+)?(an?\s+)?(bar\s+|line\s+|pie\s+)?(chart|graph|plot)s?\s*$",
+    re.IGNORECASE,
+)
+
 
 def _call(name: str, **args: object) -> ToolCall:
     return ToolCall(name=name, args=dict(args), id=f"call_{uuid.uuid4().hex[:12]}", type="tool_call")
@@ -69,7 +80,15 @@ def chart_calls(text: str) -> list[ToolCall]:
     if len(labels) < 2:
         return []
     kind = "pie" if re.search(r"\bpie\b", text, re.I) else "line" if re.search(r"\bline|trend", text, re.I) else "bar"
-    return [_call("create_chart", data=data.strip(), title="Chart", kind=kind)]
+    return [_call("create_chart", data=data.strip(), title=chart_title(text), kind=kind)]
+
+
+def chart_title(text: str) -> str:
+    """The title a request gives its chart before the data ("Plot monthly revenue: Jan 10, …" → "Monthly
+    revenue"); empty when it names none ("Create a chart from this data: …"), so the tool titles it by its data."""
+    head = text.split(":", 1)[0] if ":" in text else ""
+    words = " ".join(_CHART_WORDS.sub(" ", _CHART_LEAD.sub("", head)).split()).strip(" ,.;-")
+    return words[:1].upper() + words[1:80]
 
 
 def image_calls(text: str) -> list[ToolCall]:

@@ -288,8 +288,17 @@ def _failure(payload: Any) -> httpx.Response | None:
     if status == 200:
         return None
     if isinstance(payload, dict):
-        return httpx.Response(status, json=payload)
+        return httpx.Response(status, json=_naming_the_setting(payload))
     return _error(status, str(payload) if payload is not _END else "the embedded model returned nothing")
+
+
+def _naming_the_setting(payload: dict[str, Any]) -> dict[str, Any]:
+    """llama.cpp's context overflow ("…try increasing it") with the Loom setting that increases it."""
+    error = payload.get("error")
+    if not isinstance(error, dict) or error.get("type") != "exceed_context_size_error":
+        return payload
+    hint = "the context is LOOM_LOCAL_CONTEXT_TOKENS per slot: raise it, or shorten the conversation"
+    return {**payload, "error": {**error, "message": f"{error.get('message')} ({hint})"}}
 
 
 class _Generation:

@@ -19,6 +19,7 @@ from loom.settings import get_settings
 from nodes.common.agent import readable_value
 from nodes.models import ModelProvider, call_model, model_for
 from nodes.plan_execute.plans import blocked_by, dependencies, preview, ready_steps, step_key
+from state.common import RequestNotDone
 from state.plan_execute import (
     FailureReport,
     PlanExecuteState,
@@ -146,6 +147,24 @@ def report(state: PlanExecuteState) -> dict[str, Any]:
         failure = failure_report(state, "step_failed", "the plan stopped without a result", None, "")
     get_stream_writer()({"event": "plan_failed", **failure})
     return {"messages": [AIMessage(content=render_report(state, failure))], "report": failure}
+
+
+class PlanFailed(RequestNotDone):
+    """The request was not done: no valid plan could be made, or a step failed beyond its replans."""
+
+
+def after_report(state: PlanExecuteState) -> Literal["failed", "__end__"]:
+    """A plan the approver rejected ends as asked; one that could not be made or run ends the run ``error``."""
+    failure = state.get("report")
+    return "__end__" if failure and failure["status"] == "rejected" else "failed"
+
+
+def failed(state: PlanExecuteState) -> dict[str, Any]:
+    """Raise :class:`PlanFailed` after ``report`` has put the reply in the state, so the run's status says it."""
+    failure = state.get("report")
+    reason = failure["reason"] if failure else "the plan stopped without a result"
+    detail = failure["error"][:500] if failure and failure["error"] else ""
+    raise PlanFailed(f"{reason}: {detail}" if detail else reason)
 
 
 def render_report(state: PlanExecuteState, failure: FailureReport) -> str:

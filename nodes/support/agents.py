@@ -13,15 +13,16 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolCall
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolCall, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
-from langgraph.config import get_stream_writer
+from langgraph.config import get_config, get_stream_writer
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from loom.settings import get_settings
-from nodes.common.agent import this_conversation, tool_rounds_this_turn
+from loom.threads import public_thread_id
+from nodes.common.agent import messages_this_turn, quoted_results, this_conversation, tool_rounds_this_turn
 from nodes.common.approval import call_id, invalid_calls_this_turn, pending_approvals
 from nodes.common.routing import last_human_text
 from nodes.models import ModelProvider, call_model, model_for
@@ -40,15 +41,41 @@ from state.common import RunContext
 from state.support import Agent, Approval, SupportRequest, SupportState, Turn
 
 Dispatcher = Callable[[str], list[ToolCall]]
+ACTIONS: dict[str, tuple[re.Pattern[str], str]] = {
+    "issue_refund": (re.compile(r"\brefund", re.I), "issue a refund"),
+    "cancel_subscription": (re.compile(r"\bcancel", re.I), "cancel the subscription"),
+    "change_plan": (
+        re.compile(r"\b(upgrade|downgrade|change (my |the )?plan|switch (my |the )?plan)", re.I),
+        "change the plan",
+    ),
+    "update_contact_details": (
+        re.compile(r"\b(update|change) (my |the )?(e-?mail|phone|contact)", re.I),
+        "update the contact details",
+    ),
+}
+"""What a customer may ask a specialist to do, by the tool that does it: the cue in their words and the action."""
+CONFIGURE_A_MODEL = (
+    "Configure a model that can (OPENAI_API_KEY, or LOOM_MODEL=openai:<model> with OPENAI_BASE_URL) and ask again."
+)
 
 
 def now_iso() -> str:
     return datetime.now(UTC).replace(tzinfo=None).isoformat()
 
 
+def stored(request: SupportRequest) -> SupportRequest:
+    """``request`` as the support table keys it. The state shows the thread id its client chose; the table keeps
+    the request under the thread's owner-scoped key (``loom.threads``), so two users' same ids never meet."""
+    key = get_config().get("configurable", {}).get("thread_id")
+    if isinstance(key, str) and key != request["request_id"] and public_thread_id(key) == request["request_id"]:
+        return {**request, "request_id": key}
+    return request
+
+
 async def save(request: SupportRequest) -> None:
     """Mirror ``request`` into the table from an async node without blocking the event loop."""
-    await asyncio.to_thread(lambda: get_support_store().save_request(request))
+    row = stored(request)
+    await asyncio.to_thread(lambda: get_support_store().save_request(row))
 
 
 def new_request(request_id: str, user_id: str, text: str) -> SupportRequest:
@@ -78,13 +105,13 @@ def intake(
     if request is None:
         user_id = (runtime.context or RunContext()).user_id
         thread = runtime.execution_info.thread_id if runtime.execution_info else None
-        request = new_request(thread or f"req_{uuid.uuid4().hex[:12]}", user_id, text)
-        store.open_request(request)
+        request = new_request(public_thread_id(thread) if thread else f"req_{uuid.uuid4().hex[:12]}", user_id, text)
+        store.open_request(stored(request))
         return Command(goto="triage", update={"request": request})
-    stored = store.status_of(request["request_id"])
-    if stored and stored[0] == "resolved":  # resolved through the API, and the customer writes again: reopen
+    status = store.status_of(stored(request)["request_id"])
+    if status and status[0] == "resolved":  # resolved through the API, and the customer writes again: reopen
         request = {**request, "status": "in_progress", "resolution_summary": None, "updated_at": now_iso()}
-        store.save_request(request)
+        store.save_request(stored(request))
     if request["status"] != "escalated" and wording_cue(text):
         return Command(goto="escalate", update={"request": request})
     return Command(goto=request["current_agent"] or "triage", update={"request": request})
@@ -131,6 +158,8 @@ def make_specialist(
         if calls := (dispatch(history[-1].text) if dispatch and plain else []):
             get_stream_writer()({"event": "tool_dispatch", "agent": agent, "calls": calls})
             return {"messages": [AIMessage(content="", tool_calls=calls)]}
+        if settings.quotes_tool_results(agent) and (answer := data_only_answer(history)):
+            return {"messages": [AIMessage(content=answer)]}
         model: Any = await model_for(models, agent)
         rounds_left = tool_rounds_this_turn(history) < settings.max_tool_rounds
         if tools and rounds_left and invalid_calls_this_turn(history) < settings.support_retry_budget:
@@ -142,6 +171,23 @@ def make_specialist(
 
     specialist.__name__ = agent
     return specialist
+
+
+def data_only_answer(history: list[AnyMessage]) -> str:
+    """The answer where the model cannot be trusted with account data (the embedded one): the tools' results,
+    and, when the customer asked for an action no tool call made, that it was not done, rather than a reply that
+    invents having done it. Empty where no tool ran and nothing was asked: the model may answer a question."""
+    asked = last_human_text(history)
+    called = {call["name"] for m in messages_this_turn(history) if isinstance(m, AIMessage) for call in m.tool_calls}
+    missed = [what for tool, (cue, what) in ACTIONS.items() if cue.search(asked) and tool not in called]
+    results = quoted_results(history) if isinstance(history[-1], ToolMessage) else ""
+    if not missed:
+        return results
+    notice = (
+        f"I could not {' or '.join(missed)}: this model cannot reliably fill in the tool that does it, "
+        f"so nothing was changed. {CONFIGURE_A_MODEL}"
+    )
+    return f"{results}\n\n{notice}" if results else notice
 
 
 async def escalate(state: SupportState) -> Command[Literal["escalation"]]:
@@ -158,7 +204,7 @@ async def escalate(state: SupportState) -> Command[Literal["escalation"]]:
     }
     await save(request)
     get_stream_writer()({"event": "escalated", "request_id": request["request_id"], "reason": reason})
-    event_id = f"{request['request_id']}:escalated:{len(state.get('turns') or [])}"
+    event_id = f"{stored(request)['request_id']}:escalated:{len(state.get('turns') or [])}"  # unique across users
     await notify("support.request.escalated", event_id, request)
     replies = tool_replies(state["messages"][-1], f"Not run: the request was escalated ({reason}).")
     return Command(goto="escalation", update={"request": request, "messages": replies})
@@ -176,7 +222,7 @@ def finish(state: SupportState) -> dict[str, Any]:
     )
     status = "in_progress" if request["status"] == "new" else request["status"]
     request = {**request, "status": status, "updated_at": turn["timestamp"]}
-    get_support_store().record_turn(request, turn, seq=len(state.get("turns") or []))
+    get_support_store().record_turn(stored(request), turn, seq=len(state.get("turns") or []))
     return {"turns": [turn], "request": request}
 
 
@@ -244,5 +290,5 @@ def record_approval(state: dict[str, Any], call: ToolCall, approval: Approval | 
     decision, reason = (approval["decision"], approval["reason"]) if approval else ("pending", "")
     at = parse_time(now_iso())
     get_support_store().record_approval(
-        state["request"]["request_id"], call_id(call), call["name"], args, decision, reason, at
+        stored(state["request"])["request_id"], call_id(call), call["name"], args, decision, reason, at
     )

@@ -72,6 +72,12 @@ def describe(labels: list[str], values: list[float]) -> dict[str, float | str]:
     return stats
 
 
+def default_title(labels: list[str], kind: ChartKind) -> str:
+    """A title that tells charts apart when none was given: the kind and the labels it spans."""
+    span = labels[0] if len(labels) == 1 else f"{labels[0]} to {labels[-1]}"
+    return f"{kind.capitalize()} chart, {span}"
+
+
 def render_chart(labels: list[str], values: list[float], title: str, kind: ChartKind, out_dir: Path) -> Path:
     """Draws on a ``Figure`` of its own, never pyplot's global state: tools run in a thread pool."""
     from matplotlib.figure import Figure
@@ -86,7 +92,7 @@ def render_chart(labels: list[str], values: list[float], title: str, kind: Chart
         axes.plot(labels, values, marker="o")
     else:
         axes.bar(labels, values, color="#4C72B0")
-    axes.set_title(title or "Chart")
+    axes.set_title(title)
     figure.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png")  # the Agg canvas, whatever backend pyplot would pick
@@ -119,9 +125,10 @@ def create_chart(
     if not values:
         return "No label/value pairs found; give data like 'Q1 120, Q2 150' or a CSV file name.", None
     settings = get_settings()
+    title = title.strip() or default_title(labels, kind)
     path = render_chart(labels, values, title, kind, thread_artifacts_dir(settings, runtime.config, context.user_id))
     stats = describe(labels, values)
     summary = ", ".join(f"{key}: {value}" for key, value in stats.items())
     url = artifact_url(runtime.config, path)
-    artifact = Artifact(kind="chart", name=path.name, url=url, title=title or "Chart", media_type="image/png")
+    artifact = Artifact(kind="chart", name=path.name, url=url, title=title, media_type="image/png")
     return f"Chart: {url}. Statistics: {summary}", artifact

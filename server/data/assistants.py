@@ -155,14 +155,15 @@ def synced(config: dict[str, Any], context: dict[str, Any] | None) -> tuple[dict
     return config, context
 
 
-def run_metadata(assistant_id: str, *layers: dict[str, Any] | None) -> dict[str, Any]:
+def run_metadata(assistant_id: str, graph_id: str, *layers: dict[str, Any] | None) -> dict[str, Any]:
     """A run's metadata as langgraph-api merges it: the assistant's, the thread's, the config's, the request's
     (a later layer wins), so a graph finds a tag its client put on the thread (a tenant, a channel) on every
-    run; the assistant id is the run's own, whatever a layer says."""
+    run; the assistant and graph ids are the run's own, whatever a layer says (a thread has its graph id
+    only from its first run on, so that run's metadata lacked it)."""
     merged: dict[str, Any] = {}
     for layer in layers:
         merged.update(layer or {})
-    return {**merged, "assistant_id": assistant_id}
+    return {**merged, "graph_id": graph_id, "assistant_id": assistant_id}
 
 
 def merged_run(body: Any, assistant: AssistantRow) -> Any:

@@ -100,7 +100,10 @@ async def matching(
     order: tuple[str, str] | None = None,
 ) -> list[ThreadRow]:
     """``user``'s threads with this status, among these ids, with these metadata pairs, that pass the auth
-    ``filters``; ``order`` is (column, asc|desc), ``state_updated_at`` read as ``updated_at``, ties by id."""
+    ``filters``; ``order`` is (column, asc|desc), ``state_updated_at`` read as ``updated_at``, ties by id.
+
+    A stateless run's own thread (``ephemeral``) is left out unless ``metadata`` names ``ephemeral``: langgraph-api
+    deletes it with its run; Loom keeps the row, under which the run's outcome is stored, without checkpoints."""
     query = select(ThreadRow).where(ThreadRow.owner == user)
     if status:
         query = query.where(ThreadRow.status == status)
@@ -113,6 +116,8 @@ async def matching(
         query = query.order_by(direction(column), direction(ThreadRow.thread_id))
     async with sessions() as session:
         rows = (await session.scalars(query)).all()
+    if "ephemeral" not in (metadata or {}):
+        rows = [row for row in rows if not row.metadata_.get("ephemeral")]
     return metadata_match(rows, metadata, filters)
 
 

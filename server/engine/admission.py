@@ -163,7 +163,7 @@ class Admission:
         created = now()
         config_metadata = self.body.config.metadata if self.body.config else None
         layers = (self.assistant.metadata_, thread.metadata, config_metadata, self.asked["metadata"])
-        metadata = run_metadata(self.assistant.assistant_id, *layers)
+        metadata = run_metadata(self.assistant.assistant_id, self.assistant.graph_id, *layers)
         self.kwargs["metadata"] = metadata  # what the graph finds in ``config["metadata"]``
         run = RunRow(
             run_id=new_id(),
@@ -191,7 +191,8 @@ class Admission:
         """The run's thread: found (and passing the project's auth filter), or new with the run's metadata."""
         graph_id, thread_id = self.assistant.graph_id, self.thread_id
         if thread_id is None:
-            metadata = {**self.asked["metadata"], "ephemeral": True}
+            # a search lists it only when kept (``on_completion=keep``); otherwise its checkpoints go with its run
+            metadata = {**self.asked["metadata"], **({"ephemeral": True} if self.kwargs["ephemeral"] else {})}
             return AdmittedThread(self.key, self.user, graph_id, "idle", metadata, new=True)
         found = _stored_thread(session, thread_id, self.user)
         if found is not None and not matches(found.metadata, self.filters):

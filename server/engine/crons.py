@@ -154,14 +154,17 @@ async def _insert_run(session: AsyncSession, cron: CronRow, scheduled: datetime 
     thread = await session.get(ThreadRow, thread_id) if thread_id else None
     if thread_id is None:  # a stateless cron: a new thread per firing
         thread_id = thread_key(cron.owner, new_id())
-        session.add(ThreadRow(thread_id=thread_id, owner=cron.owner, graph_id=cron.graph_id, metadata_={}))
         kwargs["ephemeral"] = cron.on_run_completed != "keep"
+        listed = {"ephemeral": True} if kwargs["ephemeral"] else {}  # a search shows it only if kept
+        session.add(ThreadRow(thread_id=thread_id, owner=cron.owner, graph_id=cron.graph_id, metadata_=listed))
     assistant = await session.get(AssistantRow, cron.assistant_id)
     firing = {**cron.metadata_, "cron_id": cron.cron_id, "scheduled_at": scheduled.isoformat() if scheduled else None}
     assistant_metadata = assistant.metadata_ if assistant else None
     thread_metadata = thread.metadata_ if thread else None
     config_metadata = (kwargs.get("config") or {}).get("metadata")
-    kwargs["metadata"] = run_metadata(cron.assistant_id, assistant_metadata, thread_metadata, config_metadata, firing)
+    kwargs["metadata"] = run_metadata(
+        cron.assistant_id, cron.graph_id, assistant_metadata, thread_metadata, config_metadata, firing
+    )
     run = RunRow(
         run_id=new_id(),
         thread_id=thread_id,

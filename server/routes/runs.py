@@ -31,7 +31,7 @@ async def start_run(
 ) -> RunRow:
     """Prepare and admit a run (``server.engine.admission``): committed before the caller gets an answer."""
     return await admission.admit(
-        loom.manager, caller, thread_id, await loom.prepare(caller.identity, body), idempotency_key
+        loom.manager, caller, thread_id, await loom.prepare(caller.identity, body, thread_id is None), idempotency_key
     )
 
 
@@ -123,7 +123,7 @@ async def create_batch(body: RunBatch, loom: Loom, caller: CurrentCaller) -> lis
     prepared = []
     for index, item in enumerate(body):
         try:
-            prepared.append(await loom.prepare(caller.identity, item))
+            prepared.append(await loom.prepare(caller.identity, item, stateless=True))
         except ApiError as refused:
             raise ApiError(refused.status, refused.code, f"{index}.{refused.message}") from refused
     return [run_view(await admission.admit(loom.manager, caller, None, run, None)) for run in prepared]

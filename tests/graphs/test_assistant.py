@@ -89,9 +89,18 @@ async def test_chart_request_renders_png_and_reports_real_statistics(
         assert image.format == "PNG"
     assert artifact["url"] == f"/threads/t1/artifacts/{artifact['name']}"
     assert result.text.startswith(f"Chart: {artifact['url']}. ") and str(get_settings().data_dir) not in result.text
+    assert artifact["title"] == "Bar chart, Q1 to Q3", "a request that names no title gets one from its data"
     # the analyst's model saw the tool's statistics before answering
     prompt = models.models["document_analyst"].calls[-1]
     assert any(isinstance(m, ToolMessage) and "total: 360.0" in m.text for m in prompt)
+
+
+async def test_a_chart_is_titled_as_the_request_names_it(
+    checkpointer: BaseCheckpointSaver[str], scripted: type[ScriptedModels]
+) -> None:
+    graph = build_graph(scripted(document_analyst=["Done."]), checkpointer)
+    state = await ask(graph, "Plot monthly revenue as a line chart: Jan 10, Feb 12, Mar 9")
+    assert [a["title"] for a in state["artifacts"]] == ["Monthly revenue"]
 
 
 async def test_chart_from_a_workspace_csv(

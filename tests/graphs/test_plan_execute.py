@@ -18,6 +18,7 @@ from graphs.plan_execute import build_graph, plan_tools
 from loom.settings import get_settings
 from nodes.models.fake import tool_call
 from nodes.plan_execute import steps as plan_steps
+from nodes.plan_execute.execution import PlanFailed
 from services.stores.shop import get_shop
 from state.common import Permission, RunContext
 from tests.fixtures.env import SetEnv
@@ -52,6 +53,19 @@ async def run(
         else:
             state = chunk
     return state, events
+
+
+async def failed_run(graph: Any, text: str) -> tuple[dict[str, Any], list[dict[str, Any]], PlanFailed]:
+    """A run that ends ``PlanFailed``: its final state (the report is in it), its custom events and the error."""
+    state: dict[str, Any] = {}
+    events: list[dict[str, Any]] = []
+    with pytest.raises(PlanFailed) as raised:
+        async for mode, chunk in graph.astream({"messages": [HumanMessage(text)]}, stream_mode=["custom", "values"]):
+            if mode == "custom":
+                events.append(chunk)
+            else:
+                state = chunk
+    return state, events, raised.value
 
 
 def kinds(events: list[dict[str, Any]], step: str | None = None) -> list[str]:
@@ -125,12 +139,15 @@ async def test_validation_errors_go_back_to_the_planner_precisely(scripted: type
     assert state["results"]["step_1"]["output"]["prices"][0]["price"] == 35.0
 
 
-async def test_no_valid_plan_within_the_budget_ends_with_a_report(scripted: type[ScriptedModels]) -> None:
+async def test_no_valid_plan_within_the_budget_ends_with_a_report_and_an_error(
+    scripted: type[ScriptedModels],
+) -> None:
     bad = plan(("step_1", "find_cheapest", {}, []))
     models = scripted(planner=[bad, bad, bad, "not json at all"])
-    state, events = await run(build_graph(models), "Plan my holiday")
+    state, events, error = await failed_run(build_graph(models), "Plan my holiday")
     assert len(models.models["planner"].calls) == get_settings().plan_max_attempts
     assert state["report"]["status"] == "invalid_plan" and "find_cheapest" in state["report"]["error"]
+    assert str(error).startswith("no valid plan after 3 attempts: ") and "find_cheapest" in str(error)
     assert state["messages"][-1].text.startswith("I could not complete this request")
     assert "step_started" not in kinds(events)
 
@@ -240,7 +257,9 @@ async def test_when_replans_are_spent_the_run_ends_with_a_structured_report(scri
     )
     again = plan(("step_3", broken.name, {"item_id": "SG-101"}, []))
     models = scripted(planner=[first, again, again])
-    state, events = await run(build_graph(models, tools=[*plan_tools(), broken]), "Price and supplier of SG-101?")
+    graph = build_graph(models, tools=[*plan_tools(), broken])
+    state, events, error = await failed_run(graph, "Price and supplier of SG-101?")
+    assert "step step_3 failed" in str(error) and "supplier refused the request" in str(error)
     report = state["report"]
     assert report["status"] == "step_failed" and report["failed_step"] == "step_3"
     assert "supplier refused the request" in report["error"]

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from graphs.support import build_graph
 from loom.settings import get_settings
 from nodes.models.fake import tool_call, tool_calls
+from nodes.support.agents import CONFIGURE_A_MODEL
 from services.stores.accounts import Invoice, Payment, SideEffect, Subscription, get_accounts_db
 from services.stores.support import get_support_store
 from state.common import Permission, RunContext
@@ -341,3 +342,20 @@ async def test_customer_writing_after_resolution_reopens_the_request(
     assert state["request"]["status"] == "in_progress" and state["request"]["current_agent"] == "billing"
     stored = await stored_request("demo", "t1")
     assert stored is not None and stored["status"] == "in_progress" and stored["resolved_at"] is None
+
+
+async def test_on_a_model_that_cannot_call_the_refund_tool_the_reply_says_it_was_not_done(
+    checkpointer: BaseCheckpointSaver[str], scripted: type[ScriptedModels], set_env: Any
+) -> None:
+    set_env(LOOM_QUOTE_TOOL_RESULTS="true")  # what the embedded model gets when unset
+    models = scripted()
+    state = await ask(build_graph(models, checkpointer), "Please refund my last invoice", user="alice")
+    reply = state["messages"][-1].text
+    assert "INV-2003" in reply, "the account data the tools returned, quoted"
+    assert reply.endswith(
+        f"I could not issue a refund: this model cannot reliably fill in the tool that does it, "
+        f"so nothing was changed. {CONFIGURE_A_MODEL}"
+    )
+    assert "billing" not in models.models and refunds() == [], "no model wrote the reply and no refund was made"
+    question = await ask(build_graph(models, checkpointer), "Why was I billed twice?", thread="t2", user="alice")
+    assert "I could not" not in question["messages"][-1].text

@@ -144,4 +144,5 @@ async def test_a_prompt_longer_than_the_context_fails_with_an_error_naming_the_l
     with pytest.raises(openai.BadRequestError) as raised:
         await model.ainvoke("lorem ipsum " * 600)
     assert "context" in str(raised.value) and "512" in str(raised.value)
+    assert "LOOM_LOCAL_CONTEXT_TOKENS per slot: raise it" in str(raised.value)
     assert (await model.ainvoke("Say OK.")).text  # the server is still up

@@ -7,6 +7,9 @@ it with ``playwright-core`` on Debian's ``chromium``: send, the streamed reply, 
 human-in-the-loop shape approved in one thread and rejected in another, a reload that reopens the thread,
 and reopening another from the list. The model is the scripted OpenAI-compatible server.
 
+``docs.mjs`` opens Loom's ``/docs`` and ``/redoc`` with every request that leaves 127.0.0.1 blocked and
+recorded: both draw from files the server ships (fastapi-offline's Swagger UI and ReDoc), so they work offline.
+
 Skipped when node, npm or chromium is missing, except under ``CI=true``, where that fails.
 """
 
@@ -109,9 +112,9 @@ def loom(openai_server: ScriptedOpenAI, tmp_path: Path) -> Iterator[LoomServer]:
         yield server
 
 
-async def drive(page: Path, loom_url: str) -> dict[str, Any]:
+async def drive(page: Path, loom_url: str, script: str = "drive.mjs") -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
-        "node", str(page / "drive.mjs"), loom_url, cwd=page, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        "node", str(page / script), loom_url, cwd=page, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
         async with asyncio.timeout(DRIVE_TIMEOUT_S):
@@ -183,3 +186,15 @@ async def an_edit_through_the_python_sdk(client: Any) -> None:
     state = await client.runs.wait(thread_id, "support", input={}, command=resume)
     (refund,) = [m for m in state["messages"] if m["type"] == "tool" and m["name"] == "issue_refund"]
     assert "edited the arguments" in refund["content"] and "10.00 USD" in refund["content"]
+
+
+async def test_docs_and_redoc_render_with_nothing_fetched_from_outside(page: Path, tmp_path: Path) -> None:
+    only_support = str(PAGE / "langgraph.json")
+    with serving(tmp_path / "loom", fixtures=False, LOOM_GRAPHS_CONFIG=only_support) as server:
+        seen = await drive(page, server.url, "docs.mjs")
+    assert seen["outside"] == [], "no request for another host reached the network"
+    assert sorted(seen["attempted"]) == sorted(seen["refused"]), "what the pages tried, their policy refused"
+    assert seen["problems"] == []
+    assert seen["swagger"]["title"] == "Loom - Swagger UI"
+    assert {"/threads", "/threads/{thread_id}/runs/stream", "/runs/wait"} <= set(seen["swagger"]["paths"])
+    assert seen["redoc"]["title"] == "Loom - ReDoc" and len(seen["redoc"]["operations"]) > 20
