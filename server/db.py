@@ -36,6 +36,7 @@ from services.stores.db import Base
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 RunStatus = Literal["pending", "running", "success", "error", "interrupted", "cancelled", "timeout"]
+MultitaskStrategy = Literal["reject", "interrupt", "rollback", "enqueue"]
 T = TypeVar("T")
 TERMINAL: frozenset[RunStatus] = frozenset({"success", "error", "interrupted", "cancelled", "timeout"})
 """The statuses a run ends with; ``pending`` and ``running`` are unfinished (``server.engine.queue.UNFINISHED``)."""
@@ -86,7 +87,7 @@ class RunRow(Base):
     assistant_id: Mapped[str] = mapped_column(String(64))
     graph_id: Mapped[str] = mapped_column(String(128))
     status: Mapped[RunStatus] = mapped_column(String(16), default="pending", index=True)
-    multitask_strategy: Mapped[str] = mapped_column(String(16), default="enqueue")
+    multitask_strategy: Mapped[MultitaskStrategy] = mapped_column(String(16), default="enqueue")
     kwargs: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """The run body as accepted (input/command, config, context, stream modes…), replayed on recovery."""
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)

@@ -13,8 +13,6 @@ from typing import Any, Literal
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from server.responses import DOCUMENTED, MANY
-
 ERROR_REF = "#/components/schemas/ErrorBody"
 EDGE = {400: "Malformed or non-standard JSON", 401: "Missing or wrong API key (or not authenticated by custom auth)",
         403: "Refused by the project's custom-auth handler", 408: "Body not received in time",
@@ -60,12 +58,10 @@ def statuses(path: str, method: str) -> dict[int, str]:
 
 
 def describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
-    """Adds ``ErrorBody`` and the error statuses to every operation, the shapes of answers that routes return
-    as plain dicts (``server.responses.DOCUMENTED``), and the media types of streams."""
+    """Adds ``ErrorBody`` and the error statuses to every operation, and the media types of streams."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    shapes = dict.fromkeys([ErrorBody, *(shape for shape, _ in DOCUMENTED.values())])
     modes: list[tuple[Any, Literal["serialization"], TypeAdapter[Any]]] = [
-        (shape, "serialization", TypeAdapter(shape)) for shape in shapes
+        (ErrorBody, "serialization", TypeAdapter(ErrorBody))
     ]
     _, definitions = TypeAdapter.json_schemas(modes, ref_template="#/components/schemas/{model}")
     components.update(definitions.get("$defs", {}))
@@ -92,11 +88,6 @@ def _describe_success(path: str, method: str, responses: dict[str, Any]) -> None
         responses.pop("200", None)
         responses["202"] = {"description": "Cancellation requested"}
         responses["204"] = {"description": "Cancelled (wait=true)"}
-    elif (method, path) in DOCUMENTED:
-        shape, count = DOCUMENTED[(method, path)]
-        ref: dict[str, Any] = {"$ref": f"#/components/schemas/{shape.__name__}"}
-        body = {"type": "array", "items": ref} if count == MANY else ref
-        responses["200"] = {"description": "Success", "content": {"application/json": {"schema": body}}}
 
 
 def install_openapi(app: FastAPI) -> None:

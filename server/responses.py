@@ -1,20 +1,21 @@
 """The shapes of Loom's answers, each defined once: the routes build these typed dicts and return them as such.
 
 A ``TypedDict`` costs nothing to build (it is a dict), mypy checks that a view builds it whole, and FastAPI takes
-the route's return type for the OpenAPI document and serialises through it. Routes that return a plain dict
-are described by ``DOCUMENTED`` instead (``server/openapi.py`` attaches it), until they return these types too.
-The fuzzing test checks every answer against the document. Timestamps are datetimes, answered in UTC with their
-offset on every engine (``server.db.UtcDateTime``). Keys beyond a shape's are kept (``extra="allow"``).
+the route's return type for the OpenAPI document and serialises through it. The fuzzing test checks every answer
+against the document. Timestamps are datetimes, answered in UTC with their offset on every engine
+(``server.db.UtcDateTime``). Keys beyond a shape's are kept (``extra="allow"``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, NotRequired
 
 from pydantic import ConfigDict, Field, with_config
 from typing_extensions import TypedDict
+
+from server.db import MultitaskStrategy, RunStatus, ThreadStatus
 
 OPEN = ConfigDict(extra="allow")
 """Keys beyond a shape's are kept. (No ``use_attribute_docstrings``: FastAPI builds a route's response schema at
@@ -71,7 +72,7 @@ class Thread(TypedDict):
     """When its latest checkpoint was written, as LangGraph records it (``updated_at`` before its first)."""
     metadata: dict[str, Any]
     config: dict[str, Any]
-    status: Literal["idle", "busy", "interrupted", "error"]
+    status: ThreadStatus
     values: Any
     interrupts: dict[str, list[Interrupt]]
     error: dict[str, Any] | None
@@ -116,10 +117,10 @@ class Run(TypedDict):
     run_id: str
     thread_id: str | None
     assistant_id: str
-    status: Literal["pending", "running", "success", "error", "timeout", "interrupted", "cancelled"]
+    status: RunStatus
     metadata: dict[str, Any]
     kwargs: dict[str, Any]
-    multitask_strategy: Literal["reject", "interrupt", "rollback", "enqueue"]
+    multitask_strategy: MultitaskStrategy
     attempt: int
     error: dict[str, Any] | None
     usage: Usage | None
@@ -176,15 +177,3 @@ class StateUpdated(TypedDict):
 
 class Ok(TypedDict):
     ok: bool
-
-
-ONE = "one"
-MANY = "many"
-DOCUMENTED: dict[tuple[str, str], tuple[Any, str]] = {
-    ("post", "/threads/{thread_id}/runs"): (Run, ONE),
-    ("post", "/runs"): (Run, ONE),
-    ("post", "/runs/batch"): (Run, MANY),
-    ("get", "/threads/{thread_id}/runs"): (Run, MANY),
-    ("get", "/threads/{thread_id}/runs/{run_id}"): (Run, ONE),
-}
-"""(method, path) → the shape of its 200 answer, one or a list, for routes that return plain dicts."""

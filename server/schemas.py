@@ -8,11 +8,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 from pydantic_core import PydanticCustomError
 
 from loom.settings import Budget
+from server.db import MultitaskStrategy
 
 StreamMode = Literal[
     "values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints", "events"
 ]
-MultitaskStrategy = Literal["reject", "interrupt", "rollback", "enqueue"]
 Permission = Literal["read", "write", "destructive"]
 MAX_OFFSET = 1_000_000_000
 """Offsets past this are refused: SQL engines overflow on larger integers."""

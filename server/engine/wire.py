@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
@@ -15,6 +15,7 @@ from langgraph.types import Interrupt
 
 from loom.threads import public_thread_id
 from server.db import RunRow
+from server.responses import Run, Usage
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class JsonText:
     text: str
 
 
-def run_view(run: RunRow) -> dict[str, Any]:
+def run_view(run: RunRow) -> Run:
     """A run as langgraph-api shows it, with Loom's ``attempt``, ``error`` and ``usage``; never the caller's
     authenticated user, which the stored kwargs carry for the worker."""
     return {
@@ -37,7 +38,7 @@ def run_view(run: RunRow) -> dict[str, Any]:
         "multitask_strategy": run.multitask_strategy,
         "attempt": run.attempt,
         "error": run.error,
-        "usage": run.usage,
+        "usage": cast(Usage | None, run.usage),  # written by server.engine.usage in this shape
         "created_at": run.created_at,
         "updated_at": run.updated_at,
     }

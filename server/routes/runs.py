@@ -18,6 +18,7 @@ from server.engine import admission, records
 from server.engine.queue import UNFINISHED
 from server.engine.wire import JsonText, run_path, run_view
 from server.errors import ApiError
+from server.responses import Run
 from server.schemas import MAX_OFFSET, RunCreate, stream_mode_problem
 
 router = APIRouter(tags=["runs"])
@@ -40,7 +41,7 @@ async def start_run(
 async def create(
     thread_id: str, body: RunCreate, loom: Loom, caller: CurrentCaller, response: Response,
     idempotency_key: str | None = Header(default=None),
-) -> dict[str, Any]:  # fmt: skip
+) -> Run:  # fmt: skip
     """Start a background run on the thread: stored before this answers, then queued or started.
 
     Answers 200 with the run (``pending``, or ``running`` if a worker here took it at once). With
@@ -55,7 +56,7 @@ async def create(
 
 
 @router.post("/runs")
-async def create_stateless(body: RunCreate, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+async def create_stateless(body: RunCreate, loom: Loom, caller: CurrentCaller) -> Run:
     """Start a background run on a thread of its own, deleted when the run ends unless ``on_completion=keep``.
 
     Answers 200 with the run; 403, 404 (assistant, checkpoint), 409 (nothing to resume), 422 or 429 as for a
@@ -115,7 +116,7 @@ async def wait_stateless(body: RunCreate, loom: Loom, caller: CurrentCaller, res
 
 
 @router.post("/runs/batch")
-async def create_batch(body: RunBatch, loom: Loom, caller: CurrentCaller) -> list[dict[str, Any]]:
+async def create_batch(body: RunBatch, loom: Loom, caller: CurrentCaller) -> list[Run]:
     """Start stateless background runs, one per body, in order; answers 200 with the runs.
 
     Every body is checked before any run is created (a 404 or 422 names the body's index); each is then
@@ -150,7 +151,7 @@ def wait_headers(run: RunRow) -> dict[str, str]:
 async def list_runs(
     thread_id: str, loom: Loom, caller: CurrentCaller, limit: int = Query(10, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=MAX_OFFSET), status: RunStatus | None = None,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[Run]:  # fmt: skip
     """The thread's runs, newest first (``status``: only those); 200, or 404 for a thread the caller cannot see."""
     async with loom.sessions() as session:
         thread = await visible_thread(session, thread_id, caller, "search")
@@ -158,7 +159,7 @@ async def list_runs(
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}")
-async def get(thread_id: str, run_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+async def get(thread_id: str, run_id: str, loom: Loom, caller: CurrentCaller) -> Run:
     """The run as stored now (its status, attempt, error, usage); 200, or 404 for a run the caller cannot see."""
     async with loom.sessions() as session:
         return run_view(await visible_run(session, thread_id, run_id, caller, "read"))
