@@ -1,4 +1,4 @@
-"""The assistant's workspace agent with the tools of a real MCP server (tests/mcp_server.py), over stdio and HTTP.
+"""The assistant's workspace agent with the tools of a real MCP server (tests/fixtures/mcp_server.py).
 
 The model is the scripted OpenAI server; the MCP server runs in its own process, started through
 the official SDK's transports by langchain-mcp-adapters as LOOM_MCP_SERVERS configures it.
@@ -22,8 +22,8 @@ from graphs import assistant
 from loom.processes import PROJECT_ROOT, ServerProcess
 from services.mcp import mcp_tools
 from state.common import RunContext
-from tests.conftest import SetEnv
-from tests.openai_server import ScriptedOpenAI, call, last_is_tool, structured, text, tools_offered
+from tests.fixtures.env import SetEnv, clean_environ
+from tests.fixtures.openai_server import ScriptedOpenAI, call, last_is_tool, structured, text, tools_offered
 
 ROUTE = structured({"label": "workspace_agent", "reason": "the user's notes"}, when="RouteChoice", repeat=True)
 
@@ -36,7 +36,7 @@ def journal(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def stdio_server(set_env: SetEnv, journal: Path, openai_server: ScriptedOpenAI) -> None:
-    command = {"transport": "stdio", "command": sys.executable, "args": ["-m", "tests.mcp_server", "stdio"]}
+    command = {"transport": "stdio", "command": sys.executable, "args": ["-m", "tests.fixtures.mcp_server", "stdio"]}
     server = {**command, "cwd": str(PROJECT_ROOT), "env": {"MCP_TEST_JOURNAL": str(journal)}}
     set_env(LOOM_MCP_SERVERS=json.dumps({"notes": {**server, "tools": {"read_note": "read"}}}))
     set_env(LOOM_DIRECT_TOOL_DISPATCH="false")
@@ -46,8 +46,8 @@ def stdio_server(set_env: SetEnv, journal: Path, openai_server: ScriptedOpenAI) 
 def http_server(
     set_env: SetEnv, journal: Path, tmp_path: Path, openai_server: ScriptedOpenAI
 ) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path, "mcp", {"PATH": "", "MCP_TEST_JOURNAL": str(journal)})
-    process.spawn([sys.executable, "-m", "tests.mcp_server", "http", str(process.port)], PROJECT_ROOT, 60)
+    process = ServerProcess(tmp_path, "mcp", {**clean_environ(), "MCP_TEST_JOURNAL": str(journal)})
+    process.spawn([sys.executable, "-m", "tests.fixtures.mcp_server", "http", str(process.port)], PROJECT_ROOT, 60)
     server = {"transport": "streamable_http", "url": f"{process.url}/mcp", "tools": {"read_note": "read"}}
     set_env(LOOM_MCP_SERVERS=json.dumps({"notes": server}), LOOM_DIRECT_TOOL_DISPATCH="false")
     try:
