@@ -24,7 +24,7 @@ from pydantic import BaseModel, RootModel, ValidationError, model_validator
 
 from nodes.common.agent import messages_this_turn
 from nodes.common.permissions import is_granted, needs_approval, permission_of
-from nodes.common.toolsets import ToolSource, with_found
+from nodes.common.toolsets import ToolSource, args_schema, with_found
 from state.common import RunContext
 from state.hitl import (
     ALL_DECISIONS,
@@ -152,14 +152,6 @@ def review_request(actions: Sequence[ActionRequest], tools: Mapping[str, BaseToo
         for name in dict.fromkeys(action["name"] for action in actions)
     ]
     return {"action_requests": list(actions), "review_configs": configs}
-
-
-def args_schema(tool: BaseTool) -> dict[str, Any]:
-    """The JSON schema of the tool's arguments (an MCP tool's comes as JSON schema already)."""
-    model = tool.tool_call_schema
-    if isinstance(model, dict):
-        return model
-    return model.model_json_schema() if isinstance(model, type) and issubclass(model, BaseModel) else {}
 
 
 def approval_request(calls: Sequence[ToolCall], tools: Mapping[str, BaseTool]) -> dict[str, Any]:

@@ -18,10 +18,11 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
-from graphs import assistant
+from graphs import assistant, plan_execute
 from loom.processes import PROJECT_ROOT, ServerProcess
 from services.mcp import mcp_tools
 from state.common import RunContext
+from tests.fixtures import openai_server as scripted_model
 from tests.fixtures.env import SetEnv, clean_environ
 from tests.fixtures.openai_server import ScriptedOpenAI, call, last_is_tool, structured, text, tools_offered
 
@@ -60,9 +61,11 @@ def config(thread: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread}}
 
 
-async def run(graph: CompiledStateGraph[Any, Any, Any, Any], thread: str, payload: Any) -> dict[str, Any]:
+async def run(
+    graph: CompiledStateGraph[Any, Any, Any, Any], thread: str, payload: Any, context: RunContext | None = None
+) -> dict[str, Any]:
     """One run (a user message or a resume); the thread's state after it."""
-    await graph.ainvoke(payload, config(thread), context=RunContext(user_id="demo"))
+    await graph.ainvoke(payload, config(thread), context=context or RunContext(user_id="demo"))
     snapshot = await graph.aget_state(config(thread))
     return {**snapshot.values, "interrupts": [i.value for i in snapshot.interrupts]}
 
@@ -144,3 +147,31 @@ async def test_a_killed_mcp_server_fails_only_its_tool_call(
     seen = openai_server.requests[-1]["messages"][-1]
     assert seen["role"] == "tool" and "The MCP server 'notes' failed" in json.dumps(seen)
     assert state["messages"][-1].text == "The notes server is down; nothing was deleted."
+
+
+@pytest.mark.usefixtures("http_server")
+async def test_a_plan_uses_mcp_tools_and_a_destructive_step_waits_for_approval(
+    openai_server: ScriptedOpenAI, checkpointer: BaseCheckpointSaver[str], journal: Path
+) -> None:
+    read = {"id": "step_1", "description": "Read it", "tool": "read_note", "arguments": {"title": "groceries"}}
+    delete = {"id": "step_2", "description": "Delete it", "tool": "delete_note", "arguments": {"title": "groceries"}}
+    plan = {"steps": [{**read, "depends_on": []}, {**delete, "depends_on": ["step_1"]}]}
+    openai_server.add(
+        structured(plan, when=scripted_model.schema_named("Plan")),
+        text(
+            "Your note said milk, eggs, bread; it is deleted.",
+            when=scripted_model.system_says("You answer the user's request"),
+        ),
+    )
+    graph = plan_execute.build_graph(checkpointer=checkpointer)
+    context = RunContext(user_id="demo", permissions=("read", "write", "destructive"))
+    paused = await run(graph, "plan", ask("Read my groceries note, then delete it."), context)
+    (request,) = paused["interrupts"]
+    assert request["type"] == "plan_approval" and not journal.exists()
+    assert [(s["id"], s["tool"], s["permission"]) for s in request["steps_to_approve"]] == [
+        ("step_2", "delete_note", "destructive")
+    ]
+    done = await run(graph, "plan", Command(resume={"decisions": [{"type": "approve"}]}), context)
+    assert journal.read_text() == "groceries\n" and "milk, eggs, bread" in json.dumps(done["results"]["step_1"])
+    assert done["messages"][-1].text == "Your note said milk, eggs, bread; it is deleted."
+    assert not openai_server.unused and not openai_server.rejected
