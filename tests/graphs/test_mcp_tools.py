@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,10 @@ from loom.processes import PROJECT_ROOT, ServerProcess
 from services.mcp import mcp_tools
 from state.common import RunContext
 from tests.fixtures import openai_server as scripted_model
-from tests.fixtures.env import SetEnv, clean_environ
+from tests.fixtures.env import SetEnv
 from tests.fixtures.openai_server import ScriptedOpenAI, call, last_is_tool, structured, text, tools_offered
 
 ROUTE = structured({"label": "workspace_agent", "reason": "the user's notes"}, when="RouteChoice", repeat=True)
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Path:
-    """Where the MCP server's delete_note writes what it deleted."""
-    return tmp_path / "deleted.txt"
 
 
 @pytest.fixture
@@ -44,17 +37,10 @@ def stdio_server(set_env: SetEnv, journal: Path, openai_server: ScriptedOpenAI) 
 
 
 @pytest.fixture
-def http_server(
-    set_env: SetEnv, journal: Path, tmp_path: Path, openai_server: ScriptedOpenAI
-) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path, "mcp", {**clean_environ(), "MCP_TEST_JOURNAL": str(journal)})
-    process.spawn([sys.executable, "-m", "tests.fixtures.mcp_server", "http", str(process.port)], PROJECT_ROOT, 60)
-    server = {"transport": "streamable_http", "url": f"{process.url}/mcp", "tools": {"read_note": "read"}}
+def http_server(set_env: SetEnv, mcp_http_server: ServerProcess, openai_server: ScriptedOpenAI) -> ServerProcess:
+    server = {"transport": "streamable_http", "url": f"{mcp_http_server.url}/mcp", "tools": {"read_note": "read"}}
     set_env(LOOM_MCP_SERVERS=json.dumps({"notes": server}), LOOM_DIRECT_TOOL_DISPATCH="false")
-    try:
-        yield process
-    finally:
-        process.stop()
+    return mcp_http_server
 
 
 def config(thread: str) -> dict[str, Any]:
@@ -81,7 +67,7 @@ def ask(words: str) -> dict[str, Any]:
 @pytest.mark.usefixtures("stdio_server")
 async def test_permissions_come_from_the_server_entry_and_default_to_destructive() -> None:
     levels = {tool.name: (tool.metadata or {})["permission"] for tool in await mcp_tools()}
-    assert levels == {"read_note": "read", "delete_note": "destructive"}
+    assert levels == {"read_note": "read", "delete_note": "destructive", "stall": "destructive"}
 
 
 @pytest.mark.usefixtures("stdio_server")
