@@ -12,11 +12,13 @@
     once the report is in the state, so the run ends ``error``, not ``success``.
 
 A step without a tool runs ``step_reasoner``, a small ReAct subgraph over the run's read tools.
+Plans may also use the tools of the MCP servers in LOOM_MCP_SERVERS (``services.mcp``), listed afresh
+(from a cache) by each node that reads tools; a non-read one goes through ``approve`` as Loom's own do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
@@ -26,6 +28,7 @@ from langgraph.types import Checkpointer
 
 from nodes.common.agent import after_agent, make_agent
 from nodes.common.permissions import permission_of
+from nodes.common.toolsets import ToolRegistry, refreshing
 from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
 from nodes.plan_execute.execution import after_report, dispatch, failed, intake, make_synthesizer, report
 from nodes.plan_execute.planner import make_approval, make_planner, make_validator
@@ -34,6 +37,7 @@ from nodes.tools.code import run_python
 from nodes.tools.errors import tool_error_message
 from nodes.tools.knowledge import search_knowledge_base
 from nodes.tools.shop import SHOP_TOOLS
+from services.mcp import mcp_tools
 from state.common import RunContext
 from state.plan_execute import PlanExecuteInput, PlanExecuteOutput, PlanExecuteState, ReasonerState
 
@@ -60,17 +64,17 @@ def build_reasoner(
 def build_graph(
     models: ModelProvider = settings_models, checkpointer: Checkpointer = None, tools: Sequence[BaseTool] | None = None
 ) -> CompiledStateGraph[PlanExecuteState, RunContext, PlanExecuteInput, PlanExecuteOutput]:
-    registry: Mapping[str, BaseTool] = {tool.name: tool for tool in (plan_tools() if tools is None else tools)}
-    reasoner = build_reasoner(models, [t for t in registry.values() if permission_of(t) == "read"])
+    registry = ToolRegistry(plan_tools() if tools is None else tools, found=mcp_tools)
+    reasoner = build_reasoner(models, [t for t in registry.own.values() if permission_of(t) == "read"])
     builder = StateGraph(
         PlanExecuteState, context_schema=RunContext, input_schema=PlanExecuteInput, output_schema=PlanExecuteOutput
     )
     builder.add_node("intake", intake)
-    builder.add_node("planner", make_planner(models, registry), retry_policy=TRANSIENT_RETRY)
-    builder.add_node("validate", make_validator(registry))
-    builder.add_node("approve", make_approval(registry))
+    builder.add_node("planner", refreshing(make_planner(models, registry), registry), retry_policy=TRANSIENT_RETRY)
+    builder.add_node("validate", refreshing(make_validator(registry), registry))
+    builder.add_node("approve", refreshing(make_approval(registry), registry))
     builder.add_node("dispatch", dispatch)
-    builder.add_node("run_step", make_step_runner(registry, reasoner))
+    builder.add_node("run_step", refreshing(make_step_runner(registry, reasoner), registry))
     builder.add_node("synthesize", make_synthesizer(models), retry_policy=TRANSIENT_RETRY)
     builder.add_node("report", report)
     builder.add_node("failed", failed)

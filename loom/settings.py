@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, StrictFloat, StrictInt
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, StrictFloat, StrictInt, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_LOCAL_MODEL = "local:smollm2"
@@ -56,6 +56,39 @@ class Budget(BaseModel):
     max_usd: Annotated[StrictFloat, Field(gt=0)] | None = Field(default=None, description="USD, by the price table.")
     max_tokens: Annotated[StrictInt, Field(ge=1)] | None = Field(default=None, description="Input plus output tokens.")
     max_model_calls: Annotated[StrictInt, Field(ge=1)] | None = Field(default=None, description="Model calls made.")
+
+
+class McpServer(BaseModel):
+    """One MCP server in langchain-mcp-adapters' connection format, plus the permission level of its tools.
+
+    Keys other than ``permission`` and ``tools`` (``env``, ``cwd``, ``headers``, ``timeout``…) go to the adapter.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    transport: Literal["stdio", "streamable_http", "streamable-http", "http"]
+    command: str | None = Field(default=None, description="stdio: the program that runs the server.")
+    args: list[str] = Field(default_factory=list, description="stdio: its arguments.")
+    url: str | None = Field(default=None, description="streamable_http: the endpoint, http:// or https:// only.")
+    permission: Grant = Field(default="destructive", description="The level of this server's tools.")
+    tools: dict[str, Grant] = Field(default_factory=dict, description="Tool name → its level, over `permission`.")
+
+    @model_validator(mode="after")
+    def _reachable(self) -> McpServer:
+        if self.transport == "stdio" and not self.command:
+            raise ValueError("command: a stdio server needs the command that runs it")
+        if self.transport != "stdio" and not (self.url or "").lower().startswith(("http://", "https://")):
+            raise ValueError(f"url: an HTTP server needs an http:// or https:// URL, not {self.url!r}")
+        return self
+
+    def connection(self) -> dict[str, object]:
+        """The adapter's connection dict: every key but Loom's own."""
+        return self.model_dump(
+            exclude={"permission", "tools", *(() if self.transport == "stdio" else ("args",))}, exclude_none=True
+        )
+
+    def level_of(self, tool: str) -> Grant:
+        return self.tools.get(tool, self.permission)
 
 
 def model_key(provider: str | None, model: str) -> str:
@@ -296,6 +329,16 @@ class Settings(BaseSettings):
         description='User id → tool permissions the server grants, e.g. LOOM_USER_PERMISSIONS=\'{"alice": ["read", '
         '"write"]}\'; a user not listed gets ["read"]. A run\'s context.permissions can only narrow this.',
     )
+
+    # MCP servers whose tools Loom's agents may use (services/mcp.py) ---------------------------------------------
+    mcp_servers: dict[str, McpServer] = Field(
+        default_factory=dict,
+        description="Name → MCP server whose tools Loom's agents may use, e.g. LOOM_MCP_SERVERS='{\"notes\": "
+        '{"transport": "streamable_http", "url": "https://notes.example/mcp", "permission": "read"}}\'.',
+    )
+    mcp_list_timeout_s: float = Field(default=10.0, gt=0, le=600, description="Time to list one server's tools.")
+    mcp_call_timeout_s: float = Field(default=60.0, gt=0, le=3600, description="Time one MCP tool call may take.")
+    mcp_tools_ttl_s: float = Field(default=300.0, ge=0, le=86_400, description="How long a tool list is reused.")
 
     # observability: traces, metrics and logs (server/observability/) ----------------------------------------------
     otel_exporter_otlp_endpoint: str | None = Field(

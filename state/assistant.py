@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, get_args
+import operator
+from typing import Annotated, Literal, NotRequired, get_args
 
 from typing_extensions import TypedDict
 
 from state.common import Artifacts, Messages, UsageLog, user_turn
+from state.support import Approval
 
 Specialist = Literal["content_writer", "coder", "image_generator", "document_analyst", "workspace_agent"]
 SPECIALISTS: tuple[Specialist, ...] = get_args(Specialist)
@@ -33,6 +35,8 @@ class AssistantOutput(TypedDict):
     route: NotRequired[Route]
     artifacts: NotRequired[Artifacts]
     usage: NotRequired[UsageLog]
+    approvals: NotRequired[Annotated[dict[str, Approval], operator.or_]]
+    """A human's decision on each destructive tool call (an MCP server's), by tool call id."""
 
 
 class AssistantState(AssistantInput):
@@ -41,3 +45,5 @@ class AssistantState(AssistantInput):
     """Handoffs so far in this turn; reset when a new user message arrives."""
     artifacts: NotRequired[Artifacts]
     usage: NotRequired[UsageLog]
+    approvals: NotRequired[Annotated[dict[str, Approval], operator.or_]]
+    """A human's decision on each destructive tool call (an MCP server's), by tool call id."""

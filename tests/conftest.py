@@ -14,10 +14,12 @@ import pytest
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from loom.persistence import open_checkpointer
+from loom.processes import ServerProcess
 from loom.settings import Settings, get_settings
 from server.blocking import blocking_detection
 from tests.fixtures.databases import require_postgres, require_redis, scratch_schema
 from tests.fixtures.env import TEST_DEFAULTS, SetEnv, is_developers
+from tests.fixtures.mcp_server import serving_mcp
 from tests.fixtures.models import ScriptedModels
 from tests.fixtures.openai_server import ScriptedOpenAI
 
@@ -100,3 +102,16 @@ def openai_server(set_env: SetEnv) -> Iterator[ScriptedOpenAI]:
     finally:
         server.stop()
         get_settings.cache_clear()
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Path:
+    """Where the test MCP server's delete_note writes what it deleted."""
+    return tmp_path / "deleted.txt"
+
+
+@pytest.fixture
+def mcp_http_server(tmp_path: Path, journal: Path) -> Iterator[ServerProcess]:
+    """The test MCP server (tests/fixtures/mcp_server.py) over Streamable HTTP, in a process of its own."""
+    with serving_mcp(tmp_path, journal) as process:
+        yield process

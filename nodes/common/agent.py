@@ -15,6 +15,7 @@ from langgraph.runtime import Runtime
 
 from loom.settings import get_settings
 from nodes.common.dispatch import Dispatcher
+from nodes.common.toolsets import ToolSource, with_found
 from nodes.models import ModelProvider, call_model, model_for
 from state.common import Artifact, RunContext
 
@@ -29,12 +30,14 @@ def make_agent(
     tools: Sequence[BaseTool] = (),
     dispatch: Dispatcher | None = None,
     answers_user: bool = False,
+    found: ToolSource | None = None,
 ) -> Any:
     """A node that answers as ``role``; with tools it may call them, up to ``max_tool_rounds``.
 
     ``dispatch`` builds the first tool calls straight from a plain request (see ``nodes.common.dispatch``).
     ``answers_user``: its reply after a tool round goes to a person, so where settings say the model
     cannot be trusted to summarise tool output (``quote_tool_results``), the results are the reply.
+    ``found`` adds the tools found at run time (an MCP server's) to ``tools``.
     """
 
     async def agent(state: dict[str, Any], config: RunnableConfig, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -48,8 +51,8 @@ def make_agent(
             reply = AIMessage(content=quoted_results(history))
             return {"messages": [reply], "artifacts": artifacts_this_turn(state["messages"])}
         model: Any = await model_for(models, role)
-        if tools and tool_rounds_this_turn(history) < settings.max_tool_rounds:
-            model = model.bind_tools(list(tools))
+        if (bound := await with_found(tools, found)) and tool_rounds_this_turn(history) < settings.max_tool_rounds:
+            model = model.bind_tools(bound)
         context = runtime.context or RunContext()
         system = SystemMessage(
             content=f"{instructions}\nYou are helping {context.user_name}. Today is {date.today().isoformat()}."

@@ -24,6 +24,7 @@ from pydantic import BaseModel, RootModel, ValidationError, model_validator
 
 from nodes.common.agent import messages_this_turn
 from nodes.common.permissions import is_granted, needs_approval, permission_of
+from nodes.common.toolsets import ToolSource, args_schema, with_found
 from state.common import RunContext
 from state.hitl import (
     ALL_DECISIONS,
@@ -65,11 +66,23 @@ def pending_approvals(message: AnyMessage, tools: Sequence[BaseTool], decided: C
     return [c for c in message.tool_calls if c["name"] in destructive and c["id"] not in decided]
 
 
-def make_approval_node(tools: Sequence[BaseTool], allowed: AllowedTools, record: Recorder | None = None) -> Any:
-    by_name = {t.name: t for t in tools}
+def widened(allowed: AllowedTools, found: Sequence[BaseTool]) -> AllowedTools:
+    """``allowed`` plus the ``found`` tools, which every agent a node serves may call."""
+    names = {t.name for t in found}
+    return lambda state: {*allowed(state), *names}
 
-    def approval(state: dict[str, Any]) -> dict[str, Any]:
-        valid = [t for t in tools if t.name in allowed(state)]
+
+def make_approval_node(
+    own: Sequence[BaseTool], allowed: AllowedTools, record: Recorder | None = None, found: ToolSource | None = None
+) -> Any:
+    """Asks a human about the destructive calls among ``own`` and ``found`` tools (found ones: any agent may call).
+
+    Without ``found`` the node is sync, so a recorder that writes to a database runs in LangGraph's thread pool.
+    """
+
+    def decide(state: dict[str, Any], tools: Sequence[BaseTool]) -> dict[str, Any]:
+        by_name, may_call = {t.name: t for t in tools}, widened(allowed, tools[len(own) :])
+        valid = [t for t in tools if t.name in may_call(state)]
         calls = [
             call
             for call in pending_approvals(state["messages"][-1], tools, state.get("approvals") or {})
@@ -90,7 +103,13 @@ def make_approval_node(tools: Sequence[BaseTool], allowed: AllowedTools, record:
             get_stream_writer()({"event": "approval_decided", "tool_call_id": call["id"], **approval})
         return {"approvals": decided}
 
-    return approval
+    def approval(state: dict[str, Any]) -> dict[str, Any]:
+        return decide(state, own)
+
+    async def approval_with_found(state: dict[str, Any]) -> dict[str, Any]:
+        return decide(state, await with_found(own, found))
+
+    return approval if found is None else approval_with_found
 
 
 AnswerT = TypeVar("AnswerT", bound=HITLResponse | ApprovalDecision | PlanDecision)
@@ -133,11 +152,6 @@ def review_request(actions: Sequence[ActionRequest], tools: Mapping[str, BaseToo
         for name in dict.fromkeys(action["name"] for action in actions)
     ]
     return {"action_requests": list(actions), "review_configs": configs}
-
-
-def args_schema(tool: BaseTool) -> dict[str, Any]:
-    model = tool.tool_call_schema
-    return model.model_json_schema() if isinstance(model, type) and issubclass(model, BaseModel) else {}
 
 
 def approval_request(calls: Sequence[ToolCall], tools: Mapping[str, BaseTool]) -> dict[str, Any]:
@@ -260,15 +274,24 @@ def _noted(
     return result
 
 
-def make_tool_gate(tools: Sequence[BaseTool], allowed: AllowedTools) -> tuple[Any, Any]:
-    """ToolNode's ``(wrap_tool_call, awrap_tool_call)`` over ``tools``; ``allowed`` picks the current agent's subset."""
+def make_tool_gate(
+    tools: Sequence[BaseTool], allowed: AllowedTools, found: ToolSource | None = None
+) -> tuple[Any, Any]:
+    """ToolNode's ``(wrap_tool_call, awrap_tool_call)`` over ``tools``; ``allowed`` picks the current agent's subset.
+
+    ``found`` tools (an MCP server's) are run by the async gate only, for any agent the ToolNode serves.
+    """
 
     def gate(request: ToolCallRequest, execute: Execute) -> ToolMessage | Command[Any]:
         verdict = screen(request, tools, allowed)
         return verdict if isinstance(verdict, ToolMessage) else _noted(execute(verdict), request, verdict)
 
     async def agate(request: ToolCallRequest, execute: AsyncExecute) -> ToolMessage | Command[Any]:
-        verdict = screen(request, tools, allowed)
+        everything = await with_found(tools, found)
+        extra = {t.name: t for t in everything[len(tools) :]}
+        if request.tool is None and (tool := extra.get(request.tool_call["name"])):
+            request = request.override(tool=tool)
+        verdict = screen(request, everything, widened(allowed, list(extra.values())))
         return verdict if isinstance(verdict, ToolMessage) else _noted(await execute(verdict), request, verdict)
 
     return gate, agate

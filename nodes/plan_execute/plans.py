@@ -16,6 +16,7 @@ from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ValidationError
 
 from nodes.common.permissions import permission_of
+from nodes.common.toolsets import args_schema
 from state.common import RunContext
 from state.plan_execute import PlanStep, StepSpec
 
@@ -182,8 +183,7 @@ def _schema_model(tool: BaseTool) -> type[BaseModel] | None:
 
 def signature(tool: BaseTool) -> str:
     """``name(arg: type, optional?: type)``: how errors and prompts show a tool."""
-    schema = _schema_model(tool)
-    spec = schema.model_json_schema() if schema else {}
+    spec = args_schema(tool)
     required = set(spec.get("required", []))
     parts = [f"{n}{'' if n in required else '?'}: {_type_name(s)}" for n, s in spec.get("properties", {}).items()]
     return f"{tool.name}({', '.join(parts)})"
@@ -287,8 +287,7 @@ _REF_SCHEMA = {
 
 
 def _arguments_schema(tool: BaseTool) -> dict[str, Any]:
-    model = _schema_model(tool)
-    spec = model.model_json_schema() if model else {}
+    spec = args_schema(tool)
     properties = {name: {"anyOf": [_capped(value), _REF_SCHEMA]} for name, value in spec.get("properties", {}).items()}
     required = [name for name in spec.get("required", []) if name in properties]
     return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}

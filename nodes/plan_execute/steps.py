@@ -50,7 +50,6 @@ def retry_delays(retries: int, initial_s: float, factor: float) -> list[float]:
 
 def make_step_runner(tools: Mapping[str, BaseTool], reasoner: Runnable[Any, Any]) -> Any:
     """The ``run_step`` node; ``reasoner`` is the small ReAct graph used by steps without a tool."""
-    tool_node = ToolNode(list(tools.values()), handle_tool_errors=False)
 
     async def run_step(task: StepTask, config: RunnableConfig, runtime: Runtime[RunContext]) -> dict[str, Any]:
         step, writer = task["step"], get_stream_writer()
@@ -60,7 +59,7 @@ def make_step_runner(tools: Mapping[str, BaseTool], reasoner: Runnable[Any, Any]
         for attempt in range(1, len(delays) + 2):
             try:
                 arguments = resolve_refs(step["arguments"], task["inputs"])
-                output, usage = await _execute(step, arguments, task, tool_node, reasoner, config, runtime)
+                output, usage = await _execute(step, arguments, task, tools, reasoner, config, runtime)
             except GraphBubbleUp:
                 raise
             except Exception as exc:
@@ -83,18 +82,19 @@ async def _execute(
     step: StepSpec,
     arguments: dict[str, Any],
     task: StepTask,
-    tool_node: ToolNode,
+    tools: Mapping[str, BaseTool],
     reasoner: Runnable[Any, Any],
     config: RunnableConfig,
     runtime: Runtime[RunContext],
 ) -> tuple[Any, list[Any]]:
     if step["tool"] is None:
         return await _reason(step, arguments, task, reasoner, config, runtime)
-    tool = tool_node.tools_by_name[step["tool"]]
+    tool = tools[step["tool"]]
     context = runtime.context or RunContext()
     if not task["approved"] and (needs_approval(tool) or not is_granted(tool, context)):
         raise PermissionError(f"{tool.name} needs the {permission_of(tool)!r} permission and was not approved")
     call = ToolCall(name=tool.name, args=arguments, id=f"{step['id']}-{task['generation']}", type="tool_call")
+    tool_node = ToolNode([tool], handle_tool_errors=False)  # per call: ``tools`` may be a live registry
     update = await tool_node.ainvoke({"messages": [AIMessage(content="", tool_calls=[call])]}, config)
     return tool_output(update["messages"][-1]), []
 
