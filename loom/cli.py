@@ -1,4 +1,11 @@
-"""``loom``: list graphs, run one on a thread with live output, inspect and resume threads."""
+"""``loom``: list graphs, run one on a thread with live output, inspect and resume threads.
+
+The CLI is a client of the server's own engine, in process (``server.app.open_services``): a run is admitted,
+executed and recorded as an HTTP run is (``server.routes.runs.start_run``), and a thread is read as
+``GET /threads/{id}/state`` reads it. So a thread made by either side is the other's too, under the ids
+clients see, with its owner, status and runs. The CLI executes only the runs it creates; it never claims
+runs a server queued.
+"""
 
 from __future__ import annotations
 
@@ -10,28 +17,37 @@ import logging
 import os
 import signal
 import socket
-import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
-from langchain_core.runnables import RunnableConfig
-from langgraph.types import Command
+from pydantic import ValidationError
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from loom.eval_cli import add_eval_commands
 from loom.persistence import open_checkpointer, open_store
 from loom.settings import Settings, get_settings
-from server.registry import get_spec, graph_specs
+from server.app import open_services
+from server.auth import LOCAL_USER, Caller, User, user_for_key
+from server.db import RunRow, new_id
+from server.deps import Services, visible_thread
+from server.errors import ApiError
+from server.registry import auth_handlers, graph_specs
+from server.routes import runs, threads
+from server.schemas import CommandBody, HistoryQuery, RunCreate, ThreadCreate
 from server.store_config import store_options
-from server.store_scope import with_caller_store
-from state.common import RequestNotDone, RunContext
+from server.streams import to_jsonable
+from services.paths import artifacts_folder
 
-console = Console()
+console = Console(soft_wrap=True)  # the terminal wraps long lines: ids and paths stay whole to copy
 log = logging.getLogger("loom.server")
+SHOWN_CHARS = 300
+"""A tool result or a state message is shown up to this many characters, then "…"."""
+STREAMED = ["messages-tuple", "custom"]
+
+
+class CommandFailed(Exception):
+    """The command could not do what was asked; its message says why (exit status 2)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,18 +59,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     try:
         return int(asyncio.run(args.handler(args)) or 0)
-    except (KeyError, ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+    except ApiError as exc:
+        console.print(f"[red]error:[/red] {exc.message}", highlight=False)
         return 2
-    except RequestNotDone as exc:  # the reply said why; the exit status says it too
-        console.print(f"\n[red]not done:[/red] {escape(str(exc))}", highlight=False)
-        return 1
+    except (CommandFailed, KeyError, ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
     except KeyboardInterrupt:
         return 130
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="loom", description=__doc__)
+    parser = argparse.ArgumentParser(prog="loom", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(required=True, metavar="command")
 
     def command(name: str, handler: Any, help: str) -> argparse.ArgumentParser:
@@ -71,23 +87,25 @@ def _parser() -> argparse.ArgumentParser:
     for name, handler, help in (
         ("run", _run, "send one message to a graph and stream the answer"),
         ("chat", _chat, "talk to a graph turn by turn on one thread"),
-    ):
-        sub = command(name, handler, help)
-        sub.add_argument("graph", nargs="?" if name == "chat" else None, default="assistant")
-        if name == "run":
-            sub.add_argument("message")
-        _thread_options(sub, required=False)
-    for name, handler, help in (
         ("state", _state, "show a thread's current state"),
         ("history", _history, "list a thread's checkpoints, newest first"),
         ("resume", _resume, "continue an interrupted or crashed run on a thread"),
     ):
         sub = command(name, handler, help)
-        sub.add_argument("thread")
-        sub.add_argument("--graph", default="assistant")
-        sub.add_argument("--user", default="demo")
+        if name in ("run", "chat"):
+            sub.add_argument("graph", nargs="?" if name == "chat" else None, default="assistant")
+            if name == "run":
+                sub.add_argument("message")
+            sub.add_argument("--thread", help="thread id (a new one if omitted; made if it does not exist)")
+        else:
+            sub.add_argument("thread", help="the thread's id, as clients of the server see it")
+        _caller_options(sub)
+        if name in ("run", "chat", "resume"):
+            sub.add_argument("--context", type=json.loads, help="the graph's context, as JSON")
         if name == "resume":
-            sub.add_argument("--value", help="JSON answer for a pending interrupt()")
+            sub.add_argument("--value", type=json.loads, help="JSON answer for a pending interrupt()")
+        if name == "history":
+            sub.add_argument("--limit", type=int, default=20, help="how many checkpoints (default 20)")
     serve = command("serve", None, "start the HTTP API (LangGraph Agent Server shapes)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8123)
@@ -106,105 +124,201 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _thread_options(parser: argparse.ArgumentParser, required: bool) -> None:
-    parser.add_argument("--thread", required=required, help="thread id (new one if omitted)")
-    parser.add_argument("--user", default="demo", help="user id the run acts for")
+def _caller_options(parser: argparse.ArgumentParser) -> None:
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument("--user", help=f"the user whose threads these are (default: {LOCAL_USER!r} without API keys)")
+    who.add_argument("--api-key", help="act as the user this API key belongs to (LOOM_API_KEYS), as the server does")
+
+
+def _caller(settings: Settings, args: argparse.Namespace) -> Caller:
+    """The user the command acts for: named, or the owner of an API key, or the server's local user."""
+    if args.api_key is not None:
+        if not settings.api_keys:
+            raise CommandFailed("--api-key: no API keys are configured (LOOM_API_KEYS); name the user with --user")
+        identity = user_for_key(settings, args.api_key)
+    elif args.user:
+        identity = args.user
+    elif settings.api_keys:
+        raise CommandFailed("API keys are configured: name the user with --user or --api-key")
+    else:
+        identity = LOCAL_USER
+    return Caller(User(identity, identity, tuple(settings.granted(identity))), auth_handlers())
+
+
+@contextlib.asynccontextmanager
+async def _engine(args: argparse.Namespace) -> AsyncIterator[tuple[Services, Caller]]:
+    """The server's engine in this process, and the caller the command acts for."""
+    settings = get_settings()
+    caller = _caller(settings, args)
+    async with open_services(settings, claim=False) as loom:
+        yield loom, caller
 
 
 async def _graphs(args: argparse.Namespace) -> None:
-    table = Table("graph", "target")
     for spec in graph_specs().values():
-        table.add_row(spec.graph_id, spec.target)
-    console.print(table)
+        console.print(f"{spec.graph_id:<20} {spec.target}", highlight=False)
 
 
-async def _run(args: argparse.Namespace) -> None:
-    thread = args.thread or str(uuid.uuid4())
-    await _stream_turn(args.graph, thread, args.user, {"messages": [HumanMessage(args.message)]})
+async def _run(args: argparse.Namespace) -> int:
+    thread = _thread_id(args.thread)
+    async with _engine(args) as (loom, caller):
+        return await _turn(loom, caller, thread, _message_run(args, args.message))
 
 
-async def _chat(args: argparse.Namespace) -> None:
-    thread = args.thread or str(uuid.uuid4())
+async def _chat(args: argparse.Namespace) -> int:
+    thread = _thread_id(args.thread)
     console.print(f"[dim]graph {args.graph} · thread {thread} · model {get_settings().model_for('router')}[/dim]")
     console.print("[dim]Empty line or Ctrl-D to quit.[/dim]")
-    while True:
-        try:
-            text = console.input("[bold cyan]you>[/bold cyan] ").strip()
-        except EOFError:
-            return
-        if not text:
-            return
-        await _stream_turn(args.graph, thread, args.user, {"messages": [HumanMessage(text)]})
+    async with _engine(args) as (loom, caller):
+        while True:
+            try:
+                text = (await asyncio.to_thread(console.input, "[bold cyan]you>[/bold cyan] ")).strip()
+            except EOFError:
+                return 0
+            if not text:
+                return 0
+            await _turn(loom, caller, thread, _message_run(args, text))
 
 
-async def _resume(args: argparse.Namespace) -> None:
-    payload: Any = Command(resume=json.loads(args.value)) if args.value is not None else None
-    await _stream_turn(args.graph, args.thread, args.user, payload)
+def _thread_id(given: str | None) -> str:
+    """A new id, or the one given if a client could have made it (``POST /threads`` accepts the same ids)."""
+    try:
+        return ThreadCreate(thread_id=given).thread_id or new_id()
+    except ValidationError as exc:
+        raise CommandFailed(f"--thread: {exc.errors()[0]['msg']}") from None
 
 
-async def _stream_turn(graph_id: str, thread: str, user: str, payload: Any) -> None:
-    """Stream one turn: tokens as they come, routing and tool activity, then artifacts."""
-    settings = get_settings()
-    options = await asyncio.to_thread(store_options, settings)
-    async with open_checkpointer(settings) as saver, open_store(settings, **options) as store:
-        graph = await get_spec(graph_id).build(saver, store)
-        config = with_caller_store(RunnableConfig(configurable={"thread_id": thread}), store, user)
-        async for mode, data in graph.astream(
-            payload, config, context=RunContext(user_id=user), stream_mode=["messages", "custom", "updates"]
-        ):
-            _print_event(mode, data)
-        state = await graph.aget_state(config)
-    console.print()
-    for artifact in state.values.get("artifacts", [])[-3:]:
-        console.print(f"[green]artifact[/green] {artifact['kind']}: {artifact['path']}")
-    if state.interrupts:
-        for pending in state.interrupts:
-            console.print(f"[yellow]waiting for input[/yellow] {json.dumps(pending.value, default=str)}")
-        example = '{"decisions": [{"type": "approve"}]}'  # reject: {"type": "reject", "message": "why"}
-        value = state.interrupts[0].value
-        answer = example if isinstance(value, dict) and "action_requests" in value else "<json>"
-        console.print(f"[dim]answer with: loom resume {thread} --graph {graph_id} --value '{answer}'[/dim]")
-    console.print(f"[dim]thread {thread}[/dim]")
+def _message_run(args: argparse.Namespace, text: str) -> RunCreate:
+    return RunCreate(
+        assistant_id=args.graph,
+        input={"messages": [{"role": "user", "content": text}]},
+        context=args.context,
+        stream_mode=STREAMED,  # type: ignore[arg-type]
+        multitask_strategy="reject",  # the CLI runs what it creates: a busy thread is an error, never a queue
+        if_not_exists="create",
+    )
 
 
-def _print_event(mode: str, data: Any) -> None:
-    if mode == "messages":
-        chunk, _metadata = data
-        if isinstance(chunk, AIMessage) and isinstance(chunk.content, str):  # a token, or a whole reply
-            console.print(chunk.content, end="", markup=False, highlight=False)
-        elif isinstance(chunk, ToolMessage):
-            console.print(f"\n[magenta]{chunk.name}[/magenta] → {chunk.text[:300]}", highlight=False)
-    elif mode == "custom":
-        console.print(f"[dim]{json.dumps(data, default=str)}[/dim]")
+async def _resume(args: argparse.Namespace) -> int:
+    async with _engine(args) as (loom, caller):
+        async with loom.sessions() as session:
+            thread = await visible_thread(session, args.thread, caller, "read")
+        state = await threads.get_state(args.thread, loom, caller)
+        if not state["next"] and not state["interrupts"]:
+            raise CommandFailed(
+                f"thread {args.thread!r} has nothing to resume: its last run finished ({thread.status})"
+            )
+        body = RunCreate(
+            assistant_id=thread.graph_id or "",
+            command=CommandBody(resume=args.value) if args.value is not None else None,
+            context=args.context,
+            stream_mode=STREAMED,  # type: ignore[arg-type]
+            multitask_strategy="reject",
+        )
+        return await _turn(loom, caller, args.thread, body)
+
+
+async def _turn(loom: Services, caller: Caller, thread: str, body: RunCreate) -> int:
+    """One run through the engine, printed as it streams: tokens, tool results, custom events; then its end."""
+    run = await runs.start_run(loom, caller, thread, body, None)
+    printer = TurnPrinter(loom.settings, caller.identity, thread)
+    try:
+        async for event in loom.manager.events(run.run_id, known_status=run.status):
+            printer.event(event.name, json.loads(event.data))
+    except asyncio.CancelledError:  # Ctrl-C: the run stops as a cancelled one, its finished steps kept
+        await asyncio.shield(_cancel(loom, run))
+        raise
+    return printer.ended(body.assistant_id)
+
+
+async def _cancel(loom: Services, run: RunRow) -> None:
+    await loom.manager.cancel(run.run_id)
+    await loom.manager.wait(run.run_id)
+
+
+class TurnPrinter:
+    """Prints a run's events; remembers the artifacts its tools made and how it ended."""
+
+    def __init__(self, settings: Settings, user: str, thread: str) -> None:
+        self.folder = artifacts_folder(settings, user, thread)
+        self.thread = thread
+        self.artifacts: list[dict[str, Any]] = []
+        self.end: dict[str, Any] = {}
+
+    def event(self, name: str, data: Any) -> None:
+        if name == "messages":
+            self.message(data[0])
+        elif name == "custom":
+            console.print(f"[dim]{json.dumps(data, default=str)}[/dim]")
+        elif name == "error":
+            console.print(f"\n[red]error:[/red] {data.get('error')}: {data.get('message')}", highlight=False)
+        elif name == "end":
+            self.end = data
+
+    def message(self, message: dict[str, Any]) -> None:
+        kind, content = message.get("type"), message.get("content")
+        if kind in ("ai", "AIMessageChunk") and isinstance(content, str):  # a token, or a whole reply
+            console.print(content, end="", markup=False, highlight=False)
+        elif kind == "tool":
+            text = content if isinstance(content, str) else json.dumps(content, default=str)
+            console.print(f"\n[magenta]{message.get('name')}[/magenta] → {shortened(text)}", highlight=False)
+            artifact = message.get("artifact")
+            if isinstance(artifact, dict) and "url" in artifact:
+                self.artifacts.append(artifact)
+
+    def ended(self, graph_id: str) -> int:
+        """The run's artifacts, pending questions and status; the exit status (1 if the run failed)."""
+        console.print()
+        for artifact in self.artifacts:
+            file = self.folder / str(artifact.get("name"))
+            console.print(
+                f"[green]artifact[/green] {artifact.get('kind')}: {artifact['url']}  ({file})", highlight=False
+            )
+        interrupts = self.end.get("interrupts") or []
+        for pending in interrupts:
+            console.print(f"[yellow]waiting for input[/yellow] {json.dumps(pending.get('value'), default=str)}")
+        if interrupts:
+            value = interrupts[0].get("value")
+            example = '{"decisions": [{"type": "approve"}]}'  # reject: {"type": "reject", "message": "why"}
+            answer = example if isinstance(value, dict) and "action_requests" in value else "<json>"
+            console.print(f"[dim]answer with: loom resume {self.thread} --value '{answer}'[/dim]", highlight=False)
+        status = self.end.get("status", "unknown")
+        console.print(f"[dim]thread {self.thread} · graph {graph_id} · run {status}[/dim]", highlight=False)
+        return 0 if status in ("success", "interrupted") else 1
+
+
+def shortened(text: str, limit: int = SHOWN_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 async def _state(args: argparse.Namespace) -> None:
-    async with open_checkpointer(get_settings()) as saver:
-        graph = await get_spec(args.graph).build(saver)
-        snapshot = await graph.aget_state({"configurable": {"thread_id": args.thread}})
-    if not snapshot.values:
-        raise KeyError(f"thread {args.thread!r} has no state for graph {args.graph!r}")
-    values = {key: value for key, value in snapshot.values.items() if key != "messages"}
-    for message in snapshot.values.get("messages", []):
-        console.print(f"[bold]{message.type}[/bold]: {message.text[:500]}", highlight=False)
-    console.print_json(json.dumps(values, default=str))
-    console.print(f"next: {list(snapshot.next)}  checkpoint: {snapshot.config['configurable']['checkpoint_id']}")
+    async with _engine(args) as (loom, caller):
+        view = await threads.get_state(args.thread, loom, caller)
+    if view["checkpoint_id"] is None:
+        raise CommandFailed(f"thread {args.thread!r} has no state yet: it has had no run")
+    values = {key: value for key, value in view["values"].items() if key != "messages"}
+    for message in view["values"].get("messages", []):
+        console.print(f"[bold]{message.type}[/bold]: {shortened(message.text, 500)}", highlight=False)
+    console.print_json(json.dumps(values, default=to_jsonable))
+    for pending in view["interrupts"]:
+        console.print(f"[yellow]waiting for input[/yellow] {json.dumps(pending['value'], default=to_jsonable)}")
+    console.print(f"next: {view['next']}  checkpoint: {view['checkpoint_id']}", highlight=False)
 
 
 async def _history(args: argparse.Namespace) -> None:
-    table = Table("checkpoint", "step", "source", "next", "writes")
-    async with open_checkpointer(get_settings()) as saver:
-        graph = await get_spec(args.graph).build(saver)
-        async for snapshot in graph.aget_state_history({"configurable": {"thread_id": args.thread}}):
-            metadata: dict[str, Any] = dict(snapshot.metadata or {})
-            table.add_row(
-                snapshot.config["configurable"]["checkpoint_id"],
-                str(metadata.get("step")),
-                str(metadata.get("source")),
-                ",".join(snapshot.next),
-                ",".join((metadata.get("writes") or {}).keys()),
-            )
-    console.print(table)
+    """Full checkpoint ids (to fork from with ``checkpoint_id``); ``writes``: the nodes whose output made it."""
+    async with _engine(args) as (loom, caller):
+        snapshots = await threads.history(args.thread, HistoryQuery(limit=args.limit), loom, caller)
+    rows = [("checkpoint", "step", "source", "next", "writes")]
+    for snapshot, parent in zip(snapshots, [*snapshots[1:], None], strict=True):
+        metadata = snapshot["metadata"]
+        writes = [task["name"] for task in (parent or {}).get("tasks", []) if task["result"] is not None]
+        step, source = str(metadata.get("step")), str(metadata.get("source"))
+        rows.append((snapshot["checkpoint_id"], step, source, ",".join(snapshot["next"]), ",".join(writes)))
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    for row in rows:
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        console.print(f"{line}  {row[4]}", highlight=False)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -44,43 +44,56 @@ LOCAL_CORS: dict[str, Any] = {
 """As ``langgraph dev``: browser clients on any origin may call a local server; ``http.cors`` replaces it."""
 
 
+@asynccontextmanager
+async def open_services(settings: Settings, claim: bool = True) -> AsyncIterator[Services]:
+    """The checkpointer, store, database, every graph and a started run manager, closed in that order's reverse.
+
+    The server's and the CLI's: both admit, execute and record runs through this one engine. ``claim=False``
+    (the CLI) executes only the runs this process creates, never runs other processes queued.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    async with (
+        open_checkpointer(settings) as checkpointer,
+        open_store(settings, **await asyncio.to_thread(store_options, settings)) as store,
+        contextlib.AsyncExitStack() as factories,
+    ):
+        engine, sessions = await open_database(settings.resolved_database_url(), settings.sqlite_synchronous)
+        specs = graph_specs()
+        graphs = await build_all(specs, checkpointer, store, factories)
+        per_run = {
+            graph_id: functools.partial(specs[graph_id].build, checkpointer, store, target=factory)
+            for graph_id in graphs
+            if (factory := specs[graph_id].run_factory()) is not None
+        }
+        manager = RunManager(settings, sessions, graphs, checkpointer, open_bus(settings), per_run)
+        names = {gid: (default_name(gid, graph), graph_description(gid)) for gid, graph in graphs.items()}
+        await ensure_defaults(sessions, names)
+        await telemetry.warm_langsmith()
+        await manager.start(claim)
+        try:
+            yield Services(settings, sessions, graphs, checkpointer, manager, store)
+        finally:
+            await manager.stop()
+            await engine.dispose()
+            await asyncio.to_thread(telemetry.flush_tracing)
+
+
 def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
     """The HTTP API; ``api=False`` is a worker process, answering only health and info."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        async with (
-            open_checkpointer(settings) as checkpointer,
-            open_store(settings, **await asyncio.to_thread(store_options, settings)) as store,
-            contextlib.AsyncExitStack() as factories,
-        ):
-            ttl = await asyncio.to_thread(thread_ttl)  # a bad checkpointer.ttl stops every process at start
-            engine, sessions = await open_database(settings.resolved_database_url(), settings.sqlite_synchronous)
-            specs = graph_specs()
-            graphs = await build_all(specs, checkpointer, store, factories)
-            per_run = {
-                graph_id: functools.partial(specs[graph_id].build, checkpointer, store, target=factory)
-                for graph_id in graphs
-                if (factory := specs[graph_id].run_factory()) is not None
-            }
-            manager = RunManager(settings, sessions, graphs, checkpointer, open_bus(settings), per_run)
-            app.state.services = Services(settings, sessions, graphs, checkpointer, manager, store)
-            names = {gid: (default_name(gid, graph), graph_description(gid)) for gid, graph in graphs.items()}
-            await ensure_defaults(sessions, names)
-            await telemetry.warm_langsmith()
-            await manager.start()
+        ttl = await asyncio.to_thread(thread_ttl)  # a bad checkpointer.ttl stops every process at start
+        async with open_services(settings) as services:
+            app.state.services = services
             if not settings.api_keys and app.state.auth is None:
                 log.warning("no API keys configured: serving as the single local user 'demo'")
-            try:
-                async with sweeping(ttl if settings.run_workers else None, settings, sessions, checkpointer):
-                    with blocking_detection(settings.detect_blocking):
-                        yield
-            finally:
-                await manager.stop()
-                await engine.dispose()
-                await asyncio.to_thread(telemetry.flush_tracing)
+            async with sweeping(
+                ttl if settings.run_workers else None, settings, services.sessions, services.checkpointer
+            ):
+                with blocking_detection(settings.detect_blocking):
+                    yield
 
     app = FastAPI(title="Loom", version="0.1.0", lifespan=lifespan, description=__doc__, docs_url=None, redoc_url=None)
     install_docs(app)  # from installed files, not a CDN: they work offline

@@ -26,15 +26,17 @@ from server.engine.dispatch import Dispatch
 class RunManager(Dispatch):
     """Workers that claim, execute, lease and finish runs, and the readers' and cancellers' side of them."""
 
-    async def start(self) -> None:
-        """Listen for stop signals and, when this process runs workers (``run_workers``), start the dispatcher
-        (claims, reaping, crons) and the heartbeat (leases)."""
+    async def start(self, claim: bool = True) -> None:
+        """Listen for stop signals and, when this process runs workers (``run_workers``), start the heartbeat
+        (leases) and, with ``claim``, the dispatcher (claims, reaping, crons).
+
+        ``claim=False`` (the CLI): only the runs this process admits and starts itself (``submitted``) run here.
+        """
         await self.bus.start(self._on_signal)
         if self.settings.run_workers:
-            self._loops = [
-                asyncio.create_task(self._dispatch(), name="loom-dispatch"),
-                asyncio.create_task(self._heartbeat(), name="loom-heartbeat"),
-            ]
+            self._loops = [asyncio.create_task(self._heartbeat(), name="loom-heartbeat")]
+            if claim:
+                self._loops.append(asyncio.create_task(self._dispatch(), name="loom-dispatch"))
 
     async def stop(self) -> None:
         """Runs in flight go back to pending (attempt + 1) for the next worker, as after a crash but at once."""
