@@ -62,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ApiError as exc:
         console.print(f"[red]error:[/red] {exc.message}", highlight=False)
         return 2
+    except ValidationError as exc:  # a value given as JSON that the run's schema refuses
+        problem = exc.errors()[0]
+        console.print(f"[red]error:[/red] {'.'.join(map(str, problem['loc']))}: {problem['msg']}", highlight=False)
+        return 2
     except (CommandFailed, KeyError, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
@@ -95,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("run", "chat"):
             sub.add_argument("graph", nargs="?" if name == "chat" else None, default="assistant")
             if name == "run":
-                sub.add_argument("message")
+                sub.add_argument("message", nargs="?", help="the user's message (the graph's input is its messages)")
+                sub.add_argument("--input", type=json.loads, help="the graph's input as JSON, instead of a message")
             sub.add_argument("--thread", help="thread id (a new one if omitted; made if it does not exist)")
         else:
             sub.add_argument("thread", help="the thread's id, as clients of the server see it")
@@ -132,17 +137,18 @@ def _caller_options(parser: argparse.ArgumentParser) -> None:
 
 def _caller(settings: Settings, args: argparse.Namespace) -> Caller:
     """The user the command acts for: named, or the owner of an API key, or the server's local user."""
+    handlers = auth_handlers()
     if args.api_key is not None:
         if not settings.api_keys:
             raise CommandFailed("--api-key: no API keys are configured (LOOM_API_KEYS); name the user with --user")
         identity = user_for_key(settings, args.api_key)
     elif args.user:
         identity = args.user
-    elif settings.api_keys:
-        raise CommandFailed("API keys are configured: name the user with --user or --api-key")
+    elif settings.api_keys or handlers is not None:
+        raise CommandFailed("the server has users of its own (API keys or auth): name one with --user or --api-key")
     else:
         identity = LOCAL_USER
-    return Caller(User(identity, identity, tuple(settings.granted(identity))), auth_handlers())
+    return Caller(User(identity, identity, tuple(settings.granted(identity))), handlers)
 
 
 @contextlib.asynccontextmanager
@@ -162,7 +168,7 @@ async def _graphs(args: argparse.Namespace) -> None:
 async def _run(args: argparse.Namespace) -> int:
     thread = _thread_id(args.thread)
     async with _engine(args) as (loom, caller):
-        return await _turn(loom, caller, thread, _message_run(args, args.message))
+        return await _turn(loom, caller, thread, _new_run(args, args.message))
 
 
 async def _chat(args: argparse.Namespace) -> int:
@@ -177,7 +183,7 @@ async def _chat(args: argparse.Namespace) -> int:
                 return 0
             if not text:
                 return 0
-            await _turn(loom, caller, thread, _message_run(args, text))
+            await _turn(loom, caller, thread, _new_run(args, text))
 
 
 def _thread_id(given: str | None) -> str:
@@ -188,10 +194,14 @@ def _thread_id(given: str | None) -> str:
         raise CommandFailed(f"--thread: {exc.errors()[0]['msg']}") from None
 
 
-def _message_run(args: argparse.Namespace, text: str) -> RunCreate:
+def _new_run(args: argparse.Namespace, text: str | None) -> RunCreate:
+    """A run of ``args.graph`` with the user's message as input, or ``--input`` (``loom run`` only)."""
+    given = getattr(args, "input", None)
+    if (text is None) == (given is None):
+        raise CommandFailed("give either a message or --input JSON")
     return RunCreate(
         assistant_id=args.graph,
-        input={"messages": [{"role": "user", "content": text}]},
+        input=given if text is None else {"messages": [{"role": "user", "content": text}]},
         context=args.context,
         stream_mode=STREAMED,  # type: ignore[arg-type]
         multitask_strategy="reject",  # the CLI runs what it creates: a busy thread is an error, never a queue
@@ -208,6 +218,9 @@ async def _resume(args: argparse.Namespace) -> int:
             raise CommandFailed(
                 f"thread {args.thread!r} has nothing to resume: its last run finished ({thread.status})"
             )
+        if state["interrupts"] and args.value is None:
+            question = json.dumps(state["interrupts"][0]["value"], default=to_jsonable)
+            raise CommandFailed(f"thread {args.thread!r} waits for an answer to {question}: give it with --value JSON")
         body = RunCreate(
             assistant_id=thread.graph_id or "",
             command=CommandBody(resume=args.value) if args.value is not None else None,

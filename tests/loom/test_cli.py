@@ -151,6 +151,17 @@ def test_a_served_project_s_graph_runs_with_its_own_context() -> None:
     assert loom("state", "g-1", *config).stdout.count("human: hi") == 2
 
 
+def test_resume_answers_a_pending_interrupt_with_a_value() -> None:
+    config = ("--config", str(PROJECT_ROOT / "tests" / "server" / "langgraph.test.json"))
+    asked = loom("run", "approval", "--input", '{"request": "refund"}', "--thread", "ask-1", *config)
+    assert asked.returncode == 0 and 'waiting for input {"question": "approve refund?"}' in asked.stdout
+    unanswered = loom("resume", "ask-1", *config)
+    assert unanswered.returncode == 2 and "give it with --value JSON" in unanswered.stdout
+    answered = loom("resume", "ask-1", "--value", '"yes"', *config)
+    assert answered.returncode == 0 and "run success" in answered.stdout
+    assert '"decision": "yes"' in loom("state", "ask-1", *config).stdout
+
+
 def test_an_api_key_acts_as_its_user(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOOM_API_KEYS", '{"ada": "key-ada", "bob": "key-bob"}')
     made = loom("run", "assistant", "hello", "--thread", "mine", "--api-key", "key-ada")
@@ -158,7 +169,7 @@ def test_an_api_key_acts_as_its_user(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "human: hello" in loom("state", "mine", "--user", "ada").stdout
     assert loom("state", "mine", "--api-key", "key-bob").stdout.strip() == "error: thread 'mine' not found"
     unnamed = loom("state", "mine")
-    assert unnamed.returncode == 2 and "name the user with --user or --api-key" in unnamed.stdout
+    assert unnamed.returncode == 2 and "name one with --user or --api-key" in unnamed.stdout
     wrong = loom("state", "mine", "--api-key", "nope")
     assert wrong.returncode == 2 and "a valid API key is required" in wrong.stdout
 
@@ -166,6 +177,8 @@ def test_an_api_key_acts_as_its_user(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_names_are_clear_errors() -> None:
     unknown = loom("run", "missing", "hi")
     assert unknown.returncode == 2 and "assistant 'missing' not found" in unknown.stdout
+    not_a_dict = loom("run", "assistant", "--input", "[1]")
+    assert not_a_dict.returncode == 2 and "input: Input should be a valid dictionary" in not_a_dict.stdout
     bad_id = loom("run", "assistant", "hi", "--thread", "a~b")
     assert bad_id.returncode == 2 and "--thread: String should match pattern" in bad_id.stdout
     assert loom("graphs").stdout.startswith("assistant ")
