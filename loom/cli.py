@@ -31,6 +31,7 @@ from server.app import open_services
 from server.auth import LOCAL_USER, Caller, User, user_for_key
 from server.db import RunRow, new_id
 from server.deps import Services, visible_thread
+from server.engine.streams import to_jsonable
 from server.errors import ApiError
 from server.registry import auth_handlers, graph_specs
 from server.routes import runs, threads
