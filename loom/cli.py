@@ -157,7 +157,8 @@ async def _engine(args: argparse.Namespace) -> AsyncIterator[tuple[Services, Cal
     """The server's engine in this process, and the caller the command acts for."""
     settings = get_settings()
     caller = _caller(settings, args)
-    async with open_services(settings, claim=False) as loom:
+    # the CLI runs its own runs, also where the server's settings leave running to `loom worker`s
+    async with open_services(settings.model_copy(update={"run_workers": True}), claim=False) as loom:
         yield loom, caller
 
 
@@ -217,7 +218,8 @@ async def _resume(args: argparse.Namespace) -> int:
         state = await threads.get_state(args.thread, loom, caller)
         if not state["next"] and not state["interrupts"]:
             raise CommandFailed(
-                f"thread {args.thread!r} has nothing to resume: its last run finished ({thread.status})"
+                f"thread {args.thread!r} has nothing to resume: no run stopped part-way or waits for an answer"
+                f" (status {thread.status})"
             )
         if state["interrupts"] and args.value is None:
             question = json.dumps(state["interrupts"][0]["value"], default=to_jsonable)
@@ -263,7 +265,7 @@ class TurnPrinter:
         if name == "messages":
             self.message(data[0])
         elif name == "custom":
-            console.print(f"[dim]{json.dumps(data, default=str)}[/dim]")
+            console.print(f"[dim]{json.dumps(data, default=to_jsonable)}[/dim]")
         elif name == "error":
             console.print(f"\n[red]error:[/red] {data.get('error')}: {data.get('message')}", highlight=False)
         elif name == "end":
@@ -274,7 +276,7 @@ class TurnPrinter:
         if kind in ("ai", "AIMessageChunk") and isinstance(content, str):  # a token, or a whole reply
             console.print(content, end="", markup=False, highlight=False)
         elif kind == "tool":
-            text = content if isinstance(content, str) else json.dumps(content, default=str)
+            text = content if isinstance(content, str) else json.dumps(content, default=to_jsonable)
             console.print(f"\n[magenta]{message.get('name')}[/magenta] → {shortened(text)}", highlight=False)
             artifact = message.get("artifact")
             if isinstance(artifact, dict) and "url" in artifact:
@@ -288,17 +290,21 @@ class TurnPrinter:
             console.print(
                 f"[green]artifact[/green] {artifact.get('kind')}: {artifact['url']}  ({file})", highlight=False
             )
-        interrupts = self.end.get("interrupts") or []
-        for pending in interrupts:
-            console.print(f"[yellow]waiting for input[/yellow] {json.dumps(pending.get('value'), default=str)}")
-        if interrupts:
-            value = interrupts[0].get("value")
-            example = '{"decisions": [{"type": "approve"}]}'  # reject: {"type": "reject", "message": "why"}
-            answer = example if isinstance(value, dict) and "action_requests" in value else "<json>"
-            console.print(f"[dim]answer with: loom resume {self.thread} --value '{answer}'[/dim]", highlight=False)
+        show_questions(self.end.get("interrupts") or [], self.thread)
         status = self.end.get("status", "unknown")
         console.print(f"[dim]thread {self.thread} · graph {graph_id} · run {status}[/dim]", highlight=False)
         return 0 if status in ("success", "interrupted") else 1
+
+
+def show_questions(interrupts: list[dict[str, Any]], thread: str) -> None:
+    """The questions a thread waits on (``interrupt()`` values), and how to answer them."""
+    for pending in interrupts:
+        console.print(f"[yellow]waiting for input[/yellow] {json.dumps(pending['value'], default=to_jsonable)}")
+    if interrupts:
+        value = interrupts[0]["value"]
+        example = '{"decisions": [{"type": "approve"}]}'  # reject: {"type": "reject", "message": "why"}
+        answer = example if isinstance(value, dict) and "action_requests" in value else "<json>"
+        console.print(f"[dim]answer with: loom resume {thread} --value '{answer}'[/dim]", highlight=False)
 
 
 def shortened(text: str, limit: int = SHOWN_CHARS) -> str:
@@ -314,8 +320,7 @@ async def _state(args: argparse.Namespace) -> None:
     for message in view["values"].get("messages", []):
         console.print(f"[bold]{message.type}[/bold]: {shortened(message.text, 500)}", highlight=False)
     console.print_json(json.dumps(values, default=to_jsonable))
-    for pending in view["interrupts"]:
-        console.print(f"[yellow]waiting for input[/yellow] {json.dumps(pending['value'], default=to_jsonable)}")
+    show_questions(view["interrupts"], args.thread)
     console.print(f"next: {view['next']}  checkpoint: {view['checkpoint_id']}", highlight=False)
 
 
