@@ -19,6 +19,7 @@ from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
 from loom.processes import PROJECT_ROOT, LoomServer
+from tests.server.live import serving
 
 LOOM = str(Path(sys.executable).parent / "loom")
 CHART = "Create a chart from this data: Q1 120, Q2 150, Q3 90"
@@ -29,10 +30,8 @@ GREETER = PROJECT_ROOT / "tests" / "data" / "projects" / "greeter" / "langgraph.
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoomServer]:
     """One live server for the module (each test works on threads of its own), on the fake model."""
-    env = {"LOOM_MODEL": "fake:echo", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "LOOM_DETECT_BLOCKING": "true"}
-    live = LoomServer(tmp_path_factory.mktemp("cli-server") / "data", env).start()
-    yield live
-    live.stop()
+    with serving(tmp_path_factory.mktemp("cli-server") / "data", fixtures=False) as live:
+        yield live
 
 
 @pytest.fixture
