@@ -1,7 +1,7 @@
 """``loom``: list graphs, run one on a thread with live output, inspect and resume threads.
 
 The CLI is a client of the server's own engine, in process (``server.app.open_services``): a run is admitted,
-executed and recorded as an HTTP run is (``server.routes.runs.start_run``), and a thread is read as
+executed and recorded as an HTTP run is (``server.engine.admission``), and a thread is read as
 ``GET /threads/{id}/state`` reads it. So a thread made by either side is the other's too, under the ids
 clients see, with its owner, status and runs. The CLI executes only the runs it creates; it never claims
 runs a server queued.
@@ -31,10 +31,11 @@ from server.app import open_services
 from server.auth import LOCAL_USER, Caller, User, user_for_key
 from server.db import RunRow, new_id
 from server.deps import Services, visible_thread
+from server.engine import admission
 from server.engine.streams import to_jsonable
 from server.errors import ApiError
 from server.registry import auth_handlers, graph_specs
-from server.routes import runs, threads
+from server.routes import threads
 from server.schemas import CommandBody, HistoryQuery, RunCreate, ThreadCreate
 from server.store_config import store_options
 from server.streams import to_jsonable
@@ -236,7 +237,7 @@ async def _resume(args: argparse.Namespace) -> int:
 
 async def _turn(loom: Services, caller: Caller, thread: str, body: RunCreate) -> int:
     """One run through the engine, printed as it streams: tokens, tool results, custom events; then its end."""
-    run = await runs.start_run(loom, caller, thread, body, None)
+    run = await admission.admit(loom.manager, caller, thread, await loom.prepare(caller.identity, body), None)
     printer = TurnPrinter(loom.settings, caller.identity, thread)
     try:
         async for event in loom.manager.events(run.run_id, known_status=run.status):
