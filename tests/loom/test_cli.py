@@ -18,13 +18,13 @@ import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
-from loom.processes import PROJECT_ROOT, LoomServer
-from tests.server.live import serving
+from loom.processes import LoomServer
+from tests.fixtures.servers import FIXTURE_GRAPHS, PROJECTS, serving
 
 LOOM = str(Path(sys.executable).parent / "loom")
 CHART = "Create a chart from this data: Q1 120, Q2 150, Q3 90"
 ARTIFACT = re.compile(r"artifact chart: (/threads/\S+/artifacts/chart-\w+\.png)  \((/\S+\.png)\)")
-GREETER = PROJECT_ROOT / "tests" / "data" / "projects" / "greeter" / "langgraph.json"
+GREETER = PROJECTS / "greeter" / "langgraph.json"
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_a_served_project_s_graph_runs_with_its_own_context() -> None:
 
 
 def test_resume_answers_a_pending_interrupt_with_a_value() -> None:
-    config = ("--config", str(PROJECT_ROOT / "tests" / "server" / "langgraph.test.json"))
+    config = ("--config", str(FIXTURE_GRAPHS))
     asked = loom("run", "approval", "--input", '{"request": "refund"}', "--thread", "ask-1", *config)
     assert asked.returncode == 0 and 'waiting for input {"question": "approve refund?"}' in asked.stdout
     unanswered = loom("resume", "ask-1", *config)
