@@ -17,12 +17,13 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from loom.eval_cli import add_eval_commands
 from loom.persistence import open_checkpointer, open_store
@@ -38,7 +39,6 @@ from server.registry import auth_handlers, graph_specs
 from server.routes import threads
 from server.schemas import CommandBody, HistoryQuery, RunCreate, ThreadCreate
 from server.store_config import store_options
-from server.streams import to_jsonable
 from services.paths import artifacts_folder
 
 console = Console(soft_wrap=True)  # the terminal wraps long lines: ids and paths stay whole to copy
@@ -267,8 +267,12 @@ class TurnPrinter:
             self.message(data[0])
         elif name == "custom":
             console.print(f"[dim]{json.dumps(data, default=to_jsonable)}[/dim]")
+        elif name == "error" and data.get("error") == "RequestNotDone":  # the reply said why; the status says so too
+            console.print(f"\n[red]not done:[/red] {escape(str(data.get('message')))}", highlight=False)
         elif name == "error":
-            console.print(f"\n[red]error:[/red] {data.get('error')}: {data.get('message')}", highlight=False)
+            console.print(
+                f"\n[red]error:[/red] {data.get('error')}: {escape(str(data.get('message')))}", highlight=False
+            )
         elif name == "end":
             self.end = data
 
@@ -297,7 +301,7 @@ class TurnPrinter:
         return 0 if status in ("success", "interrupted") else 1
 
 
-def show_questions(interrupts: list[dict[str, Any]], thread: str) -> None:
+def show_questions(interrupts: Sequence[Mapping[str, Any]], thread: str) -> None:
     """The questions a thread waits on (``interrupt()`` values), and how to answer them."""
     for pending in interrupts:
         console.print(f"[yellow]waiting for input[/yellow] {json.dumps(pending['value'], default=to_jsonable)}")
@@ -332,9 +336,9 @@ async def _history(args: argparse.Namespace) -> None:
     rows = [("checkpoint", "step", "source", "next", "writes")]
     for snapshot, parent in zip(snapshots, [*snapshots[1:], None], strict=True):
         metadata = snapshot["metadata"]
-        writes = [task["name"] for task in (parent or {}).get("tasks", []) if task["result"] is not None]
+        writes = [task["name"] for task in (parent["tasks"] if parent else []) if task["result"] is not None]
         step, source = str(metadata.get("step")), str(metadata.get("source"))
-        rows.append((snapshot["checkpoint_id"], step, source, ",".join(snapshot["next"]), ",".join(writes)))
+        rows.append((str(snapshot["checkpoint_id"]), step, source, ",".join(snapshot["next"]), ",".join(writes)))
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
     for row in rows:
         line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
