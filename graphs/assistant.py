@@ -1,10 +1,12 @@
 """Personal assistant (seed 000): a router hands each request to one of five specialists.
 
-START → router ─┬→ content_writer → END
-                ├→ coder → END
-                ├→ image_generator ⇄ image_tools        (hand_off → router)
-                ├→ document_analyst ⇄ analyst_tools     (hand_off → router)
-                └→ workspace_agent → workspace_approval → workspace_tools → workspace_agent   (hand_off → router)
+START → memory ─┬→ END                 (an explicit "remember that …" / "forget …", acknowledged)
+                └→ router ─┬→ content_writer → END
+                           ├→ coder → END
+                           ├→ image_generator ⇄ image_tools        (hand_off → router)
+                           ├→ document_analyst ⇄ analyst_tools     (hand_off → router)
+                           └→ workspace_agent → workspace_approval → workspace_tools → workspace_agent
+                                                                   (hand_off → router)
 
 The workspace agent also has the tools of the MCP servers in LOOM_MCP_SERVERS (``services.mcp``);
 workspace_approval asks a human about destructive calls (an interrupt), the tool gate enforces the decision.
@@ -19,12 +21,14 @@ from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
+from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
 from nodes.assistant.router import hand_off, make_router
 from nodes.common.agent import after_agent, make_agent
 from nodes.common.approval import make_approval_node, make_tool_gate
 from nodes.common.dispatch import chart_calls, image_calls, workspace_calls
+from nodes.common.memory import after_memory, make_memory_step
 from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
 from nodes.tools.charts import create_chart
 from nodes.tools.errors import tool_error_message
@@ -51,7 +55,7 @@ WORKSPACE = (
 
 
 def build_graph(
-    models: ModelProvider = settings_models, checkpointer: Checkpointer = None
+    models: ModelProvider = settings_models, checkpointer: Checkpointer = None, store: BaseStore | None = None
 ) -> CompiledStateGraph[AssistantState, RunContext, AssistantInput, AssistantOutput]:
     builder = StateGraph(
         AssistantState, context_schema=RunContext, input_schema=AssistantInput, output_schema=AssistantOutput
@@ -64,7 +68,9 @@ def build_graph(
     builder.add_node("router", make_router(models), retry_policy=TRANSIENT_RETRY)
     builder.add_node("content_writer", make_agent("content_writer", WRITER, models), retry_policy=TRANSIENT_RETRY)
     builder.add_node("coder", make_agent("coder", CODER, models), retry_policy=TRANSIENT_RETRY)
-    builder.add_edge(START, "router")
+    builder.add_node("memory", make_memory_step())
+    builder.add_edge(START, "memory")
+    builder.add_conditional_edges("memory", after_memory, {"continue": "router", END: END})
     builder.add_edge("content_writer", END)
     builder.add_edge("coder", END)
     for name, (tools_node, instructions, tools, dispatch) in specialist_tools.items():
@@ -81,7 +87,7 @@ def build_graph(
             builder.add_edge(first, tools_node)
         builder.add_conditional_edges(name, after_agent, {"tools": first, "router": "router", END: END})
         builder.add_edge(tools_node, name)
-    return builder.compile(checkpointer=checkpointer, name="assistant")
+    return builder.compile(checkpointer=checkpointer, store=store, name="assistant")
 
 
 def every(tools: list[BaseTool]) -> Callable[[Any], set[str]]:

@@ -176,6 +176,14 @@ class Settings(BaseSettings):
     router_confidence: float = Field(
         default=0.6, ge=0.0, le=1.0, description="First-stage confidence that skips the LLM."
     )
+    memory: bool = Field(
+        default=True,
+        description='Long-term memory in the chat graphs ("remember that …", recalled into later threads); a run '
+        "turns it off with config.configurable.memory=false.",
+    )
+    memory_recall_tokens: int = Field(
+        default=400, ge=0, le=20_000, description="Tokens of recalled memories a prompt may carry (≈4 characters each)."
+    )
     support_retry_budget: int = Field(
         default=3, ge=1, le=20, description="Invalid tool calls (unknown tool, bad arguments) a support run may make."
     )

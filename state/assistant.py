@@ -7,7 +7,7 @@ from typing import Annotated, Literal, NotRequired, get_args
 
 from typing_extensions import TypedDict
 
-from state.common import Artifacts, Messages, UsageLog, user_turn
+from state.common import Artifacts, Messages, RecalledMemory, UsageLog, user_turn
 from state.support import Approval
 
 Specialist = Literal["content_writer", "coder", "image_generator", "document_analyst", "workspace_agent"]
@@ -37,6 +37,8 @@ class AssistantOutput(TypedDict):
     usage: NotRequired[UsageLog]
     approvals: NotRequired[Annotated[dict[str, Approval], operator.or_]]
     """A human's decision on each destructive tool call (an MCP server's), by tool call id."""
+    memories: NotRequired[list[RecalledMemory]]
+    """Long-term memories recalled for this run (``nodes.common.memory``), in the answering prompts."""
 
 
 class AssistantState(AssistantInput):
@@ -47,3 +49,5 @@ class AssistantState(AssistantInput):
     usage: NotRequired[UsageLog]
     approvals: NotRequired[Annotated[dict[str, Approval], operator.or_]]
     """A human's decision on each destructive tool call (an MCP server's), by tool call id."""
+    memories: NotRequired[list[RecalledMemory]]
+    """Long-term memories recalled for this run (``nodes.common.memory``), in the answering prompts."""

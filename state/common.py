@@ -76,6 +76,18 @@ class Artifact(TypedDict):
     media_type: str
 
 
+MemoryKind = Literal["fact", "preference", "instruction"]
+
+
+class RecalledMemory(TypedDict):
+    """A long-term memory recalled for this run (``services.memory``): its store key, text, kind and score."""
+
+    key: str
+    text: str
+    kind: MemoryKind
+    score: float
+
+
 def append_batches(state: list[Any] | None, writes: Sequence[list[Any]]) -> list[Any]:
     """``operator.add`` over a batch of list writes, in the batch form ``DeltaChannel`` replays."""
     return [*(state or []), *(item for write in writes for item in write)]

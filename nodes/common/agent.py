@@ -15,6 +15,7 @@ from langgraph.runtime import Runtime
 
 from loom.settings import get_settings
 from nodes.common.dispatch import Dispatcher
+from nodes.common.memory import memory_prompt
 from nodes.common.toolsets import ToolSource, with_found
 from nodes.models import ModelProvider, call_model, model_for
 from state.common import Artifact, RunContext
@@ -54,8 +55,10 @@ def make_agent(
         if (bound := await with_found(tools, found)) and tool_rounds_this_turn(history) < settings.max_tool_rounds:
             model = model.bind_tools(bound)
         context = runtime.context or RunContext()
+        remembered = memory_prompt(state.get("memories") or [], context.user_name)
         system = SystemMessage(
             content=f"{instructions}\nYou are helping {context.user_name}. Today is {date.today().isoformat()}."
+            + (f"\n{remembered}" if remembered else "")
         )
         reply, usage = await call_model(model, [system, *history], node=role, config=config)
         update: dict[str, Any] = {"messages": [reply], "usage": [usage]}
