@@ -15,7 +15,8 @@ from langgraph.store.memory import InMemoryStore
 from graphs.assistant import build_graph
 from services.memory import NAMESPACE
 from state.common import RunContext
-from tests.conftest import ScriptedModels, SetEnv
+from tests.fixtures.env import SetEnv
+from tests.fixtures.models import ScriptedModels
 
 
 async def ask(graph: Any, text: str, thread: str, **configurable: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from langgraph.store.memory import InMemoryStore
 from graphs.assistant import build_graph
 from services.memory import NAMESPACE
 from state.common import RunContext
-from tests.conftest import SetEnv
+from tests.fixtures.env import SetEnv
 
 pytestmark = pytest.mark.embedded_model
 

@@ -16,7 +16,8 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
 from loom.processes import LoomServer
-from tests.openai_server import ScriptedOpenAI, text
+from tests.fixtures.openai_server import ScriptedOpenAI, text
+from tests.fixtures.servers import serving
 
 pytestmark = pytest.mark.live
 
@@ -27,9 +28,8 @@ ASK = "Write a short poem about my favourite colour"
 @pytest.fixture
 def server(tmp_path: Path, openai_server: ScriptedOpenAI) -> Iterator[LoomServer]:
     """Loom's own graphs, every model call on ``openai_server``, two users."""
-    live = LoomServer(tmp_path / "server", {"LOOM_API_KEYS": json.dumps(KEYS)}).start()
-    yield live
-    live.stop()
+    with serving(tmp_path / "server", fixtures=False, LOOM_API_KEYS=json.dumps(KEYS), **openai_server.env) as live:
+        yield live
 
 
 def prompt(body: dict[str, Any]) -> str:
