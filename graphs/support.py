@@ -1,9 +1,10 @@
 """Customer support (seed 002): triage → specialist → escalation, one thread per support request.
 
-    START → intake ─┬→ triage ─┬→ technical | billing | general ─┬→ finish → END
-                    │          └→ escalate → escalation ─────────┤
-                    ├→ current agent (follow-up turns)           ├→ approval → tools   (destructive: interrupt)
-                    └→ escalate (urgent, repeated, angry wording) └→ tools → back to the agent, or escalate
+    START → memory ─┬→ END   ("remember that …", "forget …": acknowledged, no model call)
+                    └→ intake ─┬→ triage ─┬→ technical | billing | general ─┬→ finish → END
+                               │          └→ escalate → escalation ─────────┤
+                               ├→ current agent (follow-up turns)           ├→ approval → tools (destructive: interrupt)
+                               └→ escalate (urgent, repeated, angry wording) └→ tools → back to the agent, or escalate
     Command(goto="resolve") → resolve → END     (a resolution recorded through /support reaches the state)
 
 Tools carry permission levels (seed 003): read runs freely, write needs the run's grant, destructive
@@ -15,9 +16,11 @@ from __future__ import annotations
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
+from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
 from nodes.common.approval import make_approval_node, make_tool_gate
+from nodes.common.memory import after_memory, make_memory_step
 from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
 from nodes.support.agents import (
     Dispatcher,
@@ -70,7 +73,7 @@ def allowed_tools(state: SupportState) -> set[str]:
 
 
 def build_graph(
-    models: ModelProvider = settings_models, checkpointer: Checkpointer = None
+    models: ModelProvider = settings_models, checkpointer: Checkpointer = None, store: BaseStore | None = None
 ) -> CompiledStateGraph[SupportState, RunContext, SupportInput, SupportOutput]:
     builder = StateGraph(
         SupportState, context_schema=RunContext, input_schema=SupportInput, output_schema=SupportOutput
@@ -99,12 +102,14 @@ def build_graph(
     )
     builder.add_node("finish", finish)
     builder.add_node("resolve", resolve)
-    builder.add_edge(START, "intake")
+    builder.add_node("memory", make_memory_step())
+    builder.add_edge(START, "memory")
+    builder.add_conditional_edges("memory", after_memory, {"continue": "intake", END: END})
     builder.add_edge("approval", "tools")
     builder.add_conditional_edges("tools", after_tools)
     builder.add_edge("finish", END)
     builder.add_edge("resolve", END)
-    return builder.compile(checkpointer=checkpointer, name="support")
+    return builder.compile(checkpointer=checkpointer, store=store, name="support")
 
 
 graph = build_graph()

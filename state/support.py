@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, NotRequired, get_args
 from pydantic import BaseModel, Field, model_validator
 from typing_extensions import TypedDict
 
-from state.common import Messages, UsageLog, user_turn
+from state.common import Messages, RecalledMemory, UsageLog, user_turn
 
 Category = Literal["technical", "billing", "general", "escalation"]
 Priority = Literal["low", "medium", "high", "critical"]
@@ -119,3 +119,5 @@ class SupportState(SupportInput):
     approvals: NotRequired[Annotated[dict[str, Approval], operator.or_]]
     resolution: NotRequired[Resolution]
     usage: NotRequired[UsageLog]
+    memories: NotRequired[list[RecalledMemory]]
+    """Long-term memories recalled for this run (``nodes.common.memory``), in the specialists' prompts."""

@@ -24,6 +24,7 @@ from loom.settings import get_settings
 from loom.threads import public_thread_id
 from nodes.common.agent import messages_this_turn, quoted_results, this_conversation, tool_rounds_this_turn
 from nodes.common.approval import call_id, invalid_calls_this_turn, pending_approvals
+from nodes.common.memory import memory_prompt
 from nodes.common.routing import last_human_text
 from nodes.models import ModelProvider, call_model, model_for
 from nodes.support.triage import (
@@ -165,7 +166,10 @@ def make_specialist(
         if tools and rounds_left and invalid_calls_this_turn(history) < settings.support_retry_budget:
             model = model.bind_tools(list(tools))
         context = runtime.context or RunContext()
-        system = SystemMessage(f"{instructions}\n{request_brief(state)}\nThe customer is {context.user_name}.")
+        remembered = memory_prompt(state.get("memories") or [], context.user_name)
+        system = SystemMessage(
+            f"{instructions}\n{request_brief(state)}\nThe customer is {context.user_name}.\n{remembered}".rstrip()
+        )
         reply, usage = await call_model(model, [system, *history], node=agent, config=config)
         return {"messages": [reply], "usage": [usage]}
 

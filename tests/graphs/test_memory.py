@@ -13,6 +13,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.memory import InMemoryStore
 
 from graphs.assistant import build_graph
+from graphs.support import build_graph as build_support
 from services.memory import NAMESPACE
 from state.common import RunContext
 from tests.fixtures.env import SetEnv
@@ -86,3 +87,14 @@ async def test_memory_off_per_request_and_by_settings(checkpointer: BaseCheckpoi
 async def test_without_a_store_the_graph_runs_as_before(checkpointer: BaseCheckpointSaver[str]) -> None:
     result = await ask(build_graph(ScriptedModels(), checkpointer), "Remember that I like jazz", "t1")
     assert result["memories"] == [] and result["messages"][-1].text == "echo: Remember that I like jazz"
+
+
+async def test_support_remembers_across_requests(checkpointer: BaseCheckpointSaver[str]) -> None:
+    store, models = InMemoryStore(), ScriptedModels()
+    graph = build_support(models, checkpointer, store)
+    said = await ask(graph, "Please remember that I am on the Pro plan and my company is Falcon Ltd", "s1")
+    assert "request" not in said and models.models == {}, "no support request opened, no model call"
+
+    answer = await ask(graph, "What does my Pro plan include?", "s2")
+    assert answer["request"]["current_agent"] == "billing"
+    assert "(fact) I am on the Pro plan and my company is Falcon Ltd" in system_prompt(models, "billing")
