@@ -5,11 +5,13 @@
                                           │           └→ report
                                           ├→ dispatch ─┬→ run_step ×N → dispatch   (Send: ready steps at once)
                                           │            ├→ planner     (replan the failed part, bounded)
-                                          │            ├→ synthesize → END   (streamed answer)
-                                          │            └→ report              (structured failure report)
+                                          │            ├→ synthesize → episode → END   (streamed answer)
+                                          │            └→ report → episode             (structured failure report)
                                           └→ report
-    report → END when the approver rejected the plan; otherwise report → failed, which raises ``PlanFailed``
+    report → episode → END when the approver rejected the plan; otherwise → failed, which raises ``PlanFailed``
     once the report is in the state, so the run ends ``error``, not ``success``.
+
+``episode`` stores the run (goal, steps, outcome, lesson) in the caller's store; the planner reads similar lessons.
 
 A step without a tool runs ``step_reasoner``, a small ReAct subgraph over the run's read tools.
 Plans may also use the tools of the MCP servers in LOOM_MCP_SERVERS (``services.mcp``), listed afresh
@@ -24,13 +26,15 @@ from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
+from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
 from nodes.common.agent import after_agent, make_agent
 from nodes.common.permissions import permission_of
 from nodes.common.toolsets import ToolRegistry, refreshing
 from nodes.models import TRANSIENT_RETRY, ModelProvider, settings_models
-from nodes.plan_execute.execution import after_report, dispatch, failed, intake, make_synthesizer, report
+from nodes.plan_execute.episodes import after_episode, remember_episode
+from nodes.plan_execute.execution import dispatch, failed, intake, make_synthesizer, report
 from nodes.plan_execute.planner import make_approval, make_planner, make_validator
 from nodes.plan_execute.steps import REASONER, make_step_runner
 from nodes.tools.code import run_python
@@ -62,7 +66,10 @@ def build_reasoner(
 
 
 def build_graph(
-    models: ModelProvider = settings_models, checkpointer: Checkpointer = None, tools: Sequence[BaseTool] | None = None
+    models: ModelProvider = settings_models,
+    checkpointer: Checkpointer = None,
+    tools: Sequence[BaseTool] | None = None,
+    store: BaseStore | None = None,
 ) -> CompiledStateGraph[PlanExecuteState, RunContext, PlanExecuteInput, PlanExecuteOutput]:
     registry = ToolRegistry(plan_tools() if tools is None else tools, found=mcp_tools)
     reasoner = build_reasoner(models, [t for t in registry.own.values() if permission_of(t) == "read"])
@@ -77,14 +84,16 @@ def build_graph(
     builder.add_node("run_step", refreshing(make_step_runner(registry, reasoner), registry))
     builder.add_node("synthesize", make_synthesizer(models), retry_policy=TRANSIENT_RETRY)
     builder.add_node("report", report)
+    builder.add_node("episode", remember_episode)
     builder.add_node("failed", failed)
     builder.add_edge(START, "intake")
     builder.add_edge("intake", "planner")
     builder.add_edge("planner", "validate")
     builder.add_edge("run_step", "dispatch")
-    builder.add_edge("synthesize", END)
-    builder.add_conditional_edges("report", after_report, ["failed", END])
-    return builder.compile(checkpointer=checkpointer, name="plan_execute")
+    builder.add_edge("synthesize", "episode")
+    builder.add_edge("report", "episode")
+    builder.add_conditional_edges("episode", after_episode, ["failed", END])
+    return builder.compile(checkpointer=checkpointer, store=store, name="plan_execute")
 
 
 graph = build_graph()

@@ -198,3 +198,40 @@ def _value(item: SearchItem) -> Memory:
         last_used_at=value.get("last_used_at"),
         uses=int(value.get("uses") or 0),
     )
+
+
+EPISODES = ("episodes",)
+Outcome = Literal["success", "replanned", "failure"]
+LESSON_LIMIT = 3
+
+
+class Episode(TypedDict):
+    """One past run, as stored under ``("episodes",)``: its goal, steps, outcome and, if it went wrong, a lesson."""
+
+    goal: str
+    steps: list[str]
+    outcome: Outcome
+    lesson: str | None
+    source_thread: str | None
+    created_at: str
+
+
+async def record_episode(store: BaseStore, episode: Episode) -> str:
+    """Stores ``episode`` under a new key; returns the key."""
+    key = uuid.uuid4().hex
+    await store.aput(EPISODES, key, dict(episode))
+    return key
+
+
+async def lessons_for(store: BaseStore, goal: str) -> list[str]:
+    """The lessons of the past episodes most similar to ``goal`` (semantic index, else BM25 with a shared word)."""
+    semantic = getattr(store, "index_config", None) is not None
+    found = await store.asearch(EPISODES, query=goal if semantic else None, limit=SCAN_LIMIT)
+    taught = [item for item in found if isinstance(item.value.get("lesson"), str) and item.value["lesson"]]
+    if not taught:
+        return []
+    if semantic:
+        return [str(item.value["lesson"]) for item in taught[:LESSON_LIMIT]]
+    scores = LuceneBM25([words(str(item.value.get("goal", ""))) or ["_"] for item in taught]).get_scores(words(goal))
+    ranked = sorted(zip(scores, taught, strict=True), key=lambda pair: float(pair[0]), reverse=True)
+    return list(dict.fromkeys(str(item.value["lesson"]) for score, item in ranked[:LESSON_LIMIT] if score > 0))

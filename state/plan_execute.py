@@ -137,6 +137,8 @@ class PlanExecuteState(PlanExecuteInput):
     replans: NotRequired[int]
     report: NotRequired[FailureReport | None]
     usage: NotRequired[UsageLog]
+    lessons: NotRequired[list[str]]
+    """Lessons of similar past runs (``nodes.plan_execute.episodes``), in the planner's prompt this turn."""
 
 
 class ReasonerState(TypedDict):

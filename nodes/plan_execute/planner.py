@@ -23,12 +23,15 @@ from pydantic import ValidationError
 
 from loom.settings import get_settings
 from nodes.common.approval import Decision, PlanAnswer, review_request
+from nodes.common.memory import memory_store
 from nodes.common.permissions import is_granted, permission_of
 from nodes.models import ModelProvider, model_for
 from nodes.models.outputs import ask_structured
+from nodes.plan_execute.episodes import lessons_prompt
 from nodes.plan_execute.execution import failure_report
 from nodes.plan_execute.plans import plan_json_schema, preview, signature, step_key, to_specs, validate_plan
 from nodes.plan_execute.rules import shop_plan
+from services.memory import lessons_for
 from services.stores.shop import get_shop
 from state.common import RunContext, UsageRecord
 from state.hitl import ActionRequest, EditDecision, RejectDecision
@@ -52,13 +55,16 @@ def rule_plan(request: str) -> list[StepSpec] | None:
 
 
 def make_planner(models: ModelProvider, tools: Mapping[str, BaseTool]) -> Any:
-    async def planner(state: PlanExecuteState, config: RunnableConfig) -> dict[str, Any]:
+    async def planner(state: PlanExecuteState, config: RunnableConfig, runtime: Runtime[RunContext]) -> dict[str, Any]:
         settings = get_settings()
         attempt = state.get("plan_attempts", 0) + 1
         first_try = attempt == 1 and not state.get("replan")
-        by_rules = first_try and settings.direct_tool_dispatch
+        if first_try:  # lessons of similar past runs, once a turn; with any, the rules' plan is not trusted
+            state = {**state, "lessons": await _lessons(state, config, runtime)}
+        learned = {"lessons": state.get("lessons", [])}
+        by_rules = first_try and settings.direct_tool_dispatch and not state["lessons"]
         if by_rules and (steps := await asyncio.to_thread(rule_plan, state.get("request", ""))):
-            return _planned(state, steps, "rules", attempt, [])
+            return {**_planned(state, steps, "rules", attempt, []), **learned}
         schema = plan_json_schema(tools, settings.plan_max_steps)
         messages = planner_messages(state, tools, settings.plan_max_steps)
         reply = await ask_structured(
@@ -69,10 +75,15 @@ def make_planner(models: ModelProvider, tools: Mapping[str, BaseTool]) -> Any:
                 raise ValueError(reply.error or "no JSON")
             plan = Plan.model_validate(reply.value)
         except (ValueError, ValidationError) as exc:  # no JSON, or JSON of the wrong shape
-            return {"plan_attempts": attempt, "plan_error": not_a_plan(exc), "usage": reply.usages}
-        return _planned(state, _merge(state, to_specs(plan.steps)), "llm", attempt, reply.usages)
+            return {"plan_attempts": attempt, "plan_error": not_a_plan(exc), "usage": reply.usages, **learned}
+        return {**_planned(state, _merge(state, to_specs(plan.steps)), "llm", attempt, reply.usages), **learned}
 
     return planner
+
+
+async def _lessons(state: PlanExecuteState, config: RunnableConfig, runtime: Runtime[RunContext]) -> list[str]:
+    store = memory_store(config, runtime)
+    return await lessons_for(store, state.get("request", "")) if store is not None else []
 
 
 def not_a_plan(error: Exception) -> str:
@@ -117,7 +128,7 @@ def _planned(
 def planner_messages(state: PlanExecuteState, tools: Mapping[str, BaseTool], max_steps: int) -> list[BaseMessage]:
     listing = "\n".join(f"- {signature(t)} [{permission_of(t)}]: {t.description}" for t in tools.values())
     messages: list[BaseMessage] = [
-        SystemMessage(content=PLANNER.format(max_steps=max_steps, tools=listing)),
+        SystemMessage(content=PLANNER.format(max_steps=max_steps, tools=listing) + lessons_block(state)),
         HumanMessage(content=state.get("request", "")),
     ]
     if replan := state.get("replan"):
@@ -129,6 +140,11 @@ def planner_messages(state: PlanExecuteState, tools: Mapping[str, BaseTool], max
         problems = "\n".join(f"- {problem}" for problem in state["feedback"])
         messages.append(HumanMessage(content=f"That plan was rejected:\n{problems}\nReply with a corrected plan."))
     return messages
+
+
+def lessons_block(state: PlanExecuteState) -> str:
+    lessons = lessons_prompt(state.get("lessons") or [])
+    return f"\n{lessons}" if lessons else ""
 
 
 def replan_brief(state: PlanExecuteState, failed: Sequence[Any], blocked: Sequence[StepSpec]) -> str:
