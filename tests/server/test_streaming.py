@@ -51,7 +51,7 @@ async def test_assistant_stream_carries_route_updates_tokens_and_end(server: Loo
     run_id = parts[0].data["run_id"]
     routes = [p.data for p in parts if p.event == "custom" and p.data.get("event") == "route"]
     assert [(r["specialist"], r["stage"]) for r in routes] == [("content_writer", "keywords")]
-    assert [next(iter(p.data)) for p in parts if p.event == "updates"] == ["router", "content_writer"]
+    assert [next(iter(p.data)) for p in parts if p.event == "updates"] == ["memory", "router", "content_writer"]
 
     tokens = [p.data for p in parts if p.event == "messages"]
     assert len(tokens) > 1, "the reply streams token by token"
@@ -151,7 +151,8 @@ async def test_ndjson_stream_has_the_same_events(server: LoomServer) -> None:
     assert lines[-1] == {"id": lines[-1]["id"], "event": "end", "data": lines[-1]["data"]}
     assert lines[-1]["data"]["status"] == "success"
     assert [line["id"] for line in lines] == list(range(1, len(lines) + 1))
-    assert [next(iter(line["data"])) for line in lines if line["event"] == "updates"] == ["router", "content_writer"]
+    updated = [next(iter(line["data"])) for line in lines if line["event"] == "updates"]
+    assert updated == ["memory", "router", "content_writer"]
     assert any(line["event"] == "custom" and line["data"]["event"] == "route" for line in lines)
 
     joined = await collect(client.runs.join_stream(tid, lines[0]["data"]["run_id"]))
