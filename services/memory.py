@@ -10,6 +10,7 @@ often-used memories (seed 003), and keeps what fits a token budget.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import uuid
@@ -123,7 +124,7 @@ async def recall(store: BaseStore, query: str, budget_tokens: int) -> tuple[list
     """The best memories for ``query`` that fit ``budget_tokens``, each marked as used; and the ranking used."""
     semantic = getattr(store, "index_config", None) is not None
     items = await _all(store, query if semantic else None)
-    similarity = _semantic(items) if semantic else _bm25(query, items)
+    similarity = _semantic(items) if semantic else await _bm25(query, items)
     moment = datetime.now(UTC)
     ranked = sorted(items, key=lambda item: similarity[item.key] + _boost(_value(item), moment), reverse=True)
     chosen: list[RecalledMemory] = []
@@ -163,15 +164,20 @@ def words(text: str) -> list[str]:
     return [word for word in tokens(text) if word not in _FIRST_PERSON]
 
 
-def _bm25(query: str, items: Sequence[SearchItem]) -> dict[str, float]:
-    """BM25 scores over the memories' words, scaled to 0…1 by the best one."""
-    corpus = [words(_value(item)["text"]) or ["_"] for item in items]
+def bm25_scores(query: str, texts: Sequence[str]) -> list[float]:
+    """BM25 scores of ``texts`` for ``query``, scaled to 0…1 by the best one (all 0 when nothing matches)."""
     wanted = words(query)
-    if not items or not wanted:
-        return {item.key: 0.0 for item in items}
-    scores = LuceneBM25(corpus).get_scores(wanted)
-    best = max(float(max(scores)), 1e-9)
-    return {item.key: float(score) / best for item, score in zip(items, scores, strict=True)}
+    if not texts or not wanted:
+        return [0.0] * len(texts)
+    scores = [float(score) for score in LuceneBM25([words(text) or ["_"] for text in texts]).get_scores(wanted)]
+    best = max(max(scores), 1e-9)
+    return [score / best for score in scores]
+
+
+async def _bm25(query: str, items: Sequence[SearchItem]) -> dict[str, float]:
+    """BM25 over the memories' words, off the event loop (tokenising 500 memories takes ≈37 ms)."""
+    scores = await asyncio.to_thread(bm25_scores, query, [_value(item)["text"] for item in items])
+    return {item.key: score for item, score in zip(items, scores, strict=True)}
 
 
 async def _all(store: BaseStore, query: str | None = None) -> list[SearchItem]:
@@ -232,6 +238,6 @@ async def lessons_for(store: BaseStore, goal: str) -> list[str]:
         return []
     if semantic:
         return [str(item.value["lesson"]) for item in taught[:LESSON_LIMIT]]
-    scores = LuceneBM25([words(str(item.value.get("goal", ""))) or ["_"] for item in taught]).get_scores(words(goal))
-    ranked = sorted(zip(scores, taught, strict=True), key=lambda pair: float(pair[0]), reverse=True)
+    scores = await asyncio.to_thread(bm25_scores, goal, [str(item.value.get("goal", "")) for item in taught])
+    ranked = sorted(zip(scores, taught, strict=True), key=lambda pair: pair[0], reverse=True)
     return list(dict.fromkeys(str(item.value["lesson"]) for score, item in ranked[:LESSON_LIMIT] if score > 0))
