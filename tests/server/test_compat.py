@@ -169,7 +169,8 @@ def assert_same_stream(loom: Session, reference: Session) -> None:
     assert [name for name, _ in loom.graph_events()] == [name for name, _ in reference.events]
     updates = [[list(data) for name, data in s.events if name == "updates"] for s in (loom, reference)]
     assert updates[0] == updates[1]
-    first_turn = [["memory"], ["router"], ["workspace_agent"], ["workspace_tools"], ["workspace_agent"]]
+    workspace = [["workspace_agent"], ["workspace_approval"], ["workspace_tools"], ["workspace_agent"]]
+    first_turn = [["memory"], ["router"], *workspace]
     assert updates[0] == [*first_turn, ["memory"], ["router"], ["content_writer"]]
     assert loom.graph_events() == reference.graph_events()
 
