@@ -29,7 +29,8 @@ from server.observability import telemetry
 from server.observability.metrics import HttpObserver
 from server.openapi import install_openapi
 from server.registry import auth_handlers, build_all, graph_specs, http_config
-from server.routes import artifacts, assistants, crons, metrics, runs, store, support, system, tasks, threads, usage
+from server.routes import artifacts, assistants, crons, mcp, metrics, runs, store, support, system, tasks, threads
+from server.routes import usage
 from server.routes.docs import install_docs
 from server.store_config import store_options
 
@@ -81,11 +82,15 @@ async def open_services(settings: Settings, claim: bool = True) -> AsyncIterator
 def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
     """The HTTP API; ``api=False`` is a worker process, answering only health and info."""
     settings = settings or get_settings()
+    serves_mcp = api and not http_config().get("disable_mcp")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ttl = await asyncio.to_thread(thread_ttl)  # a bad checkpointer.ttl stops every process at start
-        async with open_services(settings) as services:
+        async with (
+            open_services(settings) as services,
+            mcp.serving(app) if serves_mcp else contextlib.nullcontext(),
+        ):
             app.state.services = services
             if not settings.api_keys and app.state.auth is None:
                 log.warning("no API keys configured: serving as the single local user 'demo'")
@@ -108,7 +113,7 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     routes = (system, assistants, threads, usage, crons, runs, store, tasks, artifacts, support)
-    modules = routes if api else (system,)
+    modules = (*routes, *([mcp] if serves_mcp else [])) if api else (system,)
     if settings.metrics:
         app.include_router(metrics.router)
     for module in modules:

@@ -72,6 +72,8 @@ def describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
             for status, description in statuses(path, method).items():
+                if str(status) in responses:  # the route documents it (``/mcp``: the MCP SDK's own answers)
+                    continue
                 content = {"application/json": {"schema": {"$ref": ERROR_REF}}}
                 responses[str(status)] = {"description": description, "content": content}
             _describe_success(path, method, responses)

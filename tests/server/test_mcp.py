@@ -1,0 +1,93 @@
+"""``/mcp``: Loom's assistants as MCP tools, driven by the official MCP client over Streamable HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+from loom.processes import LoomServer
+from tests.fixtures.servers import serving
+from tests.server.live import ALICE, BOB, KEYS
+
+pytestmark = pytest.mark.live
+HELLO = {"messages": [{"role": "user", "content": "hello from mcp"}]}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoomServer]:
+    """Loom's own graphs, two users."""
+    with serving(tmp_path_factory.mktemp("mcp"), fixtures=False, LOOM_API_KEYS=json.dumps(KEYS)) as live:
+        yield live
+
+
+@asynccontextmanager
+async def mcp_client(server: LoomServer, headers: dict[str, str]) -> AsyncIterator[Client]:
+    """The official client, as any MCP host connects: the server's ``/mcp`` URL and the user's API key."""
+    http = create_mcp_http_client(headers=headers)
+    async with http, Client(streamable_http_client(f"{server.url}/mcp", http_client=http)) as client:
+        yield client
+
+
+async def test_every_visible_assistant_is_a_tool_and_another_users_are_not(server: LoomServer) -> None:
+    async with httpx.AsyncClient(base_url=server.url, headers=BOB, timeout=30) as bob:
+        made = await bob.post("/assistants", json={"graph_id": "assistant", "name": "bob's helper"})
+        assert made.status_code == 200, made.text
+    async with mcp_client(server, ALICE) as alice:
+        tools = {tool.name: tool for tool in (await alice.list_tools()).tools}
+    assert {"assistant", "support", "supervisor", "pipeline"} <= set(tools)
+    assert not any("bob" in name for name in tools), "bob's assistant is bob's"
+    support = tools["support"]
+    assert support.description and "support" in support.description.lower()
+    assert support.input_schema["type"] == "object"
+    assert {"messages", "thread_id"} <= set(support.input_schema["properties"])
+    async with mcp_client(server, BOB) as bob_client:
+        assert "bob_s_helper" in {tool.name for tool in (await bob_client.list_tools()).tools}
+
+
+async def test_a_call_runs_the_assistant_and_answers_its_output(server: LoomServer) -> None:
+    async with mcp_client(server, ALICE) as alice:
+        answered = await alice.call_tool("assistant", HELLO)
+        support = await alice.call_tool("support", {**HELLO, "thread_id": "mcp-support-thread"})
+    assert not answered.is_error, answered
+    assert "hello from mcp" in json.dumps(answered.structured_content)
+    assert not support.is_error, support
+    assert json.loads(support.content[0].text)["messages"]  # type: ignore[union-attr]
+    async with httpx.AsyncClient(base_url=server.url, headers=ALICE, timeout=30) as http:
+        thread = await http.get("/threads/mcp-support-thread")
+    assert thread.status_code == 200, "the named thread was made, the caller's own"
+    assert thread.json()["values"]["messages"]
+
+
+async def test_a_bad_argument_is_an_mcp_error_naming_it(server: LoomServer) -> None:
+    async with mcp_client(server, ALICE) as alice:
+        with pytest.raises(MCPError) as refused:
+            await alice.call_tool("assistant", {"no_such_field": 1})
+        assert "no_such_field" in refused.value.message
+        with pytest.raises(MCPError) as unknown:
+            await alice.call_tool("no_such_tool", HELLO)
+        assert "no_such_tool" in unknown.value.message
+        assert (await alice.list_tools()).tools, "the server still answers"
+
+
+async def test_mcp_needs_the_api_key(server: LoomServer) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as anonymous:
+        refused = await anonymous.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    assert refused.status_code == 401
+
+
+def test_http_disable_mcp_leaves_the_route_out(tmp_path: Path) -> None:
+    project = tmp_path / "langgraph.json"
+    graphs = {"assistant": str(Path(__file__).parents[2] / "graphs" / "assistant.py") + ":graph"}
+    project.write_text(json.dumps({"graphs": graphs, "http": {"disable_mcp": True}}))
+    with serving(tmp_path / "data", fixtures=False, project=project) as live:
+        answer = httpx.post(f"{live.url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, timeout=30)
+    assert answer.status_code == 404
