@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from server.auth import Caller, CurrentCaller
 from server.db import RunRow, RunStatus
-from server.deps import Loom, Services, visible_run, visible_thread
+from server.deps import Loom, Services, owned_thread, visible_run, visible_thread
 from server.engine import admission, records
 from server.engine.queue import UNFINISHED
 from server.engine.wire import JsonText, run_path, run_view
@@ -30,10 +30,18 @@ RunBatch = Annotated[list[RunCreate], Field(min_length=1, max_length=100)]
 async def start_run(
     loom: Services, caller: Caller, thread_id: str | None, body: RunCreate, idempotency_key: str | None
 ) -> RunRow:
-    """Prepare and admit a run (``server.engine.admission``): committed before the caller gets an answer."""
-    return await admission.admit(
-        loom.manager, caller, thread_id, await loom.prepare(caller.identity, body, thread_id is None), idempotency_key
-    )
+    """Prepare and admit a run (``server.engine.admission``): committed before the caller gets an answer.
+
+    A body refused on a thread that does not exist (and is not to be made) is a 404 about the thread: the
+    thread is what the caller got wrong first."""
+    try:
+        prepared = await loom.prepare(caller.identity, body, thread_id is None)
+    except ApiError:
+        if thread_id is not None and body.if_not_exists == "reject":
+            async with loom.sessions() as session:
+                await owned_thread(session, thread_id, caller.identity)
+        raise
+    return await admission.admit(loom.manager, caller, thread_id, prepared, idempotency_key)
 
 
 # endpoints -----------------------------------------------------------------------------------------

@@ -36,6 +36,16 @@ async def test_bad_input_found_by_the_probe_is_a_4xx(
     assert_error(answer, status, code)
 
 
+@pytest.mark.parametrize("route", ["runs", "runs/wait", "runs/stream"])
+async def test_input_the_graph_refuses_on_an_unknown_thread_is_404_about_the_thread(
+    alice_http: httpx.AsyncClient, route: str
+) -> None:
+    body = {"assistant_id": "assistant", "input": {"no_such_field": 1}}
+    assert_error(await alice_http.post(f"/threads/never-made/{route}", json=body), 404, "thread_not_found")
+    made = await alice_http.post("/threads/never-made/runs/wait", json={**body, "if_not_exists": "create"})
+    assert_error(made, 422, "invalid_input")  # a thread to be made: the input is what is wrong
+
+
 async def test_an_unknown_store_filter_operator_is_422_naming_it(alice_http: httpx.AsyncClient) -> None:
     answer = await alice_http.post("/store/items/search", json={"filter": {"a": {"$bogus": 1}}})
     assert "$bogus" in assert_error(answer, 422, "invalid_request")["detail"]
