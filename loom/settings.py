@@ -267,6 +267,9 @@ class Settings(BaseSettings):
     run_poll_s: float = Field(
         default=1.0, gt=0, le=60, description="Longest a worker waits before looking for queued runs unprompted."
     )
+    keepalive_s: float = Field(
+        default=5.0, gt=0, le=300, description="Silence before a keep-alive on run streams, joins and /wait (proxies)."
+    )
     stream_buffer_events: int = Field(
         default=20_000, ge=100, description="Events kept per run so a client can rejoin with Last-Event-ID."
     )

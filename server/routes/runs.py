@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -100,27 +103,28 @@ async def stream_stateless(body: RunCreate, request: Request, loom: Loom, caller
 
 @router.post("/threads/{thread_id}/runs/wait")
 async def wait(
-    thread_id: str, body: RunCreate, loom: Loom, caller: CurrentCaller, response: Response,
+    thread_id: str, body: RunCreate, loom: Loom, caller: CurrentCaller,
     idempotency_key: str | None = Header(default=None),
 ) -> Any:  # fmt: skip
     """Start a run on the thread and answer once it has ended.
 
     Answers 200 with the final values (the output schema's keys; ``__interrupt__`` when it waits on a human), or
     ``{"__error__": {error, message}}`` for a run that failed or timed out; ``Location`` names its ``/join``.
+    Until then a newline every ``keepalive_s`` keeps the connection (JSON parsers skip it).
     Refused before the run is stored: 403, 404, 409, 422 or 429 as ``/runs``.
     """
     run = await start_run(loom, caller, thread_id, body, idempotency_key)
-    return with_headers(await records.final_answer(loom.manager, run.run_id, run.status), wait_headers(run), response)
+    return waited(loom, partial(records.final_answer, loom.manager, run.run_id, run.status), wait_headers(run))
 
 
 @router.post("/runs/wait")
-async def wait_stateless(body: RunCreate, loom: Loom, caller: CurrentCaller, response: Response) -> Any:
+async def wait_stateless(body: RunCreate, loom: Loom, caller: CurrentCaller) -> Any:
     """Start a run on a thread of its own and answer its final values (or ``__error__``) once it has ended.
 
     Refused before the run is stored: 403, 404, 409, 422 or 429.
     """
     run = await start_run(loom, caller, None, body, None)
-    return with_headers(await records.final_answer(loom.manager, run.run_id, run.status), wait_headers(run), response)
+    return waited(loom, partial(records.final_answer, loom.manager, run.run_id, run.status), wait_headers(run))
 
 
 @router.post("/runs/batch")
@@ -138,16 +142,28 @@ async def create_batch(body: RunBatch, loom: Loom, caller: CurrentCaller) -> lis
     return [run_view(await admission.admit(loom.manager, caller, None, run, None)) for run in prepared]
 
 
-def with_headers(answer: Any, headers: dict[str, str], response: Response) -> Any:
-    """``headers`` on the answer, whether stored JSON (sent as it is) or values FastAPI will encode."""
-    answer = answered(answer)
-    (answer if isinstance(answer, Response) else response).headers.update(headers)
-    return answer
+def waited(loom: Services, answer: Callable[[], Awaitable[Any]], headers: dict[str, str] | None = None) -> Response:
+    """The final answer, sent once ``answer()`` is ready, with a newline every ``keepalive_s`` until then (as
+    langgraph-api: JSON parsers skip leading whitespace), so proxies with idle timeouts keep the connection."""
+    interval = loom.settings.keepalive_s
+
+    async def body() -> AsyncIterator[bytes]:
+        pending = asyncio.ensure_future(answer())
+        try:
+            while not (await asyncio.wait({pending}, timeout=interval))[0]:
+                yield b"\n"
+            yield encoded(pending.result())
+        finally:
+            pending.cancel()  # the client left first: nothing waits on the answer any more
+
+    return StreamingResponse(body(), media_type="application/json", headers=headers)
 
 
-def answered(answer: Any) -> Any:
-    """A final answer as the endpoint returns it: stored JSON as a ready response, values as they are."""
-    return Response(answer.text, media_type="application/json") if isinstance(answer, JsonText) else answer
+def encoded(answer: Any) -> bytes:
+    """A final answer as JSON: stored JSON as it is, values as FastAPI would encode them."""
+    if isinstance(answer, JsonText):
+        return answer.text.encode()
+    return json.dumps(jsonable_encoder(answer), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def wait_headers(run: RunRow) -> dict[str, str]:
@@ -203,11 +219,11 @@ async def cancel(
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")
 async def join(thread_id: str, run_id: str, loom: Loom, caller: CurrentCaller) -> Any:
-    """Wait for the run to end and answer as ``/wait`` does: its final values or ``{"__error__": …}``; 200,
-    or 404 for a run the caller cannot see."""
+    """Wait for the run to end and answer as ``/wait`` does (newlines as keep-alive until then): its final
+    values or ``{"__error__": …}``; 200, or 404 for a run the caller cannot see."""
     async with loom.sessions() as session:
         await visible_run(session, thread_id, run_id, caller, "read")
-    return answered(await records.final_answer(loom.manager, run_id))
+    return waited(loom, partial(records.final_answer, loom.manager, run_id))
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream")
@@ -291,4 +307,9 @@ def event_response(
     if NDJSON in request.headers.get("accept", ""):
         return StreamingResponse((e.ndjson() async for e in events()), media_type=NDJSON, headers=headers)
     sse = (ServerSentEvent(data=e.data, event=e.name, id=str(e.seq)) async for e in events())
-    return EventSourceResponse(sse, ping=15, headers=headers)
+    return EventSourceResponse(sse, ping=loom.settings.keepalive_s, ping_message_factory=heartbeat, headers=headers)
+
+
+def heartbeat() -> ServerSentEvent:
+    """The keep-alive comment langgraph-api sends on a silent stream (``: heartbeat``)."""
+    return ServerSentEvent(comment="heartbeat")
