@@ -1,5 +1,5 @@
-"""Stored runs, read and removed for the routes: a thread's runs, a finished run's answer, its deletion (and the
-thread a task stores before its run).
+"""Stored runs, read and removed for the routes: a thread's runs, an owner's runs by status, a finished run's
+answer, its deletion (and the thread a task stores before its run).
 
 The run, cron and task routes never run SQL themselves; what they read of the runs table is here, next to the
 queue that writes it.
@@ -105,3 +105,12 @@ def _answer(status: str, error: dict[str, Any] | None, output: str | None) -> An
     if status in ("error", "timeout"):
         return {"__error__": error or {"error": status, "message": status}}
     return JsonText(output) if output is not None else None
+
+
+async def owners_runs(
+    sessions: async_sessionmaker[AsyncSession], owner: str, statuses: tuple[RunStatus, ...]
+) -> list[RunRow]:
+    """``owner``'s runs whose status is one of ``statuses``, oldest first."""
+    query = select(RunRow).where(RunRow.owner == owner, RunRow.status.in_(statuses)).order_by(RunRow.created_at)
+    async with sessions() as session:
+        return list((await session.scalars(query)).all())

@@ -6,23 +6,25 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
-from pydantic import Field
+from pydantic import Field, model_validator
+from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from loom.threads import public_thread_id
 from server.auth import Caller, CurrentCaller
 from server.db import RunRow, RunStatus
-from server.deps import Loom, Services, owned_thread, visible_run, visible_thread
+from server.deps import Loom, Services, owned_run, owned_thread, visible_run, visible_thread
 from server.engine import admission, records
 from server.engine.queue import UNFINISHED
 from server.engine.wire import JsonText, run_path, run_view
 from server.errors import ApiError
 from server.responses import Run
-from server.schemas import MAX_OFFSET, RunCreate, stream_mode_problem
+from server.schemas import MAX_OFFSET, RunCreate, Strict, stream_mode_problem
 
 router = APIRouter(tags=["runs"])
 NDJSON = "application/x-ndjson"
@@ -215,6 +217,55 @@ async def cancel(
     if wait:
         await loom.manager.wait(run_id)
     return Response(status_code=202 if not wait else 204)
+
+
+class RunsCancel(Strict):
+    """Which runs ``POST /runs/cancel`` stops: ``run_ids`` (of ``thread_id`` if given), or every run in ``status``."""
+
+    thread_id: str | None = None
+    run_ids: list[str] | None = Field(default=None, min_length=1, max_length=1000)
+    status: Literal["pending", "running", "all"] | None = None
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> RunsCancel:
+        if (self.status is None) == (self.run_ids is None):
+            raise ValueError("send either run_ids (and optionally thread_id) or status")
+        if self.status is not None and self.thread_id is not None:
+            raise ValueError("status cancels the caller's runs on every thread; thread_id goes with run_ids")
+        return self
+
+
+@router.post("/runs/cancel", status_code=204)
+async def cancel_many(
+    body: RunsCancel, loom: Loom, caller: CurrentCaller,
+    action: str = Query("interrupt", pattern="^(interrupt|rollback)$"),
+) -> Response:  # fmt: skip
+    """Stop several runs, as ``/threads/{id}/runs/{id}/cancel`` stops one (``rollback``: and undo what they wrote).
+
+    ``run_ids`` (of ``thread_id`` if given): every one must be the caller's, or it is a 404 and none is stopped;
+    those already ended are left as they are. ``status`` (``pending``, ``running`` or ``all``): every such run of
+    the caller's. Answers 204 once every stop is asked; 422 for both selections or neither.
+    """
+    statuses = UNFINISHED if body.status == "all" else (cast(RunStatus, body.status),)
+    found = [] if body.run_ids is not None else await records.owners_runs(loom.sessions, caller.identity, statuses)
+    async with loom.sessions() as session:
+        found += [await owned_run(session, body.thread_id, run_id, caller.identity) for run_id in body.run_ids or ()]
+        runs = [run for run in found if await _may_stop(session, run, caller, strict=body.run_ids is not None)]
+    for run in runs:
+        if run.status in UNFINISHED:
+            await loom.manager.cancel(run.run_id, reason="rollback" if action == "rollback" else "cancelled")
+    return Response(status_code=204)
+
+
+async def _may_stop(session: AsyncSession, run: RunRow, caller: Caller, strict: bool) -> bool:
+    """Whether the project's auth lets the caller stop ``run``; ``strict``: a refusal is the 404 it raises."""
+    try:
+        await visible_run(session, public_thread_id(run.thread_id or ""), run.run_id, caller, "update")
+    except ApiError:
+        if strict:
+            raise
+        return False
+    return True
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")
