@@ -10,6 +10,7 @@ admission as requests: while the queue is full a due cron waits, and fires once 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -60,10 +61,32 @@ async def store(sessions: async_sessionmaker[AsyncSession], cron: CronRow) -> No
 async def remove(sessions: async_sessionmaker[AsyncSession], cron_id: str, owner: str, filters: Filters) -> None:
     """Delete ``owner``'s cron ``cron_id``; 404 (ApiError) if it is another's, filtered out, or unknown."""
     async with sessions.begin() as session:
-        cron = await session.get(CronRow, cron_id)
-        if cron is None or cron.owner != owner or not matches(cron.metadata_, filters):
-            raise not_found("cron", cron_id)
-        await session.delete(cron)
+        await session.delete(await _owned(session, cron_id, owner, filters))
+
+
+async def find(sessions: async_sessionmaker[AsyncSession], cron_id: str, owner: str, filters: Filters) -> CronRow:
+    """``owner``'s cron ``cron_id``; 404 (ApiError) if it is another's, filtered out, or unknown."""
+    async with sessions() as session:
+        return await _owned(session, cron_id, owner, filters)
+
+
+async def change(
+    sessions: async_sessionmaker[AsyncSession], cron_id: str, owner: str, filters: Filters,
+    edit: Callable[[CronRow], None],
+) -> CronRow:  # fmt: skip
+    """``edit`` applied to ``owner``'s cron ``cron_id`` in one transaction (the row locked); 404 as ``find``."""
+    async with sessions.begin() as session:
+        cron = await _owned(session, cron_id, owner, filters, lock=True)
+        edit(cron)
+        cron.updated_at = now()
+    return cron
+
+
+async def _owned(session: AsyncSession, cron_id: str, owner: str, filters: Filters, lock: bool = False) -> CronRow:
+    cron = await session.get(CronRow, cron_id, with_for_update=lock)
+    if cron is None or cron.owner != owner or not matches(cron.metadata_, filters):
+        raise not_found("cron", cron_id)
+    return cron
 
 
 async def search(

@@ -1,4 +1,5 @@
-"""Scheduled runs, as the Agent Server's cron endpoints: create (on a thread or stateless), search, count, delete."""
+"""Scheduled runs, as the Agent Server's cron endpoints: create (on a thread or stateless), get, patch, search, count,
+delete."""
 
 from __future__ import annotations
 
@@ -58,12 +59,7 @@ async def _create(loom: Services, caller: Caller, thread_id: str | None, body: C
     if body.command is not None:
         raise ApiError(422, "invalid_cron", "command: a cron starts new runs; send input")
     first = await asyncio.to_thread(next_fire, body.schedule, body.timezone, now())  # may read a zone file
-    end_time = body.end_time
-    if end_time is not None:
-        end_time = end_time if end_time.tzinfo is not None else end_time.replace(tzinfo=UTC)  # naive: UTC
-        if end_time <= first:
-            message = f"end_time: {end_time.isoformat()} is not after the first firing, {first.isoformat()}"
-            raise ApiError(422, "invalid_cron", message)
+    end_time = checked_end(body.end_time, first)
     if thread_id is not None:
         async with loom.sessions() as session:
             thread_id = (await visible_thread(session, thread_id, caller, "read")).thread_id
@@ -108,6 +104,61 @@ async def delete(cron_id: str, loom: Loom, caller: CurrentCaller) -> Response:
     filters = await caller.authorize("crons", "delete", {"cron_id": cron_id})
     await crons.remove(loom.sessions, cron_id, caller.identity, filters)
     return Response(status_code=204)
+
+
+class CronPatch(Strict):
+    """What ``PATCH /runs/crons/{id}`` changes: the schedule and its bounds, ``enabled``, metadata (merged in)."""
+
+    schedule: str | None = Field(default=None, max_length=128)
+    timezone: str | None = None
+    end_time: datetime | None = None
+    """``null`` removes the end."""
+    enabled: bool | None = None
+    on_run_completed: Literal["delete", "keep"] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+def checked_end(end_time: datetime | None, first: datetime) -> datetime | None:
+    """``end_time`` in UTC (naive: UTC); 422 unless it is after the next firing ``first``."""
+    if end_time is None:
+        return None
+    end_time = end_time if end_time.tzinfo is not None else end_time.replace(tzinfo=UTC)
+    if end_time <= first:
+        message = f"end_time: {end_time.isoformat()} is not after the next firing, {first.isoformat()}"
+        raise ApiError(422, "invalid_cron", message)
+    return end_time
+
+
+@router.get("/runs/crons/{cron_id}")
+async def get(cron_id: str, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    """The cron (its schedule, next firing, run payload); 200, or 404 for a cron the caller cannot see."""
+    filters = await caller.authorize("crons", "read", {"cron_id": cron_id})
+    return cron_view(await crons.find(loom.sessions, cron_id, caller.identity, filters))
+
+
+@router.patch("/runs/crons/{cron_id}")
+async def patch(cron_id: str, body: CronPatch, loom: Loom, caller: CurrentCaller) -> dict[str, Any]:
+    """Change the cron's schedule, ``timezone``, ``end_time``, ``enabled``, ``on_run_completed`` or metadata
+    (merged into its own); the next firing follows a new schedule, zone or ``enabled``. Run-body fields (input,
+    config, …) are a 422 naming them: delete the cron and create it again. Answers 200 with the cron; 404 for a
+    cron the caller cannot see, 422 for a bad schedule, zone or an ``end_time`` not after the next firing."""
+    sent = body.model_fields_set
+    filters = await caller.authorize("crons", "update", {"cron_id": cron_id, **body.model_dump(exclude_unset=True)})
+    cron = await crons.find(loom.sessions, cron_id, caller.identity, filters)
+    schedule, zone = body.schedule or cron.schedule, body.timezone if "timezone" in sent else cron.timezone
+    enabled = cron.enabled if body.enabled is None else body.enabled
+    following = await asyncio.to_thread(next_fire, schedule, zone, now())  # may read a zone file
+    end_time = checked_end(body.end_time if "end_time" in sent else cron.end_time, following)
+    timing = bool(sent & {"schedule", "timezone", "enabled"})
+
+    def edit(row: CronRow) -> None:
+        row.schedule, row.timezone, row.enabled, row.end_time = schedule, zone, enabled, end_time
+        row.on_run_completed = body.on_run_completed or row.on_run_completed
+        row.metadata_ = {**row.metadata_, **(body.metadata or {})}
+        if timing:
+            row.next_run_date = following if enabled else None
+
+    return cron_view(await crons.change(loom.sessions, cron_id, caller.identity, filters, edit))
 
 
 @router.post("/runs/crons/search")

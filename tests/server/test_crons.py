@@ -12,6 +12,7 @@ from loom.processes import LoomServer
 from server.db import CronRow, RunRow, ThreadRow, now, open_database
 from server.engine.crons import fire_due, next_fire
 from server.errors import ApiError
+from tests.server.live import ALICE, BOB, assert_error
 
 
 def due_cron(thread_id: str) -> CronRow:
@@ -116,3 +117,31 @@ async def test_a_cron_that_ends_before_its_first_firing_is_422(server: LoomServe
     assert accepted.json()["end_time"].endswith(("+00:00", "Z"))
     assert [c["cron_id"] for c in listed].count(accepted.json()["cron_id"]) == 1
     assert all(c["end_time"] != "2020-01-01T00:00:00+00:00" for c in listed)
+
+
+async def test_a_cron_is_read_and_patched_by_its_owner_only(keyed_server: LoomServer) -> None:
+    cron = {"assistant_id": "approval", "schedule": "0 0 1 1 *", "metadata": {"team": "a"}}
+    async with (
+        httpx.AsyncClient(base_url=keyed_server.url, headers=ALICE, timeout=30) as alice,
+        httpx.AsyncClient(base_url=keyed_server.url, headers=BOB, timeout=30) as bob,
+    ):
+        made = (await alice.post("/runs/crons", json=cron)).json()
+        path = f"/runs/crons/{made['cron_id']}"
+        try:
+            assert (await alice.get(path)).json() == made
+            assert_error(await bob.get(path), 404, "cron_not_found")
+            assert_error(await bob.patch(path, json={"enabled": False}), 404, "cron_not_found")
+            patched = await alice.patch(path, json={"schedule": "0 0 1 7 *", "metadata": {"owner": "alice"}})
+            assert patched.status_code == 200, patched.text
+            assert patched.json()["schedule"] == "0 0 1 7 *"
+            assert patched.json()["metadata"] == {"team": "a", "owner": "alice"}
+            assert datetime.fromisoformat(patched.json()["next_run_date"]).month == 7
+            disabled = (await alice.patch(path, json={"enabled": False})).json()
+            assert disabled["enabled"] is False and disabled["next_run_date"] is None
+            assert (await alice.get(path)).json() == disabled
+            assert_error(await alice.patch(path, json={"input": {"request": "x"}}), 422)
+            assert_error(await alice.patch(path, json={"schedule": "not a schedule"}), 422)
+            ended = await alice.patch(path, json={"enabled": True, "end_time": "2020-01-01T00:00:00Z"})
+            assert_error(ended, 422, "invalid_cron")
+        finally:
+            await alice.delete(path)
