@@ -244,16 +244,19 @@ async def cancel_many(
 
     ``run_ids`` (of ``thread_id`` if given): every one must be the caller's, or it is a 404 and none is stopped;
     those already ended are left as they are. ``status`` (``pending``, ``running`` or ``all``): every such run of
-    the caller's. Answers 204 once every stop is asked; 422 for both selections or neither.
+    the caller's. Answers 204 once every stop is asked; 404 (as langgraph-api) when none selected is pending or
+    running; 422 for both selections or neither.
     """
     statuses = UNFINISHED if body.status == "all" else (cast(RunStatus, body.status),)
     found = [] if body.run_ids is not None else await records.owners_runs(loom.sessions, caller.identity, statuses)
     async with loom.sessions() as session:
         found += [await owned_run(session, body.thread_id, run_id, caller.identity) for run_id in body.run_ids or ()]
         runs = [run for run in found if await _may_stop(session, run, caller, strict=body.run_ids is not None)]
-    for run in runs:
-        if run.status in UNFINISHED:
-            await loom.manager.cancel(run.run_id, reason="rollback" if action == "rollback" else "cancelled")
+    stoppable = [run for run in runs if run.status in UNFINISHED]
+    if not stoppable:  # as langgraph-api: a selection that stops nothing is a 404
+        raise ApiError(404, "run_not_found", "no runs found to cancel: none selected is pending or running")
+    for run in stoppable:
+        await loom.manager.cancel(run.run_id, reason="rollback" if action == "rollback" else "cancelled")
     return Response(status_code=204)
 
 

@@ -60,6 +60,7 @@ async def test_another_users_run_is_unknown_and_nothing_is_stopped(server: LoomS
         assert_error(await http.post("/runs/cancel", json={}), 422)
         assert_error(await http.post("/runs/cancel", json={"status": "all", "run_ids": [mine[1]]}), 422)
         assert_error(await http.post("/runs/cancel", json={"status": "done"}), 422)
+        assert_error(await http.post("/runs/cancel", json={"status": "pending"}), 404, "run_not_found")
     for client, (thread_id, run_id) in ((alice, mine), (bob, bobs)):
         open_gate(server, thread_id)
         assert (await finished(client, thread_id, run_id))["status"] == "success"

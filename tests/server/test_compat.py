@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import pytest
 from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
+from langgraph_sdk.errors import NotFoundError
 from langgraph_sdk.schema import ThreadState
 
 from loom.processes import LanggraphDev
@@ -275,7 +277,22 @@ async def api_session(url: str) -> dict[str, Any]:
     at = await client.threads.get_state(thread_id, checkpoint=first_input["checkpoint"])
     same_checkpoint = at["checkpoint"]["checkpoint_id"] == first_input["checkpoint_id"]
     seen["state_at_checkpoint"] = (checkpoint_view(at), same_checkpoint)
+    seen["crons"] = await cron_session(client)
+    with pytest.raises(NotFoundError):  # nothing pending: both answer 404 and stop nothing
+        await client.runs.cancel_many(status="pending")
+    seen["bulk_cancel"] = [run["status"] for run in await client.runs.list(thread_id)]
     return seen
+
+
+async def cron_session(client: LangGraphClient) -> list[Any]:
+    """A cron read, patched and read again (``GET``/``PATCH /runs/crons/{id}``): the fields both servers keep."""
+    made = await client.crons.create("assistant", schedule="0 0 1 1 *", metadata={"compat": "cron"})
+    path = f"/runs/crons/{made['cron_id']}"
+    read = await client.http.get(path)
+    patched = await client.crons.update(made["cron_id"], schedule="0 0 1 7 *", enabled=False, metadata={"n": 1})
+    again = await client.http.get(path)
+    await client.crons.delete(made["cron_id"])
+    return [(cron["schedule"], cron["enabled"], cron["metadata"]) for cron in (read, patched, again)]
 
 
 async def test_api_shapes_match_langgraph_dev(tmp_path: Path) -> None:
