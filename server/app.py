@@ -29,8 +29,20 @@ from server.observability import telemetry
 from server.observability.metrics import HttpObserver
 from server.openapi import install_openapi
 from server.registry import auth_handlers, build_all, graph_specs, http_config
-from server.routes import artifacts, assistants, crons, mcp, metrics, runs, store, support, system, tasks, threads
-from server.routes import usage
+from server.routes import (
+    artifacts,
+    assistants,
+    crons,
+    mcp,
+    metrics,
+    runs,
+    store,
+    support,
+    system,
+    tasks,
+    threads,
+    usage,
+)
 from server.routes.docs import install_docs
 from server.store_config import store_options
 

@@ -16,18 +16,17 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import mcp_types as types
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
+from mcp import types
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.shared.exceptions import MCPError
-from mcp_types.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
-from server.assistants import AssistantRow, all_visible
-from server.auth import Caller, CurrentCaller, metadata_match
+from server.auth import Caller, CurrentCaller
+from server.data import assistants
+from server.data.assistants import AssistantRow
 from server.deps import Services, graph_description
 from server.engine import admission, records
 from server.engine.wire import JsonText
@@ -41,10 +40,29 @@ THREAD_ARGUMENT = "thread_id"
 TOOL_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+class ToolRefused(Exception):
+    """A call the assistant cannot take (an unknown tool, arguments its graph refuses): an ``isError`` result
+    whose text names what is wrong, as the MCP spec asks for input errors, so a model can correct itself."""
+
+
 @contextlib.asynccontextmanager
 async def serving(app: FastAPI) -> AsyncIterator[None]:
     """The MCP server for ``app``'s lifetime (its SDK session manager needs a task group of its own)."""
-    server: Server[Any] = Server("Loom", version="0.1.0", on_list_tools=list_tools, on_call_tool=call_tool)
+    server: Server[Any, Request] = Server("Loom", version="0.1.0")
+
+    def current() -> tuple[Services, Caller]:
+        request = server.request_context.request
+        assert request is not None, "the Streamable HTTP transport hands each message its request"
+        return request.app.state.services, request.state.caller
+
+    @server.list_tools()  # type: ignore[no-untyped-call]  # the SDK's decorator is untyped
+    async def list_tools() -> list[types.Tool]:
+        return await tools_of(*current())
+
+    @server.call_tool(validate_input=False)  # the graph's own check names the field (``Services.prepare``)
+    async def call(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        return await call_tool(*current(), name, arguments)
+
     manager = StreamableHTTPSessionManager(server, json_response=True, stateless=True)
     async with manager.run():
         app.state.mcp = manager
@@ -97,9 +115,9 @@ async def mcp(request: Request, caller: CurrentCaller) -> Response:
 
     ``tools/list`` names each assistant (its description, its graph's input schema plus an optional
     ``thread_id``); ``tools/call`` runs it as ``/runs/wait`` and answers its final values as JSON text and
-    structured content (``isError`` for a run that failed). Input the graph refuses is a JSON-RPC error
-    (-32602) naming the field. Authenticated as every route (401/403 before MCP); stateless (no MCP
-    session, so no GET stream): POST only.
+    structured content (``isError`` for a run that failed). Input the graph refuses is an ``isError`` result
+    naming the field (as the MCP spec asks, so a model can correct itself). Authenticated as every route
+    (401/403 before MCP); stateless (no MCP session, so no GET stream): POST only.
     """
     del caller  # authenticated here (request.state.caller), read again by the handlers below
     if not request.headers.get("content-type", "").lower().startswith("application/json"):
@@ -107,15 +125,10 @@ async def mcp(request: Request, caller: CurrentCaller) -> Response:
     return _Delegated(request.app.state.mcp)
 
 
-def _context(ctx: Any) -> tuple[Services, Caller]:
-    request: Request = ctx.request
-    return request.app.state.services, request.state.caller
-
-
 async def _tools(loom: Services, caller: Caller) -> dict[str, AssistantRow]:
     """The caller's assistants by tool name; a name taken by an older assistant gets the id's start."""
     filters = await caller.authorize("assistants", "search", {})
-    rows = metadata_match(await all_visible(loom.sessions, caller.identity, list(loom.graphs)), None, filters)
+    rows = await assistants.matching(loom.sessions, caller.identity, loom.graphs, filters, order=("created_at", "asc"))
     tools: dict[str, AssistantRow] = {}
     for row in rows:
         name = TOOL_NAME.sub("_", row.name)[:100] or row.graph_id
@@ -129,37 +142,35 @@ def _tool(name: str, row: AssistantRow, loom: Services) -> types.Tool:
     properties = {**schema.get("properties", {}), THREAD_ARGUMENT: thread}
     description = row.description or graph_description(row.graph_id) or f"The {row.graph_id} graph"
     return types.Tool(
-        name=name, title=row.name, description=description, input_schema={**schema, "properties": properties}
+        name=name, title=row.name, description=description, inputSchema={**schema, "properties": properties}
     )
 
 
-async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+async def tools_of(loom: Services, caller: Caller) -> list[types.Tool]:
     """Every assistant the caller can see, as a tool."""
-    loom, caller = _context(ctx)
-    return types.ListToolsResult(tools=[_tool(name, row, loom) for name, row in (await _tools(loom, caller)).items()])
+    return [_tool(name, row, loom) for name, row in (await _tools(loom, caller)).items()]
 
 
-async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+async def call_tool(loom: Services, caller: Caller, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
     """Run the tool's assistant to its end on a new thread (or the one named) and answer its final values."""
-    loom, caller = _context(ctx)
-    row = (await _tools(loom, caller)).get(params.name)
+    row = (await _tools(loom, caller)).get(name)
     if row is None:
-        raise MCPError(INVALID_PARAMS, f"no tool {params.name!r}; tools/list names the assistants you can run")
-    arguments = dict(params.arguments or {})
+        raise ToolRefused(f"no tool {name!r}; tools/list names the assistants you can run")
+    arguments = dict(arguments)
     thread_id = arguments.pop(THREAD_ARGUMENT, None)
     if thread_id is not None and not isinstance(thread_id, str):
-        raise MCPError(INVALID_PARAMS, f"{THREAD_ARGUMENT}: a thread id (a string)")
+        raise ToolRefused(f"{THREAD_ARGUMENT}: a thread id (a string)")
     try:
         body = RunCreate(assistant_id=row.assistant_id, input=arguments, if_not_exists="create")
-        run = await admission.admit(loom.manager, caller, thread_id, await loom.prepare(caller.identity, body), None)
+        prepared = await loom.prepare(caller.identity, body, thread_id is None)
+        run = await admission.admit(loom.manager, caller, thread_id, prepared, None)
     except ValidationError as invalid:
-        raise MCPError(INVALID_PARAMS, f"arguments: {invalid.errors()[0]['msg']}") from invalid
+        raise ToolRefused(f"arguments: {invalid.errors()[0]['msg']}") from invalid
     except ApiError as refused:
-        code = INVALID_PARAMS if refused.status < 429 else INTERNAL_ERROR
-        raise MCPError(code, refused.message, {"status": refused.status, "code": refused.code}) from refused
+        raise ToolRefused(f"{refused.status} {refused.code}: {refused.message}") from refused
     answer = await records.final_answer(loom.manager, run.run_id, run.status)
     values = json.loads(answer.text) if isinstance(answer, JsonText) else jsonable_encoder(answer)
-    text = json.dumps(values)
     failed = isinstance(values, dict) and "__error__" in values
     structured = values if isinstance(values, dict) else {"result": values}
-    return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=structured, is_error=failed)
+    text = types.TextContent(type="text", text=json.dumps(values))
+    return types.CallToolResult(content=[text], structuredContent=structured, isError=failed)

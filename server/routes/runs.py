@@ -12,7 +12,6 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 from pydantic import Field, model_validator
-from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from loom.threads import public_thread_id
@@ -251,7 +250,7 @@ async def cancel_many(
     found = [] if body.run_ids is not None else await records.owners_runs(loom.sessions, caller.identity, statuses)
     async with loom.sessions() as session:
         found += [await owned_run(session, body.thread_id, run_id, caller.identity) for run_id in body.run_ids or ()]
-        runs = [run for run in found if await _may_stop(session, run, caller, strict=body.run_ids is not None)]
+    runs = [run for run in found if await _may_stop(loom, run, caller, strict=body.run_ids is not None)]
     stoppable = [run for run in runs if run.status in UNFINISHED]
     if not stoppable:  # as langgraph-api: a selection that stops nothing is a 404
         raise ApiError(404, "run_not_found", "no runs found to cancel: none selected is pending or running")
@@ -260,10 +259,11 @@ async def cancel_many(
     return Response(status_code=204)
 
 
-async def _may_stop(session: AsyncSession, run: RunRow, caller: Caller, strict: bool) -> bool:
+async def _may_stop(loom: Services, run: RunRow, caller: Caller, strict: bool) -> bool:
     """Whether the project's auth lets the caller stop ``run``; ``strict``: a refusal is the 404 it raises."""
     try:
-        await visible_run(session, public_thread_id(run.thread_id or ""), run.run_id, caller, "update")
+        async with loom.sessions() as session:
+            await visible_run(session, public_thread_id(run.thread_id or ""), run.run_id, caller, "update")
     except ApiError:
         if strict:
             raise

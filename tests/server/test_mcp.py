@@ -9,10 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from mcp import Client
+from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.exceptions import MCPError
 
 from loom.processes import LoomServer
 from tests.fixtures.servers import serving
@@ -30,11 +29,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoomServer]:
 
 
 @asynccontextmanager
-async def mcp_client(server: LoomServer, headers: dict[str, str]) -> AsyncIterator[Client]:
+async def mcp_client(server: LoomServer, headers: dict[str, str]) -> AsyncIterator[ClientSession]:
     """The official client, as any MCP host connects: the server's ``/mcp`` URL and the user's API key."""
-    http = create_mcp_http_client(headers=headers)
-    async with http, Client(streamable_http_client(f"{server.url}/mcp", http_client=http)) as client:
-        yield client
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        streamable_http_client(f"{server.url}/mcp", http_client=http) as (read, write, _),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
 
 
 async def test_every_visible_assistant_is_a_tool_and_another_users_are_not(server: LoomServer) -> None:
@@ -47,8 +50,8 @@ async def test_every_visible_assistant_is_a_tool_and_another_users_are_not(serve
     assert not any("bob" in name for name in tools), "bob's assistant is bob's"
     support = tools["support"]
     assert support.description and "support" in support.description.lower()
-    assert support.input_schema["type"] == "object"
-    assert {"messages", "thread_id"} <= set(support.input_schema["properties"])
+    assert support.inputSchema["type"] == "object"
+    assert {"messages", "thread_id"} <= set(support.inputSchema["properties"])
     async with mcp_client(server, BOB) as bob_client:
         assert "bob_s_helper" in {tool.name for tool in (await bob_client.list_tools()).tools}
 
@@ -57,9 +60,9 @@ async def test_a_call_runs_the_assistant_and_answers_its_output(server: LoomServ
     async with mcp_client(server, ALICE) as alice:
         answered = await alice.call_tool("assistant", HELLO)
         support = await alice.call_tool("support", {**HELLO, "thread_id": "mcp-support-thread"})
-    assert not answered.is_error, answered
-    assert "hello from mcp" in json.dumps(answered.structured_content)
-    assert not support.is_error, support
+    assert not answered.isError, answered
+    assert "hello from mcp" in json.dumps(answered.structuredContent)
+    assert not support.isError, support
     assert json.loads(support.content[0].text)["messages"]  # type: ignore[union-attr]
     async with httpx.AsyncClient(base_url=server.url, headers=ALICE, timeout=30) as http:
         thread = await http.get("/threads/mcp-support-thread")
@@ -67,15 +70,14 @@ async def test_a_call_runs_the_assistant_and_answers_its_output(server: LoomServ
     assert thread.json()["values"]["messages"]
 
 
-async def test_a_bad_argument_is_an_mcp_error_naming_it(server: LoomServer) -> None:
+async def test_a_bad_argument_is_an_error_result_naming_it(server: LoomServer) -> None:
+    """As the MCP spec asks for input errors: a tool result with ``isError``, its text naming the field."""
     async with mcp_client(server, ALICE) as alice:
-        with pytest.raises(MCPError) as refused:
-            await alice.call_tool("assistant", {"no_such_field": 1})
-        assert "no_such_field" in refused.value.message
-        with pytest.raises(MCPError) as unknown:
-            await alice.call_tool("no_such_tool", HELLO)
-        assert "no_such_tool" in unknown.value.message
+        refused = await alice.call_tool("assistant", {"no_such_field": 1})
+        unknown = await alice.call_tool("no_such_tool", HELLO)
         assert (await alice.list_tools()).tools, "the server still answers"
+    assert refused.isError and "no_such_field" in refused.content[0].text  # type: ignore[union-attr]
+    assert unknown.isError and "no_such_tool" in unknown.content[0].text  # type: ignore[union-attr]
 
 
 async def test_mcp_needs_the_api_key(server: LoomServer) -> None:
