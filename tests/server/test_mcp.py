@@ -93,3 +93,20 @@ def test_http_disable_mcp_leaves_the_route_out(tmp_path: Path) -> None:
     with serving(tmp_path / "data", fixtures=False, project=project) as live:
         answer = httpx.post(f"{live.url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, timeout=30)
     assert answer.status_code == 404
+
+
+async def test_mcp_authenticates_through_the_projects_auth(tmp_path: Path) -> None:
+    """A project's ``auth.path`` decides who calls and which assistants they see, as for every route."""
+    project = Path(__file__).parents[1] / "data" / "projects" / "guarded" / "langgraph.json"
+    with serving(tmp_path / "data", fixtures=False, project=project) as live:
+        async with mcp_client(live, {"authorization": "Bearer token-a"}) as a:
+            seen_by_a = {tool.name for tool in (await a.list_tools()).tools}
+        async with mcp_client(live, {"authorization": "Bearer token-b"}) as b:
+            seen_by_b = (await b.list_tools()).tools
+        unknown = httpx.post(
+            f"{live.url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"authorization": "Bearer token-z"}, timeout=30,
+        )  # fmt: skip
+    assert len(seen_by_a) == 2, seen_by_a  # the project's echo and whoami graphs
+    assert seen_by_b == [], "the project's assistants handler filters them out for b"
+    assert unknown.status_code == 401
