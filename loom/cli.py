@@ -124,9 +124,6 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, default=None, help="runs this process executes at once")
     database = command("db", _db, "manage the server's tables (threads, runs, crons)")
     database.add_argument("action", choices=["upgrade"], help="upgrade: apply Alembic migrations up to head")
-    evaluate = command("eval-routing", _eval_routing, "measure the assistant router on the labelled set")
-    evaluate.add_argument("--data", default="tests/data/routing.jsonl")
-    evaluate.add_argument("--limit", type=int, default=0)
     add_eval_commands(commands)
     return parser
 
@@ -420,9 +417,3 @@ async def _db(args: argparse.Namespace) -> None:
         engine, _ = await open_database(url)
         await engine.dispose()
     console.print(f"[green]database at head[/green] {url.split('@')[-1]}")
-
-
-async def _eval_routing(args: argparse.Namespace) -> None:
-    from loom.evals import evaluate_routing
-
-    await evaluate_routing(args.data, args.limit, console)

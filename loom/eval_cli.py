@@ -1,4 +1,4 @@
-"""``loom eval run`` and ``loom eval compare``: experiments from the command line, shown as rich tables."""
+"""``loom eval run``, ``compare`` and ``components``: experiments and component evals, shown as rich tables."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from loom.datasets import Example, load_dataset
+from loom.evals import COMPONENT_NAMES, COMPONENTS, ComponentResult, evaluate_component, load_thresholds, misses
 from loom.experiment_record import Change, ExampleResult, Experiment, RunOptions, compare, load, save
 from loom.experiments import ClientFor, run_experiment, user_of
 from loom.settings import get_settings
 
 
 def add_eval_commands(commands: Any) -> None:
-    """``eval run`` and ``eval compare`` under one ``eval`` command of ``loom``'s subcommands."""
+    """``eval run``, ``eval compare`` and ``eval components`` under one ``eval`` command of ``loom``'s subcommands."""
     about = "run a dataset as an experiment, or compare two experiments"
     evaluate = commands.add_parser("eval", help=about, description=about)
     actions = evaluate.add_subparsers(required=True, metavar="action")
@@ -47,6 +49,15 @@ def add_eval_commands(commands: Any) -> None:
     diff.add_argument("before", help="experiment id or JSON file")
     diff.add_argument("after", help="experiment id or JSON file")
     diff.add_argument("--config", type=Path, help=argparse.SUPPRESS)
+    parts = actions.add_parser("components", help="run each component's decision alone on its golden set (fast)")
+    parts.set_defaults(handler=_components)
+    parts.add_argument("--component", action="append", choices=COMPONENT_NAMES, help="repeatable (default: all)")
+    parts.add_argument("--split", choices=["golden", "holdout"], default="golden", help="evals/<graph>/<split>.jsonl")
+    parts.add_argument("--evals", type=Path, default=Path("evals"), help="the golden sets' folder")
+    parts.add_argument("--thresholds", type=Path, help="exit 1 below these accuracies (evals/thresholds.toml)")
+    parts.add_argument("--limit", type=int, default=0, help="only the first N examples of each set")
+    parts.add_argument("--json", type=Path, help="also write the results to this file")
+    parts.add_argument("--config", type=Path, help=argparse.SUPPRESS)
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -132,6 +143,43 @@ def show(experiment: Experiment, console: Console) -> None:
     cost = experiment.cost_per_example_usd
     summary.add_row("cost per example", "unknown" if cost is None else f"${cost:.6f}")
     summary.add_row("tokens", str(experiment.tokens))
+    console.print(summary)
+
+
+async def _components(args: argparse.Namespace) -> int:
+    console = Console()
+    floors = await asyncio.to_thread(load_thresholds, args.thresholds) if args.thresholds else {}
+    results, missed = [], []
+    for name in args.component or COMPONENT_NAMES:
+        dataset = args.evals / COMPONENTS[name].graph / f"{args.split}.jsonl"
+        with _progress(console) as progress:
+            task = progress.add_task(f"{name} on {dataset}")
+            result = await evaluate_component(name, dataset, args.limit, partial(progress.advance, task))
+        show_component(result, console)
+        results.append(result)
+        missed += misses(result, floors)
+    if args.json:
+        text = json.dumps([r.model_dump() for r in results], indent=2)
+        await asyncio.to_thread(args.json.write_text, text, encoding="utf-8")
+    for line in missed:
+        console.print(f"[red]{line}[/red]")
+    return 1 if missed else 0
+
+
+def show_component(result: ComponentResult, console: Console) -> None:
+    """The failing examples, then accuracy per state path and the keyword stage's share."""
+    title = f"{result.component} on {result.dataset} with {result.model}: failures"
+    failures = Table("request", "decision", "expected", "got", "stage", title=title)
+    for verdict in result.failures:
+        for path in verdict.wrong:
+            failures.add_row(verdict.request, path, verdict.expected[path], verdict.got[path], verdict.stage)
+    console.print(failures)
+    total = len(result.verdicts)
+    summary = Table("metric", "value", title=f"{result.component}: {total} examples in {result.seconds} s")
+    for path, rate in result.accuracy.items():
+        summary.add_row(path, f"{rate:.1%}")
+    summary.add_row("keyword stage decides", f"{result.keyword_decided}/{total}")
+    summary.add_row("keyword stage correct", f"{result.keyword_correct}/{result.keyword_decided}")
     console.print(summary)
 
 

@@ -104,7 +104,7 @@ def make_router(models: ModelProvider) -> Any:
             update = {"messages": [reply], "handoffs": state.get("handoffs", 0) + 1}
         else:
             update["handoffs"] = 0
-            route = await _route_request(state, models, settings.router_confidence, config, update)
+            route = await route_request(state, models, settings.router_confidence, config, update)
         get_stream_writer()({"event": "route", **route})
         return Command(goto=route["specialist"], update={**update, "route": route})
 
@@ -124,13 +124,17 @@ def _settle_handoff(state: AssistantState, call_message: AIMessage, cap: int) ->
     return Route(specialist=cast(Specialist, target), stage="handoff", confidence=1.0, reason=reason), reply
 
 
-async def _route_request(
+async def route_request(
     state: AssistantState,
     models: ModelProvider,
     threshold: float,
     config: RunnableConfig,
     update: dict[str, Any],
 ) -> Route:
+    """The route for a new request: keywords, a follow-up of the last route, else the model's constrained choice.
+
+    Records the model call's usage in ``update``; the component eval (``loom eval components``) calls this alone.
+    """
     text = last_human_text(state["messages"])
     if route := route_by_keywords(text, threshold):
         return route
