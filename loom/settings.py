@@ -174,7 +174,11 @@ class Settings(BaseSettings):
         "summaries of tool output are unreliable.",
     )
     router_confidence: float = Field(
-        default=0.6, ge=0.0, le=1.0, description="First-stage confidence that skips the LLM."
+        default=0.4,
+        ge=0.0,
+        le=1.0,
+        description="First-stage confidence that skips the LLM (0.4: a clear keyword lead beats the embedded model, "
+        "which is near chance; see `loom eval components`).",
     )
     memory: bool = Field(
         default=True,

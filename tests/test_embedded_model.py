@@ -11,7 +11,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from graphs.assistant import build_graph
 from loom.settings import get_settings
-from nodes.assistant.router import ROUTER_INSTRUCTIONS
+from nodes.assistant.router import router_instructions
 from nodes.common.routing import choose_label
 from nodes.models import settings_models
 from state.assistant import SPECIALISTS
@@ -30,7 +30,7 @@ def embedded_model(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_constrained_router_output_is_always_a_valid_label() -> None:
     choice, error, usage = await choose_label(
         await asyncio.to_thread(settings_models, "router"),
-        ROUTER_INSTRUCTIONS,
+        router_instructions(SPECIALISTS),
         [HumanMessage("Help me understand last week's numbers")],
         SPECIALISTS,
         node="router",
