@@ -31,34 +31,63 @@ TRIAGE_RULES: dict[Category, list[tuple[str, float]]] = {
     "technical": [
         (r"errors?|bugs?|crash(es|ed|ing)?|not working|broken|outage|\bdown\b|timeouts?|api\b|integration|sync", 2.0),
         (r"install|configure|webhook|sdk|upload|slow|500\b|404\b", 1.5),
+        (
+            r"does nothing|(doesn'?t|does not|stopped) (work|arriv|load|sync|send)\w*"
+            r"|button|spam (folder)?|not arriving",
+            1.5,
+        ),
         (r"log ?in|sign ?in|password|access|2fa|locked out", 1.0),
     ],
     "general": [
         (r"how (do|can|to)|where (do|can|is)|what is", 1.5),
         (r"question|information|documentation|docs\b|feature|guide", 1.5),
         (r"hours|contact|team|roadmap|tutorial|getting started|wondering|curious", 1.0),
+        (
+            r"limits?\b|language|(update|change) my (phone|e-?mail|address|name|contact|time ?zone)"
+            r"|settings|profile|agreement|gdpr",
+            1.5,
+        ),
     ],
     "escalation": [
         (r"immediately|right (now|away)|asap|as soon as possible|urgent(ly)?|emergency", 2.0),
-        (r"deadline|manager|supervisor|complaint|unacceptable|lawyer|legal action|furious", 1.5),
+        (r"unacceptable|lawyer|legal action|furious|ridiculous|outrageous|complaint", 2.0),
+        (r"manager|supervisor|escalate|deadline", 2.0),
+        (
+            r"(second|third|fourth|fifth|\d+(st|nd|rd|th)) time|(two|three|four|five|\d+) tickets"
+            r"|nobody (replies|answers)",
+            2.0,
+        ),
+        (
+            r"data (breach|leak)|(data|account)s? from another (company|customer|user)|someone else'?s (data|account)",
+            2.0,
+        ),
     ],
 }
 
 PRIORITY_CUES: list[tuple[Priority, re.Pattern[str]]] = [
     (
         "critical",
-        re.compile(r"\b(immediately|right (now|away)|asap|urgent(ly)?|emergency|deadline|data loss|breach)", re.I),
+        re.compile(
+            r"\b(immediately|right (now|away)|asap|urgent(ly)?|emergency|deadline|data loss|breach"
+            r"|(production|whole|entire)\b.{0,40}\bdown\b|data from another)",
+            re.I,
+        ),
     ),
     (
         "high",
         re.compile(
             r"\b(payment (failed|declined)|card (was )?declined|can'?t access|cannot access|locked out|not working"
-            r"|outage|\bdown\b|charged twice|overcharged|broken|crash)",
+            r"|outage|\bdown\b|charged twice|overcharged|broken|crash|timing out|stopped (working|arriving)"
+            r"|charged for .+ but)",
             re.I,
         ),
     ),
+    ("medium", re.compile(r"\b(by tomorrow|by (the )?end of (the )?(day|week)|this week)", re.I)),
     ("low", re.compile(r"\b(just wondering|curious|no rush|whenever|feature request|suggestion)", re.I)),
 ]
+
+BARE_QUESTION = re.compile(r"^\s*(how|what|where|which|can|could|do|does|is|are)\b[^.!?]*\?\s*$", re.I)
+"""One question and nothing else: no problem described, nothing pressing."""
 
 WORDING_CUES: dict[str, re.Pattern[str]] = {
     "urgency": re.compile(
@@ -107,6 +136,13 @@ def priority_cue(text: str) -> Priority | None:
     return next((level for level, pattern in PRIORITY_CUES if pattern.search(text)), None)
 
 
+def keyword_priority(category: Category, text: str) -> Priority:
+    """The wording's priority, else low for a general request or a bare question, else medium; an escalation
+    is at least high (as ``escalated_priority`` makes it once escalated)."""
+    priority = priority_cue(text) or ("low" if category == "general" or BARE_QUESTION.match(text) else "medium")
+    return higher(priority, "high") if category == "escalation" else priority
+
+
 def higher(a: Priority, b: Priority | None) -> Priority:
     return a if b is None or PRIORITIES.index(a) >= PRIORITIES.index(b) else b
 
@@ -130,7 +166,7 @@ async def triage_request(
         reasoning = f"keyword scores {score.scores} (confidence {score.confidence})"
         decision = Triage(
             category=category,
-            priority=priority_cue(text) or "medium",
+            priority=keyword_priority(category, text),
             reasoning=reasoning,
             suggested_agent=AGENT_FOR[category],
             stage="keywords",
