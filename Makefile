@@ -38,8 +38,8 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The router's and triage's decisions alone on the held-out sets (the embedded default, about a minute);
-# exits 1 below evals/thresholds.toml. .ci/run runs it.
+# The router's, triage's and the planner's decisions alone on the held-out sets (the embedded default, about
+# 75 s on 2 cores); exits 1 below evals/thresholds.toml. .ci/run runs it.
 eval-components: $(VENV)/.installed
 	$(VENV)/bin/loom eval components --split holdout --thresholds evals/thresholds.toml
 

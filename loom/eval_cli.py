@@ -167,7 +167,7 @@ async def _components(args: argparse.Namespace) -> int:
 
 
 def show_component(result: ComponentResult, console: Console) -> None:
-    """The failing examples, then accuracy per state path and the keyword stage's share."""
+    """The failing examples, then accuracy per decision and the first stage's share."""
     title = f"{result.component} on {result.dataset} with {result.model}: failures"
     failures = Table("request", "decision", "expected", "got", "stage", title=title)
     for verdict in result.failures:
@@ -178,8 +178,8 @@ def show_component(result: ComponentResult, console: Console) -> None:
     summary = Table("metric", "value", title=f"{result.component}: {total} examples in {result.seconds} s")
     for path, rate in result.accuracy.items():
         summary.add_row(path, f"{rate:.1%}")
-    summary.add_row("keyword stage decides", f"{result.keyword_decided}/{total}")
-    summary.add_row("keyword stage correct", f"{result.keyword_correct}/{result.keyword_decided}")
+    summary.add_row(f"{result.first_stage} stage decides", f"{result.first_stage_decided}/{total}")
+    summary.add_row(f"{result.first_stage} stage correct", f"{result.first_stage_correct}/{result.first_stage_decided}")
     console.print(summary)
 
 

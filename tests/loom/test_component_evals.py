@@ -1,5 +1,6 @@
-"""``loom eval components`` against the scripted OpenAI-compatible model: the router's and triage's decisions
-alone, scored per state path, with the failing examples named and a threshold miss as exit code 1."""
+"""``loom eval components`` against the scripted OpenAI-compatible model: the router's, triage's and the
+planner's decisions alone, scored per decision, with the failing examples named and a threshold miss as exit
+code 1."""
 
 from __future__ import annotations
 
@@ -27,10 +28,22 @@ TRIAGE = [
     ("Something odd happened", "technical", "low"),  # the model: right category, wrong priority
 ]
 
+PLANNER = [  # the model's plan: valid with the expected tool; then one naming a tool that does not exist
+    ("Compute 2 to the power of 10", {"id": "step_1", "description": "compute", "tool": "run_python",
+                                      "arguments": {"code": "print(2**10)"}, "depends_on": []}),
+    ("Tell me a joke about clouds", {"id": "step_1", "description": "joke", "tool": "tell_joke",
+                                     "arguments": {}, "depends_on": []}),
+]  # fmt: skip
+
 
 def write_sets(root: Path) -> Path:
     (root / "assistant").mkdir(parents=True)
     (root / "support").mkdir()
+    (root / "plan_execute").mkdir()
+    plans = [
+        {"inputs": text, "expected": {"nodes": ["planner", "validate"], "tools": ["run_python"]}} for text, _ in PLANNER
+    ]
+    (root / "plan_execute" / "holdout.jsonl").write_text("".join(json.dumps(row) + "\n" for row in plans))
     router = [{"inputs": text, "expected": {"state": {"route.specialist": label}}} for text, label in ROUTER]
     triage = [
         {"inputs": text, "expected": {"state": {"triage.category": category, "triage.priority": priority}}}
@@ -43,6 +56,7 @@ def write_sets(root: Path) -> Path:
 
 def script(server: ScriptedOpenAI) -> None:
     server.add(
+        *(scripted.structured({"steps": [step]}, when=text) for text, step in PLANNER),
         scripted.structured({"label": "image_generator", "reason": "a picture"}, when="Help me with my thing"),
         scripted.structured({"label": "workspace_agent", "reason": "the calendar"}, when="Do the usual"),
         scripted.structured(
@@ -69,14 +83,17 @@ def test_component_evals_score_each_decision_and_fail_below_a_threshold(
     floors = '[router]\n"route.specialist" = 0.6\n[triage]\n"triage.category" = 1.0\n"triage.priority" = 0.5\n'
     code, results = run(evals, tmp_path, floors)
     assert code == 0, capsys.readouterr().out
-    router, triage = results
+    router, triage, planner = results
     assert router["accuracy"] == {"route.specialist": pytest.approx(2 / 3)}
-    assert (router["keyword_decided"], router["keyword_correct"]) == (1, 1)
+    assert (router["first_stage"], router["first_stage_decided"], router["first_stage_correct"]) == ("keywords", 1, 1)
     assert [(v["request"], v["got"], v["stage"]) for v in router["verdicts"] if v["got"] != v["expected"]] == [
         ("Help me with my thing", {"route.specialist": "image_generator"}, "llm")
     ]
     assert triage["accuracy"] == {"triage.category": 1.0, "triage.priority": 0.5}
     assert [v["stage"] for v in triage["verdicts"]] == ["keywords", "llm"]
+    assert planner["accuracy"] == {"plan.valid": 0.5, "plan.tools": 0.5}
+    joke = planner["verdicts"][1]
+    assert joke["got"]["plan.tools"] == "tell_joke" and "unknown tool 'tell_joke'" in joke["got"]["plan.valid"]
 
     script(openai_server)  # again, in a process of its own (the first run's model clients belong to its loop)
     floors = tmp_path / "thresholds.toml"
@@ -105,4 +122,4 @@ def test_thresholds_name_what_is_wrong(tmp_path: Path) -> None:
 
 def test_the_committed_thresholds_are_valid() -> None:
     floors = load_thresholds(Path(__file__).parents[2] / "evals" / "thresholds.toml")
-    assert set(floors) == {"router", "triage"}
+    assert set(floors) == {"router", "triage", "planner"}
