@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format eval-components clean
+.PHONY: run test lint format eval eval-components clean
 
 PORT ?= 8123
 # see uv-overrides.txt for the override
@@ -37,6 +37,17 @@ lint: $(VENV)/.installed
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Every graph's golden set end to end (runs through a Loom server) on the embedded default, then one table
+# of them all (the README's). Long, not in CI; SPLIT=golden for the tuning parts.
+SPLIT ?= holdout
+EVAL_GRAPHS ?= assistant support plan_execute supervisor pipeline code_reflection
+eval: $(VENV)/.installed
+	mkdir -p .loom/evals
+	for graph in $(EVAL_GRAPHS); do \
+		$(VENV)/bin/loom eval run evals/$$graph/$(SPLIT).jsonl --graph $$graph --json .loom/evals/$$graph.json || exit 1; \
+	done
+	$(VENV)/bin/loom eval table $(foreach graph,$(EVAL_GRAPHS),.loom/evals/$(graph).json)
 
 # The router's, triage's and the planner's decisions alone on the held-out sets (the embedded default, about
 # 75 s on 2 cores); exits 1 below evals/thresholds.toml. .ci/run runs it.

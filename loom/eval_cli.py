@@ -49,6 +49,10 @@ def add_eval_commands(commands: Any) -> None:
     diff.add_argument("before", help="experiment id or JSON file")
     diff.add_argument("after", help="experiment id or JSON file")
     diff.add_argument("--config", type=Path, help=argparse.SUPPRESS)
+    table = actions.add_parser("table", help="one row per stored experiment: score, checks, latency (make eval)")
+    table.set_defaults(handler=_table)
+    table.add_argument("experiments", nargs="+", help="experiment ids or JSON files")
+    table.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     parts = actions.add_parser("components", help="run each component's decision alone on its golden set (fast)")
     parts.set_defaults(handler=_components)
     parts.add_argument("--component", action="append", choices=COMPONENT_NAMES, help="repeatable (default: all)")
@@ -144,6 +148,24 @@ def show(experiment: Experiment, console: Console) -> None:
     summary.add_row("cost per example", "unknown" if cost is None else f"${cost:.6f}")
     summary.add_row("tokens", str(experiment.tokens))
     console.print(summary)
+
+
+async def _table(args: argparse.Namespace) -> int:
+    data_dir = get_settings().data_dir.resolve()
+    experiments = [await asyncio.to_thread(load, reference, data_dir) for reference in args.experiments]
+    table = Table("graph", "dataset", "score", "checks (pass rate)", "failing by component", "p50 / p95 ms")
+    for e in experiments:
+        passed = len([r for r in e.examples if r.passed])
+        table.add_row(
+            e.graph,
+            Path(e.dataset).name,
+            f"{e.score:.1%} ({passed}/{len(e.examples)})",
+            ", ".join(f"{name} {rate:.0%}" for name, rate in e.checks.items()),
+            ", ".join(f"{name} {count}" for name, count in e.components.items()),
+            f"{e.latency_p50_ms:.0f} / {e.latency_p95_ms:.0f}",
+        )
+    Console().print(table)
+    return 0
 
 
 async def _components(args: argparse.Namespace) -> int:

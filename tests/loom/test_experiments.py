@@ -195,6 +195,12 @@ def test_an_experiment_names_the_failing_examples_checks_and_components_and_comp
     ], compared.stdout
     assert "2 example(s) changed" in compared.stdout
 
+    tabled = loom("eval", "table", first["experiment_id"], str(tmp_path / "second.json"))  # what `make eval` prints
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in tabled.stdout.splitlines() if "│" in line]
+    rows = [row for row in cells if row[0]]  # a long cell wraps onto lines of its own
+    assert [row[:3] for row in rows] == [["orders", "orders.jsonl", "50.0% (3/6)"]] * 2, tabled.stdout
+    assert rows[1][4] == "answer 2, classify 1", tabled.stdout
+
 
 @pytest.mark.live
 def test_what_an_experiment_cannot_run_is_a_clear_error_before_any_run(tmp_path: Path) -> None:
