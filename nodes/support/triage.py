@@ -43,7 +43,7 @@ TRIAGE_RULES: dict[Category, list[tuple[str, float]]] = {
         (r"question|information|documentation|docs\b|feature|guide", 1.5),
         (r"hours|contact|team|roadmap|tutorial|getting started|wondering|curious", 1.0),
         (
-            r"limits?\b|language|(update|change) my (phone|e-?mail|address|name|contact|time ?zone)"
+            r"limits?\b|language|(update|change) my (phone|address|name|time ?zone)"
             r"|settings|profile|agreement|gdpr",
             1.5,
         ),
