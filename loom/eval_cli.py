@@ -26,7 +26,7 @@ from loom.settings import get_settings
 
 def add_eval_commands(commands: Any) -> None:
     """``eval run``, ``eval compare`` and ``eval components`` under one ``eval`` command of ``loom``'s subcommands."""
-    about = "run a dataset as an experiment, or compare two experiments"
+    about = "run a dataset as an experiment, compare or tabulate experiments, or evaluate components alone"
     evaluate = commands.add_parser("eval", help=about, description=about)
     actions = evaluate.add_subparsers(required=True, metavar="action")
     run = actions.add_parser("run", help="run every example of a dataset and store the experiment")
