@@ -39,13 +39,16 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 
 # Every graph's golden set end to end (runs through a Loom server) on the embedded default, then one table
-# of them all (the README's). Long, not in CI; SPLIT=golden for the tuning parts.
+# of them all (the README's). Long, not in CI; SPLIT=golden for the tuning parts. Rubrics are judged by the
+# embedded model too, which is weak (README, Evaluating agents): JUDGE=openai:gpt-4o-mini for figures to trust.
 SPLIT ?= holdout
+JUDGE ?= local:smollm2
 EVAL_GRAPHS ?= assistant support plan_execute supervisor pipeline code_reflection
 eval: $(VENV)/.installed
 	mkdir -p .loom/evals
 	for graph in $(EVAL_GRAPHS); do \
-		$(VENV)/bin/loom eval run evals/$$graph/$(SPLIT).jsonl --graph $$graph --json .loom/evals/$$graph.json || exit 1; \
+		$(VENV)/bin/loom eval run evals/$$graph/$(SPLIT).jsonl --graph $$graph --judge $(JUDGE) \
+			--json .loom/evals/$$graph.json || exit 1; \
 	done
 	$(VENV)/bin/loom eval table $(foreach graph,$(EVAL_GRAPHS),.loom/evals/$(graph).json)
 
