@@ -28,7 +28,7 @@ from sqlalchemy import (
     make_url,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from sqlalchemy.pool import StaticPool
 
 from server import migrations, sqlite_connection
@@ -109,6 +109,25 @@ class RunRow(Base):
     also for a stateless run whose checkpoints are gone. Stored as the text already serialised, never re-encoded."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now, onupdate=now)
+    feedback: Mapped[list[FeedbackRow]] = relationship(
+        lazy="raise", passive_deletes=True, order_by="[FeedbackRow.created_at, FeedbackRow.feedback_id]"
+    )
+    """Read only where asked for (``selectinload``): a run read without it shows no ``feedback`` key."""
+
+
+class FeedbackRow(Base):
+    """A score on a run (a user's thumbs-up, a judge's verdict): deleted with its run."""
+
+    __tablename__ = "loom_run_feedback"
+
+    feedback_id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    run_id: Mapped[str] = mapped_column(ForeignKey("loom_runs.run_id", ondelete="CASCADE"), index=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    key: Mapped[str] = mapped_column(String(256))
+    score: Mapped[float | bool] = mapped_column(JSON)
+    """A number, or a bool kept as a bool (a thumbs-up is not 1.0)."""
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
 
 
 class CronRow(Base):

@@ -16,6 +16,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 from langgraph_sdk.runtime import AccessContext
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
 
 from loom.settings import Settings
 from loom.threads import public_thread_id
@@ -128,9 +129,19 @@ async def visible_run(session: AsyncSession, thread_id: str, run_id: str, caller
 
 async def owned_run(session: AsyncSession, thread_id: str | None, run_id: str, user: str) -> RunRow:
     """``user``'s run ``run_id``, on the thread with the public id ``thread_id`` unless that is None (a run
-    without a thread); another user's run, or one on another thread, is a 404 like an unknown id."""
-    run = await session.get(RunRow, run_id)
+    without a thread), read with its feedback; another user's run, or one on another thread, is a 404 like an
+    unknown id."""
+    run = await session.get(RunRow, run_id, options=[selectinload(RunRow.feedback)])
     elsewhere = thread_id is not None and (run is None or public_thread_id(run.thread_id or "") != thread_id)
     if run is None or run.owner != user or elsewhere:
         raise not_found("run", run_id)
     return run
+
+
+async def caller_run(loom: Services, run_id: str, caller: Caller, action: str) -> RunRow:
+    """The caller's run by its id alone, checked as ``visible_run`` on its thread, read with its feedback."""
+    async with loom.sessions() as session:
+        run = await owned_run(session, None, run_id, caller.identity)
+        if run.thread_id is None:
+            return run
+        return await visible_run(session, public_thread_id(run.thread_id), run_id, caller, action)

@@ -113,6 +113,16 @@ class ThreadUsage(Usage):
 
 
 @with_config(OPEN)
+class Feedback(TypedDict):
+    feedback_id: str
+    run_id: str
+    key: str
+    score: bool | float
+    comment: str | None
+    created_at: datetime
+
+
+@with_config(OPEN)
 class Run(TypedDict):
     run_id: str
     thread_id: str | None
@@ -126,6 +136,9 @@ class Run(TypedDict):
     usage: Usage | None
     created_at: datetime
     updated_at: datetime
+    feedback: NotRequired[
+        Annotated[list[Feedback], Field(description="The run's feedback, oldest first (on a single run's read).")]
+    ]
 
 
 @with_config(OPEN)

@@ -12,10 +12,11 @@ from typing import Any, cast
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Interrupt
+from sqlalchemy import inspect
 
 from loom.threads import public_thread_id
-from server.db import RunRow
-from server.responses import Run, Usage
+from server.db import FeedbackRow, RunRow
+from server.responses import Feedback, Run, Usage
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,9 @@ class JsonText:
 
 def run_view(run: RunRow) -> Run:
     """A run as langgraph-api shows it, with Loom's ``attempt``, ``error`` and ``usage``; never the caller's
-    authenticated user, which the stored kwargs carry for the worker."""
-    return {
+    authenticated user, which the stored kwargs carry for the worker. ``feedback`` when it was read with the
+    run (``server.deps.visible_run``: a single run's read), not on lists or on creation."""
+    view: Run = {
         "run_id": run.run_id,
         "thread_id": public_thread_id(run.thread_id) if run.thread_id else None,
         "assistant_id": run.assistant_id,
@@ -42,6 +44,15 @@ def run_view(run: RunRow) -> Run:
         "created_at": run.created_at,
         "updated_at": run.updated_at,
     }
+    if "feedback" not in inspect(run).unloaded:
+        view["feedback"] = [feedback_view(row) for row in run.feedback]
+    return view
+
+
+def feedback_view(row: FeedbackRow) -> Feedback:
+    """One score on a run, as ``POST /runs/{run_id}/feedback`` stored it."""
+    return {"feedback_id": row.feedback_id, "run_id": row.run_id, "key": row.key, "score": row.score,
+            "comment": row.comment, "created_at": row.created_at}  # fmt: skip
 
 
 def run_path(run: RunRow) -> str:
