@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import types
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired, Required, Union, get_args, get_origin, get_type_hints
@@ -33,7 +35,8 @@ expected items ran (some may not have); ``superset`` every expected item ran (ot
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Text = Annotated[str, Field(min_length=1)]
-StatePath = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")]
+STATE_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$"
+StatePath = Annotated[str, Field(pattern=STATE_PATH_PATTERN)]
 """A final-state key, dotted into nested values: ``triage.category``; list items by index: ``failures.0.tool``."""
 
 
@@ -105,39 +108,48 @@ class DatasetError(ValueError):
 
 def load_dataset(path: Path) -> list[Example]:
     """Read and validate a JSONL dataset; blank lines are skipped. Raises ``DatasetError`` naming every bad line."""
+    lines = enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+    return parse_examples(((f"{path}:{number}", line) for number, line in lines), str(path))
+
+
+def parse_examples(
+    lines: Iterable[tuple[str, str]], source: str, join: Callable[[str, str], str] = "{}: {}".format
+) -> list[Example]:
+    """Validate JSON lines, each ``(where, line)``; blank lines are skipped. Raises ``DatasetError`` whose
+    problems are ``join(where, field)`` and the message: ``data.jsonl:3: inputs: …`` for a file by default,
+    ``examples.2.inputs: …`` with ``join="{}.{}".format`` for an HTTP body."""
     examples: list[Example] = []
     problems: list[str] = []
-    first_line: dict[str, int] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    first: dict[str, str] = {}
+    for where, line in lines:
         if not line.strip():
             continue
-        where = f"{path}:{number}"
         example, errors = _parse_line(line)
-        problems += [f"{where}: {error}" for error in errors]
+        problems += [f"{join(where, field)}: {message}" for field, message in errors]
         if example is None:
             continue
-        if example.id in first_line:
-            problems.append(f"{where}: id: duplicate id {example.id!r} (first on line {first_line[example.id]})")
-        first_line.setdefault(example.id, number)
+        if example.id in first:
+            problems.append(f"{join(where, 'id')}: duplicate id {example.id!r} (first at {first[example.id]})")
+        first.setdefault(example.id, where)
         examples.append(example)
     if not examples and not problems:
-        problems.append(f"{path}: the dataset has no examples")
+        problems.append(f"{source}: the dataset has no examples")
     if problems:
         raise DatasetError(problems)
     return examples
 
 
-def _parse_line(line: str) -> tuple[Example | None, list[str]]:
+def _parse_line(line: str) -> tuple[Example | None, list[tuple[str, str]]]:
     try:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
-        return None, [f"json: {exc.msg} at column {exc.colno}"]
+        return None, [("json", f"{exc.msg} at column {exc.colno}")]
     if not isinstance(data, dict):
-        return None, [f"json: a line is one JSON object, not {type(data).__name__}"]
+        return None, [("json", f"an example is one JSON object, not {type(data).__name__}")]
     try:
         return Example.model_validate(data), []
     except ValidationError as exc:
-        return None, [f"{_field(error['loc'])}: {error['msg']}" for error in exc.errors()]
+        return None, [(_field(error["loc"]), error["msg"]) for error in exc.errors()]
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -147,6 +159,33 @@ def _field(loc: tuple[int | str, ...]) -> str:
 
 
 _TAGS = {"str", "int", "float", "bool", "list", "dict"}
+_STATE_PATH = re.compile(STATE_PATH_PATTERN)
+
+
+EXPECTED_TEXT_MAX = 200
+"""Longer strings of a final state are left out of the expectations made from it (answers, documents)."""
+
+
+def state_expectations(values: Any, prefix: str = "") -> dict[str, JsonValue]:
+    """``expected.state`` made from a run's final values, for a person to correct: every bool, number and
+    string of at most ``EXPECTED_TEXT_MAX`` characters, nested objects as dotted paths (``triage.category``);
+    lists (messages, logs), empty values and keys a path cannot name are left out."""
+    found: dict[str, JsonValue] = {}
+    for key, value in values.items() if isinstance(values, Mapping) else ():
+        path = f"{prefix}{key}"
+        if not isinstance(key, str) or not _STATE_PATH.fullmatch(path):
+            continue
+        if isinstance(value, Mapping):
+            found |= state_expectations(value, f"{path}.")
+        elif _expectable(value):
+            found[path] = value
+    return found
+
+
+def _expectable(value: Any) -> bool:
+    if isinstance(value, str):
+        return 0 < len(value) <= EXPECTED_TEXT_MAX
+    return isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value))
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from server.routes import (
     artifacts,
     assistants,
     crons,
+    datasets,
     feedback,
     mcp,
     metrics,
@@ -125,7 +126,7 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
         app.add_middleware(HttpObserver)  # outermost: sees every answer, the edge's 413/408 too
     install_error_handlers(app)
     install_openapi(app)
-    routes = (system, assistants, threads, usage, crons, runs, feedback, store, tasks, artifacts, support)
+    routes = (system, assistants, threads, usage, crons, runs, feedback, datasets, store, tasks, artifacts, support)
     modules = (*routes, *([mcp] if serves_mcp else [])) if api else (system,)
     if settings.metrics:
         app.include_router(metrics.router)

@@ -188,5 +188,29 @@ class StateUpdated(TypedDict):
     checkpoint_id: str
 
 
+@with_config(OPEN)
+class DatasetVersion(TypedDict):
+    version: int
+    example_count: int
+    created_at: datetime
+
+
+@with_config(OPEN)
+class DatasetSummary(TypedDict):
+    dataset_id: str
+    name: str
+    description: str | None
+    version: int
+    """The latest version (a dataset's read names the version it shows)."""
+    example_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class Dataset(DatasetSummary):
+    examples: list[dict[str, Any]]
+    """As ``loom.datasets.Example`` validated them, defaults left out: the JSONL lines a user would write."""
+
+
 class Ok(TypedDict):
     ok: bool

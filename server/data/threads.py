@@ -156,11 +156,11 @@ async def changing(sessions: Sessions, thread_id: str, user: str) -> AsyncIterat
         thread.updated_at = now()
 
 
-async def latest_run(sessions: Sessions, key: str) -> RunRow | None:
-    """The newest run on the thread stored under ``key``."""
+async def latest_run(sessions: Sessions, key: str, first: bool = False) -> RunRow | None:
+    """The newest run on the thread stored under ``key`` (``first``: the oldest)."""
+    order = RunRow.created_at.asc() if first else RunRow.created_at.desc()
     async with sessions() as session:
-        query = select(RunRow).where(RunRow.thread_id == key).order_by(RunRow.created_at.desc())
-        return await session.scalar(query.limit(1))
+        return await session.scalar(select(RunRow).where(RunRow.thread_id == key).order_by(order).limit(1))
 
 
 async def run_usages(sessions: Sessions, thread_id: str, user: str, filters: Filters) -> list[dict[str, Any]]:

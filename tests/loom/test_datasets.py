@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from graphs.plan_execute import plan_tools
-from loom.datasets import DatasetError, Example, GraphNames, graph_names, load_dataset, names_problems
+from loom.datasets import (
+    DatasetError,
+    Example,
+    GraphNames,
+    graph_names,
+    load_dataset,
+    names_problems,
+    state_expectations,
+)
 from nodes.team.code_reflection import HARNESS
 from server.registry import read_config
 from services.sandbox.runner import run_python
@@ -104,8 +112,8 @@ def test_bad_lines_are_reported_as_file_line_field_message(tmp_path: Path) -> No
         f"{path}:2: expected.nodes_mode: Input should be 'subset', 'strict', 'unordered' or 'superset'",
         f"{path}:3: expected.nodez: Extra inputs are not permitted",
         f"{path}:5: json: Expecting property name enclosed in double quotes at column 16",
-        f"{path}:6: json: a line is one JSON object, not list",
-        f"{path}:7: id: duplicate id 'a' (first on line 1)",
+        f"{path}:6: json: an example is one JSON object, not list",
+        f"{path}:7: id: duplicate id 'a' (first at {path}:1)",
         f"{path}:8: inputs: must be the user's message (a non-empty string) or the graph's input",
         f"{path}:9: expected.interrupt: Input should be a valid boolean",
         f"{path}:9: expected.max_steps: Input should be greater than 0",
@@ -147,7 +155,7 @@ def test_ids_come_from_the_inputs_when_absent_and_stay_the_same(tmp_path: Path) 
 
 def test_two_examples_with_the_same_inputs_need_ids(tmp_path: Path) -> None:
     path = write_lines(tmp_path, '{"inputs": "same"}', '{"inputs": "same", "rubric": ["other"]}')
-    with pytest.raises(DatasetError, match=r"bad.jsonl:2: id: duplicate id 'ex-[0-9a-f]{12}' \(first on line 1\)"):
+    with pytest.raises(DatasetError, match=r"bad.jsonl:2: id: duplicate id .ex-[0-9a-f]{12}. \(first at .*:1\)"):
         load_dataset(path)
 
 
@@ -166,3 +174,18 @@ def test_a_code_task_s_tests_pass_in_the_sandbox_with_its_reference_solution(exa
     result = run_python(HARNESS, files=files)
     assert result.ok, result.stdout + result.stderr
     assert " passed, 0 failed" in result.stdout
+
+
+def test_expectations_from_a_final_state_keep_its_short_values_as_dotted_paths() -> None:
+    values = {
+        "triage": {"category": "billing", "priority": 2, "escalate": False, "note": None},
+        "messages": [{"role": "user", "content": "refund"}],
+        "answer": "x" * 201,
+        "score": float("nan"),
+        "bad key": "left out",
+        "done": True,
+    }
+    assert state_expectations(values) == {
+        "triage.category": "billing", "triage.priority": 2, "triage.escalate": False, "done": True
+    }  # fmt: skip
+    Example.model_validate({"inputs": "refund", "expected": {"state": state_expectations(values)}})

@@ -15,7 +15,7 @@ import pytest
 
 from loom.processes import LoomServer, scratch_postgres_database
 from tests.fixtures.servers import serving
-from tests.server.live import ALICE, KEYS, MAX_BODY_BYTES
+from tests.server.live import ALICE, BOB, KEYS, MAX_BODY_BYTES
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +56,13 @@ async def alice_http(keyed_server: LoomServer) -> AsyncIterator[httpx.AsyncClien
     async with httpx.AsyncClient(base_url=keyed_server.url, headers=ALICE, timeout=60) as client:
         yield client
         assert (await client.get("/ok")).status_code == 200, "the server still answers"
+
+
+@pytest.fixture
+async def bob_http(keyed_server: LoomServer) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``keyed_server`` as bob, who must see none of alice's things."""
+    async with httpx.AsyncClient(base_url=keyed_server.url, headers=BOB, timeout=60) as client:
+        yield client
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
