@@ -141,15 +141,22 @@ def parse_examples(
 
 def _parse_line(line: str) -> tuple[Example | None, list[tuple[str, str]]]:
     try:
-        data = json.loads(line)
+        data = json.loads(line, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         return None, [("json", f"{exc.msg} at column {exc.colno}")]
+    except ValueError as exc:
+        return None, [("json", str(exc))]
     if not isinstance(data, dict):
         return None, [("json", f"an example is one JSON object, not {type(data).__name__}")]
     try:
         return Example.model_validate(data), []
     except ValidationError as exc:
         return None, [(_field(error["loc"]), error["msg"]) for error in exc.errors()]
+
+
+def _refuse_constant(name: str) -> Any:
+    """Strict JSON, as the server's edge takes it: NaN and Infinity cannot be stored and sent back."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def _field(loc: tuple[int | str, ...]) -> str:

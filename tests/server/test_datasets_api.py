@@ -63,6 +63,7 @@ async def test_an_update_is_a_new_version_and_the_old_one_is_kept(alice_http: ht
         ([ROUTING[0], ROUTING[0]], "examples.1.id: duplicate id 'chart' (first at examples.0)"),
         ([3], "examples.0.json: an example is one JSON object, not int"),
         ('{"inputs": "a"}\n\n{"inputs": ', "examples.2.json: Expecting value at column 12"),
+        ('{"inputs": {"x": NaN}}', "examples.0.json: NaN is not JSON"),
     ],
 )
 async def test_a_bad_example_is_a_422_naming_it(alice_http: httpx.AsyncClient, examples: object, message: str) -> None:
