@@ -49,6 +49,13 @@ from server.routes.docs import install_docs
 from server.store_config import store_options
 
 log = logging.getLogger("loom.server")
+API_DESCRIPTION = (
+    "Loom serves LangGraph graphs over the Agent Server API that langgraph-sdk and LangGraph Studio speak: "
+    "assistants, threads with their checkpointed state and history, runs (background, streamed as SSE or NDJSON, "
+    "or waited for), crons, the per-user store, and Loom's own tasks, support, usage and evaluation routes. "
+    "Send an API key as `Authorization: Bearer <key>` or `x-api-key` when the server has keys. Every error is "
+    "JSON: `{detail, code}`."
+)
 LOCAL_CORS: dict[str, Any] = {
     "allow_origins": ["*"],
     "allow_methods": ["*"],
@@ -114,7 +121,7 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
                 with blocking_detection(settings.detect_blocking):
                     yield
 
-    app = FastAPI(title="Loom", version="0.1.0", lifespan=lifespan, description=__doc__, docs_url=None, redoc_url=None)
+    app = FastAPI(title="Loom", version="0.1.0", lifespan=lifespan, description=API_DESCRIPTION, docs_url=None, redoc_url=None)
     install_docs(app)  # from installed files, not a CDN: they work offline
     mimetypes.init()  # serving those files reads the system's MIME tables once: now, not on the event loop
     app.state.settings = settings
