@@ -121,7 +121,9 @@ def create_app(settings: Settings | None = None, api: bool = True) -> FastAPI:
                 with blocking_detection(settings.detect_blocking):
                     yield
 
-    app = FastAPI(title="Loom", version="0.1.0", lifespan=lifespan, description=API_DESCRIPTION, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Loom", version="0.1.0", lifespan=lifespan, description=API_DESCRIPTION, docs_url=None, redoc_url=None
+    )
     install_docs(app)  # from installed files, not a CDN: they work offline
     mimetypes.init()  # serving those files reads the system's MIME tables once: now, not on the event loop
     app.state.settings = settings
